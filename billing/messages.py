@@ -1,0 +1,256 @@
+"""Input messages (SPEC S2) parsed into typed values, or rejected as ``malformed`` (S9, S14.2)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing.clock import TimestampError, parse_ts
+from billing.numbers import DecimalFormatError, decimal_places, parse_decimal_text
+from billing.rules import CHANNELS, BillingRules
+
+READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
+TOPIC_ORDER = {ACCOUNTS: 0, PAYMENTS: 1, READINGS: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One input message as it arrived: its topic, a unique source position and its text."""
+
+    topic: str
+    position: str
+    raw: str
+    received_at: datetime
+    payload: Any = None
+
+    @staticmethod
+    def decode(topic: str, position: str, raw: str, received_at: datetime) -> Envelope:
+        """Wrap a raw line, decoding its JSON (``payload`` stays None when it is not JSON)."""
+        try:
+            payload = json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
+        except ValueError:
+            payload = None
+        return Envelope(topic, position, raw, received_at, payload)
+
+    @property
+    def key(self) -> str:
+        """The message key: meter id for readings, account id otherwise ('' if missing)."""
+        if isinstance(self.payload, dict):
+            value = self.payload.get("meter_id" if self.topic == READINGS else "account_id")
+            if isinstance(value, str):
+                return value
+        return ""
+
+
+def _reject_float(text: str) -> Any:
+    """Keep JSON numbers with a fraction, exponent or NaN as a marker that fails decimals."""
+    return FloatLiteral(text)
+
+
+@dataclass(frozen=True, slots=True)
+class FloatLiteral:
+    """A JSON number that is not an integer; never valid where a decimal string is needed."""
+
+    text: str
+
+
+class Malformed(ValueError):
+    """The message is not well formed; ``str(err)`` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A cumulative register reading."""
+
+    meter_id: str
+    ts: datetime
+    energy: Decimal
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """A prepaid top-up."""
+
+    payment_id: str
+    account_id: str
+    amount: Decimal
+    channel: str
+    ts: datetime
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem:
+    """A points redemption."""
+
+    payment_id: str
+    account_id: str
+    points: int
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """An account lifecycle event; ``fields`` holds the validated optional fields."""
+
+    kind: str
+    account_id: str
+    ts: datetime
+    meter_id: str = ""
+    plan: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Message = Reading | TopUp | Redeem | AccountEvent
+
+
+def _text(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise Malformed(f"{name} must be a non-empty string")
+    return value
+
+
+def _ts(payload: dict[str, Any], rules: BillingRules) -> datetime:
+    try:
+        return parse_ts(payload.get("ts"), rules.zone)
+    except TimestampError as err:
+        raise Malformed(f"ts: {err}") from err
+
+
+def _decimal(payload: dict[str, Any], name: str) -> Decimal:
+    try:
+        return parse_decimal_text(payload.get(name))
+    except DecimalFormatError as err:
+        raise Malformed(f"{name}: {err}") from err
+
+
+def _energy(payload: dict[str, Any], name: str) -> Decimal:
+    value = _decimal(payload, name)
+    if value < 0 or decimal_places(value) > 3:
+        raise Malformed(f"{name} must be ≥ 0 with at most 3 decimals")
+    return value
+
+
+def _money(payload: dict[str, Any], name: str) -> Decimal:
+    value = _decimal(payload, name)
+    if decimal_places(value) > 2:
+        raise Malformed(f"{name} must have at most 2 decimals")
+    return value
+
+
+def _plan(payload: dict[str, Any], rules: BillingRules) -> str:
+    plan = _text(payload, "plan")
+    if plan not in rules.plans:
+        raise Malformed(f"unknown plan {plan!r}")
+    return plan
+
+
+def parse_message(envelope: Envelope, rules: BillingRules) -> Message:
+    """Parse an envelope's payload into a typed message or raise ``Malformed``."""
+    payload = envelope.payload
+    if not isinstance(payload, dict):
+        raise Malformed("not a JSON object")
+    if envelope.topic == READINGS:
+        return _reading(payload, rules)
+    if envelope.topic == PAYMENTS:
+        return _payment(payload, rules)
+    if envelope.topic == ACCOUNTS:
+        return _account_event(payload, rules)
+    raise Malformed(f"unknown topic {envelope.topic!r}")
+
+
+def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
+    meter_id = _text(payload, "meter_id")
+    ts = _ts(payload, rules)
+    energy = _energy(payload, "energy_kwh")
+    if "power_w" in payload and payload["power_w"] is not None:
+        _decimal(payload, "power_w")
+    source = payload.get("source", "")
+    if not isinstance(source, str):
+        raise Malformed("source must be a string")
+    return Reading(meter_id, ts, energy, source)
+
+
+def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
+    kind = payload.get("type")
+    if kind == "topup":
+        payment_id = _text(payload, "payment_id")
+        account_id = _text(payload, "account_id")
+        amount = _decimal(payload, "amount")
+        channel = payload.get("channel")
+        if channel not in CHANNELS:
+            raise Malformed(f"unknown channel {channel!r}")
+        ts = _ts(payload, rules)
+        request_id = payload.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise Malformed("request_id must be a string")
+        return TopUp(payment_id, account_id, amount, str(channel), ts, request_id)
+    if kind == "redeem":
+        payment_id = _text(payload, "payment_id")
+        account_id = _text(payload, "account_id")
+        points = payload.get("points")
+        if not isinstance(points, int) or isinstance(points, bool):
+            raise Malformed("points must be a JSON integer")
+        return Redeem(payment_id, account_id, points, _ts(payload, rules))
+    raise Malformed(f"unknown payment type {kind!r}")
+
+
+_UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
+_UPDATE_TEXT = ("phone", "locale")
+
+
+def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
+    kind = payload.get("type")
+    if kind not in {"open", "change_plan", "replace_meter", "update", "close"}:
+        raise Malformed(f"unknown account event type {kind!r}")
+    account_id = _text(payload, "account_id")
+    ts = _ts(payload, rules)
+    fields: dict[str, Any] = {}
+    if kind == "open":
+        meter_id = _text(payload, "meter_id")
+        plan = _plan(payload, rules)
+        fields["opening_balance"] = (
+            _money(payload, "opening_balance") if "opening_balance" in payload else Decimal("0.00")
+        )
+        fields["ytd_kwh"] = _energy(payload, "ytd_kwh") if "ytd_kwh" in payload else Decimal(0)
+        _optional_settings(payload, fields)
+        for name in ("district", "landlord_id"):
+            if payload.get(name) is not None:
+                fields[name] = _text(payload, name)
+        return AccountEvent("open", account_id, ts, meter_id, plan, fields)
+    if kind == "change_plan":
+        return AccountEvent("change_plan", account_id, ts, plan=_plan(payload, rules))
+    if kind == "replace_meter":
+        fields["old_meter_id"] = _text(payload, "old_meter_id")
+        fields["old_final_kwh"] = _energy(payload, "old_final_kwh")
+        fields["new_initial_kwh"] = _energy(payload, "new_initial_kwh")
+        new_meter = _text(payload, "new_meter_id")
+        return AccountEvent("replace_meter", account_id, ts, new_meter, fields=fields)
+    if kind == "update":
+        _optional_settings(payload, fields)
+        return AccountEvent("update", account_id, ts, fields=fields)
+    if payload.get("final_kwh") is not None:
+        fields["final_kwh"] = _energy(payload, "final_kwh")
+    return AccountEvent("close", account_id, ts, fields=fields)
+
+
+def _optional_settings(payload: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Threshold, auto top-up amount (null turns it off), phone and locale."""
+    if payload.get("low_balance_threshold") is not None:
+        fields["low_balance_threshold"] = _money(payload, "low_balance_threshold")
+    if "auto_topup_amount" in payload:
+        if payload["auto_topup_amount"] is None:
+            fields["auto_topup_amount"] = None
+        else:
+            amount = _money(payload, "auto_topup_amount")
+            if amount <= 0:
+                raise Malformed("auto_topup_amount must be > 0")
+            fields["auto_topup_amount"] = amount
+    for name in _UPDATE_TEXT:
+        if payload.get(name) is not None:
+            fields[name] = _text(payload, name)

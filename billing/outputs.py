@@ -1,0 +1,133 @@
+"""What the billing core emits: analytics rows (S8) and topic messages (S7), with stable ids."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing.clock import ts_text
+from billing.numbers import money_text
+
+NOTIFICATIONS = "notifications"
+METER_COMMANDS = "meter-commands"
+PAYMENT_REQUESTS = "payment-requests"
+DLQ = "dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row for an analytics table."""
+
+    table: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """One message for an output topic (logical name, without the configured prefix)."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+Output = Row | TopicMessage
+
+
+def json_text(data: dict[str, Any]) -> str:
+    """Compact, key-ordered JSON of a message payload (decimals as strings)."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return ts_text(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(slots=True)
+class Emitter:
+    """Collects the outputs of one processed message, in processing order."""
+
+    outputs: list[Output] = field(default_factory=list)
+
+    def row(self, table: str, **values: Any) -> None:
+        """Add an analytics row."""
+        self.outputs.append(Row(table, values))
+
+    def message(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """Add a topic message."""
+        self.outputs.append(TopicMessage(topic, key, value))
+
+    def event(
+        self,
+        topic: str,
+        *,
+        id_field: str,
+        event_id: str,
+        kind: str,
+        account_id: str,
+        meter_id: str,
+        ts: datetime,
+        key: str,
+        value: dict[str, Any],
+        data: dict[str, Any],
+    ) -> None:
+        """A topic message that is also recorded in the ``events`` table."""
+        self.message(topic, key, {id_field: event_id, **value})
+        self.row(
+            "events",
+            event_id=event_id,
+            account_id=account_id,
+            meter_id=meter_id,
+            ts=ts,
+            type=kind,
+            data=json_text(data),
+        )
+
+
+def rejection(
+    emitter: Emitter,
+    *,
+    topic: str,
+    position: str,
+    key: str,
+    payload: str,
+    reason: str,
+    detail: str,
+    received_at: datetime,
+) -> None:
+    """Record a rejected input in the ``rejected`` table and on the DLQ."""
+    emitter.row(
+        "rejected",
+        rejection_id=position,
+        topic=f"wattpay.{topic}",
+        key=key,
+        payload=payload,
+        reason=reason,
+        detail=detail,
+        received_at=received_at,
+    )
+    emitter.message(
+        DLQ,
+        key,
+        {
+            "rejection_id": position,
+            "topic": f"wattpay.{topic}",
+            "key": key,
+            "payload": payload,
+            "reason": reason,
+            "detail": detail,
+            "received_at": ts_text(received_at),
+        },
+    )
+
+
+def money(value: Decimal) -> str:
+    """Money as a message field: a 2-decimal string."""
+    return money_text(value)

@@ -1,0 +1,170 @@
+"""Tariff plans: tier bounds, flat or time-of-use prices (SPEC S4).
+
+Built-in plans follow the Zhejiang residential tariff as published by the Zhejiang
+Provincial Development and Reform Commission (浙江省发展改革委, 浙发改价格〔2021〕 series on
+居民阶梯电价 and 峰谷分时电价): annual tiers on calendar-year consumption of 2760 kWh and
+4800 kWh; flat prices 0.538 / 0.588 / 0.838 yuan/kWh; time-of-use peak (08:00–22:00)
+0.568 / 0.618 / 0.868 and valley (22:00–08:00) 0.288 / 0.338 / 0.588 yuan/kWh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+FLAT = "flat"
+
+
+class PlanError(ValueError):
+    """A plan definition is invalid or a plan id is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A time-of-use period starting at ``start`` local time each day."""
+
+    name: str
+    start: time
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A tariff plan.
+
+    ``prices`` maps a period name (``flat`` for flat plans) to one price per tier.
+    ``tier_bounds`` are the upper bounds in kWh of every tier but the last.
+    """
+
+    plan_id: str
+    tier_bounds: tuple[Decimal, ...]
+    prices: Mapping[str, tuple[Decimal, ...]]
+    periods: tuple[Period, ...] = ()
+    effective_from: date | None = None
+    effective_to: date | None = None
+    tier_cycle: str = "year"
+
+    @property
+    def is_tou(self) -> bool:
+        """True when prices depend on the time of day."""
+        return bool(self.periods)
+
+    def validate(self) -> None:
+        """Raise PlanError unless the plan is consistent."""
+        tiers = len(self.tier_bounds) + 1
+        if list(self.tier_bounds) != sorted(self.tier_bounds) or any(
+            b <= 0 for b in self.tier_bounds
+        ):
+            raise PlanError(f"{self.plan_id}: tier bounds must be positive and increasing")
+        names = [p.name for p in self.periods] if self.periods else [FLAT]
+        if set(names) != set(self.prices):
+            raise PlanError(f"{self.plan_id}: prices must cover exactly the periods {names}")
+        for name, row in self.prices.items():
+            if len(row) != tiers:
+                raise PlanError(f"{self.plan_id}: period {name} needs {tiers} prices")
+        if self.tier_cycle != "year":
+            raise PlanError(f"{self.plan_id}: only the calendar-year tier cycle is supported")
+
+    def period_at(self, moment: datetime) -> str:
+        """The period name in force at a local ``moment``."""
+        if not self.periods:
+            return FLAT
+        clock = moment.timetz().replace(tzinfo=None)
+        current = self.periods[-1].name
+        for period in self.periods:
+            if period.start <= clock:
+                current = period.name
+        return current
+
+    def period_boundaries(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """Local times strictly inside (start, end) where the period changes."""
+        if not self.periods:
+            return
+        day = start.date()
+        while True:
+            for period in self.periods:
+                moment = datetime.combine(day, period.start, tzinfo=start.tzinfo)
+                if moment >= end:
+                    return
+                if moment > start:
+                    yield moment
+            day += timedelta(days=1)
+
+    def tier_of(self, cumulative_kwh: Decimal) -> int:
+        """0-based tier covering the kWh just above ``cumulative_kwh``."""
+        for index, bound in enumerate(self.tier_bounds):
+            if cumulative_kwh < bound:
+                return index
+        return len(self.tier_bounds)
+
+
+def _prices(*values: str) -> tuple[Decimal, ...]:
+    return tuple(Decimal(v) for v in values)
+
+
+ZHEJIANG_BOUNDS = (Decimal(2760), Decimal(4800))
+
+BUILTIN_PLANS: dict[str, Plan] = {
+    "zhejiang-tiered": Plan(
+        plan_id="zhejiang-tiered",
+        tier_bounds=ZHEJIANG_BOUNDS,
+        prices={FLAT: _prices("0.538", "0.588", "0.838")},
+    ),
+    "zhejiang-tou": Plan(
+        plan_id="zhejiang-tou",
+        tier_bounds=ZHEJIANG_BOUNDS,
+        prices={
+            "peak": _prices("0.568", "0.618", "0.868"),
+            "valley": _prices("0.288", "0.338", "0.588"),
+        },
+        periods=(Period("valley", time(0)), Period("peak", time(8)), Period("valley", time(22))),
+    ),
+}
+
+
+def plan_from_config(plan_id: str, spec: Mapping[str, object]) -> Plan:
+    """Build a plan from a config table (``[plans.ID]`` in the TOML file).
+
+    Keys: ``tier_bounds`` (list of kWh strings), ``prices`` (table period -> list of
+    price strings; use ``flat`` for flat plans), ``periods`` (list of ``"HH:MM=name"``),
+    optional ``effective_from`` / ``effective_to`` (dates).
+    """
+    try:
+        bounds = tuple(Decimal(str(b)) for b in spec["tier_bounds"])  # type: ignore[union-attr]
+        raw_prices = spec["prices"]
+        prices = {
+            str(name): tuple(Decimal(str(p)) for p in row)  # type: ignore[union-attr]
+            for name, row in raw_prices.items()  # type: ignore[union-attr]
+        }
+        periods = []
+        for item in spec.get("periods", []):  # type: ignore[union-attr]
+            clock, name = str(item).split("=", 1)
+            periods.append(Period(name.strip(), time.fromisoformat(clock.strip())))
+    except (KeyError, TypeError, ValueError, ArithmeticError) as err:
+        raise PlanError(f"plan {plan_id}: {err}") from err
+    plan = Plan(
+        plan_id=plan_id,
+        tier_bounds=bounds,
+        prices=prices,
+        periods=tuple(sorted(periods, key=lambda p: p.start)),
+        effective_from=_opt_date(spec.get("effective_from")),
+        effective_to=_opt_date(spec.get("effective_to")),
+    )
+    plan.validate()
+    return plan
+
+
+def _opt_date(value: object) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def plan_catalog(extra: Mapping[str, Plan] | None = None) -> dict[str, Plan]:
+    """Built-in plans plus configured ones (configured ids override built-ins)."""
+    catalog = dict(BUILTIN_PLANS)
+    catalog.update(extra or {})
+    return catalog
