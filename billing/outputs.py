@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +47,8 @@ def _json_default(value: object) -> object:
         return str(value)
     if isinstance(value, datetime):
         return ts_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

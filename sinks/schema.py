@@ -1,0 +1,317 @@
+"""ClickHouse table definitions (SPEC S8) as data, and the pure functions that build their SQL.
+
+Nothing here talks to ClickHouse: `sinks/clickhouse.py` runs what these functions return.
+
+Migrations are numbered and applied once each, in order; `schema_migrations` records the
+applied versions. `TABLES` always describes the current schema, and migration 1 creates the
+tables from it, so a fresh database gets every column at once. To add a column later:
+add it to the table's `columns` below, and append a migration such as
+``Migration(2, "readings.quality", (add_column_sql("readings", "quality"),))``; its
+``ADD COLUMN IF NOT EXISTS`` upgrades an old database and is a no-op on a fresh one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+TIMESTAMP = "DateTime64(3, 'Asia/Shanghai')"
+DAY = "Date"
+MONEY = "Decimal(18, 2)"
+ENERGY = "Decimal(18, 3)"
+PRICE = "Decimal(18, 4)"
+COST = "Decimal(38, 7)"
+STRING = "String"
+LABEL = "LowCardinality(String)"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name and ClickHouse type."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A ReplacingMergeTree table: columns in insert order, sorting (dedup) key, version column."""
+
+    name: str
+    columns: tuple[Column, ...]
+    order_by: tuple[str, ...]
+    version_column: str | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in definition order."""
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A numbered schema change: statements run in order, then the version is recorded."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
+    return tuple(Column(name, type_) for name, type_ in pairs)
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "readings",
+        _cols(
+            ("meter_id", STRING),
+            ("account_id", STRING),
+            ("ts", TIMESTAMP),
+            ("energy_kwh", ENERGY),
+            ("source", STRING),
+        ),
+        ("meter_id", "ts"),
+    ),
+    TableSpec(
+        "rejected",
+        _cols(
+            ("rejection_id", STRING),
+            ("topic", LABEL),
+            ("key", STRING),
+            ("payload", STRING),
+            ("reason", LABEL),
+            ("detail", STRING),
+            ("received_at", TIMESTAMP),
+        ),
+        ("rejection_id",),
+    ),
+    TableSpec(
+        "intervals",
+        _cols(
+            ("interval_id", STRING),
+            ("account_id", STRING),
+            ("meter_id", STRING),
+            ("start", TIMESTAMP),
+            ("end", TIMESTAMP),
+            ("kwh", ENERGY),
+            ("period", LABEL),
+            ("tier", "UInt8"),
+            ("price", PRICE),
+            ("cost", COST),
+        ),
+        ("account_id", "interval_id"),
+    ),
+    TableSpec(
+        "daily_usage",
+        _cols(
+            ("account_id", STRING),
+            ("day", DAY),
+            ("kwh", ENERGY),
+            ("kwh_peak", ENERGY),
+            ("kwh_valley", ENERGY),
+            ("kwh_tier1", ENERGY),
+            ("kwh_tier2", ENERGY),
+            ("kwh_tier3", ENERGY),
+            ("charge", MONEY),
+            ("ytd_kwh", ENERGY),
+            ("closing_balance", MONEY),
+        ),
+        ("account_id", "day"),
+    ),
+    TableSpec(
+        "ledger",
+        _cols(
+            ("entry_id", STRING),
+            ("account_id", STRING),
+            ("seq", "UInt64"),
+            ("ts", TIMESTAMP),
+            ("kind", LABEL),
+            ("amount", MONEY),
+            ("balance_after", MONEY),
+            ("ref", STRING),
+        ),
+        ("account_id", "entry_id"),
+    ),
+    TableSpec(
+        "points_ledger",
+        _cols(
+            ("entry_id", STRING),
+            ("account_id", STRING),
+            ("seq", "UInt64"),
+            ("ts", TIMESTAMP),
+            ("kind", LABEL),
+            ("points", "Int64"),
+            ("balance_after", "Int64"),
+        ),
+        ("account_id", "entry_id"),
+    ),
+    TableSpec(
+        "events",
+        _cols(
+            ("event_id", STRING),
+            ("account_id", STRING),
+            ("meter_id", STRING),
+            ("ts", TIMESTAMP),
+            ("type", LABEL),
+            ("data", STRING),
+        ),
+        ("account_id", "event_id"),
+    ),
+    TableSpec(
+        "accounts",
+        _cols(
+            ("account_id", STRING),
+            ("meter_id", STRING),
+            ("plan", STRING),
+            ("status", LABEL),
+            ("balance", MONEY),
+            ("available", MONEY),
+            ("overdraft_limit", MONEY),
+            ("points", "Int64"),
+            ("ytd_kwh", ENERGY),
+            ("updated_at", TIMESTAMP),
+            ("version", "UInt64"),
+        ),
+        ("account_id",),
+        version_column="version",
+    ),
+)
+
+SCHEMA_MIGRATIONS = TableSpec(
+    "schema_migrations",
+    _cols(("version", "UInt32"), ("description", STRING), ("applied_at", TIMESTAMP)),
+    ("version",),
+)
+
+_BY_NAME: dict[str, TableSpec] = {t.name: t for t in (*TABLES, SCHEMA_MIGRATIONS)}
+
+
+def table_spec(table_name: str) -> TableSpec:
+    """Return the definition of a table, or raise ValueError naming the known tables."""
+    try:
+        return _BY_NAME[table_name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise ValueError(f"unknown table {table_name!r}; known tables: {known}") from None
+
+
+def quote_identifier(name: str) -> str:
+    """Backquote an identifier (``start``/``end`` and friends are keywords)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def create_table_sql(table: TableSpec) -> str:
+    """Return the ``CREATE TABLE IF NOT EXISTS`` statement for one table."""
+    columns = ",\n".join(f"    {quote_identifier(c.name)} {c.type}" for c in table.columns)
+    engine = "ReplacingMergeTree"
+    if table.version_column is not None:
+        engine += f"({quote_identifier(table.version_column)})"
+    keys = [quote_identifier(k) for k in table.order_by]
+    order_by = keys[0] if len(keys) == 1 else "(" + ", ".join(keys) + ")"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table.name)}\n(\n{columns}\n)\n"
+        f"ENGINE = {engine}\nORDER BY {order_by}"
+    )
+
+
+def add_column_sql(table_name: str, column_name: str) -> str:
+    """Return ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` for a column of the current schema."""
+    table = table_spec(table_name)
+    names = table.column_names
+    if column_name not in names:
+        raise ValueError(f"table {table_name!r} has no column {column_name!r}")
+    column = table.columns[names.index(column_name)]
+    index = names.index(column_name)
+    position = "FIRST" if index == 0 else f"AFTER {quote_identifier(names[index - 1])}"
+    return (
+        f"ALTER TABLE {quote_identifier(table.name)} ADD COLUMN IF NOT EXISTS "
+        f"{quote_identifier(column.name)} {column.type} {position}"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", tuple(create_table_sql(t) for t in TABLES)),
+)
+
+
+def pending_migrations(applied: Iterable[int]) -> list[Migration]:
+    """Return the migrations not yet applied, in version order."""
+    done = set(applied)
+    return [m for m in sorted(MIGRATIONS, key=lambda m: m.version) if m.version not in done]
+
+
+def migration_statements() -> list[str]:
+    """Return every statement that builds the schema on an empty database, in order."""
+    statements = [create_table_sql(SCHEMA_MIGRATIONS)]
+    for migration in pending_migrations(()):
+        statements.extend(migration.statements)
+    return statements
+
+
+def insert_columns(table_name: str) -> list[str]:
+    """Return the column names an insert into the table supplies, in order."""
+    return table_spec(table_name).column_names
+
+
+_DECIMAL = re.compile(r"Decimal\((\d+),\s*(\d+)\)")
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "UInt8": (0, 2**8 - 1),
+    "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+}
+
+
+def _check_value(table: str, column: Column, value: object) -> object:
+    """Return the value if it fits the column exactly, else raise ValueError."""
+    where = f"{table}.{column.name} ({column.type})"
+    if column.type in (STRING, LABEL):
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected str, got {type(value).__name__}")
+        return value
+    if column.type == TIMESTAMP:
+        if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+            raise ValueError(f"{where}: expected a timezone-aware datetime, got {value!r}")
+        # The column keeps milliseconds; finer digits are dropped by ClickHouse.
+        return value
+    if column.type == DAY:
+        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+            raise ValueError(f"{where}: expected a date, got {value!r}")
+        return value
+    if column.type in _INT_RANGES:
+        low, high = _INT_RANGES[column.type]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{where}: expected an int in [{low}, {high}], got {value!r}")
+        return value
+    match = _DECIMAL.fullmatch(column.type)
+    if match is None:
+        raise ValueError(f"{where}: no value check for this type")
+    precision, scale = int(match.group(1)), int(match.group(2))
+    # The driver truncates extra digits silently (1.005 -> 1.00), so refuse them here.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"{where}: expected a finite Decimal, got {value!r}")
+    with localcontext() as ctx:
+        ctx.prec = 100  # wide enough that these checks never round (Decimal(38, 7) included)
+        scaled = value.scaleb(scale)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{where}: {value} has more than {scale} decimal places")
+        if abs(value) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"{where}: {value} is out of range")
+    return value
+
+
+def row_values(table_name: str, row: Mapping[str, object]) -> tuple[object, ...]:
+    """Return a row dict as a tuple in `insert_columns` order, checking keys and value types."""
+    table = table_spec(table_name)
+    names = table.column_names
+    missing = [n for n in names if n not in row]
+    extra = sorted(k for k in row if k not in names)
+    if missing or extra:
+        raise ValueError(f"{table_name}: row lacks columns {missing}, has unknown columns {extra}")
+    return tuple(_check_value(table_name, c, row[c.name]) for c in table.columns)

@@ -1,0 +1,245 @@
+"""One typed settings object: TOML file, then ``WATTPAY_*`` environment overrides (SPEC S11)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
+from billing.tariffs import PlanError, plan_catalog, plan_from_config
+
+DEFAULT_CONFIG = "wattpay.toml"
+DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
+SECRET_WORDS = ("password", "secret", "token", "key", "sasl")
+
+
+class SettingsError(ValueError):
+    """Every problem found in the configuration, reported at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for every wattpay command."""
+
+    clickhouse_dsn: str = DEFAULT_DSN
+    brokers: str = ""
+    topic_prefix: str = "wattpay."
+    kafka: dict[str, str] = field(default_factory=dict)
+    batch_rows: int = 10_000
+    batch_seconds: float = 1.0
+    rules: BillingRules = field(default_factory=BillingRules)
+    source_file: str | None = None
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical one (``notifications`` → ``wattpay.notifications``)."""
+        return f"{self.topic_prefix}{name}"
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with secrets masked, for ``wattpay config --check``."""
+        rules = self.rules
+        return {
+            "config_file": self.source_file,
+            "clickhouse_dsn": _mask_url(self.clickhouse_dsn),
+            "brokers": self.brokers or "(embedded)",
+            "topic_prefix": self.topic_prefix,
+            "kafka": {k: ("***" if _is_secret(k) else v) for k, v in self.kafka.items()},
+            "clickhouse_batch": {"rows": self.batch_rows, "seconds": self.batch_seconds},
+            "billing": {
+                "timezone": str(rules.zone),
+                "plans": sorted(rules.plans),
+                "default_threshold": str(rules.default_threshold),
+                "max_topup": str(rules.max_topup),
+                "max_power_kw": str(rules.max_power_kw),
+                "register_max_kwh": str(rules.register_max_kwh),
+                "disconnect_window": {
+                    "weekdays": sorted(rules.window.weekdays),
+                    "start": rules.window.start.isoformat("minutes"),
+                    "end": rules.window.end.isoformat("minutes"),
+                    "holidays": sorted(d.isoformat() for d in rules.window.holidays),
+                },
+                "campaigns": [c.campaign_id for c in rules.campaigns],
+            },
+        }
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
+
+
+def _mask_url(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+ENV_KEYS = {
+    "WATTPAY_CLICKHOUSE_DSN": ("clickhouse", "dsn"),
+    "WATTPAY_BROKERS": ("kafka", "brokers"),
+    "WATTPAY_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "WATTPAY_TIMEZONE": ("billing", "timezone"),
+    "WATTPAY_MAX_TOPUP": ("billing", "max_topup"),
+    "WATTPAY_DEFAULT_THRESHOLD": ("billing", "default_threshold"),
+    "WATTPAY_MAX_POWER_KW": ("billing", "max_power_kw"),
+    "WATTPAY_HOLIDAYS": ("billing", "holidays"),
+}
+
+
+def load_settings(
+    path: str | None = None, *, env: Mapping[str, str] | None = None, **overrides: str | None
+) -> Settings:
+    """Read the TOML file (``path`` or ``wattpay.toml`` if present), apply env, then overrides."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = path or env.get("WATTPAY_CONFIG")
+    if source is None and Path(DEFAULT_CONFIG).exists():
+        source = DEFAULT_CONFIG
+    problems: list[str] = []
+    if source is not None:
+        try:
+            raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise SettingsError([f"{source}: {err}"]) from err
+    for variable, (section, key) in ENV_KEYS.items():
+        if env.get(variable):
+            raw.setdefault(section, {})[key] = env[variable]
+    for variable, value in env.items():
+        if variable.startswith("WATTPAY_KAFKA_") and value:
+            raw.setdefault("kafka", {}).setdefault("client", {})[
+                variable.removeprefix("WATTPAY_KAFKA_").lower().replace("_", ".")
+            ] = value
+    if overrides.get("clickhouse_dsn"):
+        raw.setdefault("clickhouse", {})["dsn"] = overrides["clickhouse_dsn"]
+    if overrides.get("brokers"):
+        raw.setdefault("kafka", {})["brokers"] = overrides["brokers"]
+    settings = _build(raw, problems)
+    if problems:
+        raise SettingsError(problems)
+    return replace(settings, source_file=source)
+
+
+def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
+    clickhouse = raw.get("clickhouse", {})
+    kafka = raw.get("kafka", {})
+    billing = raw.get("billing", {})
+    dsn = str(clickhouse.get("dsn", DEFAULT_DSN))
+    if not dsn.startswith(("chdb://", "http://", "https://")):
+        problems.append(f"clickhouse.dsn must start with chdb://, http:// or https://: {dsn!r}")
+    rules = _rules(billing, raw.get("plans", {}), raw.get("campaigns"), problems)
+    return Settings(
+        clickhouse_dsn=dsn,
+        brokers=str(kafka.get("brokers", "")),
+        topic_prefix=str(kafka.get("topic_prefix", "wattpay.")),
+        kafka={str(k): str(v) for k, v in kafka.get("client", {}).items()},
+        batch_rows=_int(clickhouse.get("batch_rows", 10_000), "clickhouse.batch_rows", problems),
+        batch_seconds=float(clickhouse.get("batch_seconds", 1.0)),
+        rules=rules,
+    )
+
+
+def _int(value: Any, name: str, problems: list[str]) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be an integer: {value!r}")
+        return 0
+    if number <= 0:
+        problems.append(f"{name} must be positive: {value!r}")
+    return number
+
+
+def _decimal(table: Mapping[str, Any], key: str, default: Decimal, problems: list[str]) -> Decimal:
+    if key not in table:
+        return default
+    try:
+        value = Decimal(str(table[key]))
+    except InvalidOperation:
+        problems.append(f"billing.{key} must be a decimal: {table[key]!r}")
+        return default
+    if not value.is_finite() or value <= 0:
+        problems.append(f"billing.{key} must be a positive decimal: {table[key]!r}")
+        return default
+    return value
+
+
+def _rules(
+    billing: Mapping[str, Any], plans: Mapping[str, Any], campaigns: Any, problems: list[str]
+) -> BillingRules:
+    base = BillingRules()
+    zone = base.zone
+    if "timezone" in billing:
+        try:
+            zone = ZoneInfo(str(billing["timezone"]))
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"billing.timezone is not a known zone: {billing['timezone']!r}")
+    custom = {}
+    for plan_id, spec in plans.items():
+        try:
+            custom[plan_id] = plan_from_config(plan_id, spec)
+        except PlanError as err:
+            problems.append(str(err))
+    window = base.window
+    try:
+        holidays = billing.get("holidays", [])
+        if isinstance(holidays, str):
+            holidays = [h for h in holidays.split(",") if h.strip()]
+        window = DisconnectWindow(
+            weekdays=frozenset(int(d) for d in billing.get("disconnect_weekdays", [0, 1, 2, 3, 4])),
+            start=time.fromisoformat(str(billing.get("disconnect_from", "08:00"))),
+            end=time.fromisoformat(str(billing.get("disconnect_until", "17:00"))),
+            holidays=frozenset(
+                h if isinstance(h, date) else date.fromisoformat(str(h).strip()) for h in holidays
+            ),
+        )
+    except (TypeError, ValueError) as err:
+        problems.append(f"billing disconnection window: {err}")
+    return BillingRules(
+        plans=plan_catalog(custom),
+        zone=zone,
+        default_threshold=_decimal(billing, "default_threshold", base.default_threshold, problems),
+        max_topup=_decimal(billing, "max_topup", base.max_topup, problems),
+        max_power_kw=_decimal(billing, "max_power_kw", base.max_power_kw, problems),
+        register_max_kwh=_decimal(billing, "register_max_kwh", base.register_max_kwh, problems),
+        window=window,
+        campaigns=_campaigns(campaigns, problems),
+    )
+
+
+def _campaigns(raw: Any, problems: list[str]) -> tuple[RebateCampaign, ...]:
+    """``[[campaigns]]`` tables replace the built-in default campaign when present."""
+    if raw is None:
+        return (DEFAULT_CAMPAIGN,)
+    campaigns = []
+    for index, spec in enumerate(raw):
+        try:
+            campaigns.append(RebateCampaign(
+                campaign_id=str(spec["id"]),
+                channels=frozenset(str(c) for c in spec["channels"]),
+                min_amount=Decimal(str(spec["min_amount"])),
+                rebate=Decimal(str(spec["rebate"])),
+                per_account_per_month=int(spec.get("per_account_per_month", 1)),
+                from_day=_opt_day(spec.get("from")),
+                to_day=_opt_day(spec.get("to")),
+            ))
+        except (KeyError, TypeError, ValueError, InvalidOperation) as err:
+            problems.append(f"campaigns[{index}]: {err!r}")
+    return tuple(campaigns)
+
+
+def _opt_day(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
