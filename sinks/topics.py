@@ -50,7 +50,8 @@ class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
         return list(OUTPUT_TOPICS)
 
     def part_fn(self, item_key: str) -> int:
-        return OUTPUT_TOPICS.index(item_key)
+        # Bytewax indexes into the sorted set of all partition names.
+        return sorted(OUTPUT_TOPICS).index(item_key)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
