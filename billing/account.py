@@ -85,15 +85,28 @@ class AccountState:
 
 
 def post_ledger(
-    state: AccountState, out: Emitter, *, kind: str, amount: Decimal, ts: datetime, ref: str,
+    state: AccountState,
+    out: Emitter,
+    *,
+    kind: str,
+    amount: Decimal,
+    ts: datetime,
+    ref: str,
     entry_id: str,
 ) -> None:
     """Post a signed money movement and its ``ledger`` row."""
     state.balance += amount
     state.ledger_seq += 1
     out.row(
-        "ledger", entry_id=entry_id, account_id=state.account_id, seq=state.ledger_seq, ts=ts,
-        kind=kind, amount=amount, balance_after=state.balance, ref=ref,
+        "ledger",
+        entry_id=entry_id,
+        account_id=state.account_id,
+        seq=state.ledger_seq,
+        ts=ts,
+        kind=kind,
+        amount=amount,
+        balance_after=state.balance,
+        ref=ref,
     )
 
 
@@ -103,8 +116,14 @@ def post_points(
     """Record a signed points movement (the wallet is updated by the caller)."""
     state.points_seq += 1
     out.row(
-        "points_ledger", entry_id=entry_id, account_id=state.account_id, seq=state.points_seq,
-        ts=ts, kind=kind, points=points, balance_after=state.wallet.total,
+        "points_ledger",
+        entry_id=entry_id,
+        account_id=state.account_id,
+        seq=state.points_seq,
+        ts=ts,
+        kind=kind,
+        points=points,
+        balance_after=state.wallet.total,
     )
 
 
@@ -125,40 +144,72 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
     state.day = DayTotals(day + timedelta(days=1))
     aid = state.account_id
     post_ledger(
-        state, out, kind="charge", amount=-charge, ts=charge_ts, ref=day.isoformat(),
+        state,
+        out,
+        kind="charge",
+        amount=-charge,
+        ts=charge_ts,
+        ref=day.isoformat(),
         entry_id=f"charge:{aid}:{day.isoformat()}",
     )
     state.charges.append(charge)
     out.row(
-        "daily_usage", account_id=aid, day=day, kwh=from_milli(totals.milli),
-        kwh_peak=from_milli(totals.peak), kwh_valley=from_milli(totals.valley),
-        kwh_tier1=from_milli(totals.tiers[0]), kwh_tier2=from_milli(totals.tiers[1]),
-        kwh_tier3=from_milli(totals.tiers[2]), charge=charge,
-        ytd_kwh=from_milli(state.ytd_milli), closing_balance=state.balance,
+        "daily_usage",
+        account_id=aid,
+        day=day,
+        kwh=from_milli(totals.milli),
+        kwh_peak=from_milli(totals.peak),
+        kwh_valley=from_milli(totals.valley),
+        kwh_tier1=from_milli(totals.tiers[0]),
+        kwh_tier2=from_milli(totals.tiers[1]),
+        kwh_tier3=from_milli(totals.tiers[2]),
+        charge=charge,
+        ytd_kwh=from_milli(state.ytd_milli),
+        closing_balance=state.balance,
     )
     if state.balance > 0:
         earned = int(state.balance // 100)
         if earned > 0:
             state.wallet.earn(day.year, earned)
-            post_points(state, out, kind="daily", points=earned, ts=charge_ts,
-                        entry_id=f"daily:{aid}:{day.isoformat()}")
+            post_points(
+                state,
+                out,
+                kind="daily",
+                points=earned,
+                ts=charge_ts,
+                entry_id=f"daily:{aid}:{day.isoformat()}",
+            )
     if day.month == 12 and day.day == 31:
         expired = state.wallet.expire_through(day.year - 1)
         if expired:
-            post_points(state, out, kind="expiry", points=-expired, ts=charge_ts,
-                        entry_id=f"expiry:{aid}:{day.year - 1}")
+            post_points(
+                state,
+                out,
+                kind="expiry",
+                points=-expired,
+                ts=charge_ts,
+                entry_id=f"expiry:{aid}:{day.year - 1}",
+            )
     if day.month == 12 and day.day == 1:
         expiring = state.wallet.held_through(day.year - 1)
         if expiring:
-            notify(state, out, "points_expiring", ts=charge_ts, cause=f"day@{day.isoformat()}",
-                   data={"points": expiring, "expires_on": date(day.year, 12, 31).isoformat()})
+            notify(
+                state,
+                out,
+                "points_expiring",
+                ts=charge_ts,
+                cause=f"day@{day.isoformat()}",
+                data={"points": expiring, "expires_on": date(day.year, 12, 31).isoformat()},
+            )
     state.overdraft_limit = overdraft_limit(state.charges, rules)
     if state.day.day.year != state.ytd_year:
         state.ytd_milli = 0
         state.ytd_year = state.day.day.year
 
 
-def close_days_until(state: AccountState, out: Emitter, rules: BillingRules, moment: datetime) -> None:
+def close_days_until(
+    state: AccountState, out: Emitter, rules: BillingRules, moment: datetime
+) -> None:
     """Close every day D whose end (D+1 00:00) is at or before ``moment``."""
     while True:
         day_end = local_midnight(state.day.day + timedelta(days=1), rules.zone)
@@ -168,7 +219,11 @@ def close_days_until(state: AccountState, out: Emitter, rules: BillingRules, mom
 
 
 def rate_span(
-    state: AccountState, out: Emitter, rules: BillingRules, start: datetime, end: datetime,
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    start: datetime,
+    end: datetime,
     milli_kwh: int,
 ) -> None:
     """Apportion and rate consumption over [start, end), closing days as midnight passes."""
@@ -181,7 +236,9 @@ def rate_span(
     cuts.update(plan_starts[1:])
     for index, segment_start in enumerate(plan_starts):
         segment_end = plan_starts[index + 1] if index + 1 < len(plan_starts) else end
-        cuts.update(rules.plans[state.plan_at(segment_start)].period_boundaries(segment_start, segment_end))
+        cuts.update(
+            rules.plans[state.plan_at(segment_start)].period_boundaries(segment_start, segment_end)
+        )
     aid = state.account_id
     for part in apportion(start, end, milli_kwh, cuts):
         close_days_until(state, out, rules, part.start)
@@ -199,10 +256,17 @@ def rate_span(
             totals.cost += piece.cost
             state.ytd_milli += piece.milli_kwh
             out.row(
-                "intervals", interval_id=f"{aid}:{ts_text(piece.start)}:{piece.tier}",
-                account_id=aid, meter_id=state.meter_id, start=piece.start, end=piece.end,
-                kwh=from_milli(piece.milli_kwh), period=piece.period, tier=piece.tier,
-                price=piece.price, cost=piece.cost,
+                "intervals",
+                interval_id=f"{aid}:{ts_text(piece.start)}:{piece.tier}",
+                account_id=aid,
+                meter_id=state.meter_id,
+                start=piece.start,
+                end=piece.end,
+                kwh=from_milli(piece.milli_kwh),
+                period=piece.period,
+                tier=piece.tier,
+                price=piece.price,
+                cost=piece.cost,
             )
     # Plan changes now in the past no longer matter except the one in force.
     state.plans = [(s, p) for s, p in state.plans if s > end or s == state_plan_start(state, end)]
@@ -218,30 +282,59 @@ def state_plan_start(state: AccountState, moment: datetime) -> datetime:
 
 
 def notify(
-    state: AccountState, out: Emitter, kind: str, *, ts: datetime, cause: str,
+    state: AccountState,
+    out: Emitter,
+    kind: str,
+    *,
+    ts: datetime,
+    cause: str,
     data: dict[str, object],
 ) -> None:
     """Emit a notification for the account's household (S7)."""
     value: dict[str, object] = {
-        "type": kind, "account_id": state.account_id, "ts": ts_text(ts), "locale": state.locale,
+        "type": kind,
+        "account_id": state.account_id,
+        "ts": ts_text(ts),
+        "locale": state.locale,
     }
     if state.phone:
         value["phone"] = state.phone
     value["data"] = data
     out.event(
-        NOTIFICATIONS, id_field="event_id", event_id=f"{kind}:{state.account_id}:{cause}",
-        kind=kind, account_id=state.account_id, meter_id=state.meter_id, ts=ts,
-        key=state.account_id, value=value, data=data,
+        NOTIFICATIONS,
+        id_field="event_id",
+        event_id=f"{kind}:{state.account_id}:{cause}",
+        kind=kind,
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        ts=ts,
+        key=state.account_id,
+        value=value,
+        data=data,
     )
 
 
 def new_account(
-    *, account_id: str, meter_id: str, plan_id: str, ts: datetime, opening_balance: Decimal,
-    ytd_kwh: Decimal, threshold: Decimal, rules: BillingRules,
+    *,
+    account_id: str,
+    meter_id: str,
+    plan_id: str,
+    ts: datetime,
+    opening_balance: Decimal,
+    ytd_kwh: Decimal,
+    threshold: Decimal,
+    rules: BillingRules,
 ) -> AccountState:
     """A freshly opened account."""
     return AccountState(
-        account_id=account_id, meter_id=meter_id, opened_at=ts, plans=[(ts, plan_id)],
-        balance=opening_balance, threshold=threshold, day=DayTotals(ts.date()),
-        ytd_milli=to_milli(ytd_kwh), ytd_year=ts.year, overdraft_limit=rules.overdraft_min,
+        account_id=account_id,
+        meter_id=meter_id,
+        opened_at=ts,
+        plans=[(ts, plan_id)],
+        balance=opening_balance,
+        threshold=threshold,
+        day=DayTotals(ts.date()),
+        ytd_milli=to_milli(ytd_kwh),
+        ytd_year=ts.year,
+        overdraft_limit=rules.overdraft_min,
     )

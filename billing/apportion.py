@@ -19,7 +19,9 @@ class Part:
     milli_kwh: int
 
 
-def apportion(start: datetime, end: datetime, milli_kwh: int, cuts: Iterable[datetime]) -> list[Part]:
+def apportion(
+    start: datetime, end: datetime, milli_kwh: int, cuts: Iterable[datetime]
+) -> list[Part]:
     """Split ``milli_kwh`` used evenly over [start, end) at the given cut points.
 
     The energy up to the end of part i is round_half_up(total × elapsed_i ÷ span) to the
@@ -34,7 +36,9 @@ def apportion(start: datetime, end: datetime, milli_kwh: int, cuts: Iterable[dat
     previous_cum = 0
     previous_end = start
     for cut in [*points, end]:
-        cum = milli_kwh if cut is end else div_round_half_up(milli_kwh * elapsed_us(start, cut), span)
+        cum = (
+            milli_kwh if cut is end else div_round_half_up(milli_kwh * elapsed_us(start, cut), span)
+        )
         parts.append(Part(previous_end, cut, cum - previous_cum))
         previous_cum, previous_end = cum, cut
     return parts

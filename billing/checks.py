@@ -29,7 +29,10 @@ def balance_alerts(
         state.low_armed = True
     elif state.low_armed:
         state.low_armed = False
-        data: dict[str, object] = {"available": money(available), "threshold": money(state.threshold)}
+        data: dict[str, object] = {
+            "available": money(available),
+            "threshold": money(state.threshold),
+        }
         left = days_left(state, available, rules)
         if left is not None:
             data["days_left"] = left
@@ -38,8 +41,14 @@ def balance_alerts(
         state.arrears_armed = True
     elif state.arrears_armed:
         state.arrears_armed = False
-        notify(state, out, "arrears", ts=ts, cause=cause, data={
-            "available": money(available), "overdraft_limit": money(state.overdraft_limit)})
+        notify(
+            state,
+            out,
+            "arrears",
+            ts=ts,
+            cause=cause,
+            data={"available": money(available), "overdraft_limit": money(state.overdraft_limit)},
+        )
     auto_topup(state, out, rules, ts)
 
 
@@ -52,12 +61,23 @@ def auto_topup(state: AccountState, out: Emitter, rules: BillingRules, ts: datet
         return
     request_id = f"autotopup:{state.account_id}:{ts_text(ts)}"
     state.request = (request_id, ts)
-    value = {"account_id": state.account_id, "amount": money(state.auto_topup_amount),
-             "channel": "bank", "ts": ts_text(ts)}
+    value = {
+        "account_id": state.account_id,
+        "amount": money(state.auto_topup_amount),
+        "channel": "bank",
+        "ts": ts_text(ts),
+    }
     out.event(
-        PAYMENT_REQUESTS, id_field="request_id", event_id=request_id, kind="payment_request",
-        account_id=state.account_id, meter_id=state.meter_id, ts=ts, key=state.account_id,
-        value=value, data=value,
+        PAYMENT_REQUESTS,
+        id_field="request_id",
+        event_id=request_id,
+        kind="payment_request",
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        ts=ts,
+        key=state.account_id,
+        value=value,
+        data=value,
     )
 
 
@@ -78,19 +98,35 @@ def in_window(window: DisconnectWindow, moment: datetime) -> bool:
     return window.is_window_day(moment.date()) and window.start <= clock < window.end
 
 
-def command(state: AccountState, out: Emitter, action: str, ts: datetime, cause: str, reason: str) -> None:
+def command(
+    state: AccountState, out: Emitter, action: str, ts: datetime, cause: str, reason: str
+) -> None:
     """Emit a relay command for the meter head-end."""
     command_id = f"{action}:{state.account_id}:{cause}"
-    value = {"meter_id": state.meter_id, "account_id": state.account_id, "action": action,
-             "ts": ts_text(ts), "reason": reason}
+    value = {
+        "meter_id": state.meter_id,
+        "account_id": state.account_id,
+        "action": action,
+        "ts": ts_text(ts),
+        "reason": reason,
+    }
     out.event(
-        METER_COMMANDS, id_field="command_id", event_id=command_id, kind=action,
-        account_id=state.account_id, meter_id=state.meter_id, ts=ts, key=state.meter_id,
-        value=value, data=value,
+        METER_COMMANDS,
+        id_field="command_id",
+        event_id=command_id,
+        kind=action,
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        ts=ts,
+        key=state.meter_id,
+        value=value,
+        data=value,
     )
 
 
-def disconnection(state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, cause: str) -> None:
+def disconnection(
+    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, cause: str
+) -> None:
     """Cut inside the window when available < −limit; outside it, schedule the cut once."""
     if state.status == DISCONNECTED:
         return
@@ -103,13 +139,28 @@ def disconnection(state: AccountState, out: Emitter, rules: BillingRules, ts: da
             state.pending_cut = False
             state.warned_consumption = False
             command(state, out, "disconnect", ts, cause, "overdraft_exhausted")
-            notify(state, out, "disconnected", ts=ts, cause=cause, data={
-                "available": money(available), "overdraft_limit": money(limit)})
+            notify(
+                state,
+                out,
+                "disconnected",
+                ts=ts,
+                cause=cause,
+                data={"available": money(available), "overdraft_limit": money(limit)},
+            )
         elif not state.pending_cut:
             state.pending_cut = True
-            notify(state, out, "disconnect_scheduled", ts=ts, cause=cause, data={
-                "available": money(available), "overdraft_limit": money(limit),
-                "scheduled_for": ts_text(next_window_opening(rules.window, ts))})
+            notify(
+                state,
+                out,
+                "disconnect_scheduled",
+                ts=ts,
+                cause=cause,
+                data={
+                    "available": money(available),
+                    "overdraft_limit": money(limit),
+                    "scheduled_for": ts_text(next_window_opening(rules.window, ts)),
+                },
+            )
     elif state.pending_cut and inside:
         state.pending_cut = False
 
@@ -122,11 +173,17 @@ def reconnection(state: AccountState, out: Emitter, ts: datetime, cause: str) ->
     if state.status == DISCONNECTED:
         state.status = ACTIVE
         command(state, out, "reconnect", ts, cause, "credit")
-        notify(state, out, "reconnected", ts=ts, cause=cause,
-               data={"available": money(state.available)})
+        notify(
+            state,
+            out,
+            "reconnected",
+            ts=ts,
+            cause=cause,
+            data={"available": money(state.available)},
+        )
 
 
 def follow_status(state: AccountState) -> None:
-    """active (available ≥ 0) or arrears (< 0); disconnected ends only by reconnection."""
+    """Active (available ≥ 0) or arrears (< 0); disconnected ends only by reconnection."""
     if state.status in (ACTIVE, ARREARS):
         state.status = ACTIVE if state.available >= 0 else ARREARS

@@ -33,6 +33,11 @@ class MeterDirectory:
     meter_of: dict[str, str] = field(default_factory=dict)
     owner_of: dict[str, str] = field(default_factory=dict)
     spans: dict[str, _Ownership] = field(default_factory=dict)
+    payment_ids: set[str] = field(default_factory=set)
+
+    def is_open(self, account_id: str) -> bool:
+        """True while the account is open."""
+        return self.status.get(account_id) == OPEN
 
     def check(self, event: AccountEvent) -> str | None:
         """Apply an account event; return the rejection reason, or None when it is accepted."""

@@ -7,13 +7,30 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.account import (
-    CLOSED, DISCONNECTED, AccountState, close_day, close_days_until, new_account, notify,
-    post_ledger, post_points, rate_span,
+    CLOSED,
+    DISCONNECTED,
+    AccountState,
+    close_day,
+    close_days_until,
+    new_account,
+    notify,
+    post_ledger,
+    post_points,
+    rate_span,
 )
 from billing.checks import balance_alerts, disconnection, follow_status, reconnection
 from billing.clock import elapsed_us, local_midnight, ts_text
 from billing.directory import MeterDirectory
-from billing.messages import AccountEvent, Envelope, Malformed, Message, Reading, Redeem, TopUp, parse_message
+from billing.messages import (
+    AccountEvent,
+    Envelope,
+    Malformed,
+    Message,
+    Reading,
+    Redeem,
+    TopUp,
+    parse_message,
+)
 from billing.numbers import decimal_places, from_milli, kwh_text, round_money, to_milli
 from billing.outputs import Emitter, Output, money, rejection
 from billing.rules import BillingRules
@@ -52,8 +69,16 @@ def cause_of(message: Message) -> str:
 def reject(envelope: Envelope, reason: str, detail: str) -> list[Output]:
     """The outputs that record one rejected input."""
     out = Emitter()
-    rejection(out, topic=envelope.topic, position=envelope.position, key=envelope.key,
-              payload=envelope.raw, reason=reason, detail=detail, received_at=envelope.received_at)
+    rejection(
+        out,
+        topic=envelope.topic,
+        position=envelope.position,
+        key=envelope.key,
+        payload=envelope.raw,
+        reason=reason,
+        detail=detail,
+        received_at=envelope.received_at,
+    )
     return out.outputs
 
 
@@ -72,6 +97,19 @@ def route(
         return owner, Routed(envelope, message)
     if isinstance(message, AccountEvent):
         return message.account_id, Routed(envelope, message, directory.check(message))
+    if message.payment_id in directory.payment_ids:
+        return reject(
+            envelope, "duplicate_payment", f"payment {message.payment_id} was already applied"
+        )
+    if directory.is_open(message.account_id) and (
+        valid_topup_amount(message.amount, rules)
+        if isinstance(message, TopUp)
+        else message.points >= 1
+    ):
+        # Payment ids are one namespace across accounts; the claim is made here, where every
+        # message passes in order. A redemption later refused for insufficient points keeps
+        # its claim (documented in docs/billing-rules.md).
+        directory.payment_ids.add(message.payment_id)
     return message.account_id, Routed(envelope, message)
 
 
@@ -111,17 +149,30 @@ def account_row(state: AccountState, out: Emitter, ts: datetime) -> None:
     """The account's current state for the ``accounts`` table (latest version wins)."""
     state.version += 1
     out.row(
-        "accounts", account_id=state.account_id, meter_id=state.meter_id, plan=state.plan_id,
-        status=state.status, balance=round_money(state.balance),
-        available=round_money(state.available), overdraft_limit=state.overdraft_limit,
-        points=state.wallet.total, ytd_kwh=from_milli(state.ytd_milli), updated_at=ts,
+        "accounts",
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        plan=state.plan_id,
+        status=state.status,
+        balance=round_money(state.balance),
+        available=round_money(state.available),
+        overdraft_limit=state.overdraft_limit,
+        points=state.wallet.total,
+        ytd_kwh=from_milli(state.ytd_milli),
+        updated_at=ts,
         version=state.version,
     )
 
 
 def _after(
-    state: AccountState, out: Emitter, rules: BillingRules, *, before: Decimal | None,
-    ts: datetime, cause: str, always_row: bool,
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    *,
+    before: Decimal | None,
+    ts: datetime,
+    cause: str,
+    always_row: bool,
 ) -> None:
     """Checks after an applied message, then the account row when anything visible changed."""
     status, day = state.status, state.day.day
@@ -139,9 +190,19 @@ def _too_fast(milli: int, start: datetime, end: datetime, rules: BillingRules) -
 
 
 def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previous: int) -> None:
-    notify(state, out, "meter_anomaly", ts=r.ts, cause=cause_of(r), data={
-        "meter_id": r.meter_id, "reason": reason, "energy_kwh": kwh_text(r.energy),
-        "previous_kwh": kwh_text(from_milli(previous))})
+    notify(
+        state,
+        out,
+        "meter_anomaly",
+        ts=r.ts,
+        cause=cause_of(r),
+        data={
+            "meter_id": r.meter_id,
+            "reason": reason,
+            "energy_kwh": kwh_text(r.energy),
+            "previous_kwh": kwh_text(from_milli(previous)),
+        },
+    )
 
 
 def _remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules) -> None:
@@ -151,20 +212,31 @@ def _remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules
         del state.recent[next(iter(state.recent))]
 
 
-def _record_reading(state: AccountState, out: Emitter, meter_id: str, ts: datetime,
-                    energy: Decimal, source: str) -> None:
-    out.row("readings", meter_id=meter_id, account_id=state.account_id, ts=ts,
-            energy_kwh=energy, source=source)
+def _record_reading(
+    state: AccountState, out: Emitter, meter_id: str, ts: datetime, energy: Decimal, source: str
+) -> None:
+    out.row(
+        "readings",
+        meter_id=meter_id,
+        account_id=state.account_id,
+        ts=ts,
+        energy_kwh=energy,
+        source=source,
+    )
 
 
-def _reading(state: AccountState | None, r: Reading, out: Emitter, rules: BillingRules) -> AccountState:
+def _reading(
+    state: AccountState | None, r: Reading, out: Emitter, rules: BillingRules
+) -> AccountState:
     if state is None or state.status == CLOSED or r.meter_id != state.meter_id:
         raise Rejected("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
     milli = to_milli(r.energy)
     known = state.recent.get(r.ts)
     if known is not None:
-        raise Rejected("duplicate" if known == milli else "conflict",
-                       f"a reading at {ts_text(r.ts)} was accepted with {kwh_text(from_milli(known))} kWh")
+        raise Rejected(
+            "duplicate" if known == milli else "conflict",
+            f"a reading at {ts_text(r.ts)} was accepted with {kwh_text(from_milli(known))} kWh",
+        )
     before = state.available
     cause = cause_of(r)
     if state.baseline is None:
@@ -175,7 +247,9 @@ def _reading(state: AccountState | None, r: Reading, out: Emitter, rules: Billin
         return state
     start, previous = state.baseline
     if r.ts <= start:
-        raise Rejected("out_of_order", f"older than the latest accepted reading at {ts_text(start)}")
+        raise Rejected(
+            "out_of_order", f"older than the latest accepted reading at {ts_text(start)}"
+        )
     delta = milli - previous
     if delta < 0:
         rolled = milli + to_milli(rules.register_max_kwh) - previous
@@ -191,12 +265,27 @@ def _reading(state: AccountState | None, r: Reading, out: Emitter, rules: Billin
     rate_span(state, out, rules, start, r.ts, delta)
     close_days_until(state, out, rules, r.ts)
     _remember(state, r.ts, milli, rules)
-    if state.status == DISCONNECTED and delta > CONSUMPTION_NOTICE_MILLI and not state.warned_consumption:
+    if (
+        state.status == DISCONNECTED
+        and delta > CONSUMPTION_NOTICE_MILLI
+        and not state.warned_consumption
+    ):
         state.warned_consumption = True
-        notify(state, out, "consumption_while_disconnected", ts=r.ts, cause=cause,
-               data={"meter_id": r.meter_id, "kwh": kwh_text(from_milli(delta))})
+        notify(
+            state,
+            out,
+            "consumption_while_disconnected",
+            ts=r.ts,
+            cause=cause,
+            data={"meter_id": r.meter_id, "kwh": kwh_text(from_milli(delta))},
+        )
     _after(state, out, rules, before=before, ts=r.ts, cause=cause, always_row=False)
     return state
+
+
+def valid_topup_amount(amount: Decimal, rules: BillingRules) -> bool:
+    """A top-up amount is > 0, has at most 2 decimals and stays within the maximum."""
+    return 0 < amount <= rules.max_topup and decimal_places(amount) <= 2
 
 
 def _payment_target(state: AccountState | None, payment_id: str) -> AccountState:
@@ -211,13 +300,16 @@ def _payment_target(state: AccountState | None, payment_id: str) -> AccountState
 
 def _topup(state: AccountState | None, t: TopUp, out: Emitter, rules: BillingRules) -> AccountState:
     state = _payment_target(state, t.payment_id)
-    if t.amount <= 0 or decimal_places(t.amount) > 2 or t.amount > rules.max_topup:
-        raise Rejected("invalid_amount", f"amount must be > 0, ≤ {rules.max_topup}, at most 2 decimals")
+    if not valid_topup_amount(t.amount, rules):
+        raise Rejected(
+            "invalid_amount", f"amount must be > 0, ≤ {rules.max_topup}, at most 2 decimals"
+        )
     before = state.available
     aid, pid = state.account_id, t.payment_id
     state.payment_ids.add(pid)
-    post_ledger(state, out, kind="topup", amount=t.amount, ts=t.ts, ref=pid,
-                entry_id=f"topup:{aid}:{pid}")
+    post_ledger(
+        state, out, kind="topup", amount=t.amount, ts=t.ts, ref=pid, entry_id=f"topup:{aid}:{pid}"
+    )
     points = int(t.amount // 1) if before >= 0 else 0
     if points:
         state.wallet.earn(t.ts.year, points)
@@ -226,23 +318,47 @@ def _topup(state: AccountState | None, t: TopUp, out: Emitter, rules: BillingRul
     month = t.ts.strftime("%Y-%m")
     for campaign in rules.campaigns:
         used = state.rebates.get((campaign.campaign_id, month), 0)
-        if campaign.matches(t.amount, t.channel, t.ts.date()) and used < campaign.per_account_per_month:
+        if (
+            campaign.matches(t.amount, t.channel, t.ts.date())
+            and used < campaign.per_account_per_month
+        ):
             state.rebates[(campaign.campaign_id, month)] = used + 1
             rebate_total += campaign.rebate
-            post_ledger(state, out, kind="rebate", amount=campaign.rebate, ts=t.ts, ref=pid,
-                        entry_id=f"rebate:{aid}:{pid}:{campaign.campaign_id}")
+            post_ledger(
+                state,
+                out,
+                kind="rebate",
+                amount=campaign.rebate,
+                ts=t.ts,
+                ref=pid,
+                entry_id=f"rebate:{aid}:{pid}:{campaign.campaign_id}",
+            )
     if t.request_id is not None and state.request is not None and state.request[0] == t.request_id:
         state.request = None
-    notify(state, out, "topup_received", ts=t.ts, cause=pid, data={
-        "payment_id": pid, "amount": money(t.amount), "channel": t.channel,
-        "rebate": money(rebate_total), "points": points, "balance": money(state.balance),
-        "available": money(state.available)})
+    notify(
+        state,
+        out,
+        "topup_received",
+        ts=t.ts,
+        cause=pid,
+        data={
+            "payment_id": pid,
+            "amount": money(t.amount),
+            "channel": t.channel,
+            "rebate": money(rebate_total),
+            "points": points,
+            "balance": money(state.balance),
+            "available": money(state.available),
+        },
+    )
     reconnection(state, out, t.ts, pid)
     _after(state, out, rules, before=before, ts=t.ts, cause=pid, always_row=True)
     return state
 
 
-def _redeem(state: AccountState | None, r: Redeem, out: Emitter, rules: BillingRules) -> AccountState:
+def _redeem(
+    state: AccountState | None, r: Redeem, out: Emitter, rules: BillingRules
+) -> AccountState:
     state = _payment_target(state, r.payment_id)
     if r.points < 1:
         raise Rejected("invalid_amount", "redeem at least 1 point")
@@ -252,16 +368,31 @@ def _redeem(state: AccountState | None, r: Redeem, out: Emitter, rules: BillingR
     aid, pid = state.account_id, r.payment_id
     state.payment_ids.add(pid)
     state.wallet.spend(r.points)
-    post_points(state, out, kind="redemption", points=-r.points, ts=r.ts, entry_id=f"redeem:{aid}:{pid}")
-    post_ledger(state, out, kind="points_redemption", amount=Decimal(r.points).scaleb(-2), ts=r.ts,
-                ref=pid, entry_id=f"redeem:{aid}:{pid}")
+    post_points(
+        state, out, kind="redemption", points=-r.points, ts=r.ts, entry_id=f"redeem:{aid}:{pid}"
+    )
+    post_ledger(
+        state,
+        out,
+        kind="points_redemption",
+        amount=Decimal(r.points).scaleb(-2),
+        ts=r.ts,
+        ref=pid,
+        entry_id=f"redeem:{aid}:{pid}",
+    )
     reconnection(state, out, r.ts, pid)
     _after(state, out, rules, before=before, ts=r.ts, cause=pid, always_row=True)
     return state
 
 
-def _final_reading(state: AccountState, out: Emitter, rules: BillingRules, meter_id: str,
-                   ts: datetime, energy: Decimal | None) -> None:
+def _final_reading(
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    meter_id: str,
+    ts: datetime,
+    energy: Decimal | None,
+) -> None:
     """Rate a final register value over [last accepted ts, ts) when later and not lower (S14.9)."""
     if energy is None or state.baseline is None:
         return
@@ -273,17 +404,28 @@ def _final_reading(state: AccountState, out: Emitter, rules: BillingRules, meter
         state.baseline = (ts, milli)
 
 
-def _account_event(state: AccountState | None, e: AccountEvent, verdict: str | None,
-                   out: Emitter, rules: BillingRules) -> AccountState:
+def _account_event(
+    state: AccountState | None,
+    e: AccountEvent,
+    verdict: str | None,
+    out: Emitter,
+    rules: BillingRules,
+) -> AccountState:
     if verdict is not None:
         raise Rejected(verdict, f"{e.kind} does not fit the account's lifecycle")
     cause = cause_of(e)
     if e.kind == "open":
         f = e.fields
         state = new_account(
-            account_id=e.account_id, meter_id=e.meter_id, plan_id=e.plan, ts=e.ts,
-            opening_balance=f["opening_balance"], ytd_kwh=f["ytd_kwh"],
-            threshold=f.get("low_balance_threshold", rules.default_threshold), rules=rules)
+            account_id=e.account_id,
+            meter_id=e.meter_id,
+            plan_id=e.plan,
+            ts=e.ts,
+            opening_balance=f["opening_balance"],
+            ytd_kwh=f["ytd_kwh"],
+            threshold=f.get("low_balance_threshold", rules.default_threshold),
+            rules=rules,
+        )
         _update_settings(state, f)
         state.district, state.landlord_id = f.get("district"), f.get("landlord_id")
         _after(state, out, rules, before=None, ts=e.ts, cause=cause, always_row=True)
@@ -325,7 +467,9 @@ def _update_settings(state: AccountState, fields: dict[str, object]) -> None:
         state.locale = fields["locale"]  # type: ignore[assignment]
 
 
-def _close(state: AccountState, e: AccountEvent, out: Emitter, rules: BillingRules, cause: str) -> None:
+def _close(
+    state: AccountState, e: AccountEvent, out: Emitter, rules: BillingRules, cause: str
+) -> None:
     """Move-out settlement (S14.10): rate, close the day, redeem points, refund."""
     aid = state.account_id
     _final_reading(state, out, rules, state.meter_id, e.ts, e.fields.get("final_kwh"))
@@ -334,13 +478,29 @@ def _close(state: AccountState, e: AccountEvent, out: Emitter, rules: BillingRul
     points = state.wallet.total
     if points:
         state.wallet.spend(points)
-        post_points(state, out, kind="redemption", points=-points, ts=e.ts, entry_id=f"redeem:{aid}:close")
-        post_ledger(state, out, kind="points_redemption", amount=Decimal(points).scaleb(-2), ts=e.ts,
-                    ref="close", entry_id=f"redeem:{aid}:close")
+        post_points(
+            state, out, kind="redemption", points=-points, ts=e.ts, entry_id=f"redeem:{aid}:close"
+        )
+        post_ledger(
+            state,
+            out,
+            kind="points_redemption",
+            amount=Decimal(points).scaleb(-2),
+            ts=e.ts,
+            ref="close",
+            entry_id=f"redeem:{aid}:close",
+        )
     if state.balance > 0:
         refund = state.balance
-        post_ledger(state, out, kind="refund", amount=-refund, ts=e.ts, ref="close",
-                    entry_id=f"refund:{aid}:close")
+        post_ledger(
+            state,
+            out,
+            kind="refund",
+            amount=-refund,
+            ts=e.ts,
+            ref="close",
+            entry_id=f"refund:{aid}:close",
+        )
         data = {"refund": money(refund)}
     elif state.balance == 0:
         data = {"refund": money(state.balance)}

@@ -38,8 +38,11 @@ class Progress:
             self.last = now
             rate = self.readings / max(now - self.started, 1e-9)
             share = 100 * self.done / self.total if self.total else 100.0
-            print(f"replay: {self.done}/{self.total} lines ({share:.0f}%), {rate:,.0f} readings/s",
-                  file=self.stream, flush=True)
+            print(
+                f"replay: {self.done}/{self.total} lines ({share:.0f}%), {rate:,.0f} readings/s",
+                file=self.stream,
+                flush=True,
+            )
 
 
 class _ReplayPartition(StatefulSourcePartition[Envelope, int]):

@@ -22,7 +22,12 @@ def _norm(value: Any) -> Any:
             except ValueError:
                 return value
         try:
-            return Decimal(value).normalize() if any(c.isdigit() for c in value) and value.replace(".", "", 1).lstrip("-").isdigit() else value
+            return (
+                Decimal(value).normalize()
+                if any(c.isdigit() for c in value)
+                and value.replace(".", "", 1).lstrip("-").isdigit()
+                else value
+            )
         except InvalidOperation:
             return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -35,19 +40,40 @@ def _project(rows: list[dict[str, Any]], fields: list[str]) -> Counter:
 
 
 FIELDS = {
-    "daily_usage": ["account_id", "day", "kwh", "kwh_peak", "kwh_valley", "kwh_tier1", "kwh_tier2",
-                    "kwh_tier3", "charge", "ytd_kwh", "closing_balance"],
+    "daily_usage": [
+        "account_id",
+        "day",
+        "kwh",
+        "kwh_peak",
+        "kwh_valley",
+        "kwh_tier1",
+        "kwh_tier2",
+        "kwh_tier3",
+        "charge",
+        "ytd_kwh",
+        "closing_balance",
+    ],
     "ledger": ["account_id", "ts", "kind", "amount", "balance_after", "ref"],
     "points_ledger": ["account_id", "ts", "kind", "points", "balance_after"],
     "notifications": ["type", "account_id", "ts", "data"],
     "commands": ["meter_id", "account_id", "action", "ts"],
     "payment_requests": ["account_id", "amount", "ts"],
     "rejected": ["topic", "reason"],
-    "accounts": ["account_id", "status", "balance", "available", "overdraft_limit", "points", "ytd_kwh"],
+    "accounts": [
+        "account_id",
+        "status",
+        "balance",
+        "available",
+        "overdraft_limit",
+        "points",
+        "ytd_kwh",
+    ],
 }
 
 
-def differences(expected: dict[str, list[dict[str, Any]]], actual: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def differences(
+    expected: dict[str, list[dict[str, Any]]], actual: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     """Per section: rows missing from actual and rows actual has in excess (as multisets)."""
     report: dict[str, Any] = {}
     for section, fields in FIELDS.items():
@@ -55,8 +81,10 @@ def differences(expected: dict[str, list[dict[str, Any]]], actual: dict[str, lis
         got = _project(actual.get(section, []), fields)
         missing, extra = want - got, got - want
         if missing or extra:
-            report[section] = {"missing": [dict(k) for k in missing.elements()],
-                               "extra": [dict(k) for k in extra.elements()]}
+            report[section] = {
+                "missing": [dict(k) for k in missing.elements()],
+                "extra": [dict(k) for k in extra.elements()],
+            }
     return report
 
 

@@ -28,8 +28,12 @@ TOPIC_FILES = {
 
 
 def sql(dsn: str, query: str) -> list[dict]:
-    done = subprocess.run([*WATTPAY, "sql", query, "--clickhouse", dsn, "--format", "json"],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [*WATTPAY, "sql", query, "--clickhouse", dsn, "--format", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -38,8 +42,10 @@ def replay_results(sample: Path, tmp_path: Path, workers: int = 1) -> dict[str, 
     shutil.copytree(sample, work)
     work.chmod(0o755)
     dsn = f"chdb://{tmp_path / 'clickhouse'}"
-    subprocess.run([*WATTPAY, "replay", str(work), "--clickhouse", dsn, "--quiet",
-                    "--workers", str(workers)], check=True)
+    subprocess.run(
+        [*WATTPAY, "replay", str(work), "--clickhouse", dsn, "--quiet", "--workers", str(workers)],
+        check=True,
+    )
     actual = {section: sql(dsn, query) for section, query in TABLE_QUERIES.items()}
     for section, name in TOPIC_FILES.items():
         lines = (work / "out" / name).read_text(encoding="utf-8").splitlines()
@@ -56,11 +62,14 @@ def test_replay_matches_conformance_set(name: str, tmp_path: Path) -> None:
     assert differences(load_expected(sample), actual) == {}
     # Every rejected input is also on the DLQ, with the same reason, exactly once.
     assert sorted((r["rejection_id"], r["reason"]) for r in actual["rejected"]) == sorted(
-        (m["rejection_id"], m["reason"]) for m in actual["dlq"])
+        (m["rejection_id"], m["reason"]) for m in actual["dlq"]
+    )
     # Every input line is applied or rejected: the manifest's line counts add up.
     manifest = json.loads((sample / "manifest.json").read_text(encoding="utf-8"))
-    accepted = sql(f"chdb://{tmp_path / 'clickhouse'}", "SELECT count() AS n FROM readings FINAL "
-                   "WHERE source NOT IN ('final', 'initial')")[0]["n"]
+    accepted = sql(
+        f"chdb://{tmp_path / 'clickhouse'}",
+        "SELECT count() AS n FROM readings FINAL WHERE source NOT IN ('final', 'initial')",
+    )[0]["n"]
     rejected_readings = sum(1 for r in actual["rejected"] if r["topic"] == "wattpay.readings")
     assert int(accepted) + rejected_readings == manifest["lines"]["readings"]
 

@@ -34,7 +34,10 @@ def test_flow_matches_sequential_reference(workers: int) -> None:
     rows: list = []
     messages: list = []
     flow = build_billing_flow(
-        rules, source=TestingSource(envelopes), rows=TestingSink(rows), messages=TestingSink(messages)
+        rules,
+        source=TestingSource(envelopes),
+        rows=TestingSink(rows),
+        messages=TestingSink(messages),
     )
     if workers == 1:
         run_main(flow)

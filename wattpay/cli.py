@@ -46,8 +46,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     flow = build_billing_flow(
         settings.rules,
         source=ReplaySource(directory, progress=None if args.quiet else sys.stderr),
-        rows=ClickHouseSink(settings.clickhouse_dsn, max_rows=settings.batch_rows,
-                            max_seconds=settings.batch_seconds),
+        rows=ClickHouseSink(
+            settings.clickhouse_dsn,
+            max_rows=settings.batch_rows,
+            max_seconds=settings.batch_seconds,
+        ),
         messages=TopicFileSink(out, settings.topic_prefix),
     )
     cli_main(flow, workers_per_process=args.workers)
@@ -92,8 +95,13 @@ def cmd_example(args: argparse.Namespace) -> int:
     from ingest.example import write_example
 
     start = date.fromisoformat(args.start) if args.start else None
-    summary = write_example(Path(args.directory), households=args.households, days=args.days,
-                            seed=args.seed, start=start)
+    summary = write_example(
+        Path(args.directory),
+        households=args.households,
+        days=args.days,
+        seed=args.seed,
+        start=start,
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -112,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_clickhouse(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--clickhouse", metavar="DSN",
-                         help="chdb:///dir or http(s)://user@host:8123/db (env WATTPAY_CLICKHOUSE_DSN)")
+        sub.add_argument(
+            "--clickhouse",
+            metavar="DSN",
+            help="chdb:///dir or http(s)://user@host:8123/db (env WATTPAY_CLICKHOUSE_DSN)",
+        )
         return sub
 
     replay = with_clickhouse(commands.add_parser("replay", help=cmd_replay.__doc__))

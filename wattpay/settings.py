@@ -225,15 +225,17 @@ def _campaigns(raw: Any, problems: list[str]) -> tuple[RebateCampaign, ...]:
     campaigns = []
     for index, spec in enumerate(raw):
         try:
-            campaigns.append(RebateCampaign(
-                campaign_id=str(spec["id"]),
-                channels=frozenset(str(c) for c in spec["channels"]),
-                min_amount=Decimal(str(spec["min_amount"])),
-                rebate=Decimal(str(spec["rebate"])),
-                per_account_per_month=int(spec.get("per_account_per_month", 1)),
-                from_day=_opt_day(spec.get("from")),
-                to_day=_opt_day(spec.get("to")),
-            ))
+            campaigns.append(
+                RebateCampaign(
+                    campaign_id=str(spec["id"]),
+                    channels=frozenset(str(c) for c in spec["channels"]),
+                    min_amount=Decimal(str(spec["min_amount"])),
+                    rebate=Decimal(str(spec["rebate"])),
+                    per_account_per_month=int(spec.get("per_account_per_month", 1)),
+                    from_day=_opt_day(spec.get("from")),
+                    to_day=_opt_day(spec.get("to")),
+                )
+            )
         except (KeyError, TypeError, ValueError, InvalidOperation) as err:
             problems.append(f"campaigns[{index}]: {err!r}")
     return tuple(campaigns)
