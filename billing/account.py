@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from billing.apportion import apportion
+from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
 from billing.numbers import ZERO, from_milli, round_money, to_milli
 from billing.outputs import NOTIFICATIONS, Emitter
@@ -20,9 +20,10 @@ ACTIVE, ARREARS, DISCONNECTED, CLOSED = "active", "arrears", "disconnected", "cl
 
 @dataclass(slots=True)
 class DayTotals:
-    """Consumption and exact cost of the account's open day."""
+    """Consumption and exact cost of the account's open day, which ends at ``end``."""
 
     day: date
+    end: datetime
     milli: int = 0
     peak: int = 0
     valley: int = 0
@@ -84,6 +85,11 @@ class AccountState:
         return current
 
 
+def open_day(day: date, rules: BillingRules) -> DayTotals:
+    """Empty totals for local ``day``."""
+    return DayTotals(day, local_midnight(day + timedelta(days=1), rules.zone))
+
+
 def post_ledger(
     state: AccountState,
     out: Emitter,
@@ -141,7 +147,7 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
     totals = state.day
     day = totals.day
     charge = round_money(totals.cost)
-    state.day = DayTotals(day + timedelta(days=1))
+    state.day = open_day(day + timedelta(days=1), rules)
     aid = state.account_id
     post_ledger(
         state,
@@ -212,10 +218,9 @@ def close_days_until(
 ) -> None:
     """Close every day D whose end (D+1 00:00) is at or before ``moment``."""
     while True:
-        day_end = local_midnight(state.day.day + timedelta(days=1), rules.zone)
-        if day_end > moment:
+        if state.day.end > moment:
             return
-        close_day(state, out, rules, day_end)
+        close_day(state, out, rules, state.day.end)
 
 
 def rate_span(
@@ -232,19 +237,22 @@ def rate_span(
     while midnight < end:
         cuts.add(midnight)
         midnight = local_midnight(midnight.date() + timedelta(days=1), rules.zone)
-    plan_starts = [start] + [s for s, _ in state.plans if start < s < end]
+    changes = len(state.plans) > 1
+    plan_starts = [start] + [s for s, _ in state.plans if start < s < end] if changes else [start]
     cuts.update(plan_starts[1:])
     for index, segment_start in enumerate(plan_starts):
         segment_end = plan_starts[index + 1] if index + 1 < len(plan_starts) else end
-        cuts.update(
-            rules.plans[state.plan_at(segment_start)].period_boundaries(segment_start, segment_end)
-        )
+        plan = rules.plans[state.plan_at(segment_start) if changes else state.plans[0][1]]
+        if plan.is_tou:
+            cuts.update(plan.period_boundaries(segment_start, segment_end))
+    parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
     aid = state.account_id
-    for part in apportion(start, end, milli_kwh, cuts):
-        close_days_until(state, out, rules, part.start)
+    for part in parts:
+        if part.start >= state.day.end:
+            close_days_until(state, out, rules, part.start)
         if part.start.year != state.ytd_year:
             state.ytd_milli, state.ytd_year = 0, part.start.year
-        plan = rules.plans[state.plan_at(part.start)]
+        plan = rules.plans[state.plan_at(part.start) if changes else state.plans[0][1]]
         for piece in rate_part(plan, part.start, part.end, part.milli_kwh, state.ytd_milli):
             totals = state.day
             totals.milli += piece.milli_kwh
@@ -268,17 +276,10 @@ def rate_span(
                 price=piece.price,
                 cost=piece.cost,
             )
-    # Plan changes now in the past no longer matter except the one in force.
-    state.plans = [(s, p) for s, p in state.plans if s > end or s == state_plan_start(state, end)]
-
-
-def state_plan_start(state: AccountState, moment: datetime) -> datetime:
-    """Start of the plan entry in force at ``moment``."""
-    current = state.plans[0][0]
-    for start, _ in state.plans:
-        if start <= moment:
-            current = start
-    return current
+    if changes:
+        # Plan changes now in the past matter no more, except the one in force.
+        in_force = [entry for entry in state.plans if entry[0] <= end][-1:]
+        state.plans = in_force + [entry for entry in state.plans if entry[0] > end]
 
 
 def notify(
@@ -333,7 +334,7 @@ def new_account(
         plans=[(ts, plan_id)],
         balance=opening_balance,
         threshold=threshold,
-        day=DayTotals(ts.date()),
+        day=open_day(ts.date(), rules),
         ytd_milli=to_milli(ytd_kwh),
         ytd_year=ts.year,
         overdraft_limit=rules.overdraft_min,

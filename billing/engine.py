@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from billing.account import (
@@ -19,7 +19,7 @@ from billing.account import (
     rate_span,
 )
 from billing.checks import balance_alerts, disconnection, follow_status, reconnection
-from billing.clock import elapsed_us, local_midnight, ts_text
+from billing.clock import elapsed_us, ts_text
 from billing.directory import MeterDirectory
 from billing.messages import (
     AccountEvent,
@@ -138,7 +138,7 @@ def finish(state: AccountState, rules: BillingRules) -> list[Output]:
     """End of a replay: close the one open day of an account that is not closed (S14.8)."""
     out = Emitter()
     if state.status != CLOSED:
-        day_end = local_midnight(state.day.day + timedelta(days=1), rules.zone)
+        day_end = state.day.end
         close_day(state, out, rules, day_end)
         follow_status(state)
         account_row(state, out, day_end)

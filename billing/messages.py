@@ -30,7 +30,7 @@ class Envelope:
     def decode(topic: str, position: str, raw: str, received_at: datetime) -> Envelope:
         """Wrap a raw line, decoding its JSON (``payload`` stays None when it is not JSON)."""
         try:
-            payload = json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
+            payload = _DECODER.decode(raw)
         except ValueError:
             payload = None
         return Envelope(topic, position, raw, received_at, payload)
@@ -55,6 +55,9 @@ class FloatLiteral:
     """A JSON number that is not an integer; never valid where a decimal string is needed."""
 
     text: str
+
+
+_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_float)
 
 
 class Malformed(ValueError):
