@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import lru_cache
 
 TIMESTAMP = "DateTime64(3, 'Asia/Shanghai')"
 DAY = "Date"
@@ -268,42 +269,81 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 
 def _check_value(table: str, column: Column, value: object) -> object:
     """Return the value if it fits the column exactly, else raise ValueError."""
-    where = f"{table}.{column.name} ({column.type})"
-    if column.type in (STRING, LABEL):
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected str, got {type(value).__name__}")
-        return value
-    if column.type == TIMESTAMP:
-        if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-            raise ValueError(f"{where}: expected a timezone-aware datetime, got {value!r}")
-        # The column keeps milliseconds; finer digits are dropped by ClickHouse.
-        return value
-    if column.type == DAY:
-        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
-            raise ValueError(f"{where}: expected a date, got {value!r}")
-        return value
-    if column.type in _INT_RANGES:
-        low, high = _INT_RANGES[column.type]
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"{where}: expected an int in [{low}, {high}], got {value!r}")
-        return value
-    match = _DECIMAL.fullmatch(column.type)
-    if match is None:
-        raise ValueError(f"{where}: no value check for this type")
-    precision, scale = int(match.group(1)), int(match.group(2))
-    # The driver truncates extra digits silently (1.005 -> 1.00), so refuse them here.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = Decimal(value)
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise ValueError(f"{where}: expected a finite Decimal, got {value!r}")
-    with localcontext() as ctx:
-        ctx.prec = 100  # wide enough that these checks never round (Decimal(38, 7) included)
-        scaled = value.scaleb(scale)
-        if scaled != scaled.to_integral_value():
-            raise ValueError(f"{where}: {value} has more than {scale} decimal places")
-        if abs(value) >= Decimal(10) ** (precision - scale):
-            raise ValueError(f"{where}: {value} is out of range")
+    try:
+        return _checker(column.type)(value)
+    except ValueError as err:
+        raise ValueError(f"{table}.{column.name} ({column.type}): {err}") from None
+
+
+def _check_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"expected str, got {type(value).__name__}")
     return value
+
+
+def _check_timestamp(value: object) -> object:
+    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+    # The column keeps milliseconds; finer digits are dropped by ClickHouse.
+    return value
+
+
+def _check_day(value: object) -> object:
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValueError(f"expected a date, got {value!r}")
+    return value
+
+
+def _int_checker(low: int, high: int) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"expected an int in [{low}, {high}], got {value!r}")
+        return value
+
+    return check
+
+
+def _decimal_checker(precision: int, scale: int) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        # The driver truncates extra digits silently (1.005 -> 1.00), so refuse them here.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"expected a finite Decimal, got {value!r}")
+        exponent = value.as_tuple().exponent
+        if (
+            isinstance(exponent, int)
+            and exponent >= -scale
+            and value.adjusted() < precision - scale
+        ):
+            return value  # the common case: no more decimals written than the column keeps
+        with localcontext() as ctx:
+            ctx.prec = 100  # wide enough that these checks never round (Decimal(38, 7) included)
+            scaled = value.scaleb(scale)
+            if scaled != scaled.to_integral_value():
+                raise ValueError(f"{value} has more than {scale} decimal places")
+            if abs(value) >= Decimal(10) ** (precision - scale):
+                raise ValueError(f"{value} is out of range")
+        return value
+
+    return check
+
+
+@lru_cache(maxsize=None)
+def _checker(column_type: str) -> Callable[[object], object]:
+    """The value check for one column type, built once."""
+    if column_type in (STRING, LABEL):
+        return _check_text
+    if column_type == TIMESTAMP:
+        return _check_timestamp
+    if column_type == DAY:
+        return _check_day
+    if column_type in _INT_RANGES:
+        return _int_checker(*_INT_RANGES[column_type])
+    match = _DECIMAL.fullmatch(column_type)
+    if match is None:
+        raise ValueError(f"{column_type}: no value check for this type")
+    return _decimal_checker(int(match.group(1)), int(match.group(2)))
 
 
 def row_values(table_name: str, row: Mapping[str, object]) -> tuple[object, ...]:
@@ -314,4 +354,9 @@ def row_values(table_name: str, row: Mapping[str, object]) -> tuple[object, ...]
     extra = sorted(k for k in row if k not in names)
     if missing or extra:
         raise ValueError(f"{table_name}: row lacks columns {missing}, has unknown columns {extra}")
-    return tuple(_check_value(table_name, c, row[c.name]) for c in table.columns)
+    try:
+        return tuple(_checker(c.type)(row[c.name]) for c in table.columns)
+    except ValueError:
+        for column in table.columns:  # find the offending column for the message
+            _check_value(table_name, column, row[column.name])
+        raise

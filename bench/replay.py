@@ -1,0 +1,105 @@
+"""Replay throughput: `wattpay replay` over ≥ 1M readings vs a bare read + parse of the same files.
+
+Usage: .venv/bin/python bench/replay.py [--households 400] [--days 30] [--workers 1]
+Writes the example set once into bench/data/ (ignored by git) and prints a Markdown table row
+for BENCHMARKS.md. Both passes run in this same invocation, so the ratio is meaningful on a
+shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ingest.example import write_example  # noqa: E402
+from ingest.files import INPUT_FILES  # noqa: E402
+
+
+def bare_pass(directory: Path) -> tuple[int, float]:
+    """Read and JSON-parse every line of the three files; return (readings, seconds)."""
+    started = time.perf_counter()
+    readings = 0
+    for topic, name in INPUT_FILES.items():
+        with (directory / name).open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    json.loads(line)
+                except ValueError:
+                    pass
+                if topic == "readings":
+                    readings += 1
+    return readings, time.perf_counter() - started
+
+
+def replay_pass(directory: Path, workers: int) -> float:
+    """Run `wattpay replay` into a fresh embedded ClickHouse; return its wall time."""
+    clickhouse = directory.parent / "clickhouse"
+    shutil.rmtree(clickhouse, ignore_errors=True)
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wattpay.cli",
+            "replay",
+            str(directory),
+            "--quiet",
+            "--workers",
+            str(workers),
+            "--clickhouse",
+            f"chdb://{clickhouse}",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--households", type=int, default=400)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    data = ROOT / "bench" / "data" / f"h{args.households}-d{args.days}-s{args.seed}"
+    inputs = data / "input"
+    if not (inputs / "readings.jsonl").exists():
+        write_example(
+            inputs,
+            households=args.households,
+            days=args.days,
+            seed=args.seed,
+            start=date(2026, 3, 2),
+        )
+    readings, bare = bare_pass(inputs)
+    full = replay_pass(inputs, args.workers)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"readings: {readings:,}")
+    print(f"bare read + parse: {bare:.1f} s = {readings / bare:,.0f} readings/s")
+    print(
+        f"wattpay replay (workers={args.workers}): {full:.1f} s = {readings / full:,.0f} readings/s"
+    )
+    print(f"replay / bare throughput ratio: {bare / full:.3f}")
+    today = datetime.now(UTC).date().isoformat()
+    print(
+        f"| {today} | {readings:,} | {args.workers} | {readings / bare:,.0f} "
+        f"| {readings / full:,.0f} | {bare / full:.3f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
