@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from wattpay.settings import Settings, SettingsError, load_settings
@@ -53,7 +53,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ),
         messages=TopicFileSink(out, settings.topic_prefix),
     )
-    cli_main(flow, workers_per_process=args.workers)
+    # Replay runs without recovery: one long epoch avoids snapshotting state for nothing.
+    cli_main(flow, workers_per_process=args.workers, epoch_interval=timedelta(days=1))
     elapsed = time.monotonic() - started
     if not args.quiet:
         with ClickHouseStore(settings.clickhouse_dsn) as store:
