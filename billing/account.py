@@ -13,6 +13,7 @@ from billing.numbers import ZERO, from_milli, round_money, to_milli
 from billing.outputs import NOTIFICATIONS, Emitter
 from billing.points import PointsWallet
 from billing.rating import rate_part
+from billing.reading_log import ReadingLog
 from billing.rules import BillingRules
 
 ACTIVE, ARREARS, DISCONNECTED, CLOSED = "active", "arrears", "disconnected", "closed"
@@ -52,7 +53,7 @@ class AccountState:
     landlord_id: str | None = None
     status: str = ACTIVE
     baseline: tuple[datetime, int] | None = None
-    recent: dict[datetime, int] = field(default_factory=dict)
+    logs: dict[str, ReadingLog] = field(default_factory=dict)
     charges: deque[Decimal] = field(default_factory=lambda: deque(maxlen=30))
     low_armed: bool = True
     arrears_armed: bool = True

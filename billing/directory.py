@@ -33,7 +33,8 @@ class MeterDirectory:
     meter_of: dict[str, str] = field(default_factory=dict)
     owner_of: dict[str, str] = field(default_factory=dict)
     spans: dict[str, _Ownership] = field(default_factory=dict)
-    payment_ids: set[str] = field(default_factory=set)
+    payment_ids: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    """Claimed payment ids: the claiming account, and whether the claim is certain."""
 
     def is_open(self, account_id: str) -> bool:
         """True while the account is open."""

@@ -33,6 +33,7 @@ from billing.messages import (
 )
 from billing.numbers import decimal_places, from_milli, kwh_text, round_money, to_milli
 from billing.outputs import Emitter, Output, money, rejection
+from billing.reading_log import ReadingLog
 from billing.rules import BillingRules
 
 US_PER_HOUR = 3_600_000_000
@@ -97,19 +98,20 @@ def route(
         return owner, Routed(envelope, message)
     if isinstance(message, AccountEvent):
         return message.account_id, Routed(envelope, message, directory.check(message))
-    if message.payment_id in directory.payment_ids:
+    claim = directory.payment_ids.get(message.payment_id)
+    if claim is not None and (claim[1] or claim[0] != message.account_id):
         return reject(
             envelope, "duplicate_payment", f"payment {message.payment_id} was already applied"
         )
-    if directory.is_open(message.account_id) and (
-        valid_topup_amount(message.amount, rules)
-        if isinstance(message, TopUp)
-        else message.points >= 1
-    ):
-        # Payment ids are one namespace across accounts; the claim is made here, where every
-        # message passes in order. A redemption later refused for insufficient points keeps
-        # its claim (documented in docs/billing-rules.md).
-        directory.payment_ids.add(message.payment_id)
+    if directory.is_open(message.account_id):
+        # Payment ids are one namespace across accounts, claimed here where every message
+        # passes in order. A top-up that passes the lifecycle and amount checks is applied
+        # for sure; a redemption may still be refused for insufficient points, so its claim
+        # is tentative and its own account (which knows) decides a repeat (billing-rules #21).
+        if isinstance(message, TopUp) and valid_topup_amount(message.amount, rules):
+            directory.payment_ids[message.payment_id] = (message.account_id, True)
+        elif isinstance(message, Redeem) and message.points >= 1 and claim is None:
+            directory.payment_ids[message.payment_id] = (message.account_id, False)
     return message.account_id, Routed(envelope, message)
 
 
@@ -207,9 +209,10 @@ def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previou
 
 def _remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules) -> None:
     state.baseline = (ts, milli)
-    state.recent[ts] = milli
-    if len(state.recent) > rules.duplicate_memory:
-        del state.recent[next(iter(state.recent))]
+    log = state.logs.get(state.meter_id)
+    if log is None:
+        log = state.logs[state.meter_id] = ReadingLog(rules.duplicate_memory)
+    log.add(ts, milli)
 
 
 def _record_reading(
@@ -228,15 +231,20 @@ def _record_reading(
 def _reading(
     state: AccountState | None, r: Reading, out: Emitter, rules: BillingRules
 ) -> AccountState:
-    if state is None or state.status == CLOSED or r.meter_id != state.meter_id:
+    if state is None:
         raise Rejected("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
     milli = to_milli(r.energy)
-    known = state.recent.get(r.ts)
+    log = state.logs.get(r.meter_id)
+    known = log.energy_at(r.ts) if log is not None else None
     if known is not None:
         raise Rejected(
             "duplicate" if known == milli else "conflict",
             f"a reading at {ts_text(r.ts)} was accepted with {kwh_text(from_milli(known))} kWh",
         )
+    if state.status == CLOSED or r.meter_id != state.meter_id:
+        # The account owned this meter at r.ts, but its series has since ended
+        # (replacement or move-out): the reading is older than the series' last value.
+        raise Rejected("out_of_order", f"{r.meter_id}'s series ended before this reading arrived")
     before = state.available
     cause = cause_of(r)
     if state.baseline is None:
@@ -401,7 +409,7 @@ def _final_reading(
     if ts > start and milli >= previous:
         _record_reading(state, out, meter_id, ts, energy, "final")
         rate_span(state, out, rules, start, ts, milli - previous)
-        state.baseline = (ts, milli)
+        _remember(state, ts, milli, rules)
 
 
 def _account_event(
@@ -443,7 +451,6 @@ def _account_event(
         close_days_until(state, out, rules, e.ts)
         state.meter_id = e.meter_id
         state.baseline = (e.ts, to_milli(e.fields["new_initial_kwh"]))
-        state.recent = {}
         _record_reading(state, out, e.meter_id, e.ts, e.fields["new_initial_kwh"], "initial")
     else:
         _close(state, e, out, rules, cause)

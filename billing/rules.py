@@ -74,5 +74,5 @@ class BillingRules:
     overdraft_days: int = 30
     days_left_days: int = 7
     auto_topup_retry_hours: int = 24
-    duplicate_memory: int = 2000
+    duplicate_memory: int = 40_000
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""
