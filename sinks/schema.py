@@ -346,17 +346,31 @@ def _checker(column_type: str) -> Callable[[object], object]:
     return _decimal_checker(int(match.group(1)), int(match.group(2)))
 
 
+@lru_cache(maxsize=None)
+def _row_plan(table_name: str) -> tuple[tuple[str, ...], frozenset[str], tuple, tuple[str, ...]]:
+    """Column names, their set, (name, check) pairs and text columns of a table, built once."""
+    table = table_spec(table_name)
+    names = tuple(table.column_names)
+    texts = tuple(c.name for c in table.columns if c.type in (STRING, LABEL))
+    checks = tuple((c.name, _checker(c.type)) for c in table.columns if c.name not in texts)
+    return names, frozenset(names), checks, texts
+
+
 def row_values(table_name: str, row: Mapping[str, object]) -> tuple[object, ...]:
     """Return a row dict as a tuple in `insert_columns` order, checking keys and value types."""
-    table = table_spec(table_name)
-    names = table.column_names
-    missing = [n for n in names if n not in row]
-    extra = sorted(k for k in row if k not in names)
-    if missing or extra:
+    names, name_set, checks, texts = _row_plan(table_name)
+    if len(row) != len(names) or not name_set.issuperset(row):
+        missing = [n for n in names if n not in row]
+        extra = sorted(k for k in row if k not in name_set)
         raise ValueError(f"{table_name}: row lacks columns {missing}, has unknown columns {extra}")
     try:
-        return tuple(_checker(c.type)(row[c.name]) for c in table.columns)
+        for name, check in checks:
+            check(row[name])
+        for name in texts:
+            if type(row[name]) is not str:
+                raise ValueError(name)
     except ValueError:
-        for column in table.columns:  # find the offending column for the message
+        for column in table_spec(table_name).columns:  # name the offending column
             _check_value(table_name, column, row[column.name])
         raise
+    return tuple([row[name] for name in names])
