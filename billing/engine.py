@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from billing.account import (
@@ -175,14 +175,18 @@ def _after(
     ts: datetime,
     cause: str,
     always_row: bool,
+    day: date | None = None,
 ) -> None:
-    """Checks after an applied message, then the account row when anything visible changed."""
-    status, day = state.status, state.day.day
+    """Checks after an applied message, then the account row when anything visible changed.
+
+    ``day`` is the open day before the message: a reading that closed days gets a row.
+    """
+    status = state.status
     if before is not None and state.available != before:
         balance_alerts(state, out, rules, ts, cause)
     disconnection(state, out, rules, ts, cause)
     follow_status(state)
-    if always_row or state.status != status or state.day.day != day:
+    if always_row or state.status != status or (day is not None and state.day.day != day):
         account_row(state, out, ts)
 
 
@@ -246,12 +250,13 @@ def _reading(
         # (replacement or move-out): the reading is older than the series' last value.
         raise Rejected("out_of_order", f"{r.meter_id}'s series ended before this reading arrived")
     before = state.available
+    day = state.day.day
     cause = cause_of(r)
     if state.baseline is None:
         _record_reading(state, out, r.meter_id, r.ts, r.energy, r.source)
         close_days_until(state, out, rules, r.ts)
         _remember(state, r.ts, milli, rules)
-        _after(state, out, rules, before=before, ts=r.ts, cause=cause, always_row=False)
+        _after(state, out, rules, before=before, ts=r.ts, cause=cause, always_row=False, day=day)
         return state
     start, previous = state.baseline
     if r.ts <= start:
@@ -287,7 +292,7 @@ def _reading(
             cause=cause,
             data={"meter_id": r.meter_id, "kwh": kwh_text(from_milli(delta))},
         )
-    _after(state, out, rules, before=before, ts=r.ts, cause=cause, always_row=False)
+    _after(state, out, rules, before=before, ts=r.ts, cause=cause, always_row=False, day=day)
     return state
 
 

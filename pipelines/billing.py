@@ -60,7 +60,7 @@ def build_billing_flow(
     rules: BillingRules,
     *,
     source: Source[Envelope],
-    rows: Sink[Row],
+    rows: Sink[tuple[str, Row]],
     messages: Sink[tuple[str, TopicMessage]],
     close_at_eof: bool = True,
     flow_id: str = "wattpay-billing",
@@ -87,8 +87,10 @@ def build_billing_flow(
     return flow
 
 
-def _row(output: Output) -> Row | None:
-    return output if isinstance(output, Row) else None
+def _row(output: Output) -> tuple[str, Row] | None:
+    if not isinstance(output, Row):
+        return None
+    return str(output.values.get("account_id") or output.table), output
 
 
 def _message(output: Output) -> tuple[str, TopicMessage] | None:

@@ -10,14 +10,14 @@ from billing.outputs import Row
 from sinks.clickhouse import BatchWriter, ClickHouseStore
 
 
-class _ClickHousePartition(StatelessSinkPartition[Row]):
+class _ClickHousePartition(StatelessSinkPartition[tuple[str, Row]]):
     def __init__(self, dsn: str, max_rows: int, max_seconds: float) -> None:
         self._store = ClickHouseStore(dsn)
         self._writer = BatchWriter(self._store, max_rows=max_rows, max_seconds=max_seconds)
 
-    def write_batch(self, items: list[Row]) -> None:
+    def write_batch(self, items: list[tuple[str, Row]]) -> None:
         by_table: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for row in items:
+        for _key, row in items:
             by_table[row.table].append(row.values)
         for table, rows in by_table.items():
             self._writer.add_many(table, rows)
@@ -28,7 +28,7 @@ class _ClickHousePartition(StatelessSinkPartition[Row]):
         self._store.close()
 
 
-class ClickHouseSink(DynamicSink[Row]):
+class ClickHouseSink(DynamicSink[tuple[str, Row]]):
     """Every worker batches its rows and writes them; repeated rows deduplicate by id."""
 
     def __init__(self, dsn: str, *, max_rows: int = 10_000, max_seconds: float = 1.0) -> None:

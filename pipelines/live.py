@@ -1,0 +1,40 @@
+"""The live billing flow: Kafka input topics in, topic messages and facts out (SPEC S2, S10).
+
+    python -m bytewax.run "pipelines.live:build_live_flow()" -r RECOVERY_DIR
+
+reads its settings like every wattpay command (``wattpay.toml``, ``WATTPAY_*``); the CLI
+``wattpay billing`` runs the same factory with recovery on.
+"""
+
+from __future__ import annotations
+
+from bytewax.dataflow import Dataflow
+
+from ingest.kafka import MergedKafkaSource
+from pipelines.billing import build_billing_flow
+from sinks.live import KafkaFactSink, KafkaMessageSink
+from wattpay.settings import Settings, load_settings
+
+INPUT_TOPICS = ("accounts", "payments", "readings")
+OUTPUT_TOPICS = ("notifications", "meter-commands", "payment-requests", "dlq", "facts")
+
+
+def client_config(settings: Settings) -> dict[str, str]:
+    """confluent-kafka client settings: the brokers plus configured overrides (SASL, TLS…)."""
+    if not settings.brokers:
+        raise ValueError("no Kafka brokers configured (--brokers or WATTPAY_BROKERS)")
+    return {"bootstrap.servers": settings.brokers, **settings.kafka}
+
+
+def build_live_flow(settings: Settings | None = None) -> Dataflow:
+    """The billing dataflow on Kafka: accounts stay open; no day closes at end of input."""
+    settings = settings or load_settings()
+    config = client_config(settings)
+    return build_billing_flow(
+        settings.rules,
+        source=MergedKafkaSource(config, {t: settings.topic(t) for t in INPUT_TOPICS}),
+        rows=KafkaFactSink(config, settings.topic_prefix),
+        messages=KafkaMessageSink(config, settings.topic_prefix),
+        close_at_eof=False,
+        flow_id="wattpay-live-billing",
+    )

@@ -1,0 +1,63 @@
+"""Analytics rows as JSON fact messages and back, typed by the ClickHouse schema (SPEC S8).
+
+The billing flow publishes every row it produces to the facts topic; the loader turns the
+messages back into typed rows and writes them to ClickHouse. Both sides use the table
+definitions in `sinks.schema`, so a round trip is exact (decimals as strings, timestamps as
+ISO-8601 with their offset).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from billing.outputs import Row
+from sinks import schema
+
+
+def encode_fact(row: Row) -> tuple[str, bytes]:
+    """A row as (key, JSON bytes): ``{"table": …, "row": {…}}`` keyed by account when it has one."""
+    key = str(row.values.get("account_id") or row.values.get("meter_id") or row.table)
+    body = {"table": row.table, "row": {k: _plain(v) for k, v in row.values.items()}}
+    return key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def decode_fact(payload: bytes) -> Row:
+    """A fact message back into a typed row; raises ValueError when it does not fit."""
+    try:
+        body = json.loads(payload)
+        table = str(body["table"])
+        raw = body["row"]
+        converters = _converters(table)
+        return Row(table, {name: converters[name](raw[name]) for name in converters})
+    except (KeyError, TypeError, ValueError, ArithmeticError) as err:
+        raise ValueError(f"not a fact message: {err}") from err
+
+
+@lru_cache(maxsize=None)
+def _converters(table: str) -> dict[str, Callable[[Any], Any]]:
+    return {c.name: _converter(c.type) for c in schema.table_spec(table).columns}
+
+
+def _converter(column_type: str) -> Callable[[Any], Any]:
+    if column_type == schema.TIMESTAMP:
+        return datetime.fromisoformat
+    if column_type == schema.DAY:
+        return date.fromisoformat
+    if column_type.startswith("Decimal"):
+        return lambda value: Decimal(str(value))
+    if "Int" in column_type:
+        return int
+    return str
