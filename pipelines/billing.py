@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from functools import partial
 
 import bytewax.operators as op
@@ -22,6 +23,7 @@ from billing.engine import Routed, apply, finish, route
 from billing.messages import Envelope
 from billing.outputs import Output, Row, TopicMessage
 from billing.rules import BillingRules
+from sinks.metrics import Metrics
 
 DIRECTORY_KEY = "directory"
 
@@ -29,19 +31,31 @@ DIRECTORY_KEY = "directory"
 class AccountLogic(StatefulLogic[Routed, Output, AccountState]):
     """One account's state inside the flow; closes the open day at end of input if asked."""
 
-    def __init__(self, rules: BillingRules, state: AccountState | None, close_at_eof: bool) -> None:
+    def __init__(
+        self,
+        rules: BillingRules,
+        state: AccountState | None,
+        close_at_eof: bool,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.rules = rules
         self.state = state
         self.close_at_eof = close_at_eof
+        self.metrics = metrics
 
     def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
         self.state, outputs = apply(self.state, value, self.rules)
+        if self.metrics is not None:
+            _tally(self.metrics, value.envelope, outputs)
+            self.metrics.observe_event_time(value.message.ts, datetime.now(UTC))
         return outputs, self.state is None
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if self.close_at_eof and self.state is not None:
             outputs = finish(self.state, self.rules)
             self.close_at_eof = False
+            if self.metrics is not None:
+                self.metrics.count_outputs(outputs)
             return outputs, StatefulLogic.RETAIN
         return (), StatefulLogic.RETAIN
 
@@ -49,11 +63,38 @@ class AccountLogic(StatefulLogic[Routed, Output, AccountState]):
         return copy.deepcopy(self.state)  # type: ignore[return-value]
 
 
+def _tally(metrics: Metrics, envelope: Envelope, outputs: list[Output]) -> None:
+    """Applied or rejected (with its reason), and what the message produced."""
+    reason = next(
+        (
+            o.values["reason"]
+            for o in outputs
+            if isinstance(o, Row)
+            and o.table == "rejected"
+            and o.values["rejection_id"] == envelope.position
+        ),
+        None,
+    )
+    if reason is None:
+        metrics.messages_applied.labels(envelope.topic).inc()
+    else:
+        metrics.messages_rejected.labels(envelope.topic, reason).inc()
+    metrics.count_outputs(outputs)
+
+
 def _route(
-    rules: BillingRules, directory: MeterDirectory | None, envelope: Envelope
+    rules: BillingRules,
+    metrics: Metrics | None,
+    directory: MeterDirectory | None,
+    envelope: Envelope,
 ) -> tuple[MeterDirectory, tuple[str, Routed] | list[Output]]:
     directory = directory or MeterDirectory()
-    return directory, route(envelope, directory, rules)
+    routed = route(envelope, directory, rules)
+    if metrics is not None:
+        metrics.messages_in.labels(envelope.topic).inc()
+        if isinstance(routed, list):
+            _tally(metrics, envelope, routed)
+    return directory, routed
 
 
 def build_billing_flow(
@@ -64,6 +105,7 @@ def build_billing_flow(
     messages: Sink[tuple[str, TopicMessage]],
     close_at_eof: bool = True,
     flow_id: str = "wattpay-billing",
+    metrics: Metrics | None = None,
 ) -> Dataflow:
     """The billing dataflow from input envelopes to analytics rows and topic messages.
 
@@ -74,12 +116,12 @@ def build_billing_flow(
     flow = Dataflow(flow_id)
     envelopes = op.input("input", flow, source)
     keyed = op.key_on("to_directory", envelopes, lambda _e: DIRECTORY_KEY)
-    routed = op.key_rm("routed", op.stateful_map("route", keyed, partial(_route, rules)))
+    routed = op.key_rm("routed", op.stateful_map("route", keyed, partial(_route, rules, metrics)))
     split = op.branch("routable", routed, lambda r: isinstance(r, tuple))
     rejected = op.flat_map("rejections", split.falses, lambda outputs: outputs)
     by_account = op.map("by_account", split.trues, lambda pair: pair)
     applied = op.stateful(
-        "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof)
+        "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof, metrics)
     )
     outputs = op.merge("outputs", rejected, op.key_rm("unkey", applied))
     op.output("analytics", op.filter_map("rows", outputs, _row), rows)

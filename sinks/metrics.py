@@ -1,0 +1,146 @@
+"""Prometheus metrics (SPEC S12), from one factory that takes a registry.
+
+Label values are bounded: topics, reasons, kinds, types, statuses and table names, never an
+account or meter id. Seconds, not milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from billing.account import ACTIVE, ARREARS, CLOSED, DISCONNECTED
+from billing.outputs import (
+    METER_COMMANDS,
+    NOTIFICATIONS,
+    PAYMENT_REQUESTS,
+    Output,
+    Row,
+    TopicMessage,
+)
+
+STATUSES = (ACTIVE, ARREARS, DISCONNECTED, CLOSED)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every wattpay metric, registered on one registry."""
+
+    registry: CollectorRegistry
+    messages_in: Counter
+    messages_applied: Counter
+    messages_rejected: Counter
+    kwh_rated: Counter
+    yuan_charged: Counter
+    yuan_credited: Counter
+    notifications: Counter
+    commands: Counter
+    payment_requests: Counter
+    accounts: Gauge
+    event_time_lag: Gauge
+    clickhouse_insert_seconds: Histogram
+    clickhouse_batch_rows: Histogram
+    step_items: Counter
+
+    def count_outputs(self, outputs: Iterable[Output]) -> None:
+        """Count what a processed message produced."""
+        for output in outputs:
+            if isinstance(output, Row):
+                self._count_row(output)
+            elif isinstance(output, TopicMessage):
+                if output.topic == NOTIFICATIONS:
+                    self.notifications.labels(str(output.value.get("type", ""))).inc()
+                elif output.topic == METER_COMMANDS:
+                    self.commands.labels(str(output.value.get("action", ""))).inc()
+                elif output.topic == PAYMENT_REQUESTS:
+                    self.payment_requests.inc()
+
+    def _count_row(self, row: Row) -> None:
+        values = row.values
+        if row.table == "intervals":
+            self.kwh_rated.inc(float(values["kwh"]))
+        elif row.table == "ledger":
+            amount: Decimal = values["amount"]
+            if values["kind"] == "charge":
+                self.yuan_charged.inc(float(-amount))
+            elif amount > 0:
+                self.yuan_credited.labels(str(values["kind"])).inc(float(amount))
+
+    def status_changed(self, old: str | None, new: str | None) -> None:
+        """Move one account between status gauges."""
+        if old == new:
+            return
+        if old is not None:
+            self.accounts.labels(old).dec()
+        if new is not None:
+            self.accounts.labels(new).inc()
+
+    def observe_event_time(self, ts: datetime, now: datetime) -> None:
+        """Lag between the latest processed event and the wall clock."""
+        self.event_time_lag.set(max((now - ts).total_seconds(), 0.0))
+
+
+def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """All metrics on ``registry`` (a fresh one by default, so tests never collide)."""
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(
+        registry=registry,
+        messages_in=Counter(
+            "wattpay_messages_in", "Input messages received", ["topic"], registry=registry
+        ),
+        messages_applied=Counter(
+            "wattpay_messages_applied", "Input messages applied", ["topic"], registry=registry
+        ),
+        messages_rejected=Counter(
+            "wattpay_messages_rejected",
+            "Input messages rejected",
+            ["topic", "reason"],
+            registry=registry,
+        ),
+        kwh_rated=Counter("wattpay_kwh_rated", "Energy rated (kWh)", registry=registry),
+        yuan_charged=Counter(
+            "wattpay_yuan_charged", "Daily charges posted (yuan)", registry=registry
+        ),
+        yuan_credited=Counter(
+            "wattpay_yuan_credited", "Credits posted (yuan)", ["kind"], registry=registry
+        ),
+        notifications=Counter(
+            "wattpay_notifications", "Notifications emitted", ["type"], registry=registry
+        ),
+        commands=Counter(
+            "wattpay_meter_commands", "Meter commands emitted", ["action"], registry=registry
+        ),
+        payment_requests=Counter(
+            "wattpay_payment_requests", "Auto top-up requests emitted", registry=registry
+        ),
+        accounts=Gauge(
+            "wattpay_accounts", "Accounts by status (this process)", ["status"], registry=registry
+        ),
+        event_time_lag=Gauge(
+            "wattpay_event_time_lag_seconds",
+            "Wall clock minus the timestamp of the latest processed message",
+            registry=registry,
+        ),
+        clickhouse_insert_seconds=Histogram(
+            "wattpay_clickhouse_insert_seconds",
+            "Time to write one batch to ClickHouse",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        ),
+        clickhouse_batch_rows=Histogram(
+            "wattpay_clickhouse_batch_rows",
+            "Rows in one ClickHouse batch",
+            buckets=(1, 10, 100, 1000, 5000, 10000, 50000),
+            registry=registry,
+        ),
+        step_items=Counter(
+            "wattpay_step_items", "Items through a dataflow step", ["step"], registry=registry
+        ),
+    )
+    for status in STATUSES:
+        metrics.accounts.labels(status).set(0)
+    return metrics

@@ -1,0 +1,55 @@
+"""Metrics counted by the billing flow (SPEC S12), including the conservation invariant."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from billing.rules import BillingRules
+from ingest.files import merged_envelopes
+from pipelines.billing import build_billing_flow
+from sinks.metrics import create_metrics
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+
+
+def sample(metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    value = metrics.registry.get_sample_value(name, labels or {})
+    return value or 0.0
+
+
+def test_messages_in_equal_applied_plus_rejected_per_topic() -> None:
+    metrics = create_metrics()
+    envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
+    flow = build_billing_flow(
+        BillingRules(),
+        source=TestingSource(envelopes),
+        rows=TestingSink([]),
+        messages=TestingSink([]),
+        metrics=metrics,
+    )
+    run_main(flow)
+    expected = json.loads((CONFORMANCE / "sample1" / "expected.json").read_text())
+    rejected = Counter(
+        (r["topic"].removeprefix("wattpay."), r["reason"]) for r in expected["rejected"]
+    )
+    for topic in ("accounts", "payments", "readings"):
+        lines = sum(1 for e in envelopes if e.topic == topic)
+        received = sample(metrics, "wattpay_messages_in_total", {"topic": topic})
+        applied = sample(metrics, "wattpay_messages_applied_total", {"topic": topic})
+        refused = sum(
+            sample(metrics, "wattpay_messages_rejected_total", {"topic": topic, "reason": reason})
+            for (t, reason) in rejected
+            if t == topic
+        )
+        assert received == lines
+        assert applied + refused == received
+        assert refused == sum(n for (t, _), n in rejected.items() if t == topic)
+    types = Counter(n["type"] for n in expected["notifications"])
+    for kind, count in types.items():
+        assert sample(metrics, "wattpay_notifications_total", {"type": kind}) == count
+    assert sample(metrics, "wattpay_meter_commands_total", {"action": "disconnect"}) == 2
+    charged = sum(-float(r["amount"]) for r in expected["ledger"] if r["kind"] == "charge")
+    assert abs(sample(metrics, "wattpay_yuan_charged_total") - charged) < 1e-6
+    assert sample(metrics, "wattpay_kwh_rated_total") > 0
