@@ -12,8 +12,10 @@ from billing.outputs import Output
 from billing.rules import BillingRules
 
 
-def run_sequential(envelopes: Iterable[Envelope], rules: BillingRules) -> Iterator[Output]:
-    """Route and apply every envelope in order, then close each account's open day."""
+def run_sequential(
+    envelopes: Iterable[Envelope], rules: BillingRules, *, close_at_end: bool = True
+) -> Iterator[Output]:
+    """Route and apply every envelope in order, then (replay) close each account's open day."""
     directory = MeterDirectory()
     states: dict[str, AccountState] = {}
     for envelope in envelopes:
@@ -26,5 +28,6 @@ def run_sequential(envelopes: Iterable[Envelope], rules: BillingRules) -> Iterat
         if state is not None:
             states[account_id] = state
         yield from outputs
-    for account_id in sorted(states):
-        yield from finish(states[account_id], rules)
+    if close_at_end:
+        for account_id in sorted(states):
+            yield from finish(states[account_id], rules)

@@ -14,7 +14,6 @@ epoch, so recovery re-reads exactly what the snapshot's state has not seen.
 from __future__ import annotations
 
 import heapq
-import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,11 @@ class _Head:
 
 class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
     def __init__(
-        self, config: Mapping[str, str], topics: Mapping[str, str], resume: dict[str, int] | None
+        self,
+        config: Mapping[str, str],
+        topics: Mapping[str, str],
+        resume: dict[str, int] | None,
+        fresh: bool = False,
     ) -> None:
         self._logical = {full: logical for logical, full in topics.items()}
         self._consumer = Consumer(
@@ -60,24 +63,17 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         self._buffers: dict[str, deque[_Head]] = {}
         self._caught_up: dict[str, bool] = {}
         self._sequence = count()
-        self._read_to: dict[str, int] = {}
-        self._checked = 0.0
         assignments = []
         metadata = self._consumer.list_topics(timeout=10)
         for full in topics.values():
             partitions = metadata.topics[full].partitions if full in metadata.topics else {}
             for partition in sorted(partitions):
                 key = f"{full}:{partition}"
-                offset = self._positions.get(key, OFFSET_BEGINNING)
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(full, partition), timeout=10
-                )
-                if offset != OFFSET_BEGINNING and not low <= offset <= high:
-                    # The topic was recreated (an in-memory broker restarted): start over.
-                    offset = OFFSET_BEGINNING
+                # Fresh topics (an in-memory broker restarted) start over; the account
+                # state restored from the snapshot carries on.
+                offset = OFFSET_BEGINNING if fresh else self._positions.get(key, OFFSET_BEGINNING)
                 self._buffers[key] = deque()
                 self._caught_up[key] = False
-                self._read_to[key] = low if offset == OFFSET_BEGINNING else offset
                 assignments.append(TopicPartition(full, partition, offset))
         self._consumer.assign(assignments)
 
@@ -91,27 +87,8 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                     continue
                 raise RuntimeError(f"consuming {key}: {error}")
             self._caught_up[key] = False
-            self._read_to[key] = message.offset() + 1
             self._buffers[key].append(self._head(key, message))
-        self._check_caught_up()
         return self._emit()
-
-    def _check_caught_up(self) -> None:
-        """Ask the broker whether partitions with nothing buffered have been read to the end.
-
-        Some brokers never signal the end of a partition, so the high watermark decides.
-        """
-        now = time.monotonic()
-        empty = [k for k, b in self._buffers.items() if not b and not self._caught_up[k]]
-        if not empty or now - self._checked < 0.2:
-            return
-        self._checked = now
-        for key in empty:
-            topic, partition = key.rsplit(":", 1)
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, int(partition)), timeout=5
-            )
-            self._caught_up[key] = self._read_to[key] >= high
 
     def _head(self, key: str, message: object) -> _Head:
         topic = self._logical[message.topic()]  # type: ignore[attr-defined]
@@ -164,9 +141,12 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
 class MergedKafkaSource(FixedPartitionedSource[Envelope, dict[str, int]]):
     """The readings, payments and accounts topics as one ordered, resumable stream."""
 
-    def __init__(self, config: Mapping[str, str], topics: Mapping[str, str]) -> None:
+    def __init__(
+        self, config: Mapping[str, str], topics: Mapping[str, str], *, fresh_topics: bool = False
+    ) -> None:
         self.config = dict(config)
         self.topics = dict(topics)
+        self.fresh_topics = fresh_topics
 
     def list_parts(self) -> list[str]:
         return ["merged-input"]
@@ -174,4 +154,4 @@ class MergedKafkaSource(FixedPartitionedSource[Envelope, dict[str, int]]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: dict[str, int] | None
     ) -> _MergedPartition:
-        return _MergedPartition(self.config, self.topics, resume_state)
+        return _MergedPartition(self.config, self.topics, resume_state, self.fresh_topics)

@@ -13,10 +13,18 @@ from bytewax.dataflow import Dataflow
 from ingest.kafka import MergedKafkaSource
 from pipelines.billing import build_billing_flow
 from sinks.live import KafkaFactSink, KafkaMessageSink
+from sinks.metrics import Metrics
 from wattpay.settings import Settings, load_settings
 
 INPUT_TOPICS = ("accounts", "payments", "readings")
-OUTPUT_TOPICS = ("notifications", "meter-commands", "payment-requests", "dlq", "facts")
+OUTPUT_TOPICS = (
+    "notifications",
+    "meter-commands",
+    "payment-requests",
+    "dlq",
+    "facts",
+    "meter-command-results",
+)
 
 
 def client_config(settings: Settings) -> dict[str, str]:
@@ -26,15 +34,24 @@ def client_config(settings: Settings) -> dict[str, str]:
     return {"bootstrap.servers": settings.brokers, **settings.kafka}
 
 
-def build_live_flow(settings: Settings | None = None) -> Dataflow:
-    """The billing dataflow on Kafka: accounts stay open; no day closes at end of input."""
+def build_live_flow(
+    settings: Settings | None = None, *, fresh_topics: bool = False, metrics: Metrics | None = None
+) -> Dataflow:
+    """The billing dataflow on Kafka: accounts stay open; no day closes at end of input.
+
+    ``fresh_topics``: the input topics were just created (an in-memory broker restarted), so
+    reading starts at their beginning whatever position the recovery snapshot holds.
+    """
     settings = settings or load_settings()
     config = client_config(settings)
     return build_billing_flow(
         settings.rules,
-        source=MergedKafkaSource(config, {t: settings.topic(t) for t in INPUT_TOPICS}),
+        source=MergedKafkaSource(
+            config, {t: settings.topic(t) for t in INPUT_TOPICS}, fresh_topics=fresh_topics
+        ),
         rows=KafkaFactSink(config, settings.topic_prefix),
         messages=KafkaMessageSink(config, settings.topic_prefix),
         close_at_eof=False,
         flow_id="wattpay-live-billing",
+        metrics=metrics,
     )

@@ -58,13 +58,18 @@ class Loader:
         self.on_batch = on_batch
         self.stats = LoaderStats()
 
-    def run(self, stop: threading.Event) -> None:
-        """Load until ``stop`` is set; the last batch is written and committed before return."""
+    def run(self, stop: threading.Event, *, drain_seconds: float = 30.0) -> None:
+        """Load until ``stop`` is set, then drain the topic to its end.
+
+        Draining takes at most ``drain_seconds``; the last batch is written and committed
+        before returning.
+        """
         consumer = Consumer(
             {
                 **self.config,
                 "group.id": self.group,
                 "enable.auto.commit": "false",
+                "enable.partition.eof": "true",
                 "auto.offset.reset": "earliest",
             }
         )
@@ -81,39 +86,54 @@ class Loader:
                 for tp in committed
             ]
         )
-        pending: dict[str, list[tuple[object, ...]]] = defaultdict(list)
-        count = 0
-        oldest = 0.0
+        self._pending: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+        self._count = 0
+        self._oldest = 0.0
+        at_end: set[int] = set()
+        deadline = None
         try:
-            while not stop.is_set():
+            while True:
+                if stop.is_set():
+                    deadline = deadline or time.monotonic() + drain_seconds
+                    if len(at_end) == len(partitions) or time.monotonic() > deadline:
+                        break
                 for message in consumer.consume(2000, 0.2):
                     error = message.error()
                     if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(message.partition())
+                        else:
                             log.warning("facts topic: %s", error)
                         continue
-                    try:
-                        row = decode_fact(message.value() or b"")
-                        values = schema.row_values(row.table, row.values)
-                    except ValueError as err:
-                        self.stats.bad_facts += 1
-                        log.error("skipping a fact that does not fit the schema: %s", err)
-                        continue
-                    if not count:
-                        oldest = time.monotonic()
-                    pending[row.table].append(values)
-                    count += 1
-                if count and (
-                    count >= self.max_rows or time.monotonic() - oldest >= self.max_seconds
-                ):
-                    if self._write(pending, stop):
-                        consumer.commit(asynchronous=False)
-                        pending.clear()
-                        count = 0
-            if count and self._write(pending, stop, attempts=3):
-                consumer.commit(asynchronous=False)
+                    at_end.discard(message.partition())
+                    self._buffer(message.value() or b"")
+                due = time.monotonic() - self._oldest >= self.max_seconds
+                if self._count and (self._count >= self.max_rows or due):
+                    self._write_and_commit(consumer, stop)
+            self._write_and_commit(consumer, stop, attempts=3)
         finally:
             consumer.close()
+
+    def _buffer(self, payload: bytes) -> None:
+        try:
+            row = decode_fact(payload)
+            values = schema.row_values(row.table, row.values)
+        except ValueError as err:
+            self.stats.bad_facts += 1
+            log.error("skipping a fact that does not fit the schema: %s", err)
+            return
+        if not self._count:
+            self._oldest = time.monotonic()
+        self._pending[row.table].append(values)
+        self._count += 1
+
+    def _write_and_commit(
+        self, consumer: Consumer, stop: threading.Event, attempts: int = 0
+    ) -> None:
+        if self._count and self._write(self._pending, stop, attempts):
+            consumer.commit(asynchronous=False)
+            self._pending.clear()
+            self._count = 0
 
     def _write(
         self, pending: dict[str, list[tuple[object, ...]]], stop: threading.Event, attempts: int = 0

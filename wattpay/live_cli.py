@@ -37,14 +37,19 @@ def cmd_billing(args: argparse.Namespace) -> int:
     """Run the live billing flow on Kafka with crash recovery."""
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
+    from prometheus_client import start_http_server
 
     from pipelines.live import build_live_flow
+    from sinks.metrics import create_metrics
 
     settings = _settings(args)
     recovery = ensure_recovery_dir(Path(args.recovery_dir))
     addresses = args.addresses.split(";") if args.addresses else None
+    metrics = create_metrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
     cli_main(
-        build_live_flow(settings),
+        build_live_flow(settings, fresh_topics=args.fresh_topics, metrics=metrics),
         workers_per_process=args.workers,
         process_id=args.process_id,
         addresses=addresses,
@@ -90,6 +95,13 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     )
     billing.add_argument(
         "--epoch-seconds", type=float, default=2.0, help="snapshot interval (see BENCHMARKS.md)"
+    )
+    billing.add_argument("--metrics-port", type=int, default=0, help="Prometheus endpoint port")
+    billing.add_argument("--metrics-host", default="127.0.0.1")
+    billing.add_argument(
+        "--fresh-topics",
+        action="store_true",
+        help="input topics were just created: read them from the start",
     )
     billing.set_defaults(handler=cmd_billing)
 
