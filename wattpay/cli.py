@@ -7,8 +7,9 @@ import json
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from wattpay.settings import Settings, SettingsError, load_settings
@@ -114,6 +115,357 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+PUBLISH_TIMEOUT = 15.0
+NO_BROKERS = (
+    "no Kafka brokers configured: pass --brokers HOST:PORT or set WATTPAY_BROKERS "
+    "(the embedded broker runs only inside `wattpay up`)"
+)
+
+
+def _now_text(settings: Settings) -> str:
+    """Now in the billing time zone, to the second, with its offset."""
+    return datetime.now(settings.rules.zone).replace(microsecond=0).isoformat()
+
+
+def _put_optional(
+    message: dict[str, object], args: argparse.Namespace, names: dict[str, str]
+) -> None:
+    """Copy the options that were given (argparse name → message field)."""
+    for option, field_name in names.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            message[field_name] = value
+
+
+def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -> str | None:
+    """Why the billing engine would reject ``message`` on its face (S14.2), or None."""
+    from billing.engine import valid_topup_amount
+    from billing.messages import Envelope, Malformed, TopUp, parse_message
+    from sinks.kafka import encode_json
+
+    raw = encode_json(message).decode("utf-8")
+    envelope = Envelope.decode(topic, "cli", raw, datetime.now(settings.rules.zone))
+    try:
+        parsed = parse_message(envelope, settings.rules)
+    except Malformed as err:
+        return f"malformed: {err}"
+    if isinstance(parsed, TopUp) and not valid_topup_amount(parsed.amount, settings.rules):
+        limit = settings.rules.max_topup
+        return f"invalid_amount: {parsed.amount} must be > 0, ≤ {limit}, at most 2 decimals"
+    return None
+
+
+def _publish(args: argparse.Namespace, topic: str, message: dict[str, object]) -> int:
+    """Validate one input message, publish it keyed by account and wait for delivery."""
+    from sinks.kafka import DeliveryError, JsonProducer, KafkaException, encode_json, kafka_config
+
+    settings = _settings(args)
+    command = " ".join(["wattpay", args.command, *([args.event] if "event" in args else [])])
+    if message.get("ts") is None:
+        message["ts"] = _now_text(settings)
+    problem = _input_problem(settings, topic, message)
+    if problem is not None:
+        print(f"{command}: refused, nothing published: {problem}", file=sys.stderr)
+        return 2
+    try:
+        config = kafka_config(settings)
+    except ValueError:
+        print(f"{command}: {NO_BROKERS}", file=sys.stderr)
+        return 2
+    full_topic, key = settings.topic(topic), str(message["account_id"])
+    producer = JsonProducer(
+        {"message.timeout.ms": str(int(args.timeout * 1000)), **config},
+        flush_timeout=args.timeout + 5,
+    )
+    try:
+        producer.send(full_topic, key, message)
+        producer.flush()
+    except (DeliveryError, KafkaException) as err:
+        print(f"{command}: not published to {full_topic}: {err}", file=sys.stderr)
+        return 1
+    finally:
+        producer.close()
+    print(encode_json(message).decode("utf-8"))
+    print(f"{command}: delivered to {full_topic} (key {key})", file=sys.stderr)
+    return 0
+
+
+def cmd_topup(args: argparse.Namespace) -> int:
+    """Publish a top-up to the payments topic."""
+    message: dict[str, object] = {
+        "type": "topup",
+        "payment_id": args.payment_id or f"cli-{uuid.uuid4().hex}",
+        "account_id": args.account,
+        "amount": args.amount,
+        "channel": args.channel,
+        "ts": args.ts,
+    }
+    _put_optional(message, args, {"request_id": "request_id"})
+    return _publish(args, "payments", message)
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    """Publish an account event (open, close or update) to the accounts topic."""
+    if args.event == "update" and all(
+        getattr(args, name) is None for name in ("threshold", "auto_topup", "phone", "locale")
+    ):
+        print("wattpay account update: nothing to update, nothing published", file=sys.stderr)
+        return 2
+    message: dict[str, object] = {"type": args.event, "account_id": args.account}
+    if args.event == "open":
+        message.update(meter_id=args.meter, plan=args.plan)
+    message["ts"] = args.ts
+    _put_optional(
+        message,
+        args,
+        {
+            "opening_balance": "opening_balance",
+            "ytd_kwh": "ytd_kwh",
+            "threshold": "low_balance_threshold",
+            "phone": "phone",
+            "locale": "locale",
+            "district": "district",
+            "landlord": "landlord_id",
+            "final_kwh": "final_kwh",
+        },
+    )
+    if getattr(args, "auto_topup", None) is not None:
+        message["auto_topup_amount"] = None if args.auto_topup == "off" else args.auto_topup
+    return _publish(args, "accounts", message)
+
+
+def _add_publish_commands(commands: argparse._SubParsersAction) -> None:
+    """``wattpay topup`` and ``wattpay account open|close|update`` (S2 inputs, S11)."""
+
+    def with_brokers(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+        sub.add_argument("--ts", help="ISO-8601 with offset (default: now, billing time zone)")
+        sub.add_argument(
+            "--timeout", type=float, default=PUBLISH_TIMEOUT, help="seconds to wait for delivery"
+        )
+        return sub
+
+    topup = with_brokers(commands.add_parser("topup", help=cmd_topup.__doc__))
+    topup.add_argument("account")
+    topup.add_argument("amount", help="yuan, a decimal such as 100.00")
+    topup.add_argument("--channel", default="app", help="app, alipay, wechat, bank or counter")
+    topup.add_argument("--payment-id", help="idempotency id (default: a new unique id)")
+    topup.add_argument("--request-id", help="the auto top-up request this payment answers")
+    topup.set_defaults(handler=cmd_topup)
+
+    account = commands.add_parser("account", help=cmd_account.__doc__)
+    events = account.add_subparsers(dest="event", required=True)
+    opening = with_brokers(events.add_parser("open", help="open an account"))
+    opening.add_argument("account")
+    opening.add_argument("--meter", required=True)
+    opening.add_argument("--plan", required=True, help="e.g. zhejiang-tiered, zhejiang-tou")
+    opening.add_argument("--opening-balance", help="yuan (default 0.00)")
+    opening.add_argument("--ytd-kwh", help="kWh already used this tier year (default 0)")
+    update = with_brokers(events.add_parser("update", help="change an account's settings"))
+    update.add_argument("account")
+    for event in (opening, update):
+        event.add_argument("--threshold", help="low-balance alert threshold, yuan")
+        event.add_argument("--auto-topup", help="auto top-up amount in yuan, or 'off'")
+        event.add_argument("--phone")
+        event.add_argument("--locale", help="e.g. zh-CN")
+    opening.add_argument("--district")
+    opening.add_argument("--landlord")
+    close = with_brokers(events.add_parser("close", help="move-out settlement"))
+    close.add_argument("account")
+    close.add_argument("--final-kwh", help="a last register reading, kWh")
+    account.set_defaults(handler=cmd_account)
+
+
+def _duration(text: str) -> timedelta:
+    """``15m``, ``900s``, ``1h`` or plain seconds as a positive timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        span = timedelta(seconds=float(number) * units[unit])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 15m, 30s)") from err
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return span
+
+
+def _start_time(text: str) -> datetime:
+    """ISO-8601 time; without an offset it is read in the billing time zone (Asia/Shanghai)."""
+    from billing.clock import LOCAL_ZONE
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from err
+    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_ZONE)
+
+
+def _run_async(main_coroutine: object) -> None:
+    """Run a coroutine until it ends, Ctrl-C or SIGTERM, cleaning up either way."""
+    import asyncio
+    import signal
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main_coroutine)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    try:
+        asyncio.run(guarded())
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve simulated meters over Modbus TCP, consuming like real households."""
+    from ingest.modbus import quiet_modbus_logs
+    from ingest.registers import parse_relay
+    from ingest.simulator import SimClock, Simulator, serve
+
+    quiet_modbus_logs()
+    try:
+        relay = None if args.no_relay else parse_relay(args.relay)
+        clock = SimClock(args.start, args.speed, args.anchor)
+        simulator = Simulator(
+            args.meters,
+            model=args.model,
+            host=args.host,
+            first_port=args.port,
+            units_per_port=args.units_per_port,
+            clock=clock,
+            seed=args.seed,
+            relay=relay,
+            latency=args.latency_ms / 1000,
+        )
+    except ValueError as err:
+        print(f"wattpay simulate: {err}", file=sys.stderr)
+        return 2
+
+    def ready(sim: Simulator) -> None:
+        poll = ["wattpay", "ingest", "modbus", "--registry", str(args.registry_out or "FILE")]
+        poll += ["--start", clock.start.isoformat(), "--speed", repr(clock.speed)]
+        poll += ["--anchor", repr(clock.anchor)]
+        summary = {
+            "meters": len(sim.meters),
+            "model": args.model,
+            "host": sim.host,
+            "ports": sim.ports,
+            "registry": str(args.registry_out) if args.registry_out else None,
+            "clock": {"start": clock.start.isoformat(), "speed": clock.speed},
+            "anchor": clock.anchor,
+            "poll_with": " ".join(poll),
+        }
+        print(json.dumps(summary), flush=True)
+
+    _run_async(
+        serve(simulator, registry_out=args.registry_out, duration=args.duration, on_ready=ready)
+    )
+    return 0
+
+
+def cmd_ingest_modbus(args: argparse.Namespace) -> int:
+    """Poll Modbus meters listed in a registry and publish their readings."""
+    import logging
+
+    from ingest.modbus import ModbusClient, quiet_modbus_logs
+    from ingest.poller import JsonlPublisher, Poller
+    from ingest.registers import RegistryError, load_registry
+    from ingest.simulator import SimClock
+
+    quiet_modbus_logs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        registry = load_registry(args.registry)
+    except RegistryError as err:
+        print(f"wattpay ingest modbus: {err}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    shared = registry.clock  # the simulator's clock, when it wrote the registry
+    clock = SimClock(
+        args.start or (shared.start if shared else None),
+        args.speed or (shared.speed if shared else 1.0),
+        args.anchor if args.anchor is not None else (shared.anchor if shared else None),
+    )
+    publisher = JsonlPublisher(args.out)
+
+    async def run() -> None:
+        async with ModbusClient(
+            connections=args.connections, timeout=args.timeout, retries=args.retries
+        ) as client:
+            poller = Poller(
+                registry.meters,
+                client,
+                publisher,
+                topic=settings.topic("readings"),
+                interval=args.interval,
+                clock=clock,
+            )
+            try:
+                await poller.run(rounds=args.rounds)
+            finally:
+                stats = poller.stats
+                failures = {f"{model}/{kind}": n for (model, kind), n in stats.failures.items()}
+                print(
+                    json.dumps(
+                        {"rounds": stats.rounds, "readings": stats.readings, "failed": failures}
+                    ),
+                    file=sys.stderr,
+                )
+
+    try:
+        _run_async(run())
+    finally:
+        publisher.close()
+    return 0
+
+
+def _add_meter_commands(commands: argparse._SubParsersAction) -> None:
+    """``wattpay simulate`` and ``wattpay ingest modbus`` (S13)."""
+    from ingest.registers import MAX_UNIT_ID, MODELS
+
+    def with_clock(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--start", type=_start_time, help="simulated start time (ISO-8601)")
+        sub.add_argument("--speed", type=float, help="simulated seconds per real second")
+        sub.add_argument(
+            "--anchor", type=float, help="Unix time at which the simulated clock reads --start"
+        )
+        return sub
+
+    simulate = with_clock(commands.add_parser("simulate", help=cmd_simulate.__doc__))
+    simulate.add_argument("--meters", type=int, default=10, help="how many meters (default 10)")
+    simulate.add_argument("--model", choices=sorted(MODELS), default="sdm120")
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    simulate.add_argument("--port", type=int, default=5020, help="first TCP port (0: any free)")
+    simulate.add_argument(
+        "--units-per-port", type=int, default=MAX_UNIT_ID, help="unit ids per port (≤ 247)"
+    )
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--relay", default="coil:0", help="relay coil of every meter")
+    simulate.add_argument("--no-relay", action="store_true", help="meters without a relay")
+    simulate.add_argument("--registry-out", type=Path, help="write the meter registry here")
+    simulate.add_argument("--duration", type=float, help="stop after this many real seconds")
+    simulate.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay every answer (gateway round trip)"
+    )
+    simulate.set_defaults(handler=cmd_simulate, speed=1.0)
+
+    ingest = commands.add_parser("ingest", help="read meters and publish their readings")
+    sources = ingest.add_subparsers(dest="source", required=True)
+    modbus = with_clock(sources.add_parser("modbus", help=cmd_ingest_modbus.__doc__))
+    modbus.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
+    modbus.add_argument("--interval", type=_duration, default=timedelta(minutes=15))
+    modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
+    modbus.add_argument("--out", type=Path, default=Path(".wattpay/ingest"), help="JSONL dir")
+    modbus.add_argument("--connections", type=int, default=4, help="per host:port")
+    modbus.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    modbus.add_argument("--retries", type=int, default=2, help="further attempts per request")
+    modbus.set_defaults(handler=cmd_ingest_modbus)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="wattpay", description=__doc__)
@@ -153,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help=cmd_config.__doc__)
     config.add_argument("--check", action="store_true", help="validate and print (the default)")
     config.set_defaults(handler=cmd_config)
+    _add_publish_commands(commands)
+    _add_meter_commands(commands)
     return parser
 
 

@@ -1,0 +1,330 @@
+"""Every confluent-kafka call of wattpay: client settings, topics, a JSON producer, a reader.
+
+Messages are JSON objects in UTF-8 (SPEC S2): decimals as strings, timestamps as ISO-8601
+with their offset, keys as UTF-8 text (meter id or account id).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from billing.clock import ts_text
+from billing.messages import ACCOUNTS, PAYMENTS, READINGS
+from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS
+from wattpay.settings import Settings
+
+METER_COMMAND_RESULTS = "meter-command-results"
+INPUT_TOPICS = (READINGS, PAYMENTS, ACCOUNTS)
+OUTPUT_TOPICS = (NOTIFICATIONS, METER_COMMANDS, PAYMENT_REQUESTS, DLQ, METER_COMMAND_RESULTS)
+
+
+class DeliveryError(RuntimeError):
+    """Messages were not confirmed by the cluster; ``failures`` lists why, one line each."""
+
+    def __init__(self, failures: list[str], undelivered: int = 0) -> None:
+        shown = "; ".join(failures[:5]) + (f" (+{len(failures) - 5} more)" if failures[5:] else "")
+        parts = [f"{len(failures)} failed: {shown}"] if failures else []
+        if undelivered:
+            parts.append(f"{undelivered} not confirmed before the timeout")
+        super().__init__("Kafka delivery failed: " + ", ".join(parts))
+        self.failures = failures
+        self.undelivered = undelivered
+
+
+def kafka_config(settings: Settings) -> dict[str, str]:
+    """Client settings: ``bootstrap.servers`` from the brokers, then ``[kafka.client]`` verbatim."""
+    config = {"bootstrap.servers": settings.brokers, **settings.kafka}
+    if not config["bootstrap.servers"]:
+        raise ValueError("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
+    return config
+
+
+def topic_names(
+    settings: Settings, logical: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS
+) -> list[str]:
+    """Full topic names (with the configured prefix) for logical ones, all of S2 by default."""
+    return [settings.topic(name) for name in logical]
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the cluster's metadata says: its id, broker addresses and partitions per topic."""
+
+    cluster_id: str | None
+    brokers: tuple[str, ...]
+    topics: dict[str, int]
+
+
+def cluster_info(config: Mapping[str, str], *, timeout: float = 5.0) -> ClusterInfo:
+    """Ask the cluster for its metadata; raises ``KafkaException`` if none answers in time."""
+    metadata = AdminClient(dict(config)).list_topics(timeout=timeout)
+    return ClusterInfo(
+        cluster_id=metadata.cluster_id,
+        brokers=tuple(f"{b.host}:{b.port}" for b in metadata.brokers.values()),
+        topics={
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None
+        },
+    )
+
+
+def ensure_topics(
+    config: Mapping[str, str],
+    names: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    *,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Create the topics that do not exist yet and wait until all are in the metadata.
+
+    Existing topics are left as they are (their partition count is not changed). Returns the
+    names created now.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    deadline = time.monotonic() + timeout
+    admin = AdminClient(dict(config))  # must outlive the futures below
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, replication) for name in wanted],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        # exception() rather than result(): a raised-and-caught error would tie this frame,
+        # and with it the admin client and its connection, into a reference cycle.
+        error = future.exception(timeout=max(deadline - time.monotonic(), 0.1))
+        if error is None:
+            created.append(name)
+        elif not (
+            isinstance(error, KafkaException)
+            and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+        ):
+            raise error
+    del admin, futures
+    while True:
+        visible = cluster_info(config, timeout=max(deadline - time.monotonic(), 0.1)).topics
+        missing = [n for n in wanted if visible.get(n, 0) < (partitions if n in created else 1)]
+        if not missing:
+            return [n for n in wanted if n in created]
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics not visible in metadata after {timeout}s: {missing}")
+        time.sleep(0.05)
+
+
+def encode_json(value: Mapping[str, Any]) -> bytes:
+    """A message payload as UTF-8 JSON in the dict's own key order (decimals as strings)."""
+    return json.dumps(value, ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return ts_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _delivery_recorder(failures: list[str]) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback that appends failures (a closure, so the producer holds no cycle)."""
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            key = message.key()
+            shown = key.decode("utf-8", "replace") if key is not None else None
+            failures.append(f"{message.topic()} key={shown!r}: {error.str()}")
+
+    return delivered
+
+
+class JsonProducer:
+    """Publishes JSON messages; ``flush`` confirms delivery and raises on any failure.
+
+    The client is created at the first ``send``. As a context manager it flushes on a clean
+    exit and always closes.
+    """
+
+    def __init__(self, config: Mapping[str, str], *, flush_timeout: float = 30.0) -> None:
+        self.config = {"enable.idempotence": "true", "linger.ms": "5", **config}
+        self.flush_timeout = flush_timeout
+        self.failures: list[str] = []
+        self._producer: Producer | None = None
+        self._on_delivery = _delivery_recorder(self.failures)
+
+    def __enter__(self) -> JsonProducer:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
+
+    def send(self, topic: str, key: str | None, value: Mapping[str, Any]) -> None:
+        """Queue one message; the key is UTF-8 text (meter or account id)."""
+        if self._producer is None:
+            self._producer = Producer(self.config)
+        payload = encode_json(value)
+        raw_key = key.encode("utf-8") if key is not None else None
+        while True:
+            try:
+                self._producer.produce(topic, payload, raw_key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every queued message; raise ``DeliveryError`` if any failed or is pending.
+
+        The failures reported are cleared, so a later flush reports only new ones.
+        """
+        remaining = 0
+        if self._producer is not None:
+            remaining = self._producer.flush(self.flush_timeout if timeout is None else timeout)
+        if remaining or self.failures:
+            failures = list(self.failures)
+            self.failures.clear()
+            raise DeliveryError(failures, remaining)
+
+    def close(self) -> None:
+        """Release the client; messages still queued (not flushed) are dropped."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.purge()
+            producer.close()
+
+
+def consume_json(
+    config: Mapping[str, str],
+    topic: str,
+    *,
+    group: str | None = None,
+    timeout: float = 10.0,
+    max_messages: int | None = None,
+) -> list[tuple[str | None, Any]]:
+    """Read decoded ``(key, value)`` pairs from every partition of ``topic``.
+
+    Reading starts at the group's committed offsets (the beginning without a group or
+    commit); with a group the offsets read are committed at the end. With ``max_messages``
+    it returns once that many arrived or ``timeout`` passed (possibly fewer); without, it
+    reads what the topic holds now and raises ``TimeoutError`` if it cannot reach the end in
+    time. The partitions are assigned directly, not through a group rebalance, so reading
+    starts at once. A value that is not UTF-8 JSON raises ``ValueError``.
+    """
+    deadline = time.monotonic() + timeout
+    consumer = Consumer(
+        {
+            "fetch.wait.max.ms": "50",
+            **config,
+            "group.id": group or f"wattpay-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        partitions = _wait_for_partitions(consumer, topic, deadline, wait=max_messages is not None)
+        if not partitions:
+            return []
+        if group:
+            starts = consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 0.1))
+        else:
+            starts = partitions
+        consumer.assign([TopicPartition(topic, p.partition, _start(p.offset)) for p in starts])
+        pairs, positions = _read(consumer, len(partitions), deadline, max_messages)
+        if group and positions:
+            consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in positions.items()],
+                asynchronous=False,
+            )
+        return pairs
+    finally:
+        consumer.close()
+
+
+def _start(committed: int) -> int:
+    return committed if committed >= 0 else OFFSET_BEGINNING
+
+
+def _wait_for_partitions(
+    consumer: Consumer, topic: str, deadline: float, *, wait: bool
+) -> list[TopicPartition]:
+    """The topic's partitions; an absent topic is waited for only when ``wait`` is set."""
+    while True:
+        remaining = max(deadline - time.monotonic(), 0.1)
+        metadata = consumer.list_topics(topic, timeout=remaining).topics.get(topic)
+        if metadata is not None and metadata.error is None and metadata.partitions:
+            return [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        if not wait or time.monotonic() >= deadline:
+            return []
+        time.sleep(0.1)
+
+
+def _read(
+    consumer: Consumer, partition_count: int, deadline: float, max_messages: int | None
+) -> tuple[list[tuple[str | None, Any]], dict[int, int]]:
+    pairs: list[tuple[str | None, Any]] = []
+    positions: dict[int, int] = {}
+    at_end: set[int] = set()
+    while max_messages is None or len(pairs) < max_messages:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if max_messages is None:
+                raise TimeoutError(
+                    f"read {len(pairs)} messages but did not reach the end of "
+                    f"{partition_count - len(at_end)} partition(s) in time"
+                )
+            break
+        message = consumer.poll(min(remaining, 0.5))
+        if message is None:
+            continue
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+            at_end.add(message.partition())
+            if max_messages is None and len(at_end) == partition_count:
+                break
+            continue
+        at_end.discard(message.partition())
+        positions[message.partition()] = message.offset() + 1
+        pairs.append(_decode(message))
+    return pairs, positions
+
+
+def _decode(message: Message) -> tuple[str | None, Any]:
+    key = message.key()
+    raw = message.value()
+    where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+    try:
+        text_key = key.decode("utf-8") if key is not None else None
+        value = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{where} is not UTF-8 JSON: {err}") from err
+    return text_key, value
