@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -11,15 +12,25 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import urlopen
 
+from wattpay.live_cli import add_live_commands
 from wattpay.settings import Settings, SettingsError, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    brokers = getattr(args, "brokers", None)
+    if hasattr(args, "brokers") and not brokers and not os.environ.get("WATTPAY_BROKERS"):
+        from wattpay.up import running_instance
+
+        instance = running_instance()  # publish to the local `wattpay up` when one runs
+        brokers = str(instance["brokers"]) if instance else None
     return load_settings(
         args.config,
         clickhouse_dsn=getattr(args, "clickhouse", None),
-        brokers=getattr(args, "brokers", None),
+        brokers=brokers,
     )
 
 
@@ -63,11 +74,45 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query_endpoint(args: argparse.Namespace) -> str | None:
+    """The query endpoint to use, if any.
+
+    ``--endpoint``, else a running ``wattpay up``'s when no ClickHouse DSN was named (its
+    embedded ClickHouse is locked by that process).
+    """
+    from wattpay.up import running_instance
+
+    if args.endpoint:
+        return str(args.endpoint)
+    if args.clickhouse or os.environ.get("WATTPAY_CLICKHOUSE_DSN"):
+        return None
+    instance = running_instance()
+    return str(instance["query"]) if instance else None
+
+
+def _sql_over_http(endpoint: str, query: str, fmt: str) -> int:
+    request = f"{endpoint.rstrip('/')}/query?" + urlencode({"sql": query, "format": fmt})
+    try:
+        with urlopen(request, timeout=60) as response:  # noqa: S310 - our own endpoint
+            text = response.read().decode("utf-8")
+    except HTTPError as err:
+        print(f"wattpay sql: {err.read().decode('utf-8', 'replace').strip()}", file=sys.stderr)
+        return 2
+    except URLError as err:
+        print(f"wattpay sql: {endpoint} does not answer: {err.reason}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
-    """Print a query result from the configured ClickHouse."""
+    """Print a query result from the configured ClickHouse (or a running ``wattpay up``)."""
     from sinks.clickhouse import ClickHouseStore
     from wattpay.sqlformat import format_result
 
+    endpoint = _query_endpoint(args)
+    if endpoint is not None:
+        return _sql_over_http(endpoint, args.query, args.format)
     settings = _settings(args)
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         try:
@@ -361,9 +406,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary), flush=True)
 
-    _run_async(
-        serve(simulator, registry_out=args.registry_out, duration=args.duration, on_ready=ready)
-    )
+    try:
+        _run_async(
+            serve(simulator, registry_out=args.registry_out, duration=args.duration, on_ready=ready)
+        )
+    except OSError as err:
+        print(f"wattpay simulate: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -457,7 +506,12 @@ def _add_meter_commands(commands: argparse._SubParsersAction) -> None:
     sources = ingest.add_subparsers(dest="source", required=True)
     modbus = with_clock(sources.add_parser("modbus", help=cmd_ingest_modbus.__doc__))
     modbus.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
-    modbus.add_argument("--interval", type=_duration, default=timedelta(minutes=15))
+    modbus.add_argument(
+        "--interval",
+        type=_duration,
+        default=timedelta(minutes=15),
+        help="round length on the clock grid from local midnight (e.g. 15m, 30s)",
+    )
     modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
     modbus.add_argument("--out", type=Path, default=Path(".wattpay/ingest"), help="JSONL dir")
     modbus.add_argument("--connections", type=int, default=4, help="per host:port")
@@ -488,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sql = with_clickhouse(commands.add_parser("sql", help=cmd_sql.__doc__))
     sql.add_argument("query")
+    sql.add_argument("--endpoint", help="query endpoint of a running wattpay up (found by default)")
     sql.add_argument("--format", choices=["csv", "json", "table"], default="table")
     sql.set_defaults(handler=cmd_sql)
 
@@ -501,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--seed", type=int, default=1)
     example.add_argument("--start", help="first day (YYYY-MM-DD)")
     example.set_defaults(handler=cmd_example)
+
+    add_live_commands(commands)
 
     config = commands.add_parser("config", help=cmd_config.__doc__)
     config.add_argument("--check", action="store_true", help="validate and print (the default)")

@@ -83,8 +83,40 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the whole system on this machine until Ctrl-C."""
+    from wattpay.up import UpOptions, run_up
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(args)
+    options = UpOptions(
+        state_dir=Path(args.state_dir),
+        host=args.host,
+        query_port=args.query_port,
+        metrics_port=args.metrics_port,
+        billing_metrics_port=args.billing_metrics_port,
+        partitions=args.partitions,
+        workers=args.workers,
+        epoch_seconds=args.epoch_seconds,
+    )
+    return run_up(settings, options)
+
+
 def add_live_commands(commands: argparse._SubParsersAction) -> None:
-    """Register ``billing`` and ``load`` on the main parser."""
+    """Register ``up``, ``billing`` and ``load`` on the main parser."""
+    up = commands.add_parser("up", help=cmd_up.__doc__)
+    up.add_argument("--brokers", metavar="HOST:PORT,…", help="an external Kafka cluster")
+    up.add_argument("--clickhouse", metavar="DSN")
+    up.add_argument("--state-dir", default=".wattpay")
+    up.add_argument("--host", default="127.0.0.1", help="address the endpoints bind to")
+    up.add_argument("--query-port", type=int, default=8124)
+    up.add_argument("--metrics-port", type=int, default=9464)
+    up.add_argument("--billing-metrics-port", type=int, default=9465)
+    up.add_argument("--partitions", type=int, default=4)
+    up.add_argument("-w", "--workers", type=int, default=1)
+    up.add_argument("--epoch-seconds", type=float, default=2.0)
+    up.set_defaults(handler=cmd_up)
+
     billing = commands.add_parser("billing", help=cmd_billing.__doc__)
     billing.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
     billing.add_argument("--recovery-dir", default=DEFAULT_RECOVERY)

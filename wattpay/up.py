@@ -160,7 +160,7 @@ class Up:
         """Restart the billing flow if it dies; it resumes from its last snapshot."""
         while not self.stop_event.wait(1.0):
             process = self.billing
-            if process is not None and process.poll() is not None:
+            if process is not None and process.poll() is not None and not self.stop_event.is_set():
                 log.warning("billing flow exited with %s; restarting", process.returncode)
                 self._start_billing()
 
@@ -190,21 +190,28 @@ class Up:
     def stop(self) -> None:
         """Stop billing, drain the loader into ClickHouse, then the endpoints and the broker."""
         self.stop_event.set()
+        started = time.monotonic()
         process, self.billing = self.billing, None
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            # Interrupt, then terminate: with recovery on, even a hard stop loses nothing
+            # (the flow resumes from its last snapshot and repeats outputs with their ids).
+            for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                process.send_signal(stop_signal)
+                try:
+                    process.wait(5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        log.info("billing flow stopped after %.1fs", time.monotonic() - started)
         for thread in self.threads:
             thread.join(timeout=60)
+            log.info("%s stopped after %.1fs", thread.name, time.monotonic() - started)
         if hasattr(self, "query_server"):
             self.query_server.shutdown()
         self.store.close()
         if self.broker is not None:
             self.broker.stop()
+            log.info("broker stopped after %.1fs", time.monotonic() - started)
         (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
