@@ -1,0 +1,178 @@
+"""The live system on the real embedded broker: recovery, scale-out, loader outages (S10).
+
+Every run publishes the same example set to a fresh broker before the billing flow starts,
+so the merged input order, and therefore every balance, is the same in each run.
+"""
+
+import random
+import signal
+import subprocess
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billing.outputs import Row
+from billing.rules import BillingRules
+from billing.sequential import run_sequential
+from ingest.example import write_example
+from ingest.files import merged_envelopes
+from tests.live_harness import (
+    free_port,
+    metric,
+    output_ids,
+    produce_inputs,
+    start_billing,
+    start_broker,
+    start_loader,
+    stop,
+    tables,
+)
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("example")
+    write_example(directory, households=20, days=6, seed=5)
+    return directory
+
+
+def wait_idle(port: int, process: subprocess.Popen[bytes], quiet: float = 3.0) -> None:
+    """Until the billing process has read everything: its input counter stops moving."""
+    last, since = -1.0, time.monotonic()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the billing flow died"
+        now = metric(port, "wattpay_messages_in_total")
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the billing flow never went idle")
+
+
+def live_run(
+    inputs: Path,
+    work: Path,
+    *,
+    billing_kills: int = 0,
+    loader_kills: int = 0,
+    processes: int = 1,
+    seed: int = 0,
+    loader_late: bool = False,
+) -> tuple[dict, dict]:
+    """Run billing + loader over the inputs; optionally SIGKILL them on the way."""
+    chance = random.Random(seed)
+    broker = start_broker()
+    try:
+        produce_inputs(broker, inputs)
+        dsn = f"chdb://{work / 'clickhouse'}"
+        recovery = work / "recovery"
+        loader = None if loader_late else start_loader(broker, dsn)
+        ports = [free_port() for _ in range(processes)]
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+
+        def launch() -> list[subprocess.Popen[bytes]]:
+            if processes == 1:
+                return [start_billing(broker, recovery, ports[0])]
+            return [
+                start_billing(broker, recovery, ports[i], process_id=i, addresses=addresses)
+                for i in range(processes)
+            ]
+
+        billing = launch()
+        for _ in range(billing_kills):
+            time.sleep(chance.uniform(1.5, 4.0))
+            for process in billing:
+                process.kill()
+                process.wait()
+            billing = launch()
+        if loader is None:
+            # ClickHouse is unreachable for the whole billing run: alerts and commands must
+            # still flow, and the tables catch up once the loader is back.
+            for process, port in zip(billing, ports, strict=True):
+                wait_idle(port, process)
+            early = output_ids(broker)
+            assert early["notifications"] and early["meter-commands"]
+            loader = start_loader(broker, dsn)
+        for _ in range(loader_kills):
+            time.sleep(chance.uniform(1.0, 3.0))
+            loader.kill()
+            loader.wait()
+            loader = start_loader(broker, dsn)
+        for process, port in zip(billing, ports, strict=True):
+            wait_idle(port, process)
+        ids = output_ids(broker)
+        for process in billing:
+            stop(process, signal.SIGINT)
+        stop(loader)  # drains the facts topic to its end, then commits
+        assert loader.returncode == 0
+        return tables(dsn), ids
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def clean_run(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    return live_run(inputs, tmp_path_factory.mktemp("clean"))
+
+
+def test_live_run_bills_like_the_reference(inputs: Path, clean_run: tuple[dict, dict]) -> None:
+    """Without end-of-input closes, live billing posts exactly what the core computes."""
+    reference = [
+        o
+        for o in run_sequential(merged_envelopes(inputs), BillingRules(), close_at_end=False)
+        if isinstance(o, Row)
+    ]
+    want = {
+        (r.values["entry_id"], r.values["amount"], r.values["balance_after"])
+        for r in reference
+        if r.table == "ledger"
+    }
+    got = {
+        (r["entry_id"], Decimal(r["amount"]), Decimal(r["balance_after"]))
+        for r in clean_run[0]["ledger"]
+    }
+    assert got == want
+    assert len(clean_run[0]["daily_usage"]) == sum(1 for r in reference if r.table == "daily_usage")
+    assert clean_run[1]["notifications"], "no notification reached its topic"
+
+
+def test_billing_killed_three_times_loses_and_doubles_nothing(
+    inputs: Path, clean_run: tuple[dict, dict], tmp_path: Path
+) -> None:
+    killed, ids = live_run(inputs, tmp_path, billing_kills=3, seed=11)
+    for table, rows in clean_run[0].items():
+        assert killed[table] == rows, table
+    for topic, expected in clean_run[1].items():
+        assert expected <= ids[topic], topic
+
+
+def test_loader_killed_three_times_loses_and_doubles_nothing(
+    inputs: Path, clean_run: tuple[dict, dict], tmp_path: Path
+) -> None:
+    killed, _ = live_run(inputs, tmp_path, loader_kills=3, seed=12)
+    for table, rows in clean_run[0].items():
+        assert killed[table] == rows, table
+
+
+def test_two_process_cluster_matches_one_process(
+    inputs: Path, clean_run: tuple[dict, dict], tmp_path: Path
+) -> None:
+    clustered, ids = live_run(inputs, tmp_path, processes=2)
+    for table, rows in clean_run[0].items():
+        assert clustered[table] == rows, table
+    assert ids == clean_run[1]
+
+
+def test_billing_runs_on_while_the_loader_is_down(
+    inputs: Path, clean_run: tuple[dict, dict], tmp_path: Path
+) -> None:
+    late, ids = live_run(inputs, tmp_path, loader_late=True)
+    for table, rows in clean_run[0].items():
+        assert late[table] == rows, table
+    assert ids == clean_run[1]
