@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean tools
+
+# Real third-party clients the interop tests use, from Debian.
+DEBIAN_TOOLS := kcat mbpoll prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +23,15 @@ demo: $(STAMP)
 	$(VENV)/bin/wattpay example $(DEMO)/input --households 300 --days 30 --seed 7 > $(DEMO)/example.json
 	$(VENV)/bin/wattpay replay $(DEMO)/input --clickhouse chdb://$(CURDIR)/$(DEMO)/clickhouse
 
-test: $(STAMP)
+tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -9,33 +9,21 @@ confluent-kafka wheel; kcat itself (its options, key splitting, JSON envelope) i
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-import confluent_kafka
 import pytest
 
 from billing.messages import Envelope, Reading, parse_message
 from sinks.kafka import JsonProducer, consume_json
-from tests.tools import require_tool
+from tests.tools import kcat_command
 from wattpay.broker import EmbeddedBroker
 from wattpay.settings import load_settings
 
-FIRST_FIXED = (2, 1, 1)
 Kcat = Callable[..., subprocess.CompletedProcess]
-
-
-def _librdkafka_version(kcat: str, env: dict[str, str]) -> tuple[int, ...]:
-    shown = subprocess.run([kcat, "-V"], capture_output=True, text=True, env=env, check=False)
-    found = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", shown.stdout + shown.stderr)
-    assert found, f"cannot tell kcat's librdkafka version: {shown.stdout!r}"
-    return tuple(int(part) for part in found.groups())
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +34,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture(scope="module")
 def kcat(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Kcat:
-    path = require_tool("kcat")
-    env = dict(os.environ)
-    if _librdkafka_version(path, env) < FIRST_FIXED:
-        wheel_libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
-        bundled = sorted(wheel_libs.glob("librdkafka*.so*"))
-        if not bundled:
-            pytest.fail("kcat's librdkafka is older than 2.1.1 and no newer one is bundled")
-        libdir = tmp_path_factory.mktemp("librdkafka")
-        (libdir / "librdkafka.so.1").symlink_to(bundled[0])
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(libdir), env.get("LD_LIBRARY_PATH")])
-        )
-        assert _librdkafka_version(path, env) >= FIRST_FIXED
+    path, env = kcat_command(tmp_path_factory.mktemp("kcat"))
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -1,0 +1,263 @@
+"""`wattpay up` end to end: real kcat in and out, `wattpay topup` and `wattpay sql` against the
+running instance, a real Prometheus scraping it, and a stop/restart that loses nothing."""
+
+import json
+import signal
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billing.clock import LOCAL_ZONE
+from tests.live_harness import WATTPAY, wait_until
+from tests.tools import kcat_command, require_tool
+from wattpay.broker import free_port
+
+pytestmark = pytest.mark.live
+START = datetime(2026, 11, 23, 7, 0, tzinfo=LOCAL_ZONE)  # a Monday
+READINGS = 24
+
+
+class Instance:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> dict:
+        state_file = self.work / ".wattpay" / "up.json"
+        state_file.unlink(missing_ok=True)
+        self.log = (self.work / "up.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                *WATTPAY,
+                "up",
+                "--clickhouse",
+                f"chdb://{self.work / 'clickhouse'}",
+                "--query-port",
+                str(self.ports["query"]),
+                "--metrics-port",
+                str(self.ports["metrics"]),
+                "--billing-metrics-port",
+                str(self.ports["billing"]),
+                "--partitions",
+                "2",
+                "--epoch-seconds",
+                "1",
+            ],
+            cwd=self.work,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(state_file.exists, 60, "wattpay up to write its state file")
+        self.state = json.loads(state_file.read_text())
+        return self.state
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(90)
+        self.log.close()
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*WATTPAY, *args],
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def sql(self, query: str) -> list[dict]:
+        done = self.run("sql", query, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    running = Instance(tmp_path_factory.mktemp("up"))
+    running.start()
+    yield running
+    if running.process is not None and running.process.poll() is None:
+        running.stop()
+
+
+def kcat(instance: Instance, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    path, env = kcat_command(instance.work)
+    return subprocess.run(
+        [path, "-b", instance.state["brokers"], *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_kcat_readings_are_billed_and_kcat_reads_the_notifications(instance: Instance) -> None:
+    opened = instance.run(
+        "account",
+        "open",
+        "A1",
+        "--meter",
+        "M1",
+        "--plan",
+        "zhejiang-tiered",
+        "--opening-balance",
+        "25.00",
+        "--phone",
+        "13800000000",
+        "--ts",
+        START.isoformat(),
+    )
+    assert opened.returncode == 0, opened.stderr
+    lines = []
+    for i in range(READINGS):
+        ts = (START + timedelta(minutes=15 * i)).isoformat()
+        value = {"meter_id": "M1", "ts": ts, "energy_kwh": f"{1000 + i:.3f}"}
+        lines.append("M1:" + json.dumps(value))
+    produced = kcat(instance, "-P", "-t", "wattpay.readings", "-K:", stdin="\n".join(lines) + "\n")
+    assert produced.returncode == 0, produced.stderr
+    # 23 kWh at 0.538 = 12.374 yuan accrued: available 12.63 < 20.00 → one low_balance alert.
+    wait_until(
+        lambda: instance.sql("SELECT count() AS n FROM intervals FINAL")[0]["n"] == READINGS - 1,
+        60,
+        "every interval to be rated and loaded",
+    )
+    cost = instance.sql("SELECT sum(cost) AS c FROM intervals FINAL")[0]["c"]
+    assert Decimal(cost) == Decimal("23") * Decimal("0.538")
+    consumed = kcat(instance, "-C", "-t", "wattpay.notifications", "-e", "-J", "-q")
+    messages = [json.loads(line) for line in consumed.stdout.splitlines() if line.strip()]
+    payloads = [json.loads(m["payload"]) for m in messages]
+    alerts = [p for p in payloads if p["type"] == "low_balance"]
+    assert len(alerts) == 1
+    assert alerts[0]["account_id"] == "A1" and alerts[0]["phone"] == "13800000000"
+    assert Decimal(alerts[0]["data"]["available"]) < Decimal("20.00")
+    assert all(m["key"] == "A1" for m in messages)
+
+
+def test_topup_through_the_cli_and_sql_through_the_endpoint(instance: Instance) -> None:
+    done = instance.run(
+        "topup",
+        "A1",
+        "100.00",
+        "--channel",
+        "wechat",
+        "--payment-id",
+        "P-1",
+        "--ts",
+        (START + timedelta(hours=7)).isoformat(),
+    )
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: (
+            instance.sql("SELECT count() AS n FROM ledger FINAL WHERE ref = 'P-1'")[0]["n"] == 1
+        ),
+        60,
+        "the top-up to reach the ledger",
+    )
+    row = instance.sql("SELECT amount, balance_after FROM ledger FINAL WHERE ref = 'P-1'")[0]
+    assert Decimal(row["amount"]) == Decimal("100.00")
+    assert Decimal(row["balance_after"]) == Decimal("125.00")
+    refused = instance.run("sql", "DROP TABLE ledger")
+    assert refused.returncode != 0
+    assert instance.sql("SELECT count() AS n FROM ledger")[0]["n"] >= 1
+
+
+def prometheus_query(port: int, expression: str) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success"
+    return body["data"]["result"]
+
+
+def test_prometheus_scrapes_the_running_system(instance: Instance, tmp_path: Path) -> None:
+    binary = require_tool("prometheus")
+    targets = [
+        m.removeprefix("http://").removesuffix("/metrics") for m in instance.state["metrics"]
+    ]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wattpay\n"
+        f"    static_configs:\n      - targets: {json.dumps(targets)}\n"
+    )
+    port = free_port()
+    prometheus = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def scraped() -> bool:
+            try:
+                result = prometheus_query(port, 'wattpay_messages_in_total{topic="readings"}')
+            except OSError:
+                return False
+            return bool(result) and float(result[0]["value"][1]) == READINGS
+
+        wait_until(scraped, 60, "Prometheus to scrape the readings counter")
+        for topic in ("accounts", "payments", "readings"):
+            received = prometheus_query(port, f'sum(wattpay_messages_in_total{{topic="{topic}"}})')
+            handled = prometheus_query(
+                port,
+                f'sum(wattpay_messages_applied_total{{topic="{topic}"}})'
+                f' + (sum(wattpay_messages_rejected_total{{topic="{topic}"}}) or vector(0))',
+            )
+            assert float(received[0]["value"][1]) == float(handled[0]["value"][1]) > 0
+        alerts = prometheus_query(port, 'wattpay_notifications_total{type="low_balance"}')
+        assert float(alerts[0]["value"][1]) == 1
+        wait_until(
+            lambda: bool(prometheus_query(port, "wattpay_clickhouse_batch_rows_count")),
+            30,
+            "loader batch metrics",
+        )
+        up = prometheus_query(port, "up")
+        assert len(up) == 2 and all(r["value"][1] == "1" for r in up)
+    finally:
+        prometheus.terminate()
+        prometheus.wait(30)
+
+
+def test_stop_and_restart_loses_nothing(instance: Instance) -> None:
+    before = instance.sql("SELECT entry_id, balance_after FROM ledger FINAL ORDER BY entry_id")
+    instance.stop()
+    instance.start()
+    after = instance.sql("SELECT entry_id, balance_after FROM ledger FINAL ORDER BY entry_id")
+    assert after == before
+    # Balances carry on from the recovered state, although the in-memory topics are new.
+    done = instance.run(
+        "topup",
+        "A1",
+        "10.00",
+        "--channel",
+        "app",
+        "--payment-id",
+        "P-2",
+        "--ts",
+        (START + timedelta(hours=8)).isoformat(),
+    )
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: (
+            instance.sql("SELECT count() AS n FROM ledger FINAL WHERE ref = 'P-2'")[0]["n"] == 1
+        ),
+        90,
+        "the top-up after restart",
+    )
+    row = instance.sql("SELECT balance_after FROM ledger FINAL WHERE ref = 'P-2'")[0]
+    assert Decimal(row["balance_after"]) == Decimal("135.00")
