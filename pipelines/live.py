@@ -12,6 +12,7 @@ from bytewax.dataflow import Dataflow
 
 from ingest.kafka import MergedKafkaSource
 from pipelines.billing import build_billing_flow
+from sinks.kafka import kafka_config
 from sinks.live import KafkaFactSink, KafkaMessageSink
 from sinks.metrics import Metrics
 from wattpay.settings import Settings, load_settings
@@ -27,13 +28,6 @@ OUTPUT_TOPICS = (
 )
 
 
-def client_config(settings: Settings) -> dict[str, str]:
-    """confluent-kafka client settings: the brokers plus configured overrides (SASL, TLS…)."""
-    if not settings.brokers:
-        raise ValueError("no Kafka brokers configured (--brokers or WATTPAY_BROKERS)")
-    return {"bootstrap.servers": settings.brokers, **settings.kafka}
-
-
 def build_live_flow(
     settings: Settings | None = None, *, fresh_topics: bool = False, metrics: Metrics | None = None
 ) -> Dataflow:
@@ -43,7 +37,7 @@ def build_live_flow(
     reading starts at their beginning whatever position the recovery snapshot holds.
     """
     settings = settings or load_settings()
-    config = client_config(settings)
+    config = kafka_config(settings)
     return build_billing_flow(
         settings.rules,
         source=MergedKafkaSource(

@@ -416,14 +416,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_INGEST_DIR = Path(".wattpay/ingest")
+
+
 def cmd_ingest_modbus(args: argparse.Namespace) -> int:
     """Poll Modbus meters listed in a registry and publish their readings."""
     import logging
 
+    from ingest.meter_bus import KafkaPublisher
     from ingest.modbus import ModbusClient, quiet_modbus_logs
-    from ingest.poller import JsonlPublisher, Poller
+    from ingest.poller import JsonlPublisher, Poller, Publisher
     from ingest.registers import RegistryError, load_registry
     from ingest.simulator import SimClock
+    from sinks.kafka import DeliveryError, kafka_config
 
     quiet_modbus_logs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -439,7 +444,16 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
         args.speed or (shared.speed if shared else 1.0),
         args.anchor if args.anchor is not None else (shared.anchor if shared else None),
     )
-    publisher = JsonlPublisher(args.out)
+    # An explicit --out writes JSONL; otherwise Kafka when brokers are known (--brokers,
+    # WATTPAY_BROKERS or a running `wattpay up`), else JSONL to the default directory.
+    publisher: Publisher
+    if settings.brokers and args.out is None:
+        publisher = KafkaPublisher(kafka_config(settings))
+        where = f"Kafka {settings.brokers} topic {settings.topic('readings')}"
+    else:
+        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR)
+        where = f"{args.out or DEFAULT_INGEST_DIR}/{settings.topic('readings')}.jsonl"
+    print(f"wattpay ingest modbus: publishing readings to {where}", file=sys.stderr)
 
     async def run() -> None:
         async with ModbusClient(
@@ -467,13 +481,57 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
 
     try:
         _run_async(run())
+    except DeliveryError as err:
+        print(f"wattpay ingest modbus: {err}", file=sys.stderr)
+        return 1
     finally:
         publisher.close()
     return 0
 
 
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Apply meter commands from Kafka to relays and publish their outcomes."""
+    import asyncio
+    import logging
+    import signal
+
+    from ingest.meter_bus import run_executor
+    from ingest.modbus import ModbusClient, quiet_modbus_logs
+    from ingest.registers import RegistryError, load_registry
+
+    quiet_modbus_logs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        registry = load_registry(args.registry)
+    except RegistryError as err:
+        print(f"wattpay execute: {err}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    if not settings.brokers:
+        print(
+            "wattpay execute: no Kafka brokers (--brokers, WATTPAY_BROKERS or a running "
+            "`wattpay up`)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> dict[str, int]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)  # finish the batch in hand, then stop
+        async with ModbusClient(
+            connections=args.connections, timeout=args.timeout, retries=args.retries
+        ) as client:
+            stats = await run_executor(settings, registry, stop=stop, client=client)
+        return vars(stats)
+
+    print(json.dumps(asyncio.run(run())), file=sys.stderr)
+    return 0
+
+
 def _add_meter_commands(commands: argparse._SubParsersAction) -> None:
-    """``wattpay simulate`` and ``wattpay ingest modbus`` (S13)."""
+    """``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute`` (S13)."""
     from ingest.registers import MAX_UNIT_ID, MODELS
 
     def with_clock(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -513,11 +571,19 @@ def _add_meter_commands(commands: argparse._SubParsersAction) -> None:
         help="round length on the clock grid from local midnight (e.g. 15m, 30s)",
     )
     modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
-    modbus.add_argument("--out", type=Path, default=Path(".wattpay/ingest"), help="JSONL dir")
-    modbus.add_argument("--connections", type=int, default=4, help="per host:port")
-    modbus.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
-    modbus.add_argument("--retries", type=int, default=2, help="further attempts per request")
+    modbus.add_argument(
+        "--out", type=Path, help=f"write JSONL here instead of Kafka (default {DEFAULT_INGEST_DIR})"
+    )
+    modbus.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+    execute = commands.add_parser("execute", help=cmd_execute.__doc__)
+    execute.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
+    execute.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+    for sub in (modbus, execute):
+        sub.add_argument("--connections", type=int, default=4, help="per host:port")
+        sub.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+        sub.add_argument("--retries", type=int, default=2, help="further attempts per request")
     modbus.set_defaults(handler=cmd_ingest_modbus)
+    execute.set_defaults(handler=cmd_execute)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,8 +61,8 @@ def cmd_billing(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Load the facts topic into ClickHouse until interrupted."""
-    from pipelines.live import client_config
     from sinks.clickhouse import ClickHouseStore
+    from sinks.kafka import kafka_config
     from sinks.loader import Loader
 
     settings = _settings(args)
@@ -72,7 +72,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
         loader = Loader(
-            client_config(settings),
+            kafka_config(settings),
             settings.topic("facts"),
             store,
             max_rows=settings.batch_rows,
