@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from wattpay.settings import load_settings
@@ -85,6 +85,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole system on this machine until Ctrl-C."""
+    from wattpay.simulation import SimulationOptions
     from wattpay.up import UpOptions, run_up
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -98,6 +99,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         workers=args.workers,
         epoch_seconds=args.epoch_seconds,
+        simulation=SimulationOptions(
+            meters=args.simulate,
+            speed=args.speed,
+            start=datetime.fromisoformat(args.sim_start) if args.sim_start else None,
+        )
+        if args.simulate
+        else None,
     )
     return run_up(settings, options)
 
@@ -115,6 +123,20 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--partitions", type=int, default=4)
     up.add_argument("-w", "--workers", type=int, default=1)
     up.add_argument("--epoch-seconds", type=float, default=2.0)
+    up.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N simulated Modbus meters, their poller, executor and households",
+    )
+    up.add_argument(
+        "--speed",
+        type=float,
+        default=360.0,
+        help="simulated seconds per real second (360: a day in 4 minutes)",
+    )
+    up.add_argument("--sim-start", help="simulated start time (ISO with offset)")
     up.set_defaults(handler=cmd_up)
 
     billing = commands.add_parser("billing", help=cmd_billing.__doc__)

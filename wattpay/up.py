@@ -29,6 +29,7 @@ from wattpay.broker import EmbeddedBroker
 from wattpay.live_cli import ensure_recovery_dir
 from wattpay.query_server import serve_queries
 from wattpay.settings import Settings
+from wattpay.simulation import SimulatedHouseholds, SimulationOptions
 
 log = logging.getLogger(__name__)
 STATE_FILE = "up.json"
@@ -46,6 +47,7 @@ class UpOptions:
     partitions: int = 4
     workers: int = 1
     epoch_seconds: float = 2.0
+    simulation: SimulationOptions | None = None
 
 
 def running_instance(state_dir: Path = Path(".wattpay")) -> dict[str, object] | None:
@@ -73,6 +75,7 @@ class Up:
         self.threads: list[threading.Thread] = []
         self.config: dict[str, str] = {}
         self.fresh_topics = False
+        self.households: SimulatedHouseholds | None = None
 
     def start(self) -> None:
         """Bring everything up, in dependency order."""
@@ -103,6 +106,11 @@ class Up:
         ensure_recovery_dir(options.state_dir / "recovery")
         self._start_billing()
         self._thread("billing-supervisor", self._supervise)
+        if options.simulation is not None:
+            self.households = SimulatedHouseholds(
+                options.simulation, self.config, self.settings.topic_prefix, options.state_dir
+            )
+            self.households.start()
         self._write_state()
 
     def _thread(self, name: str, target: object) -> None:
@@ -176,6 +184,13 @@ class Up:
             ],
             "clickhouse": self.settings.clickhouse_dsn,
         }
+        if self.households is not None:
+            state["meters"] = str(self.households.registry_path)
+            state["simulated_clock"] = {
+                "start": self.households.clock.start.isoformat(),
+                "speed": self.households.clock.speed,
+                "anchor": self.households.clock.anchor,
+            }
         (options.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         self.state = state
 
@@ -191,6 +206,8 @@ class Up:
         """Stop billing, drain the loader into ClickHouse, then the endpoints and the broker."""
         self.stop_event.set()
         started = time.monotonic()
+        if self.households is not None:
+            self.households.stop()
         process, self.billing = self.billing, None
         if process is not None and process.poll() is None:
             # Interrupt, then terminate: with recovery on, even a hard stop loses nothing
@@ -218,7 +235,8 @@ class Up:
 def banner(state: dict[str, object], embedded: bool) -> str:
     """What ``wattpay up`` prints once it runs."""
     lines = [
-        "wattpay is up",
+        "wattpay is up"
+        + (f", with simulated meters in {state['meters']}" if "meters" in state else ""),
         f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
