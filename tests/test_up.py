@@ -2,7 +2,6 @@
 running instance, a real Prometheus scraping it, and a stop/restart that loses nothing."""
 
 import json
-import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -14,70 +13,13 @@ from pathlib import Path
 import pytest
 
 from billing.clock import LOCAL_ZONE
-from tests.live_harness import WATTPAY, wait_until
+from tests.live_harness import Instance, wait_until
 from tests.tools import kcat_command, require_tool
 from wattpay.broker import free_port
 
 pytestmark = pytest.mark.live
 START = datetime(2026, 11, 23, 7, 0, tzinfo=LOCAL_ZONE)  # a Monday
 READINGS = 24
-
-
-class Instance:
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> dict:
-        state_file = self.work / ".wattpay" / "up.json"
-        state_file.unlink(missing_ok=True)
-        self.log = (self.work / "up.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                *WATTPAY,
-                "up",
-                "--clickhouse",
-                f"chdb://{self.work / 'clickhouse'}",
-                "--query-port",
-                str(self.ports["query"]),
-                "--metrics-port",
-                str(self.ports["metrics"]),
-                "--billing-metrics-port",
-                str(self.ports["billing"]),
-                "--partitions",
-                "2",
-                "--epoch-seconds",
-                "1",
-            ],
-            cwd=self.work,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(state_file.exists, 60, "wattpay up to write its state file")
-        self.state = json.loads(state_file.read_text())
-        return self.state
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(90)
-        self.log.close()
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*WATTPAY, *args],
-            cwd=self.work,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def sql(self, query: str) -> list[dict]:
-        done = self.run("sql", query, "--format", "json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
