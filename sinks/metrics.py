@@ -144,3 +144,45 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     for status in STATUSES:
         metrics.accounts.labels(status).set(0)
     return metrics
+
+
+class PollStatsCollector:
+    """Exports a Modbus poller's counters (S13): polls, readings, failures by model and kind."""
+
+    def __init__(self, stats: object) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[object]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.stats
+        yield CounterMetricFamily("wattpay_meter_poll_rounds", "Poll rounds", value=stats.rounds)  # type: ignore[attr-defined]
+        yield CounterMetricFamily("wattpay_meter_polls", "Meter polls attempted", value=stats.polls)  # type: ignore[attr-defined]
+        yield CounterMetricFamily(
+            "wattpay_meter_readings_published",
+            "Readings published",
+            value=stats.readings,  # type: ignore[attr-defined]
+        )
+        failures = CounterMetricFamily(
+            "wattpay_meter_poll_failures",
+            "Failed polls by meter model and error kind",
+            labels=["model", "kind"],
+        )
+        for (model, kind), count in sorted(stats.failures.items()):  # type: ignore[attr-defined]
+            failures.add_metric([model, kind], count)
+        yield failures
+        yield GaugeMetricFamily(
+            "wattpay_meter_poll_round_seconds",
+            "Duration of the last full poll round",
+            value=stats.last_round_seconds,  # type: ignore[attr-defined]
+        )
+
+
+def serve_poll_metrics(stats: object, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
+    """Expose a poller's counters on ``host:port``; returns the registry."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(PollStatsCollector(stats))  # type: ignore[arg-type]
+    start_http_server(port, addr=host, registry=registry)
+    return registry

@@ -240,3 +240,25 @@ def test_executor_reports_failures() -> None:
     ]
     assert "GONE" in results[0]["detail"]
     assert not executor.applied  # failures are not remembered: a redelivery tries again
+
+
+def test_poll_failures_are_exported_by_model_and_kind() -> None:
+    """S13: failed polls are counted in metrics by meter model and error kind."""
+    from prometheus_client import CollectorRegistry
+
+    from ingest.poller import PollStats
+    from sinks.metrics import PollStatsCollector
+
+    stats = PollStats()
+    stats.polls = 3
+    stats.failed("sdm120", "timeout")
+    stats.failed("sdm120", "timeout")
+    stats.failed("dtsu666", "connection")
+    registry = CollectorRegistry()
+    registry.register(PollStatsCollector(stats))
+    sample = registry.get_sample_value
+    labels = {"model": "sdm120", "kind": "timeout"}
+    assert sample("wattpay_meter_poll_failures_total", labels) == 2
+    labels = {"model": "dtsu666", "kind": "connection"}
+    assert sample("wattpay_meter_poll_failures_total", labels) == 1
+    assert sample("wattpay_meter_polls_total") == 3

@@ -425,10 +425,11 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
 
     from ingest.meter_bus import KafkaPublisher
     from ingest.modbus import ModbusClient, quiet_modbus_logs
-    from ingest.poller import JsonlPublisher, Poller, Publisher
+    from ingest.poller import JsonlPublisher, Poller, PollStats, Publisher
     from ingest.registers import RegistryError, load_registry
     from ingest.simulator import SimClock
     from sinks.kafka import DeliveryError, kafka_config
+    from sinks.metrics import serve_poll_metrics
 
     quiet_modbus_logs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -454,6 +455,9 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
         publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR)
         where = f"{args.out or DEFAULT_INGEST_DIR}/{settings.topic('readings')}.jsonl"
     print(f"wattpay ingest modbus: publishing readings to {where}", file=sys.stderr)
+    poll_stats = PollStats()
+    if args.metrics_port:
+        serve_poll_metrics(poll_stats, args.metrics_port)
 
     async def run() -> None:
         async with ModbusClient(
@@ -466,6 +470,7 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
                 topic=settings.topic("readings"),
                 interval=args.interval,
                 clock=clock,
+                stats=poll_stats,
             )
             try:
                 await poller.run(rounds=args.rounds)
@@ -571,6 +576,7 @@ def _add_meter_commands(commands: argparse._SubParsersAction) -> None:
         help="round length on the clock grid from local midnight (e.g. 15m, 30s)",
     )
     modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
+    modbus.add_argument("--metrics-port", type=int, default=0, help="Prometheus endpoint port")
     modbus.add_argument(
         "--out", type=Path, help=f"write JSONL here instead of Kafka (default {DEFAULT_INGEST_DIR})"
     )
