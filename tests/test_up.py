@@ -129,7 +129,8 @@ def test_prometheus_scrapes_the_running_system(instance: Instance, tmp_path: Pat
     ]
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wattpay\n"
+        "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n"
+        "scrape_configs:\n  - job_name: wattpay\n"
         f"    static_configs:\n      - targets: {json.dumps(targets)}\n"
     )
     port = free_port()
@@ -168,8 +169,12 @@ def test_prometheus_scrapes_the_running_system(instance: Instance, tmp_path: Pat
             30,
             "loader batch metrics",
         )
-        up = prometheus_query(port, "up")
-        assert len(up) == 2 and all(r["value"][1] == "1" for r in up)
+        # Scrapes can fail on a loaded machine; both targets must come (back) up.
+        wait_until(
+            lambda: [r["value"][1] for r in prometheus_query(port, "up")] == ["1", "1"],
+            30,
+            "both targets to be up",
+        )
     finally:
         prometheus.terminate()
         prometheus.wait(30)

@@ -9,18 +9,10 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from wattpay.settings import load_settings
+from wattpay.cliutil import settings_from_args as _settings
 
 DEFAULT_RECOVERY = ".wattpay/recovery"
 RECOVERY_PARTITIONS = 4
-
-
-def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings
-    return load_settings(
-        args.config,
-        clickhouse_dsn=getattr(args, "clickhouse", None),
-        brokers=getattr(args, "brokers", None),
-    )
 
 
 def ensure_recovery_dir(path: Path, partitions: int = RECOVERY_PARTITIONS) -> Path:

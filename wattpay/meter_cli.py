@@ -1,0 +1,282 @@
+"""``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute`` (SPEC S13)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from wattpay.cliutil import settings_from_args as _settings
+
+
+def _duration(text: str) -> timedelta:
+    """``15m``, ``900s``, ``1h`` or plain seconds as a positive timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        span = timedelta(seconds=float(number) * units[unit])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 15m, 30s)") from err
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return span
+
+
+def _start_time(text: str) -> datetime:
+    """ISO-8601 time; without an offset it is read in the billing time zone (Asia/Shanghai)."""
+    from billing.clock import LOCAL_ZONE
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from err
+    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_ZONE)
+
+
+def _run_async(main_coroutine: object) -> None:
+    """Run a coroutine until it ends, Ctrl-C or SIGTERM, cleaning up either way."""
+    import asyncio
+    import signal
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main_coroutine)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    try:
+        asyncio.run(guarded())
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve simulated meters over Modbus TCP, consuming like real households."""
+    from ingest.modbus import quiet_modbus_logs
+    from ingest.registers import parse_relay
+    from ingest.simulator import SimClock, Simulator, serve
+
+    quiet_modbus_logs()
+    try:
+        relay = None if args.no_relay else parse_relay(args.relay)
+        clock = SimClock(args.start, args.speed, args.anchor)
+        simulator = Simulator(
+            args.meters,
+            model=args.model,
+            host=args.host,
+            first_port=args.port,
+            units_per_port=args.units_per_port,
+            clock=clock,
+            seed=args.seed,
+            relay=relay,
+            latency=args.latency_ms / 1000,
+        )
+    except ValueError as err:
+        print(f"wattpay simulate: {err}", file=sys.stderr)
+        return 2
+
+    def ready(sim: Simulator) -> None:
+        poll = ["wattpay", "ingest", "modbus", "--registry", str(args.registry_out or "FILE")]
+        poll += ["--start", clock.start.isoformat(), "--speed", repr(clock.speed)]
+        poll += ["--anchor", repr(clock.anchor)]
+        summary = {
+            "meters": len(sim.meters),
+            "model": args.model,
+            "host": sim.host,
+            "ports": sim.ports,
+            "registry": str(args.registry_out) if args.registry_out else None,
+            "clock": {"start": clock.start.isoformat(), "speed": clock.speed},
+            "anchor": clock.anchor,
+            "poll_with": " ".join(poll),
+        }
+        print(json.dumps(summary), flush=True)
+
+    try:
+        _run_async(
+            serve(simulator, registry_out=args.registry_out, duration=args.duration, on_ready=ready)
+        )
+    except OSError as err:
+        print(f"wattpay simulate: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+DEFAULT_INGEST_DIR = Path(".wattpay/ingest")
+
+
+def cmd_ingest_modbus(args: argparse.Namespace) -> int:
+    """Poll Modbus meters listed in a registry and publish their readings."""
+    import logging
+
+    from ingest.meter_bus import KafkaPublisher
+    from ingest.modbus import ModbusClient, quiet_modbus_logs
+    from ingest.poller import JsonlPublisher, Poller, PollStats, Publisher
+    from ingest.registers import RegistryError, load_registry
+    from ingest.simulator import SimClock
+    from sinks.kafka import DeliveryError, kafka_config
+    from sinks.metrics import serve_poll_metrics
+
+    quiet_modbus_logs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        registry = load_registry(args.registry)
+    except RegistryError as err:
+        print(f"wattpay ingest modbus: {err}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    shared = registry.clock  # the simulator's clock, when it wrote the registry
+    clock = SimClock(
+        args.start or (shared.start if shared else None),
+        args.speed or (shared.speed if shared else 1.0),
+        args.anchor if args.anchor is not None else (shared.anchor if shared else None),
+    )
+    # An explicit --out writes JSONL; otherwise Kafka when brokers are known (--brokers,
+    # WATTPAY_BROKERS or a running `wattpay up`), else JSONL to the default directory.
+    publisher: Publisher
+    if settings.brokers and args.out is None:
+        publisher = KafkaPublisher(kafka_config(settings))
+        where = f"Kafka {settings.brokers} topic {settings.topic('readings')}"
+    else:
+        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR)
+        where = f"{args.out or DEFAULT_INGEST_DIR}/{settings.topic('readings')}.jsonl"
+    print(f"wattpay ingest modbus: publishing readings to {where}", file=sys.stderr)
+    poll_stats = PollStats()
+    if args.metrics_port:
+        serve_poll_metrics(poll_stats, args.metrics_port)
+
+    async def run() -> None:
+        async with ModbusClient(
+            connections=args.connections, timeout=args.timeout, retries=args.retries
+        ) as client:
+            poller = Poller(
+                registry.meters,
+                client,
+                publisher,
+                topic=settings.topic("readings"),
+                interval=args.interval,
+                clock=clock,
+                stats=poll_stats,
+            )
+            try:
+                await poller.run(rounds=args.rounds)
+            finally:
+                stats = poller.stats
+                failures = {f"{model}/{kind}": n for (model, kind), n in stats.failures.items()}
+                print(
+                    json.dumps(
+                        {"rounds": stats.rounds, "readings": stats.readings, "failed": failures}
+                    ),
+                    file=sys.stderr,
+                )
+
+    try:
+        _run_async(run())
+    except DeliveryError as err:
+        print(f"wattpay ingest modbus: {err}", file=sys.stderr)
+        return 1
+    finally:
+        publisher.close()
+    return 0
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Apply meter commands from Kafka to relays and publish their outcomes."""
+    import asyncio
+    import logging
+    import signal
+
+    from ingest.meter_bus import run_executor
+    from ingest.modbus import ModbusClient, quiet_modbus_logs
+    from ingest.registers import RegistryError, load_registry
+
+    quiet_modbus_logs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        registry = load_registry(args.registry)
+    except RegistryError as err:
+        print(f"wattpay execute: {err}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    if not settings.brokers:
+        print(
+            "wattpay execute: no Kafka brokers (--brokers, WATTPAY_BROKERS or a running "
+            "`wattpay up`)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> dict[str, int]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)  # finish the batch in hand, then stop
+        async with ModbusClient(
+            connections=args.connections, timeout=args.timeout, retries=args.retries
+        ) as client:
+            stats = await run_executor(settings, registry, stop=stop, client=client)
+        return vars(stats)
+
+    print(json.dumps(asyncio.run(run())), file=sys.stderr)
+    return 0
+
+
+def add_meter_commands(commands: argparse._SubParsersAction) -> None:
+    """``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute`` (S13)."""
+    from ingest.registers import MAX_UNIT_ID, MODELS
+
+    def with_clock(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--start", type=_start_time, help="simulated start time (ISO-8601)")
+        sub.add_argument("--speed", type=float, help="simulated seconds per real second")
+        sub.add_argument(
+            "--anchor", type=float, help="Unix time at which the simulated clock reads --start"
+        )
+        return sub
+
+    simulate = with_clock(commands.add_parser("simulate", help=cmd_simulate.__doc__))
+    simulate.add_argument("--meters", type=int, default=10, help="how many meters (default 10)")
+    simulate.add_argument("--model", choices=sorted(MODELS), default="sdm120")
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    simulate.add_argument("--port", type=int, default=5020, help="first TCP port (0: any free)")
+    simulate.add_argument(
+        "--units-per-port", type=int, default=MAX_UNIT_ID, help="unit ids per port (≤ 247)"
+    )
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--relay", default="coil:0", help="relay coil of every meter")
+    simulate.add_argument("--no-relay", action="store_true", help="meters without a relay")
+    simulate.add_argument("--registry-out", type=Path, help="write the meter registry here")
+    simulate.add_argument("--duration", type=float, help="stop after this many real seconds")
+    simulate.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay every answer (gateway round trip)"
+    )
+    simulate.set_defaults(handler=cmd_simulate, speed=1.0)
+
+    ingest = commands.add_parser("ingest", help="read meters and publish their readings")
+    sources = ingest.add_subparsers(dest="source", required=True)
+    modbus = with_clock(sources.add_parser("modbus", help=cmd_ingest_modbus.__doc__))
+    modbus.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
+    modbus.add_argument(
+        "--interval",
+        type=_duration,
+        default=timedelta(minutes=15),
+        help="round length on the clock grid from local midnight (e.g. 15m, 30s)",
+    )
+    modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
+    modbus.add_argument("--metrics-port", type=int, default=0, help="Prometheus endpoint port")
+    modbus.add_argument(
+        "--out", type=Path, help=f"write JSONL here instead of Kafka (default {DEFAULT_INGEST_DIR})"
+    )
+    modbus.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+    execute = commands.add_parser("execute", help=cmd_execute.__doc__)
+    execute.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
+    execute.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+    for sub in (modbus, execute):
+        sub.add_argument("--connections", type=int, default=4, help="per host:port")
+        sub.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+        sub.add_argument("--retries", type=int, default=2, help="further attempts per request")
+    modbus.set_defaults(handler=cmd_ingest_modbus)
+    execute.set_defaults(handler=cmd_execute)
