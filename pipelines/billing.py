@@ -46,6 +46,7 @@ class AccountLogic(StatefulLogic[Routed, Output, AccountState]):
     def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
         self.state, outputs = apply(self.state, value, self.rules)
         if self.metrics is not None:
+            self.metrics.step_items.labels("accounts").inc()
             _tally(self.metrics, value.envelope, outputs)
             self.metrics.observe_event_time(value.message.ts, datetime.now(UTC))
         return outputs, self.state is None
@@ -91,6 +92,7 @@ def _route(
     directory = directory or MeterDirectory()
     routed = route(envelope, directory, rules)
     if metrics is not None:
+        metrics.step_items.labels("route").inc()
         metrics.messages_in.labels(envelope.topic).inc()
         if isinstance(routed, list):
             _tally(metrics, envelope, routed)

@@ -48,6 +48,8 @@ class Metrics:
 
     def count_outputs(self, outputs: Iterable[Output]) -> None:
         """Count what a processed message produced."""
+        outputs = list(outputs)
+        self.step_items.labels("outputs").inc(len(outputs))
         for output in outputs:
             if isinstance(output, Row):
                 self._count_row(output)

@@ -53,3 +53,7 @@ def test_messages_in_equal_applied_plus_rejected_per_topic() -> None:
     charged = sum(-float(r["amount"]) for r in expected["ledger"] if r["kind"] == "charge")
     assert abs(sample(metrics, "wattpay_yuan_charged_total") - charged) < 1e-6
     assert sample(metrics, "wattpay_kwh_rated_total") > 0
+    routed = sample(metrics, "wattpay_step_items_total", {"step": "route"})
+    assert routed == len(envelopes)
+    applied_or_account_rejected = sample(metrics, "wattpay_step_items_total", {"step": "accounts"})
+    assert 0 < applied_or_account_rejected < routed
