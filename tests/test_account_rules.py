@@ -7,10 +7,7 @@ Monday; the disconnection window is Monday–Friday [08:00, 17:00) local time.
 
 from __future__ import annotations
 
-import json
-import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,12 +16,11 @@ from typing import Any
 import pytest
 
 from billing.clock import parse_ts
-from billing.messages import Envelope
-from billing.outputs import Output, Row, TopicMessage
+from billing.outputs import TopicMessage
 from billing.rules import BillingRules, DisconnectWindow, RebateCampaign
-from billing.sequential import run_sequential
 from billing.tariffs import BUILTIN_PLANS, ZHEJIANG_BOUNDS, Plan
-from ingest.files import merged_envelopes
+from tests import billing_harness as harness
+from tests.billing_harness import Replay, at, replace_meter
 
 D = Decimal
 UNIT = Plan("unit", ZHEJIANG_BOUNDS, {"flat": (D("1.00"), D("1.00"), D("1.00"))})
@@ -32,99 +28,12 @@ DEAR = Plan("dear", ZHEJIANG_BOUNDS, {"flat": (D("100.00"), D("100.00"), D("100.
 RULES = BillingRules(plans={**BUILTIN_PLANS, "unit": UNIT, "dear": DEAR})
 
 
-# --- a small replay harness: outputs tagged with the input that caused them -------------------
+# --- the shared harness with this file's defaults: account A1, meter M1, plan "unit" ----------
 
 
-def ts(local: str) -> str:
-    """``2026-03-02T10:00`` (local, Asia/Shanghai) as an ISO-8601 string with its offset."""
-    return f"{local}:00+08:00" if len(local) == 16 else f"{local}+08:00"
-
-
-def at(local: str) -> datetime:
-    return parse_ts(ts(local))
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, datetime) and isinstance(actual, str):
-        return parse_ts(actual) == expected
-    if isinstance(expected, Decimal) and isinstance(actual, str):
-        return D(actual) == expected
-    return actual == expected
-
-
-@dataclass
-class Replay:
-    """Every output of a run with the position of the input that caused it (None: end of input)."""
-
-    outputs: list[tuple[str | None, Output]] = field(default_factory=list)
-    inputs: list[Envelope] = field(default_factory=list)
-
-    def rows(self, table: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.values
-            for _, o in self.outputs
-            if isinstance(o, Row)
-            and o.table == table
-            and all(_same(o.values.get(k), v) for k, v in match.items())
-        ]
-
-    def messages(self, topic: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.value
-            for _, o in self.outputs
-            if isinstance(o, TopicMessage)
-            and o.topic == topic
-            and all(_same(o.value.get(k), v) for k, v in match.items())
-        ]
-
-    def caused_by(self, position: str | None) -> list[Output]:
-        return [o for p, o in self.outputs if p == position]
-
-    def notes(self, kind: str, account_id: str = "A1") -> list[dict[str, Any]]:
-        return self.messages("notifications", type=kind, account_id=account_id)
-
-    def commands(self, action: str | None = None) -> list[dict[str, Any]]:
-        found = self.messages("meter-commands")
-        return [c for c in found if action is None or c["action"] == action]
-
-    def final(self, account_id: str = "A1") -> dict[str, Any]:
-        return self.rows("accounts", account_id=account_id)[-1]
-
-
-def run(envelopes: Iterable[Envelope], rules: BillingRules = RULES) -> Replay:
-    result = Replay()
-    current: list[str | None] = [None]
-
-    def feed() -> Iterator[Envelope]:
-        for envelope in envelopes:
-            current[0] = envelope.position
-            result.inputs.append(envelope)
-            yield envelope
-        current[0] = None
-
-    for output in run_sequential(feed(), rules):
-        result.outputs.append((current[0], output))
-    return result
-
-
-def replay(
-    tmp_path: Path,
-    *,
-    accounts: Iterable[Any] = (),
-    payments: Iterable[Any] = (),
-    readings: Iterable[Any] = (),
-    rules: BillingRules = RULES,
-) -> Replay:
-    """Write the three JSONL files (dicts or raw lines) and run them in S14.1 order."""
-    directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    for name, items in (
-        ("accounts.jsonl", accounts),
-        ("payments.jsonl", payments),
-        ("readings.jsonl", readings),
-    ):
-        lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
-        (directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return run(merged_envelopes(directory), rules)
+def replay(tmp_path: Path, *, rules: BillingRules = RULES, **files: Iterable[Any]) -> Replay:
+    """Run the input files with the ``unit`` and ``dear`` plans configured."""
+    return harness.replay(tmp_path, rules=rules, **files)
 
 
 def open_account(
@@ -135,19 +44,11 @@ def open_account(
     plan: str = "unit",
     **extra: Any,
 ) -> dict:
-    return {
-        "type": "open",
-        "account_id": account_id,
-        "meter_id": meter_id,
-        "plan": plan,
-        "ts": ts(when),
-        "opening_balance": opening,
-        **extra,
-    }
+    return harness.open_account(account_id, meter_id, plan, when, opening_balance=opening, **extra)
 
 
 def reading(when: str, kwh: str, meter_id: str = "M1") -> dict:
-    return {"meter_id": meter_id, "ts": ts(when), "energy_kwh": kwh}
+    return harness.reading(meter_id, when, kwh)
 
 
 def topup(
@@ -158,29 +59,15 @@ def topup(
     account_id: str = "A1",
     **extra: str,
 ) -> dict:
-    return {
-        "type": "topup",
-        "payment_id": payment_id,
-        "account_id": account_id,
-        "amount": amount,
-        "channel": channel,
-        "ts": ts(when),
-        **extra,
-    }
+    return harness.topup(payment_id, account_id, amount, when, channel, **extra)
 
 
 def redeem(payment_id: str, points: int, when: str, account_id: str = "A1") -> dict:
-    return {
-        "type": "redeem",
-        "payment_id": payment_id,
-        "account_id": account_id,
-        "points": points,
-        "ts": ts(when),
-    }
+    return harness.redeem(payment_id, account_id, points, when)
 
 
 def event(kind: str, when: str, account_id: str = "A1", **extra: Any) -> dict:
-    return {"type": kind, "account_id": account_id, "ts": ts(when), **extra}
+    return harness.event(kind, account_id, when, **extra)
 
 
 def times(items: list[dict[str, Any]]) -> list[datetime]:
@@ -196,6 +83,10 @@ def ledger(result: Replay, account_id: str = "A1") -> list[tuple]:
         (r["kind"], r["amount"], r["balance_after"], r["ref"])
         for r in result.rows("ledger", account_id=account_id)
     ]
+
+
+def actions(result: Replay) -> list[tuple[str, datetime]]:
+    return [(c["action"], parse_ts(c["ts"])) for c in result.commands()]
 
 
 def points(result: Replay, account_id: str = "A1") -> list[tuple]:
@@ -415,12 +306,16 @@ def test_overdraft_limit_uses_the_last_30_days(tmp_path: Path) -> None:
 # --- disconnection and reconnection (S5, S14.15, S14.16) -------------------------------------
 
 
-def _cut_at(moment: str, rules: BillingRules, tmp_path: Path) -> Replay:
+def _cut_at(
+    moment: str, rules: BillingRules, tmp_path: Path, payments: Iterable[Any] = ()
+) -> Replay:
+    """A1 opened with 5.00 on the day of ``moment``, then 16 kWh by ``moment``; ``payments``."""
     day = moment[:10]
     return replay(
         tmp_path,
         rules=rules,
         accounts=[open_account(f"{day}T00:00", "5.00")],
+        payments=payments,
         readings=[reading(f"{day}T00:00", "0.000"), reading(moment, "16.000")],
     )  # available 5 − 16 = −11 < −10.00
 
@@ -538,17 +433,13 @@ def test_pending_cut_dropped_inside_the_window_when_no_longer_below_the_limit(
 
 
 def test_reconnection_needs_available_above_zero(tmp_path: Path) -> None:
-    result = replay(
-        tmp_path,
-        accounts=[open_account(f"{MON}T00:00", "5.00")],
-        payments=[
-            topup("P1", "10.00", f"{MON}T10:00"),  # −1: stays disconnected
-            topup("P2", "1.00", f"{MON}T11:00"),  # 0.00: not > 0, stays disconnected
-            topup("P3", "0.01", f"{MON}T12:00"),
-        ],  # 0.01 > 0 → reconnect
-        readings=[reading(f"{MON}T00:00", "0.000"), reading(f"{MON}T09:00", "16.000")],
-    )
-    assert [(c["action"], parse_ts(c["ts"])) for c in result.commands()] == [
+    payments = [
+        topup("P1", "10.00", f"{MON}T10:00"),  # −1: stays disconnected
+        topup("P2", "1.00", f"{MON}T11:00"),  # 0.00: not > 0, stays disconnected
+        topup("P3", "0.01", f"{MON}T12:00"),  # 0.01 > 0 → reconnect
+    ]
+    result = _cut_at(f"{MON}T09:00", RULES, tmp_path, payments)
+    assert actions(result) == [
         ("disconnect", at(f"{MON}T09:00")),
         ("reconnect", at(f"{MON}T12:00")),
     ]
@@ -561,13 +452,8 @@ def test_reconnection_needs_available_above_zero(tmp_path: Path) -> None:
 
 def test_reconnection_outside_the_window(tmp_path: Path) -> None:
     # No window applies to reconnection: a Saturday-night top-up reconnects at once.
-    result = replay(
-        tmp_path,
-        accounts=[open_account(f"{MON}T00:00", "5.00")],
-        payments=[topup("P1", "50.00", "2026-03-07T23:00")],
-        readings=[reading(f"{MON}T00:00", "0.000"), reading(f"{MON}T09:00", "16.000")],
-    )
-    assert [(c["action"], parse_ts(c["ts"])) for c in result.commands()] == [
+    result = _cut_at(f"{MON}T09:00", RULES, tmp_path, [topup("P1", "50.00", "2026-03-07T23:00")])
+    assert actions(result) == [
         ("disconnect", at(f"{MON}T09:00")),
         ("reconnect", at("2026-03-07T23:00")),
     ]
@@ -587,7 +473,7 @@ def test_redemption_is_a_credit_that_reconnects(tmp_path: Path) -> None:
             reading(f"{MON}T09:00", "20.110"),
         ],  # 20.11 × 100 = 2011 → −11 → cut
     )
-    assert [(c["action"], parse_ts(c["ts"])) for c in result.commands()] == [
+    assert actions(result) == [
         ("disconnect", at(f"{MON}T09:00")),
         ("reconnect", at(f"{MON}T10:00")),
     ]
@@ -1011,14 +897,7 @@ def test_meter_replacement(tmp_path: Path) -> None:
         tmp_path,
         accounts=[
             open_account(f"{MON}T00:00", "100.00"),
-            event(
-                "replace_meter",
-                "2026-03-03T10:00",
-                old_meter_id="M1",
-                old_final_kwh="1008.000",
-                new_meter_id="M2",
-                new_initial_kwh="0.500",
-            ),
+            replace_meter("A1", "2026-03-03T10:00", "M1", "1008.000", "M2", "0.500"),
         ],
         readings=[
             reading(f"{MON}T00:00", "1000.000"),
@@ -1036,12 +915,7 @@ def test_meter_replacement(tmp_path: Path) -> None:
         (date(2026, 3, 3), D("3.071"), D("3.07")),
     ]
     # Mar 2 is closed by the replacement itself (it closes the days before its ts).
-    mar2 = [
-        p
-        for p, o in result.outputs
-        if isinstance(o, Row) and o.table == "daily_usage" and o.values["day"] == date(2026, 3, 2)
-    ]
-    assert mar2 == ["accounts:2"]
+    assert result.positions("daily_usage", day=date(2026, 3, 2)) == ["accounts:2"]
     assert [r["meter_id"] for r in result.rows("intervals")][-1] == "M2"
     assert [r["reason"] for r in result.rows("rejected")] == ["unknown_meter"]
     assert result.final()["meter_id"] == "M2"
@@ -1068,14 +942,7 @@ def test_replacement_final_reading_is_checked_for_alerts(tmp_path: Path) -> None
         tmp_path,
         accounts=[
             open_account(f"{MON}T00:00", "30.00"),
-            event(
-                "replace_meter",
-                f"{MON}T01:00",
-                old_meter_id="M1",
-                old_final_kwh="15.000",
-                new_meter_id="M2",
-                new_initial_kwh="0.000",
-            ),
+            replace_meter("A1", f"{MON}T01:00", "M1", "15.000", "M2", "0.000"),
         ],
         readings=[reading(f"{MON}T00:00", "0.000")],
     )
@@ -1125,12 +992,7 @@ def test_end_of_input_closes_the_open_day_only(tmp_path: Path) -> None:
         ("A1", date(2026, 3, 3), D("1.471"), D("1.47")),
         ("A2", date(2026, 3, 5), D(0), D(0)),
     ]
-    end = [
-        (r["account_id"], r["ts"])
-        for p, o in result.outputs
-        if p is None and isinstance(o, Row) and o.table == "ledger"
-        for r in [o.values]
-    ]
+    end = [(r["account_id"], r["ts"]) for r in result.rows_caused_by(None, "ledger")]
     assert end == [("A1", at("2026-03-04T00:00")), ("A2", at("2026-03-06T00:00"))]
     # Nothing but the close at the end: no notifications, commands or requests.
-    assert [o for p, o in result.outputs if p is None and isinstance(o, TopicMessage)] == []
+    assert [o for o in result.caused_by(None) if isinstance(o, TopicMessage)] == []

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -21,10 +19,8 @@ from hypothesis import strategies as st
 from billing.clock import LOCAL_ZONE, parse_ts
 from billing.messages import Envelope
 from billing.outputs import Output, Row, TopicMessage, json_text
-from billing.rules import BillingRules
-from billing.sequential import run_sequential
+from tests.billing_harness import Replay, run
 
-RULES = BillingRules()
 D = Decimal
 T0 = datetime(2026, 3, 2, tzinfo=LOCAL_ZONE)  # a Monday
 RECEIVED = T0
@@ -50,39 +46,6 @@ REASONS = {
     "accounts": {"malformed", "unknown_account", "account_closed", "conflict", "unknown_meter"},
 }
 CREDITS = {"topup", "rebate", "points_redemption"}
-
-
-@dataclass
-class Replay:
-    """Every output of a run with the position of the input that caused it (None: end of input)."""
-
-    outputs: list[tuple[str | None, Output]] = field(default_factory=list)
-    inputs: list[Envelope] = field(default_factory=list)
-
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        return [o.values for _, o in self.outputs if isinstance(o, Row) and o.table == table]
-
-    def caused_by(self) -> dict[str | None, list[Output]]:
-        grouped: dict[str | None, list[Output]] = defaultdict(list)
-        for position, output in self.outputs:
-            grouped[position].append(output)
-        return grouped
-
-
-def run(envelopes: Iterable[Envelope], rules: BillingRules = RULES) -> Replay:
-    result = Replay()
-    current: list[str | None] = [None]
-
-    def feed() -> Iterator[Envelope]:
-        for envelope in envelopes:
-            current[0] = envelope.position
-            result.inputs.append(envelope)
-            yield envelope
-        current[0] = None
-
-    for output in run_sequential(feed(), rules):
-        result.outputs.append((current[0], output))
-    return result
 
 
 # --- random streams ---------------------------------------------------------------------------
@@ -311,7 +274,7 @@ def _kind(output: Output) -> tuple[str, str]:
 
 def check_applied_or_rejected(result: Replay) -> dict[str, dict[str, Any]]:
     """Every input is applied or rejected, never both, never neither; returns applied opens."""
-    caused = result.caused_by()
+    caused = result.by_position()
     opens: dict[str, dict[str, Any]] = {}
     for envelope in result.inputs:
         outputs = caused.get(envelope.position, [])

@@ -7,10 +7,6 @@ cumulative; flat 0.538 / 0.588 / 0.838; peak (08:00–22:00) 0.568 / 0.618 / 0.8
 
 from __future__ import annotations
 
-import json
-import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,120 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.clock import LOCAL_ZONE, parse_ts
-from billing.messages import Envelope
+from billing.clock import LOCAL_ZONE
 from billing.numbers import from_milli
-from billing.outputs import Output, Row, TopicMessage
 from billing.rating import rate_part
-from billing.rules import BillingRules
-from billing.sequential import run_sequential
 from billing.tariffs import BUILTIN_PLANS
-from ingest.files import merged_envelopes
+from tests.billing_harness import Replay, at, open_account, reading, replay, ts
 
-RULES = BillingRules()
 TIERED = BUILTIN_PLANS["zhejiang-tiered"]
 TOU = BUILTIN_PLANS["zhejiang-tou"]
 D = Decimal
-
-
-# --- a small replay harness: outputs tagged with the input that caused them -------------------
-
-
-def ts(local: str) -> str:
-    """``2026-03-02T10:00`` (local, Asia/Shanghai) as an ISO-8601 string with its offset."""
-    return f"{local}:00+08:00" if len(local) == 16 else f"{local}+08:00"
-
-
-def at(local: str) -> datetime:
-    return parse_ts(ts(local))
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, datetime) and isinstance(actual, str):
-        return parse_ts(actual) == expected
-    if isinstance(expected, Decimal) and isinstance(actual, str):
-        return D(actual) == expected
-    return actual == expected
-
-
-@dataclass
-class Replay:
-    """Every output of a run with the position of the input that caused it (None: end of input)."""
-
-    outputs: list[tuple[str | None, Output]] = field(default_factory=list)
-    inputs: list[Envelope] = field(default_factory=list)
-
-    def rows(self, table: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.values
-            for _, o in self.outputs
-            if isinstance(o, Row)
-            and o.table == table
-            and all(_same(o.values.get(k), v) for k, v in match.items())
-        ]
-
-    def messages(self, topic: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.value
-            for _, o in self.outputs
-            if isinstance(o, TopicMessage)
-            and o.topic == topic
-            and all(_same(o.value.get(k), v) for k, v in match.items())
-        ]
-
-    def caused_by(self, position: str | None) -> list[Output]:
-        return [o for p, o in self.outputs if p == position]
-
-
-def run(envelopes: Iterable[Envelope], rules: BillingRules = RULES) -> Replay:
-    result = Replay()
-    current: list[str | None] = [None]
-
-    def feed() -> Iterator[Envelope]:
-        for envelope in envelopes:
-            current[0] = envelope.position
-            result.inputs.append(envelope)
-            yield envelope
-        current[0] = None
-
-    for output in run_sequential(feed(), rules):
-        result.outputs.append((current[0], output))
-    return result
-
-
-def replay(
-    tmp_path: Path,
-    *,
-    accounts: Iterable[Any] = (),
-    payments: Iterable[Any] = (),
-    readings: Iterable[Any] = (),
-    rules: BillingRules = RULES,
-) -> Replay:
-    """Write the three JSONL files (dicts or raw lines) and run them in S14.1 order."""
-    directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    for name, items in (
-        ("accounts.jsonl", accounts),
-        ("payments.jsonl", payments),
-        ("readings.jsonl", readings),
-    ):
-        lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
-        (directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return run(merged_envelopes(directory), rules)
-
-
-def open_account(account_id: str, meter_id: str, plan: str, when: str, **extra: str) -> dict:
-    return {
-        "type": "open",
-        "account_id": account_id,
-        "meter_id": meter_id,
-        "plan": plan,
-        "ts": ts(when),
-        **extra,
-    }
-
-
-def reading(meter_id: str, when: str, kwh: str) -> dict:
-    return {"meter_id": meter_id, "ts": ts(when), "energy_kwh": kwh}
 
 
 def slices(plan, start: str, end: str, milli: int, cumulative: int) -> list[tuple]:
@@ -270,6 +161,21 @@ def test_rate_part_splits_at_tier_bounds(milli: int, cumulative: int, plan, minu
 # --- end to end through run_sequential --------------------------------------------------------
 
 
+def one_meter(
+    tmp_path: Path,
+    plan: str,
+    readings: list[tuple[str, str]],
+    opened: str = "2026-03-02T00:00",
+    **extra: str,
+) -> Replay:
+    """Account A1 on meter M1, opened at ``opened`` with ``extra`` fields; then M1's readings."""
+    return replay(
+        tmp_path,
+        accounts=[open_account("A1", "M1", plan, opened, **extra)],
+        readings=[reading("M1", when, kwh) for when, kwh in readings],
+    )
+
+
 def test_tou_day_split_at_0800_2200_and_midnight_rounded_once(tmp_path: Path) -> None:
     result = replay(
         tmp_path,
@@ -292,61 +198,17 @@ def test_tou_day_split_at_0800_2200_and_midnight_rounded_once(tmp_path: Path) ->
         (r["start"], r["end"], r["kwh"], r["period"], r["tier"], r["price"], r["cost"])
         for r in result.rows("intervals", account_id="A1")
     ]
+    expected = [
+        ("2026-03-02T06:00", "2026-03-02T08:00", "2.001", "valley", 1, "0.288", "0.576288"),
+        ("2026-03-02T08:00", "2026-03-02T09:00", "1.000", "peak", 1, "0.568", "0.568"),
+        ("2026-03-02T09:00", "2026-03-02T22:00", "13.929", "peak", 1, "0.568", "7.911672"),
+        ("2026-03-02T22:00", "2026-03-02T23:00", "1.071", "valley", 1, "0.288", "0.308448"),
+        ("2026-03-02T23:00", "2026-03-03T00:00", "1.000", "valley", 1, "0.288", "0.288"),
+        ("2026-03-03T00:00", "2026-03-03T01:00", "1.000", "valley", 1, "0.288", "0.288"),
+    ]  # costs: 2.001 × 0.288, 13.929 × 0.568 and 1.071 × 0.288 exactly
     assert intervals == [
-        (
-            at("2026-03-02T06:00"),
-            at("2026-03-02T08:00"),
-            D("2.001"),
-            "valley",
-            1,
-            D("0.288"),
-            D("0.576288"),
-        ),  # 2.001 × 0.288
-        (
-            at("2026-03-02T08:00"),
-            at("2026-03-02T09:00"),
-            D("1.000"),
-            "peak",
-            1,
-            D("0.568"),
-            D("0.568"),
-        ),
-        (
-            at("2026-03-02T09:00"),
-            at("2026-03-02T22:00"),
-            D("13.929"),
-            "peak",
-            1,
-            D("0.568"),
-            D("7.911672"),
-        ),  # 13.929 × 0.568
-        (
-            at("2026-03-02T22:00"),
-            at("2026-03-02T23:00"),
-            D("1.071"),
-            "valley",
-            1,
-            D("0.288"),
-            D("0.308448"),
-        ),  # 1.071 × 0.288
-        (
-            at("2026-03-02T23:00"),
-            at("2026-03-03T00:00"),
-            D("1.000"),
-            "valley",
-            1,
-            D("0.288"),
-            D("0.288"),
-        ),
-        (
-            at("2026-03-03T00:00"),
-            at("2026-03-03T01:00"),
-            D("1.000"),
-            "valley",
-            1,
-            D("0.288"),
-            D("0.288"),
-        ),
+        (at(start), at(end), D(kwh), period, tier, D(price), D(cost))
+        for start, end, kwh, period, tier, price, cost in expected
     ]
     # Mar 2: peak 1.000 + 13.929 = 14.929; valley 2.001 + 1.071 + 1.000 = 4.072; total 19.001.
     # Cost exact: 14.929 × 0.568 = 8.479672 + 4.072 × 0.288 = 1.172736 → 9.652408 → 9.65
@@ -382,22 +244,12 @@ def test_tou_day_split_at_0800_2200_and_midnight_rounded_once(tmp_path: Path) ->
 
 
 def test_flat_tier_bound_crossed_inside_one_interval(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[
-            open_account(
-                "A1",
-                "M1",
-                "zhejiang-tiered",
-                "2026-03-02T00:00",
-                opening_balance="10.00",
-                ytd_kwh="2759.500",
-            )
-        ],
-        readings=[
-            reading("M1", "2026-03-02T10:00", "0.000"),
-            reading("M1", "2026-03-02T10:15", "1.000"),
-        ],
+        "zhejiang-tiered",
+        [("2026-03-02T10:00", "0.000"), ("2026-03-02T10:15", "1.000")],
+        opening_balance="10.00",
+        ytd_kwh="2759.500",
     )
     # 0.5 × 0.538 = 0.269 + 0.5 × 0.588 = 0.294 → 0.563 → 0.56; 10.00 − 0.56 = 9.44.
     assert_day(
@@ -419,22 +271,12 @@ def test_flat_tier_bound_crossed_inside_one_interval(tmp_path: Path) -> None:
 
 
 def test_tou_tier_decided_on_combined_kwh(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[
-            open_account(
-                "A1",
-                "M1",
-                "zhejiang-tou",
-                "2026-03-02T00:00",
-                opening_balance="10.00",
-                ytd_kwh="2759.500",
-            )
-        ],
-        readings=[
-            reading("M1", "2026-03-02T07:00", "0.000"),
-            reading("M1", "2026-03-02T09:00", "2.000"),
-        ],
+        "zhejiang-tou",
+        [("2026-03-02T07:00", "0.000"), ("2026-03-02T09:00", "2.000")],
+        opening_balance="10.00",
+        ytd_kwh="2759.500",
     )
     # 07:00→09:00, Δ 2.000, cut 08:00 → valley 1.000 then peak 1.000.
     # valley: 2759.5→2760 tier 1 0.5 × 0.288 = 0.144; 2760→2760.5 tier 2 0.5 × 0.338 = 0.169.
@@ -508,28 +350,24 @@ def test_tier_3_end_to_end(tmp_path: Path) -> None:
 
 
 def test_day_charge_rounds_half_up(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[
-            open_account("A1", "M1", "zhejiang-tiered", "2026-03-02T00:00", opening_balance="10.00")
-        ],
-        readings=[
-            reading("M1", "2026-03-02T10:00", "0.000"),
-            reading("M1", "2026-03-02T12:00", "2.500"),
-        ],
+        "zhejiang-tiered",
+        [("2026-03-02T10:00", "0.000"), ("2026-03-02T12:00", "2.500")],
+        opening_balance="10.00",
     )
     # 2.5 × 0.538 = 1.345 exactly → half-up 1.35 (half-even would give 1.34).
     assert_day(day_row(result, "A1", date(2026, 3, 2)), charge="1.35", closing_balance="8.65")
 
 
 def test_flat_plan_is_not_split_at_tou_boundaries(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[open_account("A1", "M1", "zhejiang-tiered", "2026-03-02T00:00")],
-        readings=[
-            reading("M1", "2026-03-02T07:00", "0.000"),
-            reading("M1", "2026-03-02T09:00", "1.000"),
-            reading("M1", "2026-03-02T23:00", "2.000"),
+        "zhejiang-tiered",
+        [
+            ("2026-03-02T07:00", "0.000"),
+            ("2026-03-02T09:00", "1.000"),
+            ("2026-03-02T23:00", "2.000"),
         ],
     )
     # S14.7: flat plans split only at midnight and at plan changes.
@@ -547,15 +385,11 @@ def test_flat_plan_is_not_split_at_tou_boundaries(tmp_path: Path) -> None:
 
 
 def test_span_over_midnight_keeps_the_rounding_remainder(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[
-            open_account("A1", "M1", "zhejiang-tiered", "2026-03-02T00:00", opening_balance="10.00")
-        ],
-        readings=[
-            reading("M1", "2026-03-02T23:30", "0.000"),
-            reading("M1", "2026-03-03T00:30", "3.001"),
-        ],
+        "zhejiang-tiered",
+        [("2026-03-02T23:30", "0.000"), ("2026-03-03T00:30", "3.001")],
+        opening_balance="10.00",
     )
     # cum(00:00) = round_half_up(3001 × 30/60 = 1500.5) = 1501 → Mar 2: 1.501, Mar 3: 1.500.
     # Mar 2: 1.501 × 0.538 = 0.807538 → 0.81; Mar 3: 1.500 × 0.538 = 0.807 → 0.81.
@@ -576,31 +410,17 @@ def test_span_over_midnight_keeps_the_rounding_remainder(tmp_path: Path) -> None
         closing_balance="8.38",
     )
     # The day before the reading is closed by it, at D+1 00:00, before the end of input.
-    mar2 = [
-        p
-        for p, o in result.outputs
-        if isinstance(o, Row) and o.table == "daily_usage" and o.values["day"] == date(2026, 3, 2)
-    ]
-    assert mar2 == ["readings:2"]
+    assert result.positions("daily_usage", day=date(2026, 3, 2)) == ["readings:2"]
 
 
 def test_tier_cumulative_resets_on_january_1(tmp_path: Path) -> None:
-    result = replay(
+    result = one_meter(
         tmp_path,
-        accounts=[
-            open_account(
-                "A1",
-                "M1",
-                "zhejiang-tiered",
-                "2026-12-31T20:00",
-                opening_balance="100.00",
-                ytd_kwh="2759",
-            )
-        ],
-        readings=[
-            reading("M1", "2026-12-31T22:00", "0.000"),
-            reading("M1", "2027-01-01T02:00", "4.000"),
-        ],
+        "zhejiang-tiered",
+        [("2026-12-31T22:00", "0.000"), ("2027-01-01T02:00", "4.000")],
+        opened="2026-12-31T20:00",
+        opening_balance="100.00",
+        ytd_kwh="2759",
     )
     # 22:00→02:00, Δ 4.000, cut at midnight: 2.000 on each side.
     # Dec 31: 2759→2760 tier 1 (0.538) + 2760→2761 tier 2 (0.588) = 1.126 → 1.13.

@@ -7,155 +7,29 @@ for `implausible_jump` and `meter_regression`).
 
 from __future__ import annotations
 
-import json
-import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from billing.clock import parse_ts
-from billing.messages import Envelope
-from billing.outputs import Output, Row, TopicMessage
-from billing.rules import BillingRules
-from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
+from billing.outputs import Row, TopicMessage
+from tests.billing_harness import (
+    Replay,
+    at,
+    event,
+    open_account,
+    reading,
+    redeem,
+    replace_meter,
+    replay,
+    topup,
+    ts,
+)
 
-RULES = BillingRules()
 D = Decimal
-
-
-# --- a small replay harness: outputs tagged with the input that caused them -------------------
-
-
-def ts(local: str) -> str:
-    """``2026-03-02T10:00`` (local, Asia/Shanghai) as an ISO-8601 string with its offset."""
-    return f"{local}:00+08:00" if len(local) == 16 else f"{local}+08:00"
-
-
-def at(local: str) -> datetime:
-    return parse_ts(ts(local))
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, datetime) and isinstance(actual, str):
-        return parse_ts(actual) == expected
-    if isinstance(expected, Decimal) and isinstance(actual, str):
-        return D(actual) == expected
-    return actual == expected
-
-
-@dataclass
-class Replay:
-    """Every output of a run with the position of the input that caused it (None: end of input)."""
-
-    outputs: list[tuple[str | None, Output]] = field(default_factory=list)
-    inputs: list[Envelope] = field(default_factory=list)
-
-    def rows(self, table: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.values
-            for _, o in self.outputs
-            if isinstance(o, Row)
-            and o.table == table
-            and all(_same(o.values.get(k), v) for k, v in match.items())
-        ]
-
-    def messages(self, topic: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            o.value
-            for _, o in self.outputs
-            if isinstance(o, TopicMessage)
-            and o.topic == topic
-            and all(_same(o.value.get(k), v) for k, v in match.items())
-        ]
-
-    def caused_by(self, position: str | None) -> list[Output]:
-        return [o for p, o in self.outputs if p == position]
-
-    def raw(self, position: str) -> str:
-        [envelope] = [e for e in self.inputs if e.position == position]
-        return envelope.raw
-
-
-def run(envelopes: Iterable[Envelope], rules: BillingRules = RULES) -> Replay:
-    result = Replay()
-    current: list[str | None] = [None]
-
-    def feed() -> Iterator[Envelope]:
-        for envelope in envelopes:
-            current[0] = envelope.position
-            result.inputs.append(envelope)
-            yield envelope
-        current[0] = None
-
-    for output in run_sequential(feed(), rules):
-        result.outputs.append((current[0], output))
-    return result
-
-
-def replay(
-    tmp_path: Path,
-    *,
-    accounts: Iterable[Any] = (),
-    payments: Iterable[Any] = (),
-    readings: Iterable[Any] = (),
-    rules: BillingRules = RULES,
-) -> Replay:
-    """Write the three JSONL files (dicts or raw lines) and run them in S14.1 order."""
-    directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    for name, items in (
-        ("accounts.jsonl", accounts),
-        ("payments.jsonl", payments),
-        ("readings.jsonl", readings),
-    ):
-        lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
-        (directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return run(merged_envelopes(directory), rules)
-
-
-def open_account(account_id: str, meter_id: str, plan: str, when: str, **extra: str) -> dict:
-    return {
-        "type": "open",
-        "account_id": account_id,
-        "meter_id": meter_id,
-        "plan": plan,
-        "ts": ts(when),
-        **extra,
-    }
-
-
-def reading(meter_id: str, when: str, kwh: str) -> dict:
-    return {"meter_id": meter_id, "ts": ts(when), "energy_kwh": kwh}
-
-
-def topup(payment_id: str, account_id: str, amount: str, when: str, channel: str = "app") -> dict:
-    return {
-        "type": "topup",
-        "payment_id": payment_id,
-        "account_id": account_id,
-        "amount": amount,
-        "channel": channel,
-        "ts": ts(when),
-    }
-
-
-def redeem(payment_id: str, account_id: str, points: Any, when: str) -> dict:
-    return {
-        "type": "redeem",
-        "payment_id": payment_id,
-        "account_id": account_id,
-        "points": points,
-        "ts": ts(when),
-    }
-
-
-def event(kind: str, account_id: str, when: str, **extra: Any) -> dict:
-    return {"type": kind, "account_id": account_id, "ts": ts(when), **extra}
 
 
 # --- the rejection contract -------------------------------------------------------------------
@@ -221,6 +95,23 @@ def with_bad(tmp_path: Path, topic: str, bad: Any, **lists: list[Any]) -> tuple[
     files[topic].append(bad)
     result = replay(tmp_path, **files)
     return result, f"{topic}:{len(files[topic])}"
+
+
+def on_base(
+    tmp_path: Path, *events: Any, payments: Iterable[Any] = (), readings: Iterable[Any] = ()
+) -> Replay:
+    """Run the base accounts then ``events``, ``payments``, the base readings then ``readings``."""
+    return replay(
+        tmp_path,
+        accounts=[*BASE_ACCOUNTS, *events],
+        payments=payments,
+        readings=[*BASE_READINGS, *readings],
+    )
+
+
+def with_payments(tmp_path: Path, *payments: Any) -> Replay:
+    """Run the base accounts and ``payments``, without readings."""
+    return replay(tmp_path, accounts=BASE_ACCOUNTS, payments=payments)
 
 
 # --- malformed (S9, S14.2) --------------------------------------------------------------------
@@ -419,9 +310,7 @@ def test_reading_in_utc_is_placed_in_local_time(tmp_path: Path) -> None:
         "readings",
         {"meter_id": "M1", "ts": "2026-03-01T18:00:00Z", "energy_kwh": "102.000"},
     )
-    [row] = [
-        o.values for o in result.caused_by(position) if isinstance(o, Row) and o.table == "readings"
-    ]
+    [row] = result.rows_caused_by(position, "readings")
     assert row["ts"] == at("2026-03-02T02:00")
 
 
@@ -447,15 +336,11 @@ def test_unknown_meter_before_its_account_opens(tmp_path: Path) -> None:
 
 
 def test_unknown_meter_after_close_and_known_again_under_a_new_account(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event("close", "A1", "2026-03-02T03:00"),
-            open_account("A3", "M1", "zhejiang-tiered", "2026-03-02T05:00"),
-        ],
+        event("close", "A1", "2026-03-02T03:00"),
+        open_account("A3", "M1", "zhejiang-tiered", "2026-03-02T05:00"),
         readings=[
-            *BASE_READINGS,
             reading("M1", "2026-03-02T04:00", "102.000"),
             reading("M1", "2026-03-02T06:00", "103.000"),
         ],
@@ -483,11 +368,9 @@ def test_out_of_order_reading(tmp_path: Path) -> None:
 
 def test_implausible_jump_keeps_the_baseline_and_raises_an_anomaly(tmp_path: Path) -> None:
     # 01:00→01:15 with Δ 10.001 kWh is 40.004 kW > 40 kW.
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
         readings=[
-            *BASE_READINGS,
             reading("M1", "2026-03-02T01:15", "111.001"),
             reading("M1", "2026-03-02T01:30", "102.000"),
         ],
@@ -498,11 +381,7 @@ def test_implausible_jump_keeps_the_baseline_and_raises_an_anomaly(tmp_path: Pat
     assert D(anomaly["data"]["energy_kwh"]) == D("111.001")
     assert D(anomaly["data"]["previous_kwh"]) == D("101.000")
     # Baseline unchanged: the next reading is rated from 01:00 / 101.000.
-    [interval] = [
-        o.values
-        for o in result.caused_by("readings:4")
-        if isinstance(o, Row) and o.table == "intervals"
-    ]
+    [interval] = result.rows_caused_by("readings:4", "intervals")
     assert (interval["start"], interval["kwh"]) == (at("2026-03-02T01:00"), D("1.000"))
 
 
@@ -514,11 +393,9 @@ def test_a_jump_of_exactly_the_limit_is_accepted(tmp_path: Path) -> None:
 
 def test_meter_regression_rebases_without_charge(tmp_path: Path) -> None:
     # 101 → 90 in 15 min: a rollover would be 999 989 kWh in 15 min, far above 40 kW.
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
         readings=[
-            *BASE_READINGS,
             reading("M1", "2026-03-02T01:15", "90.000"),
             reading("M1", "2026-03-02T01:30", "91.000"),
         ],
@@ -528,11 +405,7 @@ def test_meter_regression_rebases_without_charge(tmp_path: Path) -> None:
     assert anomaly["data"]["reason"] == "meter_regression"
     assert D(anomaly["data"]["previous_kwh"]) == D("101.000")
     # Rebased: the next reading is rated from 01:15 / 90.000.
-    [interval] = [
-        o.values
-        for o in result.caused_by("readings:4")
-        if isinstance(o, Row) and o.table == "intervals"
-    ]
+    [interval] = result.rows_caused_by("readings:4", "intervals")
     assert (interval["start"], interval["end"], interval["kwh"]) == (
         at("2026-03-02T01:15"),
         at("2026-03-02T01:30"),
@@ -601,25 +474,13 @@ def test_late_reading_of_a_replaced_meter_dated_before_the_replacement(tmp_path:
     # A1 owned M1 until the replacement at 10:00, so at 09:00 an open account owned the meter:
     # not unknown_meter (S14.3). The old meter's series was closed by its final reading at
     # 10:00, so the 09:00 reading is older than the latest → out_of_order.
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event(
-                "replace_meter",
-                "A1",
-                "2026-03-02T10:00",
-                old_meter_id="M1",
-                old_final_kwh="105.000",
-                new_meter_id="M7",
-                new_initial_kwh="0.000",
-            ),
-        ],
+        replace_meter("A1", "2026-03-02T10:00", "M1", "105.000", "M7", "0.000"),
         readings=[
-            *BASE_READINGS,
             reading("M7", "2026-03-02T11:00", "0.000"),
-            reading("M1", "2026-03-02T09:00", "104.000"),
-        ],  # arrives late
+            reading("M1", "2026-03-02T09:00", "104.000"),  # arrives late
+        ],
     )
     assert_rejected(result, "readings:4", "out_of_order")
 
@@ -628,14 +489,13 @@ def test_late_reading_dated_before_the_close(tmp_path: Path) -> None:
     # A1 owned M1 until its close at 10:00 (final 105.000 rated up to 10:00); a reading dated
     # 09:00 that arrives after the close was owned at its ts (not unknown_meter, S14.3) and is
     # older than the final reading → out_of_order.
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[*BASE_ACCOUNTS, event("close", "A1", "2026-03-02T10:00", final_kwh="105.000")],
+        event("close", "A1", "2026-03-02T10:00", final_kwh="105.000"),
         readings=[
-            *BASE_READINGS,
             reading("M2", "2026-03-02T11:00", "0.000"),
-            reading("M1", "2026-03-02T09:00", "104.000"),
-        ],  # arrives late
+            reading("M1", "2026-03-02T09:00", "104.000"),  # arrives late
+        ],
     )
     assert_rejected(result, "readings:4", "out_of_order")
 
@@ -644,13 +504,10 @@ def test_late_reading_dated_before_the_close(tmp_path: Path) -> None:
 
 
 def test_duplicate_payment(tmp_path: Path) -> None:
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00"),
-            topup("P1", "A1", "50.00", "2026-03-02T03:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00"),
+        topup("P1", "A1", "50.00", "2026-03-02T03:00"),
     )
     assert_applied(result, "payments:1")
     assert_rejected(result, "payments:2", "duplicate_payment")
@@ -658,13 +515,10 @@ def test_duplicate_payment(tmp_path: Path) -> None:
 
 
 def test_payment_ids_are_one_namespace_for_topups_and_redemptions(tmp_path: Path) -> None:
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),
-            redeem("P1", "A1", 10, "2026-03-02T03:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),
+        redeem("P1", "A1", 10, "2026-03-02T03:00"),
     )
     assert_rejected(result, "payments:2", "duplicate_payment")
 
@@ -673,40 +527,31 @@ def test_a_redemption_refused_for_insufficient_points_does_not_claim_its_id(
     tmp_path: Path,
 ) -> None:
     # S14.4: "only an applied payment claims its id".
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),  # 50 points
-            redeem("R1", "A1", 80, "2026-03-02T03:00"),
-            redeem("R1", "A1", 40, "2026-03-02T04:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),  # 50 points
+        redeem("R1", "A1", 80, "2026-03-02T03:00"),
+        redeem("R1", "A1", 40, "2026-03-02T04:00"),
     )
     assert_rejected(result, "payments:2", "insufficient_points")
     assert_applied(result, "payments:3")
 
 
 def test_a_payment_refused_as_unknown_account_does_not_claim_its_id(tmp_path: Path) -> None:
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A9", "50.00", "2026-03-02T02:00"),
-            topup("P1", "A1", "50.00", "2026-03-02T03:00"),
-        ],
+        topup("P1", "A9", "50.00", "2026-03-02T02:00"),
+        topup("P1", "A1", "50.00", "2026-03-02T03:00"),
     )
     assert_rejected(result, "payments:1", "unknown_account")
     assert_applied(result, "payments:2")
 
 
 def test_only_an_applied_payment_claims_its_id(tmp_path: Path) -> None:
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "0.00", "2026-03-02T02:00"),
-            topup("P1", "A1", "5.00", "2026-03-02T03:00"),
-        ],
+        topup("P1", "A1", "0.00", "2026-03-02T02:00"),
+        topup("P1", "A1", "5.00", "2026-03-02T03:00"),
     )
     assert_rejected(result, "payments:1", "invalid_amount")
     assert_applied(result, "payments:2")
@@ -715,13 +560,10 @@ def test_only_an_applied_payment_claims_its_id(tmp_path: Path) -> None:
 def test_a_payment_id_used_by_another_account_is_a_duplicate(tmp_path: Path) -> None:
     # S6: idempotent by payment_id; S14.4 checks duplicate_payment before the account is even
     # looked up, so the id is global.
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00"),
-            topup("P1", "A2", "50.00", "2026-03-02T03:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00"),
+        topup("P1", "A2", "50.00", "2026-03-02T03:00"),
     )
     assert_rejected(result, "payments:2", "duplicate_payment")
 
@@ -741,49 +583,39 @@ def test_redeem_of_less_than_one_point_is_an_invalid_amount(points: int, tmp_pat
 
 def test_insufficient_points(tmp_path: Path) -> None:
     # 50.00 topped up at available ≥ 0 earns 50 basic points; 51 is one too many.
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),
-            redeem("R1", "A1", 51, "2026-03-02T03:00"),
-            redeem("R2", "A1", 50, "2026-03-02T04:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00", "counter"),
+        redeem("R1", "A1", 51, "2026-03-02T03:00"),
+        redeem("R2", "A1", 50, "2026-03-02T04:00"),
     )
     assert_rejected(result, "payments:2", "insufficient_points")
     assert_applied(result, "payments:3")
 
 
 def test_unknown_account_for_payments(tmp_path: Path) -> None:
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P2", "A1", "50.00", "2026-03-01T23:00"),  # processed before A1 opens
-            topup("P1", "A9", "50.00", "2026-03-02T02:00"),
-            redeem("R1", "A9", 1, "2026-03-02T03:00"),
-        ],
+        topup("P2", "A1", "50.00", "2026-03-01T23:00"),  # processed before A1 opens
+        topup("P1", "A9", "50.00", "2026-03-02T02:00"),
+        redeem("R1", "A9", 1, "2026-03-02T03:00"),
     )
     for position in ("payments:1", "payments:2", "payments:3"):
         assert_rejected(result, position, "unknown_account")
 
 
 def test_payments_and_events_for_a_closed_account(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event("close", "A1", "2026-03-02T02:00"),
-            event("update", "A1", "2026-03-02T03:00", phone="13800000000"),
-            event("change_plan", "A1", "2026-03-02T03:00", plan="zhejiang-tou"),
-            event("close", "A1", "2026-03-02T03:00"),
-            open_account("A1", "M5", "zhejiang-tiered", "2026-03-02T03:00"),
-        ],
+        event("close", "A1", "2026-03-02T02:00"),
+        event("update", "A1", "2026-03-02T03:00", phone="13800000000"),
+        event("change_plan", "A1", "2026-03-02T03:00", plan="zhejiang-tou"),
+        event("close", "A1", "2026-03-02T03:00"),
+        open_account("A1", "M5", "zhejiang-tiered", "2026-03-02T03:00"),
         payments=[
             topup("P1", "A1", "50.00", "2026-03-02T04:00"),
             redeem("R1", "A1", 1, "2026-03-02T04:00"),
         ],
-        readings=BASE_READINGS,
     )
     for position in (
         "accounts:4",
@@ -797,68 +629,32 @@ def test_payments_and_events_for_a_closed_account(tmp_path: Path) -> None:
 
 
 def test_unknown_account_for_events(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event("update", "A9", "2026-03-02T02:00", phone="1"),
-            event("change_plan", "A9", "2026-03-02T02:00", plan="zhejiang-tou"),
-            event("close", "A9", "2026-03-02T02:00"),
-            event(
-                "replace_meter",
-                "A9",
-                "2026-03-02T02:00",
-                old_meter_id="M1",
-                old_final_kwh="101.000",
-                new_meter_id="M7",
-                new_initial_kwh="0.000",
-            ),
-        ],
-        readings=BASE_READINGS,
+        event("update", "A9", "2026-03-02T02:00", phone="1"),
+        event("change_plan", "A9", "2026-03-02T02:00", plan="zhejiang-tou"),
+        event("close", "A9", "2026-03-02T02:00"),
+        replace_meter("A9", "2026-03-02T02:00", "M1", "101.000", "M7", "0.000"),
     )
     for line in (3, 4, 5, 6):
         assert_rejected(result, f"accounts:{line}", "unknown_account")
 
 
 def test_open_conflicts(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            open_account("A1", "M7", "zhejiang-tiered", "2026-03-02T02:00"),
-            open_account("A3", "M2", "zhejiang-tiered", "2026-03-02T02:00"),
-        ],
-        readings=BASE_READINGS,
+        open_account("A1", "M7", "zhejiang-tiered", "2026-03-02T02:00"),
+        open_account("A3", "M2", "zhejiang-tiered", "2026-03-02T02:00"),
     )
     assert_rejected(result, "accounts:3", "conflict")  # A1 is already open
     assert_rejected(result, "accounts:4", "conflict")  # M2 belongs to open A2
 
 
 def test_replace_meter_checks(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event(
-                "replace_meter",
-                "A1",
-                "2026-03-02T02:00",
-                old_meter_id="M2",
-                old_final_kwh="101.000",
-                new_meter_id="M7",
-                new_initial_kwh="0.000",
-            ),
-            event(
-                "replace_meter",
-                "A1",
-                "2026-03-02T02:00",
-                old_meter_id="M1",
-                old_final_kwh="101.000",
-                new_meter_id="M2",
-                new_initial_kwh="0.000",
-            ),
-        ],
-        readings=BASE_READINGS,
+        replace_meter("A1", "2026-03-02T02:00", "M2", "101.000", "M7", "0.000"),
+        replace_meter("A1", "2026-03-02T02:00", "M1", "101.000", "M2", "0.000"),
     )
     assert_rejected(result, "accounts:3", "unknown_meter")  # A1's meter is M1, not M2
     assert_rejected(result, "accounts:4", "conflict")  # M2 belongs to open A2
@@ -878,9 +674,7 @@ def test_rejected_reading_closes_no_day_and_triggers_no_alert(tmp_path: Path) ->
         ],
     )
     assert_rejected(result, "readings:2", "implausible_jump", anomaly=True)
-    assert [p for p, o in result.outputs if isinstance(o, Row) and o.table == "daily_usage"][
-        0
-    ] == "readings:3"
+    assert result.positions("daily_usage")[0] == "readings:3"
 
 
 # --- check order where two reasons could apply (S14.3, S14.4, S14.5) -------------------------
@@ -892,24 +686,26 @@ def test_malformed_comes_before_unknown_meter(tmp_path: Path) -> None:
 
 
 def test_duplicate_and_conflict_come_before_out_of_order(tmp_path: Path) -> None:
-    readings = [
-        *BASE_READINGS,
-        reading("M1", "2026-03-02T02:00", "102.000"),
-        reading("M1", "2026-03-02T01:00", "101.000"),  # older, same as accepted
-        reading("M1", "2026-03-02T01:00", "99.000"),
-    ]  # older, differs from accepted
-    result = replay(tmp_path, accounts=BASE_ACCOUNTS, readings=readings)
+    result = on_base(
+        tmp_path,
+        readings=[
+            reading("M1", "2026-03-02T02:00", "102.000"),
+            reading("M1", "2026-03-02T01:00", "101.000"),  # older, same as accepted
+            reading("M1", "2026-03-02T01:00", "99.000"),  # older, differs from accepted
+        ],
+    )
     assert_rejected(result, "readings:4", "duplicate")
     assert_rejected(result, "readings:5", "conflict")
 
 
 def test_out_of_order_comes_before_regression_and_jump(tmp_path: Path) -> None:
-    readings = [
-        *BASE_READINGS,
-        reading("M1", "2026-03-02T00:30", "50.000"),  # older and lower
-        reading("M1", "2026-03-02T00:45", "900.000"),
-    ]  # older and a huge jump
-    result = replay(tmp_path, accounts=BASE_ACCOUNTS, readings=readings)
+    result = on_base(
+        tmp_path,
+        readings=[
+            reading("M1", "2026-03-02T00:30", "50.000"),  # older and lower
+            reading("M1", "2026-03-02T00:45", "900.000"),  # older and a huge jump
+        ],
+    )
     assert_rejected(result, "readings:3", "out_of_order")
     assert_rejected(result, "readings:4", "out_of_order")
     assert result.messages("notifications", type="meter_anomaly") == []
@@ -922,15 +718,14 @@ def test_regression_when_the_rollover_would_be_a_jump(tmp_path: Path) -> None:
 
 
 def test_duplicate_payment_comes_before_closed_and_invalid_amount(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[*BASE_ACCOUNTS, event("close", "A1", "2026-03-02T05:00")],
+        event("close", "A1", "2026-03-02T05:00"),
         payments=[
             topup("P1", "A1", "50.00", "2026-03-02T02:00"),
             topup("P1", "A1", "0.00", "2026-03-02T03:00"),
             topup("P1", "A1", "50.00", "2026-03-02T06:00"),
         ],
-        readings=BASE_READINGS,
     )
     assert_rejected(result, "payments:2", "duplicate_payment")
     assert_rejected(result, "payments:3", "duplicate_payment")
@@ -938,27 +733,23 @@ def test_duplicate_payment_comes_before_closed_and_invalid_amount(tmp_path: Path
 
 def test_duplicate_payment_comes_before_unknown_account(tmp_path: Path) -> None:
     # S14.4: malformed → duplicate_payment → unknown_account.
-    result = replay(
+    result = with_payments(
         tmp_path,
-        accounts=BASE_ACCOUNTS,
-        payments=[
-            topup("P1", "A1", "50.00", "2026-03-02T02:00"),
-            topup("P1", "A9", "50.00", "2026-03-02T03:00"),
-        ],
+        topup("P1", "A1", "50.00", "2026-03-02T02:00"),
+        topup("P1", "A9", "50.00", "2026-03-02T03:00"),
     )
     assert_rejected(result, "payments:2", "duplicate_payment")
 
 
 def test_unknown_account_and_closed_come_before_invalid_amount(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[*BASE_ACCOUNTS, event("close", "A1", "2026-03-02T02:00")],
+        event("close", "A1", "2026-03-02T02:00"),
         payments=[
             topup("P1", "A9", "0.00", "2026-03-02T03:00"),
             topup("P2", "A1", "-1.00", "2026-03-02T03:00"),
             redeem("R1", "A1", 0, "2026-03-02T03:00"),
         ],
-        readings=BASE_READINGS,
     )
     assert_rejected(result, "payments:1", "unknown_account")
     assert_rejected(result, "payments:2", "account_closed")
@@ -971,24 +762,19 @@ def test_invalid_amount_comes_before_insufficient_points(tmp_path: Path) -> None
 
 
 def test_malformed_comes_before_unknown_account(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[*BASE_ACCOUNTS, event("change_plan", "A9", "2026-03-02T02:00", plan="nope")],
+        event("change_plan", "A9", "2026-03-02T02:00", plan="nope"),
         payments=[topup("P1", "A9", "50.00", "2026-03-02T02:00", "paypal")],
-        readings=BASE_READINGS,
     )
     assert_rejected(result, "accounts:3", "malformed")
     assert_rejected(result, "payments:1", "malformed")
 
 
 def test_open_of_a_closed_id_is_account_closed_even_if_its_meter_is_taken(tmp_path: Path) -> None:
-    result = replay(
+    result = on_base(
         tmp_path,
-        accounts=[
-            *BASE_ACCOUNTS,
-            event("close", "A1", "2026-03-02T02:00"),
-            open_account("A1", "M2", "zhejiang-tiered", "2026-03-02T03:00"),
-        ],
-        readings=BASE_READINGS,
+        event("close", "A1", "2026-03-02T02:00"),
+        open_account("A1", "M2", "zhejiang-tiered", "2026-03-02T03:00"),
     )
     assert_rejected(result, "accounts:4", "account_closed")
