@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, time, tzinfo
+from datetime import date, time, timedelta, tzinfo
 from decimal import Decimal
 
 from billing.clock import LOCAL_ZONE
@@ -74,5 +74,6 @@ class BillingRules:
     overdraft_days: int = 30
     days_left_days: int = 7
     auto_topup_retry_hours: int = 24
+    future_tolerance: timedelta = timedelta(minutes=5)
     duplicate_memory: int = 40_000
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""

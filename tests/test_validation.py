@@ -778,3 +778,22 @@ def test_open_of_a_closed_id_is_account_closed_even_if_its_meter_is_taken(tmp_pa
         open_account("A1", "M2", "zhejiang-tiered", "2026-03-02T03:00"),
     )
     assert_rejected(result, "accounts:4", "account_closed")
+
+
+def test_future_reading_is_rejected_against_the_arrival_clock() -> None:
+    """S9 `future` (live mode): more than 5 minutes ahead of the wall clock at arrival."""
+    import json
+
+    from billing.directory import MeterDirectory
+    from billing.engine import route
+    from billing.messages import Envelope
+    from billing.rules import BillingRules
+
+    rules = BillingRules()
+    arrived = at("2026-03-02T10:00")
+    soon = json.dumps({"meter_id": "M1", "ts": ts("2026-03-02T10:05"), "energy_kwh": "1.0"})
+    later = json.dumps({"meter_id": "M1", "ts": ts("2026-03-02T10:05:01"), "energy_kwh": "1.0"})
+    ok = route(Envelope.decode("readings", "r:1", soon, arrived), MeterDirectory(), rules)
+    refused = route(Envelope.decode("readings", "r:2", later, arrived), MeterDirectory(), rules)
+    assert isinstance(ok, list) and ok[0].values["reason"] == "unknown_meter"
+    assert isinstance(refused, list) and refused[0].values["reason"] == "future"
