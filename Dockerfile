@@ -1,4 +1,9 @@
 # wattpay: prepaid electricity billing on streams.
+#   docker build -t wattpay .
+#   docker run --rm -it -p 8124:8124 -p 9464:9464 -p 9465:9465 -v wattpay:/data wattpay up --host 0.0.0.0
+# Endpoints bind to 127.0.0.1 unless --host says otherwise; inside a container, publish them
+# with --host 0.0.0.0 and -p as above. The embedded broker keeps topics in memory; pass
+# --brokers (and [kafka.client] settings) for a real Kafka cluster.
 FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -9,7 +14,9 @@ COPY sinks sinks
 COPY jobs jobs
 COPY wattpay wattpay
 RUN pip install --no-cache-dir .
+WORKDIR /data
 ENV WATTPAY_CLICKHOUSE_DSN=chdb:///data/clickhouse
 VOLUME ["/data"]
+EXPOSE 8124 9464 9465
 ENTRYPOINT ["wattpay"]
 CMD ["--help"]
