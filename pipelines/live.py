@@ -8,6 +8,8 @@ reads its settings like every wattpay command (``wattpay.toml``, ``WATTPAY_*``);
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bytewax.dataflow import Dataflow
 
 from ingest.kafka import MergedKafkaSource
@@ -38,8 +40,10 @@ def build_live_flow(
     """
     settings = settings or load_settings()
     config = kafka_config(settings)
+    # Every snapshot of an account carries its duplicate memory: live keeps a shorter one.
+    rules = replace(settings.rules, duplicate_memory=settings.live_duplicate_memory)
     return build_billing_flow(
-        settings.rules,
+        rules,
         source=MergedKafkaSource(
             config, {t: settings.topic(t) for t in INPUT_TOPICS}, fresh_topics=fresh_topics
         ),

@@ -38,6 +38,8 @@ class Settings:
     kafka: dict[str, str] = field(default_factory=dict)
     batch_rows: int = 10_000
     batch_seconds: float = 1.0
+    live_duplicate_memory: int = 960
+    """Accepted readings per meter kept in live mode (10 days at 15 minutes; see BENCHMARKS)."""
     rules: BillingRules = field(default_factory=BillingRules)
     source_file: str | None = None
 
@@ -69,6 +71,10 @@ class Settings:
                     "holidays": sorted(d.isoformat() for d in rules.window.holidays),
                 },
                 "campaigns": [c.campaign_id for c in rules.campaigns],
+                "duplicate_memory": {
+                    "replay": rules.duplicate_memory,
+                    "live": self.live_duplicate_memory,
+                },
             },
         }
 
@@ -146,6 +152,9 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         kafka={str(k): str(v) for k, v in kafka.get("client", {}).items()},
         batch_rows=_int(clickhouse.get("batch_rows", 10_000), "clickhouse.batch_rows", problems),
         batch_seconds=float(clickhouse.get("batch_seconds", 1.0)),
+        live_duplicate_memory=_int(
+            billing.get("live_duplicate_memory", 960), "billing.live_duplicate_memory", problems
+        ),
         rules=rules,
     )
 
@@ -215,6 +224,11 @@ def _rules(
         register_max_kwh=_decimal(billing, "register_max_kwh", base.register_max_kwh, problems),
         window=window,
         campaigns=_campaigns(campaigns, problems),
+        duplicate_memory=_int(
+            billing.get("duplicate_memory", base.duplicate_memory),
+            "billing.duplicate_memory",
+            problems,
+        ),
     )
 
 
