@@ -74,6 +74,8 @@ class BillingRules:
     overdraft_days: int = 30
     days_left_days: int = 7
     auto_topup_retry_hours: int = 24
+    reject_future: bool = False
+    """Live mode only: refuse messages more than ``future_tolerance`` ahead of arrival."""
     future_tolerance: timedelta = timedelta(minutes=5)
     duplicate_memory: int = 40_000
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""

@@ -41,7 +41,9 @@ def build_live_flow(
     settings = settings or load_settings()
     config = kafka_config(settings)
     # Every snapshot of an account carries its duplicate memory: live keeps a shorter one.
-    rules = replace(settings.rules, duplicate_memory=settings.live_duplicate_memory)
+    rules = replace(
+        settings.rules, duplicate_memory=settings.live_duplicate_memory, reject_future=True
+    )
     return build_billing_flow(
         rules,
         source=MergedKafkaSource(

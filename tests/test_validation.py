@@ -789,7 +789,7 @@ def test_future_reading_is_rejected_against_the_arrival_clock() -> None:
     from billing.messages import Envelope
     from billing.rules import BillingRules
 
-    rules = BillingRules()
+    rules = BillingRules(reject_future=True)
     arrived = at("2026-03-02T10:00")
     soon = json.dumps({"meter_id": "M1", "ts": ts("2026-03-02T10:05"), "energy_kwh": "1.0"})
     later = json.dumps({"meter_id": "M1", "ts": ts("2026-03-02T10:05:01"), "energy_kwh": "1.0"})
@@ -797,3 +797,7 @@ def test_future_reading_is_rejected_against_the_arrival_clock() -> None:
     refused = route(Envelope.decode("readings", "r:2", later, arrived), MeterDirectory(), rules)
     assert isinstance(ok, list) and ok[0].values["reason"] == "unknown_meter"
     assert isinstance(refused, list) and refused[0].values["reason"] == "future"
+    replayed = route(
+        Envelope.decode("readings", "r:3", later, arrived), MeterDirectory(), BillingRules()
+    )
+    assert isinstance(replayed, list) and replayed[0].values["reason"] == "unknown_meter"
