@@ -39,10 +39,11 @@ Output = Row | TopicMessage
 
 def json_text(data: dict[str, Any]) -> str:
     """Compact, key-ordered JSON of a message payload (decimals as strings)."""
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=_json_default)
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=json_default)
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
+    """JSON for decimals (as strings), timestamps (ISO with offset) and days."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):

@@ -11,8 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import (
@@ -26,9 +24,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from billing.clock import ts_text
 from billing.messages import ACCOUNTS, PAYMENTS, READINGS
-from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS
+from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS, json_default
 from wattpay.settings import Settings
 
 METER_COMMAND_RESULTS = "meter-command-results"
@@ -135,17 +132,7 @@ def ensure_topics(
 
 def encode_json(value: Mapping[str, Any]) -> bytes:
     """A message payload as UTF-8 JSON in the dict's own key order (decimals as strings)."""
-    return json.dumps(value, ensure_ascii=False, default=_json_default).encode("utf-8")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return ts_text(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return json.dumps(value, ensure_ascii=False, default=json_default).encode("utf-8")
 
 
 def _delivery_recorder(failures: list[str]) -> Callable[[KafkaError | None, Message], None]:
