@@ -5,15 +5,17 @@ Usage: .venv/bin/python bench/snapshots.py [--days 1,30,365] [--meters 10000,100
        [--dormant 100000] [--dormant-readings 300000] [--latency-seconds 15] [--skip-macro]
 
 At the end of every epoch Bytewax snapshots each key whose state changed: it calls the
-logic's ``snapshot`` (a ``copy.deepcopy``), pickles the copy and writes it to the recovery
-store. In the billing flow that is one ``AccountState`` per account touched in the epoch, and
-the meter directory, a single key holding every meter, in every epoch that saw any message.
+logic's ``snapshot``, pickles the result and writes it to the recovery store. In the billing
+flow that is one ``AccountState`` per account touched in the epoch, and the meter directory,
+a single key holding every meter, in every epoch that saw any message. Both steps return
+their state pickled to bytes (a plain ``stateful_map`` would deep-copy it instead).
 
 - **micro:** builds account states by applying N days of quarter-hour readings (plus a
-  monthly top-up) with ``billing.engine.apply``, and meter directories of 10k / 100k meters;
-  times deepcopy + pickle of each and reports the pickled size. The baseline, measured in
-  the same run, is the cost of applying one reading, so a snapshot is also given in
-  "readings' worth of work";
+  monthly top-up) with ``billing.engine.apply``, with the live duplicate memory (and the
+  replay one for comparison), and meter directories of 10k / 100k meters; times the pickle
+  of each (and a deep copy + pickle, for comparison) and reports the pickled size. The
+  baseline, measured in the same run, is the cost of applying one reading, so a snapshot is
+  also given in "readings' worth of work";
 - **macro:** for each ``--epochs`` value, a fresh embedded broker with the published input
   of bench/live.py, a bare consume + parse of it (baseline), then `wattpay billing` with
   that epoch interval and a fresh recovery directory: messages/s, the recovery store's size
@@ -33,7 +35,7 @@ import sys
 import tempfile
 import time
 import timeit
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -66,6 +68,7 @@ from billing.directory import MeterDirectory  # noqa: E402
 from billing.engine import Routed, apply  # noqa: E402
 from billing.messages import AccountEvent, Envelope, Reading, TopUp  # noqa: E402
 from billing.rules import BillingRules  # noqa: E402
+from wattpay.settings import Settings  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=LOCAL_ZONE)
 QUARTER = timedelta(minutes=15)
@@ -78,12 +81,14 @@ SHAPE = [0.05] * 24 + [0.2] * 12 + [0.1] * 32 + [0.3] * 20 + [0.1] * 8
 
 @dataclass
 class Cost:
-    deepcopy: float
+    """Snapshot cost of one state: the flow's pickle, and a plain stateful map's deep copy."""
+
     pickle: float
+    deepcopy: float
     size: int
 
     @property
-    def total(self) -> float:
+    def copy_then_pickle(self) -> float:
         return self.deepcopy + self.pickle
 
 
@@ -95,12 +100,11 @@ def per_call(function, repeat: int = 5) -> float:
 
 
 def snapshot_cost(state: object, repeat: int = 5) -> Cost:
-    """What a Bytewax snapshot of ``state`` costs: deepcopy, then pickle of the copy."""
-    copied = copy.deepcopy(state)
+    """The flow's snapshot (pickled bytes) of ``state``, and a deep copy for comparison."""
     return Cost(
+        per_call(lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), repeat),
         per_call(lambda: copy.deepcopy(state), repeat),
-        per_call(lambda: pickle.dumps(copied), repeat),
-        len(pickle.dumps(copied)),
+        len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
     )
 
 
@@ -147,20 +151,26 @@ def directory_with(meters: int, payments_per_account: int) -> MeterDirectory:
 
 
 def micro(days_list: list[int], meters_list: list[int], payments: int) -> dict[str, object]:
-    rules = BillingRules()
-    print("micro: account states after N days of quarter-hour readings")
-    accounts: dict[int, Cost] = {}
+    live = replace(BillingRules(), duplicate_memory=Settings().live_duplicate_memory)
+    replay = BillingRules()
+    print(
+        "micro: account states after N days of quarter-hour readings (duplicate memory: "
+        f"live {live.duplicate_memory:,}, replay {replay.duplicate_memory:,})"
+    )
+    accounts: dict[tuple[int, int], Cost] = {}
     per_reading = []
-    for days in days_list:
+    cases = [(days, live) for days in days_list] + [(max(days_list), replay)]
+    for days, rules in cases:
         state, messages, seconds = account_after(days, rules)
         per_reading.append(seconds / messages)
         cost = snapshot_cost(state)
-        logs = len(pickle.dumps(state.logs))
-        accounts[days] = cost
+        logs = len(pickle.dumps(state.logs, protocol=pickle.HIGHEST_PROTOCOL))
+        accounts[(days, rules.duplicate_memory)] = cost
         print(
-            f"  {days:>4} days: {messages:,} messages applied at {seconds / messages * 1e6:.0f} µs"
-            f"; deepcopy {cost.deepcopy * 1e6:,.0f} µs, pickle {cost.pickle * 1e6:,.0f} µs, "
-            f"{cost.size / 1e3:,.1f} kB ({logs / cost.size:.0%} of it the reading log)"
+            f"  {days:>4} days, memory {rules.duplicate_memory:,}: {messages:,} messages at "
+            f"{seconds / messages * 1e6:.0f} µs; pickle {cost.pickle * 1e6:,.0f} µs "
+            f"(deepcopy {cost.deepcopy * 1e6:,.0f} µs), {cost.size / 1e3:,.1f} kB "
+            f"({logs / cost.size:.0%} of it the reading log)"
         )
     apply_cost = statistics.median(per_reading)
     directories: dict[tuple[int, int], Cost] = {}
@@ -171,36 +181,42 @@ def micro(days_list: list[int], meters_list: list[int], payments: int) -> dict[s
             cost = snapshot_cost(directory, repeat=3)
             directories[(meters, claimed)] = cost
             print(
-                f"  {meters:>7,} meters, {claimed} payment ids each: deepcopy "
-                f"{cost.deepcopy * 1e3:,.0f} ms, pickle {cost.pickle * 1e3:,.0f} ms, "
-                f"{cost.size / 1e6:,.1f} MB = {cost.total / apply_cost:,.0f} readings' work"
+                f"  {meters:>7,} meters, {claimed} payment ids each: pickle "
+                f"{cost.pickle * 1e3:,.0f} ms (deepcopy {cost.deepcopy * 1e3:,.0f} ms), "
+                f"{cost.size / 1e6:,.1f} MB = {cost.pickle / apply_cost:,.0f} readings' work"
             )
-    return {"apply": apply_cost, "accounts": accounts, "directories": directories}
+    return {"apply": apply_cost, "accounts": accounts, "directories": directories, "live": live}
 
 
 def print_micro(result: dict[str, object], payments: int, epochs: list[float]) -> None:
     apply_cost: float = result["apply"]  # type: ignore[assignment]
-    accounts: dict[int, Cost] = result["accounts"]  # type: ignore[assignment]
+    accounts: dict[tuple[int, int], Cost] = result["accounts"]  # type: ignore[assignment]
     directories: dict[tuple[int, int], Cost] = result["directories"]  # type: ignore[assignment]
+    live: BillingRules = result["live"]  # type: ignore[assignment]
     print()
     print(f"applying one reading (baseline): {apply_cost * 1e6:.0f} µs")
-    print("| state | deepcopy ms | pickle ms | pickled kB | snapshot / one reading applied |")
+    print(
+        "| state | snapshot (pickle) ms | pickled kB | snapshot / one reading applied "
+        "| deepcopy + pickle ms (a plain stateful map) |"
+    )
     print("|---|---|---|---|---|")
-    for days, cost in accounts.items():
+    for (days, memory), cost in accounts.items():
         print(
-            f"| account after {days} days ({days * 96:,} readings) | {cost.deepcopy * 1e3:.3f} "
-            f"| {cost.pickle * 1e3:.3f} | {cost.size / 1e3:,.1f} | {cost.total / apply_cost:,.1f} |"
+            f"| account after {days} days, duplicate memory {memory:,} "
+            f"| {cost.pickle * 1e3:.3f} | {cost.size / 1e3:,.1f} "
+            f"| {cost.pickle / apply_cost:,.1f} | {cost.copy_then_pickle * 1e3:.3f} |"
         )
     for (meters, claimed), cost in directories.items():
         print(
             f"| directory, {meters:,} meters, {claimed} payment ids each "
-            f"| {cost.deepcopy * 1e3:,.1f} | {cost.pickle * 1e3:,.1f} | {cost.size / 1e3:,.0f} "
-            f"| {cost.total / apply_cost:,.0f} |"
+            f"| {cost.pickle * 1e3:,.1f} | {cost.size / 1e3:,.0f} "
+            f"| {cost.pickle / apply_cost:,.0f} | {cost.copy_then_pickle * 1e3:,.1f} |"
         )
     # Quarter-hour meters: N/900 readings/s. Live, each reading is the only change to its
     # account in its epoch (the next comes 15 minutes later), so every reading costs one
     # account snapshot whatever the epoch; the directory is snapshotted once per epoch.
-    month = accounts.get(30) or next(iter(accounts.values()))
+    days = sorted(d for d, memory in accounts if memory == live.duplicate_memory)
+    month = accounts[(min(days, key=lambda d: abs(d - 30)), live.duplicate_memory)]
     print()
     print(
         "| meters | readings/s | epoch s | directory snapshot s | directory, share of a core "
@@ -213,8 +229,8 @@ def print_micro(result: dict[str, object], payments: int, epochs: list[float]) -
         arrivals = meters / 900
         for epoch in epochs:
             print(
-                f"| {meters:,} | {arrivals:,.0f} | {epoch:g} | {cost.total:.2f} "
-                f"| {cost.total / epoch:.1%} | {arrivals * month.total:.1%} "
+                f"| {meters:,} | {arrivals:,.0f} | {epoch:g} | {cost.pickle:.2f} "
+                f"| {cost.pickle / epoch:.1%} | {arrivals * month.pickle:.1%} "
                 f"| {arrivals * apply_cost:.1%} |"
             )
 
