@@ -261,5 +261,4 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     print(banner(up.state, up.broker is not None), flush=True)
     up.wait()
     print(f"wattpay stopped; {up.loader.stats.rows_written} rows written this run", flush=True)
-    time.sleep(0)
     return 0
