@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 
 from billing.tariffs import FLAT
+from tests.paths import REPO
 from wattpay.settings import SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def test_defaults_work_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

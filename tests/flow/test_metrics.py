@@ -2,7 +2,6 @@
 
 import json
 from collections import Counter
-from pathlib import Path
 
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -10,8 +9,7 @@ from billing.rules import BillingRules
 from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow
 from sinks.metrics import create_metrics
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from tests.paths import CONFORMANCE
 
 
 def sample(metrics, name: str, labels: dict[str, str] | None = None) -> float:

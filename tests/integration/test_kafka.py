@@ -26,11 +26,12 @@ from sinks.kafka import (
     kafka_config,
     topic_names,
 )
+from tests.paths import REPO
 from wattpay.broker import BrokerError, EmbeddedBroker, free_port, port_is_free
 from wattpay.cli import main
 from wattpay.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 LOCAL_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00")
 
 

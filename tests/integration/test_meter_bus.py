@@ -25,6 +25,7 @@ from ingest.modbus import ModbusClient
 from ingest.poller import READINGS_TOPIC, Poller
 from ingest.simulator import SimClock, Simulator
 from sinks.kafka import JsonProducer, consume_json, ensure_topics
+from tests.paths import REPO
 from wattpay.broker import EmbeddedBroker
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_ZONE)
@@ -33,7 +34,7 @@ COMMANDS = "wattpay.meter-commands"
 RESULTS = "wattpay.meter-command-results"
 RESULTS_NAME = "meter-command-results"
 _TOPICS = ("readings", "meter-commands", RESULTS_NAME)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The billing flow gives the same results as the sequential reference, with 1 and 2 workers."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
@@ -11,8 +10,7 @@ from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from tests.paths import CONFORMANCE
 
 
 def canonical(outputs) -> Counter:

@@ -20,6 +20,7 @@ from sinks.clickhouse import (
     mask_dsn,
     normalize_dsn,
 )
+from tests.paths import REPO
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.UTC
@@ -367,7 +368,7 @@ def test_a_directory_open_here_cannot_be_opened_by_another_process(
         "    print(ex)\n"
         "    sys.exit(3)\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     result = subprocess.run(
         [sys.executable, "-c", script, migrated.dsn],
         capture_output=True,

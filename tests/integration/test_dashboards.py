@@ -11,10 +11,11 @@ from pathlib import Path
 from ingest.poller import PollStats
 from sinks.metrics import PollStatsCollector, create_metrics
 from tests.live_harness import wait_until
+from tests.paths import REPO
 from tests.tools import require_tool
 from wattpay.broker import free_port
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "wattpay-operations.json"
+DASHBOARD = REPO / "dashboards" / "wattpay-operations.json"
 
 
 def expressions() -> list[str]:

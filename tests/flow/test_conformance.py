@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conformance import differences, load_expected
+from tests.paths import CONFORMANCE
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
 
 TABLE_QUERIES = {

@@ -1,0 +1,7 @@
+"""Where the tests' own data lives: everything a test reads is inside the repository."""
+
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+CONFORMANCE = DATA / "conformance"
+REPO = Path(__file__).resolve().parent.parent
