@@ -61,9 +61,9 @@ from confluent_kafka import (  # noqa: E402
 )
 
 from billing.clock import parse_ts, ts_text  # noqa: E402
-from ingest.example import write_example  # noqa: E402
 from ingest.files import INPUT_FILES  # noqa: E402
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
+from simulate.example import write_example  # noqa: E402
 from sinks.kafka import ensure_topics  # noqa: E402
 from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
 

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.example import write_example  # noqa: E402
 from ingest.files import INPUT_FILES  # noqa: E402
+from simulate.example import write_example  # noqa: E402
 
 
 def bare_pass(directory: Path) -> tuple[int, float]:

@@ -15,10 +15,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ingest.clock import SimClock
 from ingest.modbus import ModbusClient, ModbusError
 from ingest.poller import Publisher
 from ingest.registers import MeterEntry
-from ingest.simulator import SimClock
 
 RESULTS_TOPIC = "wattpay.meter-command-results"
 ACTIONS = {"disconnect": False, "reconnect": True}  # the coil state each action asks for

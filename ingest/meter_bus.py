@@ -28,12 +28,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from config.settings import Settings
+from ingest.clock import SimClock
 from ingest.executor import CommandExecutor
 from ingest.modbus import ModbusClient
 from ingest.registers import MeterEntry, Registry
-from ingest.simulator import SimClock
 from sinks.kafka import DeliveryError, JsonProducer, kafka_config
-from wattpay.settings import Settings
 
 COMMANDS = "meter-commands"
 RESULTS = "meter-command-results"

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ingest.clock import SimClock
 from ingest.modbus import MeterSample, ModbusClient, ModbusError
 from ingest.registers import MeterEntry
-from ingest.simulator import SimClock
 
 READINGS_TOPIC = "wattpay.readings"
 _log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from dataclasses import replace
 
 from bytewax.dataflow import Dataflow
 
+from config.settings import Settings, load_settings
 from ingest.kafka import MergedKafkaSource
 from pipelines.billing import build_billing_flow
 from sinks.kafka import kafka_config
 from sinks.live import KafkaFactSink, KafkaMessageSink
 from sinks.metrics import Metrics
-from wattpay.settings import Settings, load_settings
 
 INPUT_TOPICS = ("accounts", "payments", "readings")
 OUTPUT_TOPICS = (

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from billing.messages import ACCOUNTS, PAYMENTS, READINGS
 from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS, json_default
-from wattpay.settings import Settings
+from config.settings import Settings
 
 METER_COMMAND_RESULTS = "meter-command-results"
 INPUT_TOPICS = (READINGS, PAYMENTS, ACCOUNTS)

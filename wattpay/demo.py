@@ -13,9 +13,9 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from config.settings import Settings
+from simulate.households import SimulationOptions
 from wattpay.broker import free_port
-from wattpay.settings import Settings
-from wattpay.simulation import SimulationOptions
 from wattpay.up import Up, UpOptions
 
 WATCHED = ("wattpay.notifications", "wattpay.meter-command-results")

@@ -20,19 +20,19 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
+from config.settings import Settings
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
+from pipelines.recovery import ensure_recovery_dir
+from simulate.households import SimulatedHouseholds, SimulationOptions
 from sinks.clickhouse import ClickHouseError, ClickHouseStore
 from sinks.kafka import ensure_topics, kafka_config
 from sinks.loader import Loader
 from sinks.metrics import STATUSES, Metrics, create_metrics
 from wattpay.broker import EmbeddedBroker
-from wattpay.live_cli import ensure_recovery_dir
+from wattpay.instance import STATE_FILE
 from wattpay.query_server import serve_queries
-from wattpay.settings import Settings
-from wattpay.simulation import SimulatedHouseholds, SimulationOptions
 
 log = logging.getLogger(__name__)
-STATE_FILE = "up.json"
 
 
 @dataclass
@@ -48,17 +48,6 @@ class UpOptions:
     workers: int = 1
     epoch_seconds: float = 2.0
     simulation: SimulationOptions | None = None
-
-
-def running_instance(state_dir: Path = Path(".wattpay")) -> dict[str, object] | None:
-    """The endpoints of a ``wattpay up`` running from this directory, if one is."""
-    path = state_dir / STATE_FILE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return state
 
 
 class Up:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ingest.example import write_example
+from simulate.example import write_example
 
 FILES = ("accounts", "payments", "readings")
 DECIMAL = re.compile(r"-?\d+(\.\d+)?")

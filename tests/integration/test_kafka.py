@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from billing.messages import Envelope, TopUp, parse_message
+from config.settings import Settings, load_settings
 from sinks.kafka import (
     DeliveryError,
     JsonProducer,
@@ -29,7 +30,6 @@ from sinks.kafka import (
 from tests.paths import REPO
 from wattpay.broker import BrokerError, EmbeddedBroker, free_port, port_is_free
 from wattpay.cli import main
-from wattpay.settings import Settings, load_settings
 
 ROOT = REPO
 LOCAL_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00")

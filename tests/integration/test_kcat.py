@@ -18,10 +18,10 @@ from decimal import Decimal
 import pytest
 
 from billing.messages import Envelope, Reading, parse_message
+from config.settings import load_settings
 from sinks.kafka import JsonProducer, consume_json
 from tests.tools import kcat_command
 from wattpay.broker import EmbeddedBroker
-from wattpay.settings import load_settings
 
 Kcat = Callable[..., subprocess.CompletedProcess]
 

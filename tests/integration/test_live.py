@@ -16,8 +16,8 @@ import pytest
 from billing.outputs import Row
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.example import write_example
 from ingest.files import merged_envelopes
+from simulate.example import write_example
 from tests.live_harness import (
     free_port,
     metric,

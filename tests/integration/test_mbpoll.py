@@ -14,9 +14,10 @@ from decimal import Decimal
 import pytest
 
 from billing.clock import LOCAL_ZONE
+from ingest.clock import SimClock
 from ingest.modbus import ModbusClient
 from ingest.registers import MODELS, READ_INPUT, MeterEntry, decode_float32
-from ingest.simulator import SimClock, Simulator
+from simulate.simulator import Simulator
 from tests.tools import require_tool
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_ZONE)

@@ -20,10 +20,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from billing.clock import LOCAL_ZONE
+from ingest.clock import SimClock
 from ingest.meter_bus import EXECUTOR_GROUP, KafkaPublisher, run_executor
 from ingest.modbus import ModbusClient
 from ingest.poller import READINGS_TOPIC, Poller
-from ingest.simulator import SimClock, Simulator
+from simulate.simulator import Simulator
 from sinks.kafka import JsonProducer, consume_json, ensure_topics
 from tests.paths import REPO
 from wattpay.broker import EmbeddedBroker

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.clock import LOCAL_ZONE
+from ingest.clock import SimClock
 from ingest.executor import RESULTS_TOPIC, CommandExecutor
 from ingest.modbus import MeterServer, ModbusClient
 from ingest.poller import READINGS_TOPIC, MemoryPublisher, Poller, next_tick
 from ingest.registers import MODELS, MeterEntry, Relay
-from ingest.simulator import SimClock, Simulator
+from simulate.simulator import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_ZONE)  # a Monday morning
 FAST = 3600.0  # one simulated hour per real second

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.profiles import (
+from simulate.profiles import (
     PROFILE_SLOTS,
     PROFILE_TYPES,
     HouseholdLoad,

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from billing.tariffs import FLAT
+from config.settings import SettingsError, load_settings
 from tests.paths import REPO
-from wattpay.settings import SettingsError, load_settings
 
 ROOT = REPO
 

@@ -1,8 +1,8 @@
 """Deterministic, realistic example input sets for ``wattpay replay`` (SPEC S2, S11).
 
-``write_example`` plans a small town of prepaid households (:mod:`ingest.scenarios`), plays each
-one out against real load profiles (:mod:`ingest.household_sim`), sprinkles in bad input
-(:mod:`ingest.badlines`) and writes ``accounts.jsonl``, ``payments.jsonl`` and
+``write_example`` plans a small town of prepaid households (:mod:`simulate.scenarios`), plays each
+one out against real load profiles (:mod:`simulate.household_sim`), sprinkles in bad input
+(:mod:`simulate.badlines`) and writes ``accounts.jsonl``, ``payments.jsonl`` and
 ``readings.jsonl``. Readings are streamed: every premises is a generator, and a merge puts
 their lines in timestamp order a quarter hour at a time, so a million-line set never sits in
 memory.
@@ -17,16 +17,16 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from ingest.badlines import (
+from simulate.badlines import (
     add_bad_events,
     add_bad_payments,
     plan_reading_faults,
     stray_reading_lines,
 )
-from ingest.example_output import TOPICS, Line, Output
-from ingest.household_sim import PremisesRun, choose_cut_opening
-from ingest.scenarios import CUT_ROLES, default_start, epoch, plan_town
-from ingest.wallet import DAY
+from simulate.example_output import TOPICS, Line, Output
+from simulate.household_sim import PremisesRun, choose_cut_opening
+from simulate.scenarios import CUT_ROLES, default_start, epoch, plan_town
+from simulate.wallet import DAY
 
 _SLOT = 900
 

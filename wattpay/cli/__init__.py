@@ -15,11 +15,11 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import urlopen
 
-from wattpay.cliutil import settings_from_args as _settings
-from wattpay.live_cli import add_live_commands
-from wattpay.meter_cli import add_meter_commands
-from wattpay.publish_cli import add_publish_commands
-from wattpay.settings import SettingsError
+from config.settings import SettingsError
+from wattpay.cli.common import settings_from_args as _settings
+from wattpay.cli.live import add_live_commands
+from wattpay.cli.meters import add_meter_commands
+from wattpay.cli.publish import add_publish_commands
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -68,7 +68,7 @@ def _query_endpoint(args: argparse.Namespace) -> str | None:
     ``--endpoint``, else a running ``wattpay up``'s when no ClickHouse DSN was named (its
     embedded ClickHouse is locked by that process).
     """
-    from wattpay.up import running_instance
+    from wattpay.instance import running_instance
 
     if args.endpoint:
         return str(args.endpoint)
@@ -127,7 +127,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_example(args: argparse.Namespace) -> int:
     """Write a deterministic example input set built from real household load profiles."""
-    from ingest.example import write_example
+    from simulate.example import write_example
 
     start = date.fromisoformat(args.start) if args.start else None
     summary = write_example(

@@ -9,20 +9,10 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from wattpay.cliutil import settings_from_args as _settings
+from pipelines.recovery import ensure_recovery_dir
+from wattpay.cli.common import settings_from_args as _settings
 
 DEFAULT_RECOVERY = ".wattpay/recovery"
-RECOVERY_PARTITIONS = 4
-
-
-def ensure_recovery_dir(path: Path, partitions: int = RECOVERY_PARTITIONS) -> Path:
-    """Create and initialise the Bytewax recovery store once; later runs resume from it."""
-    from bytewax.recovery import init_db_dir
-
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, partitions)
-    return path
 
 
 def cmd_billing(args: argparse.Namespace) -> int:
@@ -77,7 +67,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole system on this machine until Ctrl-C."""
-    from wattpay.simulation import SimulationOptions
+    from simulate.households import SimulationOptions
     from wattpay.up import UpOptions, run_up
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -2,7 +2,7 @@
 
 Everything is drawn from one ``random.Random`` per premises, seeded from the set's seed, so a
 (households, days, seed, start) tuple always plans the same town. The money side of each role
-is then played out by :mod:`ingest.household_sim`.
+is then played out by :mod:`simulate.household_sim`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from ingest.profiles import HouseholdLoad
-from ingest.wallet import DAY, LOCAL_OFFSET
+from simulate.profiles import HouseholdLoad
+from simulate.wallet import DAY, LOCAL_OFFSET
 
 # role -> share of households; each role in REQUIRED appears at least as often as listed there
 SHARES: dict[str, float] = {

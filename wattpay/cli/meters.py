@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from wattpay.cliutil import settings_from_args as _settings
+from wattpay.cli.common import settings_from_args as _settings
 
 
 def _duration(text: str) -> timedelta:
@@ -57,9 +57,10 @@ def _run_async(main_coroutine: object) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve simulated meters over Modbus TCP, consuming like real households."""
+    from ingest.clock import SimClock
     from ingest.modbus import quiet_modbus_logs
     from ingest.registers import parse_relay
-    from ingest.simulator import SimClock, Simulator, serve
+    from simulate.simulator import Simulator, serve
 
     quiet_modbus_logs()
     try:
@@ -113,11 +114,11 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
     """Poll Modbus meters listed in a registry and publish their readings."""
     import logging
 
+    from ingest.clock import SimClock
     from ingest.meter_bus import KafkaPublisher
     from ingest.modbus import ModbusClient, quiet_modbus_logs
     from ingest.poller import JsonlPublisher, Poller, PollStats, Publisher
     from ingest.registers import RegistryError, load_registry
-    from ingest.simulator import SimClock
     from sinks.kafka import DeliveryError, kafka_config
     from sinks.metrics import serve_poll_metrics
 

@@ -3,7 +3,7 @@
 Each bad line is counted under the reason the billing engine is expected to give it, so a
 replay of the set can be checked against the summary. Reading-level faults that need the
 meter's real register (duplicate, conflict, out of order, implausible jump) are planned here
-and written by :mod:`ingest.household_sim` next to the reading they spoil.
+and written by :mod:`simulate.household_sim` next to the reading they spoil.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import json
 import random
 from typing import Any
 
-from ingest.example_output import Line, Output
-from ingest.scenarios import Premises
+from simulate.example_output import Line, Output
+from simulate.scenarios import Premises
 
 READING_FAULTS = ("duplicate", "conflict", "out_of_order", "implausible_jump")
 _MALFORMED_READINGS: tuple[tuple[str, bool], ...] = (  # template, is it invalid JSON

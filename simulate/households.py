@@ -23,8 +23,8 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from billing.clock import LOCAL_ZONE
+from ingest.clock import SimClock
 from ingest.registers import load_registry
-from ingest.simulator import SimClock
 from sinks.kafka import JsonProducer
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from wattpay.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -16,7 +16,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """
     brokers = getattr(args, "brokers", None)
     if hasattr(args, "brokers") and not brokers and not os.environ.get("WATTPAY_BROKERS"):
-        from wattpay.up import running_instance
+        from wattpay.instance import running_instance
 
         instance = running_instance()  # publish to the local `wattpay up` when one runs
         brokers = str(instance["brokers"]) if instance else None

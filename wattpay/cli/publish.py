@@ -7,8 +7,8 @@ import sys
 import uuid
 from datetime import datetime
 
-from wattpay.cliutil import settings_from_args as _settings
-from wattpay.settings import Settings
+from config.settings import Settings
+from wattpay.cli.common import settings_from_args as _settings
 
 PUBLISH_TIMEOUT = 15.0
 NO_BROKERS = (

@@ -1,6 +1,6 @@
 """How an example household pays: top-ups when money runs low, bank answers, reactions to cuts.
 
-:class:`HouseholdMoney` is mixed into :class:`ingest.household_sim.PremisesRun`. It plans
+:class:`HouseholdMoney` is mixed into :class:`simulate.household_sim.PremisesRun`. It plans
 payments on a small heap, applies them to the household's :class:`Wallet` and follows the
 engine's decisions (auto top-up requests, disconnections, reconnections) the way people do.
 """
@@ -11,9 +11,9 @@ import heapq
 import random
 from typing import Any
 
-from ingest.example_output import Output
-from ingest.scenarios import Tenancy, money_text
-from ingest.wallet import UNITS_PER_FEN, Wallet, seconds_of_day
+from simulate.example_output import Output
+from simulate.scenarios import Tenancy, money_text
+from simulate.wallet import UNITS_PER_FEN, Wallet, seconds_of_day
 
 CHANNEL_WEIGHTS = {"alipay": 30, "wechat": 30, "app": 15, "counter": 15, "bank": 10}
 REBATE_CHANNELS = ("app", "alipay", "wechat")
