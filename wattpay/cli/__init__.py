@@ -114,7 +114,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Create or upgrade the ClickHouse tables."""
+    """Create or upgrade the ClickHouse tables (or print a cluster's DDL)."""
+    if args.cluster:
+        from sinks.cluster import cluster_statements
+
+        for statement in cluster_statements(args.cluster, args.database):
+            print(statement + ";\n")
+        return 0
     from sinks.clickhouse import ClickHouseStore
 
     settings = _settings(args)
@@ -175,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.set_defaults(handler=cmd_sql)
 
     migrate = with_clickhouse(commands.add_parser("migrate", help=cmd_migrate.__doc__))
+    migrate.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="print the DDL for a ClickHouse cluster NAME (replicated and distributed tables) "
+        "instead of migrating",
+    )
+    migrate.add_argument(
+        "--database", default="wattpay", help="database name used with --cluster (default: wattpay)"
+    )
     migrate.set_defaults(handler=cmd_migrate)
 
     example = commands.add_parser("example", help=cmd_example.__doc__)
