@@ -2,14 +2,14 @@
 
 from collections import Counter
 
-import pytest
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow
+from tests.flow.conftest import RunFlow
 from tests.paths import CONFORMANCE
 
 
@@ -27,8 +27,7 @@ def canonical(outputs) -> Counter:
     return result
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_flow_matches_sequential_reference(workers: int) -> None:
+def test_flow_matches_sequential_reference(run_flow: RunFlow) -> None:
     rules = BillingRules()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
     rows: list = []
@@ -39,16 +38,13 @@ def test_flow_matches_sequential_reference(workers: int) -> None:
         rows=TestingSink(rows),
         messages=TestingSink(messages),
     )
-    if workers == 1:
-        run_main(flow)
-    else:
-        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    run_flow(flow)
     expected = canonical(run_sequential(envelopes, rules))
     assert canonical(rows + messages) == expected
     assert sum(1 for _, r in rows if r.table == "daily_usage") == 92
 
 
-def test_account_rows_follow_day_closes_without_end_of_input() -> None:
+def test_account_rows_follow_day_closes_without_end_of_input(run_flow: RunFlow) -> None:
     """Live mode never reaches end of input: the accounts table must still follow the ledger."""
     rules = BillingRules()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
@@ -60,7 +56,7 @@ def test_account_rows_follow_day_closes_without_end_of_input() -> None:
         messages=TestingSink([]),
         close_at_eof=False,
     )
-    run_main(flow)
+    run_flow(flow)
     latest: dict = {}
     balances: dict = {}
     for _, row in rows:
