@@ -52,6 +52,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             max_seconds=settings.batch_seconds,
         ),
         messages=TopicFileSink(out, settings.topic_prefix),
+        topic_prefix=settings.topic_prefix,
     )
     # Replay runs without recovery: one long epoch avoids snapshotting state for nothing.
     cli_main(flow, workers_per_process=args.workers, epoch_interval=timedelta(days=1))

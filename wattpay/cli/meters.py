@@ -140,10 +140,10 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
     # WATTPAY_BROKERS or a running `wattpay up`), else JSONL to the default directory.
     publisher: Publisher
     if settings.brokers and args.out is None:
-        publisher = KafkaPublisher(kafka_config(settings))
+        publisher = KafkaPublisher(kafka_config(settings), settings.topic_prefix)
         where = f"Kafka {settings.brokers} topic {settings.topic('readings')}"
     else:
-        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR)
+        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR, settings.topic_prefix)
         where = f"{args.out or DEFAULT_INGEST_DIR}/{settings.topic('readings')}.jsonl"
     print(f"wattpay ingest modbus: publishing readings to {where}", file=sys.stderr)
     poll_stats = PollStats()
@@ -158,7 +158,6 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
                 registry.meters,
                 client,
                 publisher,
-                topic=settings.topic("readings"),
                 interval=args.interval,
                 clock=clock,
                 stats=poll_stats,
