@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from billing.clock import parse_ts, ts_text  # noqa: E402
+from config.settings import DEFAULT_TOPIC_PREFIX  # noqa: E402
 from ingest.files import INPUT_FILES  # noqa: E402
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
 from simulate.example import write_example  # noqa: E402
@@ -68,7 +69,7 @@ from sinks.kafka import (  # noqa: E402
 )
 from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
 
-PREFIX = "wattpay."
+PREFIX = DEFAULT_TOPIC_PREFIX  # the billing process runs with the default settings
 PING_TOPIC = PREFIX + "bench-ping"
 STORE = "(store)"
 QUIET_CLIENT = {"log_level": "3"}  # no librdkafka chatter when the broker goes away at the end
