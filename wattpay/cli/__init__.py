@@ -138,6 +138,7 @@ def cmd_example(args: argparse.Namespace) -> int:
         days=args.days,
         seed=args.seed,
         start=start,
+        rules=_settings(args).rules,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
