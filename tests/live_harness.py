@@ -185,13 +185,15 @@ class Instance:
         self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> dict:
+    def start(self, *extra: str, config: Path | None = None) -> dict:
+        """Start ``wattpay up`` (with settings file ``config`` if given) and wait for it."""
         state_file = self.work / ".wattpay" / "up.json"
         state_file.unlink(missing_ok=True)
         self.log = (self.work / "up.log").open("ab")
         self.process = subprocess.Popen(
             [
                 *WATTPAY,
+                *(["--config", str(config)] if config is not None else []),
                 "up",
                 "--clickhouse",
                 f"chdb://{self.work / 'clickhouse'}",
