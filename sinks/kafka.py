@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Consumer, Message, Producer and KafkaException are imported from here by the modules that
+# hold these clients or catch their errors, so that no other module imports confluent_kafka.
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -34,7 +36,6 @@ from config.settings import Settings
 METER_COMMAND_RESULTS = "meter-command-results"
 INPUT_TOPICS = (READINGS, PAYMENTS, ACCOUNTS)
 OUTPUT_TOPICS = (NOTIFICATIONS, METER_COMMANDS, PAYMENT_REQUESTS, DLQ, METER_COMMAND_RESULTS)
-__all__ = ["Consumer", "KafkaException", "Message", "Producer"]  # for type hints elsewhere
 
 
 class DeliveryError(RuntimeError):
