@@ -25,6 +25,7 @@ from billing.clock import LOCAL_ZONE
 from billing.messages import ACCOUNTS, PAYMENTS
 from billing.outputs import NOTIFICATIONS
 from billing.rules import BillingRules
+from billing.tariffs import BUILTIN_PLANS
 from config.settings import Settings
 from ingest.clock import SimClock
 from ingest.registers import load_registry
@@ -51,9 +52,7 @@ def opening_balances(rules: BillingRules) -> tuple[Decimal, ...]:
 
 def household_plans(rules: BillingRules) -> tuple[str, str]:
     """A flat and a time-of-use plan of the configured catalog (built-in ids preferred)."""
-    plans = sorted(
-        rules.plans.values(), key=lambda p: (not p.plan_id.startswith("zhejiang"), p.plan_id)
-    )
+    plans = sorted(rules.plans.values(), key=lambda p: (p.plan_id not in BUILTIN_PLANS, p.plan_id))
     flat = next(p.plan_id for p in plans if not p.is_tou)
     tou = next((p.plan_id for p in plans if p.is_tou), flat)
     return flat, tou
