@@ -52,22 +52,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import (  # noqa: E402
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    Producer,
-    TopicPartition,
-)
-
 from billing.clock import parse_ts, ts_text  # noqa: E402
+from config.settings import DEFAULT_TOPIC_PREFIX  # noqa: E402
 from ingest.files import INPUT_FILES  # noqa: E402
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
 from simulate.example import write_example  # noqa: E402
-from sinks.kafka import ensure_topics  # noqa: E402
+from sinks.kafka import (  # noqa: E402
+    Producer,
+    assign,
+    assign_at_end,
+    ensure_topics,
+    is_end_of_partition,
+    new_consumer,
+    new_producer,
+    partitions_of,
+)
 from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
 
-PREFIX = "wattpay."
+PREFIX = DEFAULT_TOPIC_PREFIX  # the billing process runs with the default settings
 PING_TOPIC = PREFIX + "bench-ping"
 STORE = "(store)"
 QUIET_CLIENT = {"log_level": "3"}  # no librdkafka chatter when the broker goes away at the end
@@ -111,14 +113,14 @@ def publish_inputs(config: dict[str, str], directory: Path, readings: int | None
 
     With ``readings`` only that many reading lines (the earliest) are published.
     """
-    producer = Producer(
-        {
-            **config,
+    producer = new_producer(
+        config,
+        extra={
             **QUIET_CLIENT,
             "linger.ms": "20",
             "partitioner": "murmur2",
             "queue.buffering.max.messages": "500000",
-        }
+        },
     )
     counts = {}
     for topic, name in INPUT_FILES.items():
@@ -161,24 +163,14 @@ class BarePass:
 def bare_consume(config: dict[str, str], timeout: float = 600) -> BarePass:
     """Read every input partition from the start and parse each message; nothing else."""
     started = time.perf_counter()
-    consumer = Consumer(
-        {
-            **config,
-            **QUIET_CLIENT,
-            "group.id": f"bench-bare-{uuid.uuid4().hex}",
-            "enable.auto.commit": "false",
-            "enable.partition.eof": "true",
-            "auto.offset.reset": "earliest",
-        }
+    consumer = new_consumer(
+        config, f"bench-bare-{uuid.uuid4().hex}", end_of_partition=True, extra=QUIET_CLIENT
     )
     try:
-        metadata = consumer.list_topics(timeout=10).topics
         parts = [
-            TopicPartition(PREFIX + t, p, OFFSET_BEGINNING)
-            for t in INPUT_TOPICS
-            for p in sorted(metadata[PREFIX + t].partitions)
+            (PREFIX + t, p, None) for t in INPUT_TOPICS for p in partitions_of(consumer, PREFIX + t)
         ]
-        consumer.assign(parts)
+        assign(consumer, parts)
         at_end: set[tuple[str, int]] = set()
         messages = readings = 0
         deadline = time.monotonic() + timeout
@@ -188,7 +180,7 @@ def bare_consume(config: dict[str, str], timeout: float = 600) -> BarePass:
             for message in consumer.consume(2000, 0.05):
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if is_end_of_partition(error):
                         at_end.add((message.topic(), message.partition()))
                         continue
                     raise RuntimeError(str(error))
@@ -425,21 +417,12 @@ def paced_latency(
     seen: dict[str, float] = {}
     unexpected = 0
     stop = threading.Event()
-    consumer = Consumer(
-        {
-            **config,
-            **QUIET_CLIENT,
-            "group.id": f"bench-latency-{uuid.uuid4().hex}",
-            "enable.auto.commit": "false",
-            "fetch.wait.max.ms": "10",
-        }
+    consumer = new_consumer(
+        config,
+        f"bench-latency-{uuid.uuid4().hex}",
+        extra={**QUIET_CLIENT, "fetch.wait.max.ms": "10"},
     )
-    partitions = sorted(consumer.list_topics(out_topic, timeout=10).topics[out_topic].partitions)
-    starts = []
-    for p in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(out_topic, p), timeout=10)
-        starts.append(TopicPartition(out_topic, p, high))
-    consumer.assign(starts)
+    assign_at_end(consumer, out_topic, partitions_of(consumer, out_topic))
     # The embedded broker reports the end of a partition as the last batch's first offset + 1,
     # so the tail of the last batch written before now is read first: skip it.
     drained = time.monotonic() + 10
@@ -463,7 +446,7 @@ def paced_latency(
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    producer = Producer({**config, **QUIET_CLIENT, "linger.ms": "0"})
+    producer = new_producer(config, extra={**QUIET_CLIENT, "linger.ms": "0"})
     try:
         began = time.monotonic()
         for index, (topic, key, value, ident) in enumerate(messages):
@@ -507,7 +490,9 @@ def prepare_latency_accounts(
     Returns the readings that will take each below its threshold, with the event_id of the
     notification each must cause.
     """
-    producer = Producer({**config, **QUIET_CLIENT, "linger.ms": "20", "partitioner": "murmur2"})
+    producer = new_producer(
+        config, extra={**QUIET_CLIENT, "linger.ms": "20", "partitioner": "murmur2"}
+    )
     ids = [(f"BENCH{tag}-A{i:05d}", f"BENCH{tag}-M{i:05d}") for i in range(count)]
     stages = (
         (

@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from confluent_kafka import Producer  # noqa: E402
 from live import (  # noqa: E402
     PREFIX,
     QUIET_CLIENT,
@@ -69,6 +68,7 @@ from billing.engine import Routed, apply  # noqa: E402
 from billing.messages import AccountEvent, Envelope, Reading, TopUp  # noqa: E402
 from billing.rules import BillingRules  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from sinks.kafka import new_producer  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=LOCAL_ZONE)
 QUARTER = timedelta(minutes=15)
@@ -240,7 +240,9 @@ def print_micro(result: dict[str, object], payments: int, epochs: list[float]) -
 
 def publish_dormant(config: dict[str, str], count: int) -> int:
     """Open ``count`` accounts at the set's start that never send a reading."""
-    producer = Producer({**config, **QUIET_CLIENT, "linger.ms": "20", "partitioner": "murmur2"})
+    producer = new_producer(
+        config, extra={**QUIET_CLIENT, "linger.ms": "20", "partitioner": "murmur2"}
+    )
     for index in range(count):
         account = f"DORM-A{index:06d}"
         value = (

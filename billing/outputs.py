@@ -105,11 +105,14 @@ def rejection(
     detail: str,
     received_at: datetime,
 ) -> None:
-    """Record a rejected input in the ``rejected`` table and on the DLQ."""
+    """Record a rejected input in the ``rejected`` table and on the DLQ.
+
+    ``topic`` is the logical input topic (``readings``); the flow adds the configured prefix.
+    """
     emitter.row(
         "rejected",
         rejection_id=position,
-        topic=f"wattpay.{topic}",
+        topic=topic,
         key=key,
         payload=payload,
         reason=reason,
@@ -121,7 +124,7 @@ def rejection(
         key,
         {
             "rejection_id": position,
-            "topic": f"wattpay.{topic}",
+            "topic": topic,
             "key": key,
             "payload": payload,
             "reason": reason,

@@ -17,6 +17,7 @@ from billing.tariffs import PlanError, plan_catalog, plan_from_config
 
 DEFAULT_CONFIG = "wattpay.toml"
 DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
+DEFAULT_TOPIC_PREFIX = "wattpay."
 SECRET_WORDS = ("password", "secret", "token", "key", "sasl")
 
 
@@ -34,7 +35,7 @@ class Settings:
 
     clickhouse_dsn: str = DEFAULT_DSN
     brokers: str = ""
-    topic_prefix: str = "wattpay."
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
     kafka: dict[str, str] = field(default_factory=dict)
     batch_rows: int = 10_000
     batch_seconds: float = 1.0
@@ -46,6 +47,13 @@ class Settings:
     def topic(self, name: str) -> str:
         """Full topic name for a logical one (``notifications`` → ``wattpay.notifications``)."""
         return f"{self.topic_prefix}{name}"
+
+    def child_environment(self) -> dict[str, str]:
+        """``WATTPAY_*`` variables giving a wattpay child process this file and topic prefix."""
+        env = {"WATTPAY_TOPIC_PREFIX": self.topic_prefix}
+        if self.source_file is not None:
+            env["WATTPAY_CONFIG"] = str(Path(self.source_file).resolve())
+        return env
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for ``wattpay config --check``."""
@@ -148,7 +156,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
     return Settings(
         clickhouse_dsn=dsn,
         brokers=str(kafka.get("brokers", "")),
-        topic_prefix=str(kafka.get("topic_prefix", "wattpay.")),
+        topic_prefix=str(kafka.get("topic_prefix", DEFAULT_TOPIC_PREFIX)),
         kafka={str(k): str(v) for k, v in kafka.get("client", {}).items()},
         batch_rows=_int(clickhouse.get("batch_rows", 10_000), "clickhouse.batch_rows", problems),
         batch_seconds=float(clickhouse.get("batch_seconds", 1.0)),

@@ -2,7 +2,7 @@
 
 A ``disconnect`` switches the relay coil off, a ``reconnect`` on; the coil is read back to
 confirm. The outcome ``{command_id, meter_id, ok, ts, error?}`` goes to
-``wattpay.meter-command-results``. A meter that does not answer is retried with backoff and
+the ``meter-command-results`` topic. A meter that does not answer is retried with backoff and
 then reported as failed. Applying a command_id again is harmless: successful ids are
 remembered, and a repeat only re-confirms the coil (rewriting it only if it drifted), or, once
 a newer command has been applied to that meter, returns the remembered outcome untouched.
@@ -20,7 +20,7 @@ from ingest.modbus import ModbusClient, ModbusError
 from ingest.poller import Publisher
 from ingest.registers import MeterEntry
 
-RESULTS_TOPIC = "wattpay.meter-command-results"
+RESULTS_TOPIC = "meter-command-results"  # logical; the publisher adds the configured prefix
 ACTIONS = {"disconnect": False, "reconnect": True}  # the coil state each action asks for
 REMEMBERED = 100_000
 

@@ -21,10 +21,10 @@ from datetime import datetime
 from itertools import count
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
 from billing.messages import TOPIC_ORDER, Envelope
+from sinks.kafka import Message, assign, is_end_of_partition, new_consumer
 
 POLL_BATCH = 2000
 EMIT_LIMIT = 5000
@@ -50,15 +50,7 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         fresh: bool = False,
     ) -> None:
         self._logical = {full: logical for logical, full in topics.items()}
-        self._consumer = Consumer(
-            {
-                **config,
-                "group.id": "wattpay-billing-input",
-                "enable.auto.commit": "false",
-                "enable.partition.eof": "true",
-                "auto.offset.reset": "earliest",
-            }
-        )
+        self._consumer = new_consumer(config, "wattpay-billing-input", end_of_partition=True)
         self._positions: dict[str, int] = dict(resume or {})
         self._buffers: dict[str, deque[_Head]] = {}
         self._caught_up: dict[str, bool] = {}
@@ -71,18 +63,18 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 key = f"{full}:{partition}"
                 # Fresh topics (an in-memory broker restarted) start over; the account
                 # state restored from the snapshot carries on.
-                offset = OFFSET_BEGINNING if fresh else self._positions.get(key, OFFSET_BEGINNING)
+                offset = None if fresh else self._positions.get(key)
                 self._buffers[key] = deque()
                 self._caught_up[key] = False
-                assignments.append(TopicPartition(full, partition, offset))
-        self._consumer.assign(assignments)
+                assignments.append((full, partition, offset))
+        assign(self._consumer, assignments)
 
     def next_batch(self) -> list[Envelope]:
         for message in self._consumer.consume(POLL_BATCH, 0.05):
             key = f"{message.topic()}:{message.partition()}"
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+                if is_end_of_partition(error):
                     self._caught_up[key] = True
                     continue
                 raise RuntimeError(f"consuming {key}: {error}")
@@ -90,10 +82,10 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
             self._buffers[key].append(self._head(key, message))
         return self._emit()
 
-    def _head(self, key: str, message: object) -> _Head:
-        topic = self._logical[message.topic()]  # type: ignore[attr-defined]
-        offset = message.offset()  # type: ignore[attr-defined]
-        raw = (message.value() or b"").decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+    def _head(self, key: str, message: Message) -> _Head:
+        topic = self._logical[message.topic()]
+        offset = message.offset()
+        raw = (message.value() or b"").decode("utf-8", errors="replace")
         envelope = Envelope.decode(topic, f"{key}:{offset}", raw, datetime.now(LOCAL_ZONE))
         ts = None
         if isinstance(envelope.payload, dict):

@@ -1,12 +1,13 @@
 """Meters on Kafka: readings out, relay commands in, their outcomes out (SPEC S2, S7, S13).
 
 ``KafkaPublisher`` gives the poller (and anything else speaking the ``Publisher`` protocol) a
-Kafka destination. ``run_executor`` is the command service: it reads
-``wattpay.meter-commands``, switches relays through ``CommandExecutor`` and publishes each
-outcome to ``wattpay.meter-command-results`` keyed by meter id. A command's offset is
-committed only once its outcome is delivered (write, then commit), so a crash re-applies at
-most the last batch; that is harmless, as the executor re-confirms a repeated command_id
-instead of switching again, and consumers de-duplicate outcomes by command_id (S7).
+Kafka destination. ``run_executor`` is the command service: it reads the meter-commands
+topic, switches relays through ``CommandExecutor`` and publishes each outcome to the
+meter-command-results topic keyed by meter id (both under the configured prefix). A
+command's offset is committed only once its outcome is delivered (write, then commit), so a
+crash re-applies at most the last batch; that is harmless, as the executor re-confirms a
+repeated command_id instead of switching again, and consumers de-duplicate outcomes by
+command_id (S7).
 """
 
 from __future__ import annotations
@@ -19,24 +20,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
-
-from config.settings import Settings
+from config.settings import DEFAULT_TOPIC_PREFIX, Settings
 from ingest.clock import SimClock
-from ingest.executor import CommandExecutor
+from ingest.executor import RESULTS_TOPIC, CommandExecutor
 from ingest.modbus import ModbusClient
 from ingest.registers import MeterEntry, Registry
-from sinks.kafka import DeliveryError, JsonProducer, kafka_config
+from sinks.kafka import (
+    Consumer,
+    DeliveryError,
+    JsonProducer,
+    KafkaException,
+    Message,
+    assign_committed,
+    commit_positions,
+    is_end_of_partition,
+    kafka_config,
+    new_consumer,
+    partitions_of,
+)
 
 COMMANDS = "meter-commands"
-RESULTS = "meter-command-results"
+RESULTS = RESULTS_TOPIC
 EXECUTOR_GROUP = "wattpay-executor"
 BATCH = 100  # commands taken from the topic at once (applied concurrently across meters)
 IDLE_SECONDS = 0.05  # pause between polls of an empty topic
@@ -45,13 +49,16 @@ _log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
-    """The ``Publisher`` protocol on a ``JsonProducer``: full topic names, text keys.
+    """The ``Publisher`` protocol on a ``JsonProducer``: ``prefix`` + logical topic, text keys.
 
     ``flush`` raises ``DeliveryError`` when a message was not confirmed in time.
     """
 
-    def __init__(self, config: Mapping[str, str], *, flush_timeout: float = 30.0) -> None:
+    def __init__(
+        self, config: Mapping[str, str], prefix: str, *, flush_timeout: float = 30.0
+    ) -> None:
         self.producer = JsonProducer(config, flush_timeout=flush_timeout)
+        self.prefix = prefix
 
     def __enter__(self) -> KafkaPublisher:
         return self
@@ -64,7 +71,7 @@ class KafkaPublisher:
             self.close()
 
     def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        self.producer.send(topic, key or None, value)
+        self.producer.send(self.prefix + topic, key or None, value)
 
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
@@ -100,7 +107,7 @@ async def run_executor(
 ) -> ExecutorStats:
     """Apply meter commands from Kafka to relays until ``stop`` is set; return the counts.
 
-    ``topic_prefix`` defaults to the settings' prefix (``wattpay.`` for a plain client
+    ``topic_prefix`` defaults to the settings' prefix (the default prefix for a plain client
     config). Without ``client`` a ``ModbusClient`` is made here and closed at the end. The
     partitions are assigned directly from the committed offsets of group
     ``wattpay-executor`` (the beginning when none are), so run one executor per topic. A
@@ -111,7 +118,7 @@ async def run_executor(
         prefix = settings_or_config.topic_prefix if topic_prefix is None else topic_prefix
     else:
         config = dict(settings_or_config)
-        prefix = "wattpay." if topic_prefix is None else topic_prefix
+        prefix = DEFAULT_TOPIC_PREFIX if topic_prefix is None else topic_prefix
     meters = registry.meters if isinstance(registry, Registry) else tuple(registry)
     if clock is None and isinstance(registry, Registry) and registry.clock is not None:
         clock = SimClock.from_spec(registry.clock)  # results stamped in the meters' time
@@ -119,17 +126,9 @@ async def run_executor(
     own_client = client is None
     modbus = client if client is not None else ModbusClient()
     executor = CommandExecutor(meters, modbus, clock=clock, attempts=attempts, backoff=backoff)
-    publisher = KafkaPublisher(config)
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": EXECUTOR_GROUP,
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    service = _Service(executor, publisher, consumer, prefix + RESULTS, stop, stats)
+    publisher = KafkaPublisher(config, prefix)
+    consumer = new_consumer(config, EXECUTOR_GROUP, extra={"enable.auto.offset.store": "false"})
+    service = _Service(executor, publisher, consumer, RESULTS, stop, stats)
     try:
         if await _assign(consumer, prefix + COMMANDS, stop):
             await service.run()
@@ -145,18 +144,9 @@ async def _assign(consumer: Consumer, topic: str, stop: threading.Event | asynci
     """Assign every partition of ``topic`` at its committed offset; wait for the topic."""
     waited = False
     while not stop.is_set():
-        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if metadata is not None and metadata.error is None and metadata.partitions:
-            partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-            committed = consumer.committed(partitions, timeout=10)
-            consumer.assign(
-                [
-                    TopicPartition(
-                        topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                    )
-                    for tp in committed
-                ]
-            )
+        partitions = partitions_of(consumer, topic, timeout=5)
+        if partitions:
+            assign_committed(consumer, topic, partitions)
             _log.info("executing commands from %s (%d partitions)", topic, len(partitions))
             return True
         if not waited:
@@ -202,7 +192,7 @@ class _Service:
         error = message.error()
         if error is None:
             return True
-        if error.code() != KafkaError._PARTITION_EOF:
+        if not is_end_of_partition(error):
             _log.warning("meter commands: %s", error)
         return False
 
@@ -272,10 +262,9 @@ class _Service:
         for message in batch:
             where = (message.topic(), message.partition())
             positions[where] = max(positions.get(where, 0), message.offset() + 1)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         for attempt in range(3):
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                commit_positions(self.consumer, positions)
                 break
             except KafkaException as err:  # a lost commit only means a harmless re-apply
                 _log.warning("committing command offsets failed (%s), attempt %d", err, attempt)

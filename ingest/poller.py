@@ -19,27 +19,32 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from billing.messages import READINGS
 from ingest.clock import SimClock
 from ingest.modbus import MeterSample, ModbusClient, ModbusError
 from ingest.registers import MeterEntry
 
-READINGS_TOPIC = "wattpay.readings"
+READINGS_TOPIC = READINGS  # logical; a publisher adds the configured prefix
 _log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = timedelta(minutes=15)
 
 
 class Publisher(Protocol):
-    """Where readings and command results go (Kafka, a file, memory)."""
+    """Where readings and command results go (Kafka, a file, memory).
+
+    Callers name topics logically (``readings``); a publisher that writes to real topics or
+    files adds the configured prefix.
+    """
 
     def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        """Queue one message."""
+        """Queue one message on logical ``topic``."""
 
     def flush(self) -> None:
         """Deliver everything queued so far."""
 
 
 class MemoryPublisher:
-    """Keeps every message in a list, for tests and embedding."""
+    """Keeps every message (with its logical topic) in a list, for tests and embedding."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, str, dict[str, Any]]] = []
@@ -56,16 +61,18 @@ class MemoryPublisher:
 
 
 class JsonlPublisher:
-    """Appends each topic's values to ``directory/<topic>.jsonl``, one JSON object a line."""
+    """Appends each topic's values to ``directory/<prefix><topic>.jsonl``, one object a line."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, prefix: str) -> None:
         self.directory = Path(directory)
+        self.prefix = prefix
         self._files: dict[str, IO[str]] = {}
 
     def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
         if topic not in self._files:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._files[topic] = (self.directory / f"{topic}.jsonl").open("a", encoding="utf-8")
+            path = self.directory / f"{self.prefix}{topic}.jsonl"
+            self._files[topic] = path.open("a", encoding="utf-8")
         self._files[topic].write(json.dumps(value, ensure_ascii=False) + "\n")
 
     def flush(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -20,8 +21,9 @@ from billing.account import AccountState
 from billing.directory import MeterDirectory
 from billing.engine import Routed, apply, finish, route
 from billing.messages import Envelope
-from billing.outputs import Output, Row, TopicMessage
+from billing.outputs import DLQ, Output, Row, TopicMessage
 from billing.rules import BillingRules
+from config.settings import DEFAULT_TOPIC_PREFIX
 from sinks.metrics import Metrics
 
 DIRECTORY_KEY = "directory"
@@ -120,12 +122,14 @@ def build_billing_flow(
     close_at_eof: bool = True,
     flow_id: str = "wattpay-billing",
     metrics: Metrics | None = None,
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX,
 ) -> Dataflow:
     """The billing dataflow from input envelopes to analytics rows and topic messages.
 
     The meter directory (who owns which meter when, and the account lifecycle checks) is
     one keyed state that sees every message in input order; accounts are keyed by id, so
-    any number of workers gives the same per-account results.
+    any number of workers gives the same per-account results. The core names input topics
+    by their logical names; rejections leave the flow naming the full topic (``topic_prefix``).
     """
     flow = Dataflow(flow_id)
     envelopes = op.input("input", flow, source)
@@ -140,16 +144,38 @@ def build_billing_flow(
         "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof, metrics)
     )
     outputs = op.merge("outputs", rejected, op.key_rm("unkey", applied))
-    op.output("analytics", op.filter_map("rows", outputs, _row), rows)
-    op.output("topics", op.filter_map("messages", outputs, _message), messages)
+    op.output("analytics", op.filter_map("rows", outputs, partial(_row, topic_prefix)), rows)
+    op.output(
+        "topics", op.filter_map("messages", outputs, partial(_message, topic_prefix)), messages
+    )
     return flow
 
 
-def _row(output: Output) -> tuple[str, Row] | None:
+def full_topic_names(output: Output, prefix: str) -> Output:
+    """A rejection (``rejected`` row or DLQ message) naming its input topic in full.
+
+    Every other output is returned as it is.
+    """
+    if isinstance(output, Row):
+        if output.table != "rejected":
+            return output
+        return Row(output.table, {**output.values, "topic": prefix + output.values["topic"]})
+    if output.topic != DLQ:
+        return output
+    return TopicMessage(
+        output.topic, output.key, {**output.value, "topic": prefix + output.value["topic"]}
+    )
+
+
+def _row(prefix: str, output: Output) -> tuple[str, Row] | None:
     if not isinstance(output, Row):
         return None
+    if output.table == "rejected":
+        output = full_topic_names(output, prefix)  # type: ignore[assignment]
     return str(output.values.get("account_id") or output.table), output
 
 
-def _message(output: Output) -> tuple[str, TopicMessage] | None:
-    return (output.topic, output) if isinstance(output, TopicMessage) else None
+def _message(prefix: str, output: Output) -> tuple[str, TopicMessage] | None:
+    if not isinstance(output, TopicMessage):
+        return None
+    return output.topic, full_topic_names(output, prefix)  # type: ignore[return-value]

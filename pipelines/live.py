@@ -54,4 +54,5 @@ def build_live_flow(
         close_at_eof=False,
         flow_id="wattpay-live-billing",
         metrics=metrics,
+        topic_prefix=settings.topic_prefix,
     )

@@ -17,6 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from billing.rules import BillingRules
 from simulate.badlines import (
     add_bad_events,
     add_bad_payments,
@@ -26,19 +27,26 @@ from simulate.badlines import (
 from simulate.example_output import TOPICS, Line, Output
 from simulate.household_sim import PremisesRun, choose_cut_opening
 from simulate.scenarios import CUT_ROLES, default_start, epoch, plan_town
-from simulate.wallet import DAY
+from simulate.wallet import DAY, DEFAULT_RULES, WalletRules
 
 _SLOT = 900
 
 
 def write_example(
-    out_dir: Path, *, households: int, days: int, seed: int, start: date | None = None
+    out_dir: Path,
+    *,
+    households: int,
+    days: int,
+    seed: int,
+    start: date | None = None,
+    rules: BillingRules | None = None,
 ) -> dict[str, Any]:
     """Write an example input set to ``out_dir`` and return a summary of what is in it.
 
     The same (households, days, seed, start) always gives byte-identical files. ``start``
     defaults to the first Monday of a month of 2026 picked by the seed; local time is
-    Asia/Shanghai and every timestamp carries ``+08:00``.
+    Asia/Shanghai and every timestamp carries ``+08:00``. Households pay, get rebates and
+    get cut off by ``rules`` (the default billing rules unless given).
     """
     if households < 1 or days < 1:
         raise ValueError("households and days must be at least 1")
@@ -46,14 +54,15 @@ def write_example(
     day0 = epoch(start)
     end = day0 + days * DAY
     premises = plan_town(households, days, seed, start)
+    money = DEFAULT_RULES if rules is None else WalletRules.of(rules)
     rng = random.Random(f"wattpay-example-bad:{seed}:{households}:{days}")
     volume = households * days * 96
     plan_reading_faults(premises, rng, day0, end, extra=volume // 40_000)
     for prem in premises:
         if prem.tenancies[0].role in CUT_ROLES:
-            choose_cut_opening(prem, end, random.Random(f"{seed}:{prem.index}:opening"))
+            choose_cut_opening(prem, end, random.Random(f"{seed}:{prem.index}:opening"), money)
     out = Output()
-    streams = [PremisesRun(prem, out, end).lines() for prem in premises]
+    streams = [PremisesRun(prem, out, end, money=money).lines() for prem in premises]
     streams.append(iter(stray_reading_lines(premises, out, rng, day0, end, volume // 60_000)))
     out_dir.mkdir(parents=True, exist_ok=True)
     readings = _write_lines(out_dir / "readings.jsonl", merge_by_slot(streams, day0, end))

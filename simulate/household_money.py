@@ -13,10 +13,9 @@ from typing import Any
 
 from simulate.example_output import Output
 from simulate.scenarios import Tenancy, money_text
-from simulate.wallet import UNITS_PER_FEN, Wallet, seconds_of_day
+from simulate.wallet import UNITS_PER_FEN, Wallet, WalletRules, seconds_of_day
 
 CHANNEL_WEIGHTS = {"alipay": 30, "wechat": 30, "app": 15, "counter": 15, "bank": 10}
-REBATE_CHANNELS = ("app", "alipay", "wechat")
 
 
 class HouseholdMoney:
@@ -27,6 +26,7 @@ class HouseholdMoney:
     end: int
     ten: Tenancy
     wallet: Wallet
+    money: WalletRules
     policy: str
     pays: list[tuple[int, int, str, dict[str, Any]]]
     pay_no: int
@@ -101,19 +101,20 @@ class HouseholdMoney:
         """A top-up amount in fen that leaves the household comfortably in credit."""
         need = max(-self.wallet.available(), 0) // UNITS_PER_FEN + 5000
         if self.ten.role == "rebate":
-            amount = self.rng.choice((500, 600, 1000)) * 100
+            amount = self.rng.choice((10, 12, 20)) * self.money.rebate_minimum() // 10
         else:
             amount = self.rng.choice((50, 100, 100, 100, 150, 200, 200, 300, 500)) * 100
         return max(amount, -(-need // 5000) * 5000)
 
     def _channel(self) -> str:
         """A payment channel; until every channel has been seen once, an unused one."""
-        names = REBATE_CHANNELS if self.ten.role == "rebate" else tuple(CHANNEL_WEIGHTS)
+        rebate_channels = self.money.rebate_channels()
+        names = rebate_channels if self.ten.role == "rebate" else tuple(CHANNEL_WEIGHTS)
         unused = [name for name in names if name not in self.out.channels]
         if unused:
             return unused[0]
         if self.ten.role == "rebate":
-            return self.rng.choice(REBATE_CHANNELS)
+            return self.rng.choice(rebate_channels)
         return self.rng.choices(names, weights=list(CHANNEL_WEIGHTS.values()))[0]
 
     def _react(self, t: int, actions: list[str]) -> None:

@@ -16,15 +16,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from simulate.example_output import Line, Output, energy_text, fen_of
-from simulate.household_money import REBATE_CHANNELS, HouseholdMoney
+from simulate.household_money import HouseholdMoney
 from simulate.profiles import HouseholdLoad
 from simulate.scenarios import CUT_ROLES, REGISTER_MAX_WH, Premises, Tenancy, money_text
 from simulate.wallet import (
     DAY,
+    DEFAULT_RULES,
     LOCAL_OFFSET,
     UNITS_PER_FEN,
     Wallet,
-    in_window,
+    WalletRules,
     local_date,
     local_day,
 )
@@ -33,15 +34,23 @@ from simulate.wallet import (
 class PremisesRun(HouseholdMoney):
     """The simulation of one premises; iterate :meth:`lines` once."""
 
-    def __init__(self, prem: Premises, out: Output, end: int, *, probe: bool = False) -> None:
-        self.p, self.out, self.end, self.probe = prem, out, end, probe
+    def __init__(
+        self,
+        prem: Premises,
+        out: Output,
+        end: int,
+        *,
+        probe: bool = False,
+        money: WalletRules = DEFAULT_RULES,
+    ) -> None:
+        self.p, self.out, self.end, self.probe, self.money = prem, out, end, probe, money
         self.rng = random.Random(f"run:{prem.index}:{prem.register_wh}")
         self.meter_id, self.decimals = prem.meter_id, prem.decimals
         self.base, self.cum, self.a = prem.register_wh, 0, prem.tenancies[0].open_ts
         self.load: HouseholdLoad | None = None
         self._day, self._day_wh = -1, [0] * 96
         self.ten: Tenancy = prem.tenancies[0]
-        self.wallet = Wallet("", 0, 0, 0)
+        self.wallet = Wallet("", 0, 0, 0, money=money)
         self.policy, self.last_reg, self.last_ts = "", -1, 0
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.pays: list[tuple[int, int, str, dict[str, Any]]] = []
@@ -130,6 +139,7 @@ class PremisesRun(HouseholdMoney):
             ten.ytd_wh,
             local_day(ten.open_ts),
             auto_fen=ten.auto_fen,
+            money=self.money,
         )
         if ten.threshold_fen is not None:
             self.wallet.threshold = ten.threshold_fen * UNITS_PER_FEN
@@ -168,11 +178,11 @@ class PremisesRun(HouseholdMoney):
         if ten.auto_fen is not None:
             self.out.fact("auto_topup", ten.account_id)
         if ten.role == "rebate":
-            amount = self.rng.choice((500, 800, 1000, 2000)) * 100
+            amount = self.rng.choice((10, 16, 20, 40)) * self.money.rebate_minimum() // 10
             self._plan_pay(
                 self._later(ten.open_ts, 1800, 6 * 3600),
                 "topup",
-                {"amount": amount, "channel": self.rng.choice(REBATE_CHANNELS)},
+                {"amount": amount, "channel": self.rng.choice(self.money.rebate_channels())},
             )
             at = max(ten.open_ts + DAY, self.end - self.rng.randint(2, 3) * DAY)
             self._plan_pay(self._later(at, 0, 12 * 3600), "redeem", {})
@@ -346,10 +356,12 @@ class PremisesRun(HouseholdMoney):
             },
         )
         self.out.fact("move_out", ten.account_id)
-        self.wallet = Wallet("", 0, 0, 0)
+        self.wallet = Wallet("", 0, 0, 0, money=self.money)
 
 
-def choose_cut_opening(prem: Premises, end: int, rng: random.Random) -> None:
+def choose_cut_opening(
+    prem: Premises, end: int, rng: random.Random, money: WalletRules = DEFAULT_RULES
+) -> None:
     """Pick the opening balance so the overdraft runs out inside or outside the cut window.
 
     A dry run with an opening balance of 0 gives h(t) = cost so far − overdraft limit at each
@@ -358,7 +370,7 @@ def choose_cut_opening(prem: Premises, end: int, rng: random.Random) -> None:
     """
     ten = prem.tenancies[0]
     ten.opening_fen = 0
-    probe = PremisesRun(prem, Output(), end, probe=True)
+    probe = PremisesRun(prem, Output(), end, probe=True, money=money)
     for _ in probe.lines():
         pass
     low, high = ten.open_ts + 8 * 3600, end - 12 * 3600
@@ -367,7 +379,7 @@ def choose_cut_opening(prem: Premises, end: int, rng: random.Random) -> None:
         if h > peak:
             opening = -(-peak // UNITS_PER_FEN)
             if opening * UNITS_PER_FEN < h and low <= t <= high:
-                wanted = in_window(t) == (ten.cut_target == "cut_in")
+                wanted = money.in_window(t) == (ten.cut_target == "cut_in")
                 (best if wanted else fallback).append(opening)
             peak = h
     choices = best or fallback

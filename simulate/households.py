@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -20,19 +21,41 @@ from datetime import time as clock_time
 from decimal import Decimal
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from billing.clock import LOCAL_ZONE
+from billing.messages import ACCOUNTS, PAYMENTS
+from billing.outputs import NOTIFICATIONS
+from billing.rules import BillingRules
+from billing.tariffs import BUILTIN_PLANS
+from config.settings import Settings
 from ingest.clock import SimClock
 from ingest.registers import load_registry
-from sinks.kafka import JsonProducer
+from sinks.kafka import JsonProducer, assign, new_consumer, partitions_of
 
 log = logging.getLogger(__name__)
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
-# Opening balances cycle through four kinds of household: one about to get a low-balance
-# alert, one about to fall into arrears, one about to exhaust its overdraft, one comfortable.
-OPENING_BALANCES = (Decimal("21.00"), Decimal("2.00"), Decimal("-7.00"), Decimal("200.00"))
 TOPUP_AMOUNT = Decimal("100.00")
+
+
+def opening_balances(rules: BillingRules) -> tuple[Decimal, ...]:
+    """Four kinds of household, by the configured rules.
+
+    One about to get a low-balance alert, one about to fall into arrears, one about to
+    exhaust the smallest overdraft, one comfortable.
+    """
+    return (
+        rules.default_threshold + 1,
+        Decimal("2.00"),
+        -(rules.overdraft_min - 3),
+        rules.default_threshold * 10,
+    )
+
+
+def household_plans(rules: BillingRules) -> tuple[str, str]:
+    """A flat and a time-of-use plan of the configured catalog (built-in ids preferred)."""
+    plans = sorted(rules.plans.values(), key=lambda p: (p.plan_id not in BUILTIN_PLANS, p.plan_id))
+    flat = next(p.plan_id for p in plans if not p.is_tou)
+    tou = next((p.plan_id for p in plans if p.is_tou), flat)
+    return flat, tou
 
 
 def default_start(now: datetime | None = None, days_back: int = 28) -> datetime:
@@ -63,11 +86,15 @@ class SimulatedHouseholds:
     """The simulator, poller and executor processes plus the scripted households."""
 
     def __init__(
-        self, options: SimulationOptions, config: dict[str, str], prefix: str, state_dir: Path
+        self,
+        options: SimulationOptions,
+        settings: Settings,
+        config: dict[str, str],
+        state_dir: Path,
     ) -> None:
         self.options = options
+        self.settings = settings
         self.config = config
-        self.prefix = prefix
         self.state_dir = state_dir
         self.registry_path = state_dir / "meters.toml"
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -119,23 +146,28 @@ class SimulatedHouseholds:
 
     def _spawn(self, *args: str) -> None:
         log_file = (self.state_dir / f"{args[0]}.log").open("ab")
-        self.processes.append(subprocess.Popen([*WATTPAY, *args], stdout=log_file, stderr=log_file))  # noqa: S603
+        env = {**os.environ, **self.settings.child_environment()}  # same prefix and rules
+        self.processes.append(
+            subprocess.Popen([*WATTPAY, *args], stdout=log_file, stderr=log_file, env=env)  # noqa: S603
+        )
 
     def _open_accounts(self, meter_ids: list[str], start: datetime) -> None:
+        balances = opening_balances(self.settings.rules)
+        flat, tou = household_plans(self.settings.rules)
         with JsonProducer(self.config) as producer:
             for index, meter_id in enumerate(sorted(meter_ids)):
                 account_id = f"H{index + 1:04d}"
                 self.accounts[account_id] = meter_id
                 producer.send(
-                    self.prefix + "accounts",
+                    self.settings.topic(ACCOUNTS),
                     account_id,
                     {
                         "type": "open",
                         "account_id": account_id,
                         "meter_id": meter_id,
-                        "plan": "zhejiang-tou" if index % 3 == 2 else "zhejiang-tiered",
+                        "plan": tou if index % 3 == 2 else flat,
                         "ts": (start - timedelta(minutes=1)).isoformat(),
-                        "opening_balance": str(OPENING_BALANCES[index % len(OPENING_BALANCES)]),
+                        "opening_balance": str(balances[index % len(balances)]),
                         "phone": f"1380000{index + 1:04d}",
                         "locale": "zh-CN",
                     },
@@ -143,16 +175,9 @@ class SimulatedHouseholds:
 
     def _pay_when_cut(self) -> None:
         """Households top up ``pay_after`` simulated time after their supply is cut."""
-        topic = self.prefix + "notifications"
-        consumer = Consumer(
-            {
-                **self.config,
-                "group.id": "wattpay-simulated-households",
-                "enable.auto.commit": "false",
-            }
-        )
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        topic = self.settings.topic(NOTIFICATIONS)
+        consumer = new_consumer(self.config, "wattpay-simulated-households")
+        assign(consumer, ((topic, p, None) for p in partitions_of(consumer, topic)))
         due: dict[str, datetime] = {}
         paid: set[str] = set()
         with JsonProducer(self.config) as producer:
@@ -172,7 +197,7 @@ class SimulatedHouseholds:
                     if when <= now and key not in paid:
                         account_id = key.split("@", 1)[0]
                         producer.send(
-                            self.prefix + "payments",
+                            self.settings.topic(PAYMENTS),
                             account_id,
                             {
                                 "type": "topup",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from billing.rules import BillingRules
+from billing.tariffs import BUILTIN_PLANS
 from simulate.profiles import HouseholdLoad
 from simulate.wallet import DAY, LOCAL_OFFSET
 
@@ -58,8 +60,9 @@ PROFILE_SCALES: dict[str, tuple[int, int, int]] = {  # weight, scale range in hu
     "family": (25, 60, 125),
 }
 DISTRICTS = ("西湖区", "上城区", "拱墅区", "滨江区", "萧山区", "余杭区", "临平区", "钱塘区")
-REGISTER_MAX_WH = 1_000_000_000
+REGISTER_MAX_WH = int(BillingRules().register_max_kwh * 1000)  # where billing sees a rollover
 TIERED, TOU = "zhejiang-tiered", "zhejiang-tou"
+FIRST_TIER_WH = int(BUILTIN_PLANS[TIERED].tier_bounds[0] * 1000)
 
 
 @dataclass(slots=True)
@@ -276,7 +279,7 @@ def _plan_tenancy(
         doy = ((open_ts + LOCAL_OFFSET) // DAY - (day0 + LOCAL_OFFSET) // DAY) + _day_of_year(day0)
         ytd = doy * rng.randint(4_000, 14_000)
         if rng.random() < 0.2:
-            ytd = 2_760_000 - rng.randint(5, 60) * 1000
+            ytd = FIRST_TIER_WH - rng.randint(5, 60) * 1000
         tenancy.ytd_wh = ytd
         tenancy.extras["ytd_kwh"] = f"{ytd // 1000}.{ytd % 1000:03d}"
     return tenancy

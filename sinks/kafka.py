@@ -1,7 +1,10 @@
 """Every confluent-kafka call of wattpay: client settings, topics, a JSON producer, a reader.
 
-Messages are JSON objects in UTF-8 (SPEC S2): decimals as strings, timestamps as ISO-8601
-with their offset, keys as UTF-8 text (meter id or account id).
+Every client is made here: consumers by ``new_consumer``, producers by ``new_producer``,
+admin clients inside ``cluster_info`` and ``ensure_topics``; other modules use these and the
+small assignment helpers below and import nothing from confluent-kafka themselves. Messages
+are JSON objects in UTF-8 (``encode_json``): decimals as strings, timestamps as ISO-8601 with
+their offset, keys as UTF-8 text (meter id or account id).
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Consumer, Message, Producer and KafkaException are imported from here by the modules that
+# hold these clients or catch their errors, so that no other module imports confluent_kafka.
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -52,6 +57,100 @@ def kafka_config(settings: Settings) -> dict[str, str]:
     if not config["bootstrap.servers"]:
         raise ValueError("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
     return config
+
+
+def new_consumer(
+    config: Mapping[str, str],
+    group: str,
+    *,
+    end_of_partition: bool = False,
+    extra: Mapping[str, str] | None = None,
+) -> Consumer:
+    """A consumer in ``group`` that commits only when told and starts at the earliest offset.
+
+    Partitions are assigned by the caller (``assign``/``assign_committed``), never by a group
+    rebalance. ``end_of_partition`` reports reaching a partition's end as an error message
+    (``is_end_of_partition``). ``extra`` client settings override everything else.
+    """
+    return Consumer(
+        {
+            **config,
+            "group.id": group,
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": "true" if end_of_partition else "false",
+            **(extra or {}),
+        }
+    )
+
+
+def new_producer(config: Mapping[str, str], *, extra: Mapping[str, str] | None = None) -> Producer:
+    """A producer with a 5 ms linger; ``extra`` client settings override the config."""
+    return Producer({"linger.ms": "5", **config, **(extra or {})})
+
+
+def partitions_of(consumer: Consumer, topic: str, *, timeout: float = 10.0) -> list[int]:
+    """The topic's partition numbers in order; empty when the topic does not exist (yet)."""
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return []
+    return sorted(metadata.partitions)
+
+
+def assign(consumer: Consumer, starts: Iterable[tuple[str, int, int | None]]) -> None:
+    """Assign ``(topic, partition, offset)`` triples; an offset of None means the beginning."""
+    consumer.assign(
+        [
+            TopicPartition(topic, partition, OFFSET_BEGINNING if offset is None else offset)
+            for topic, partition, offset in starts
+        ]
+    )
+
+
+def assign_committed(
+    consumer: Consumer, topic: str, partitions: Sequence[int], *, timeout: float = 10.0
+) -> None:
+    """Assign ``partitions`` at the group's committed offsets (the beginning where none)."""
+    committed = consumer.committed(
+        [TopicPartition(topic, p) for p in partitions], timeout=max(timeout, 0.1)
+    )
+    assign(
+        consumer, ((topic, tp.partition, tp.offset if tp.offset >= 0 else None) for tp in committed)
+    )
+
+
+def assign_at_end(consumer: Consumer, topic: str, partitions: Sequence[int]) -> None:
+    """Assign ``partitions`` at their current end: only messages produced from now are read."""
+    ends = []
+    for partition in partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        ends.append((topic, partition, high))
+    assign(consumer, ends)
+
+
+def commit_positions(consumer: Consumer, positions: Mapping[tuple[str, int], int]) -> None:
+    """Commit the next offset to read for each ``(topic, partition)``, synchronously."""
+    consumer.commit(
+        offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()], asynchronous=False
+    )
+
+
+def committed_offsets(
+    config: Mapping[str, str], group: str, topic: str, *, timeout: float = 10.0
+) -> dict[int, int]:
+    """The next offset ``group`` has committed per partition of ``topic`` (if it has one)."""
+    consumer = new_consumer(config, group)
+    try:
+        partitions = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
+        committed = consumer.committed(partitions, timeout=timeout) if partitions else []
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+
+
+def is_end_of_partition(error: KafkaError) -> bool:
+    """True for the end-of-partition marker (not a failure)."""
+    return error.code() == KafkaError._PARTITION_EOF
 
 
 def topic_names(
@@ -174,7 +273,7 @@ class JsonProducer:
     def send(self, topic: str, key: str | None, value: Mapping[str, Any]) -> None:
         """Queue one message; the key is UTF-8 text (meter or account id)."""
         if self._producer is None:
-            self._producer = Producer(self.config)
+            self._producer = new_producer(self.config)
         payload = encode_json(value)
         raw_key = key.encode("utf-8") if key is not None else None
         while True:
@@ -224,50 +323,36 @@ def consume_json(
     starts at once. A value that is not UTF-8 JSON raises ``ValueError``.
     """
     deadline = time.monotonic() + timeout
-    consumer = Consumer(
-        {
-            "fetch.wait.max.ms": "50",
-            **config,
-            "group.id": group or f"wattpay-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "enable.partition.eof": "true",
-            "auto.offset.reset": "earliest",
-        }
+    consumer = new_consumer(
+        {"fetch.wait.max.ms": "50", **config},
+        group or f"wattpay-reader-{uuid.uuid4().hex}",
+        end_of_partition=True,
+        extra={"enable.auto.offset.store": "false"},
     )
     try:
         partitions = _wait_for_partitions(consumer, topic, deadline, wait=max_messages is not None)
         if not partitions:
             return []
         if group:
-            starts = consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 0.1))
+            assign_committed(consumer, topic, partitions, timeout=deadline - time.monotonic())
         else:
-            starts = partitions
-        consumer.assign([TopicPartition(topic, p.partition, _start(p.offset)) for p in starts])
+            assign(consumer, ((topic, p, None) for p in partitions))
         pairs, positions = _read(consumer, len(partitions), deadline, max_messages)
         if group and positions:
-            consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in positions.items()],
-                asynchronous=False,
-            )
+            commit_positions(consumer, {(topic, p): o for p, o in positions.items()})
         return pairs
     finally:
         consumer.close()
 
 
-def _start(committed: int) -> int:
-    return committed if committed >= 0 else OFFSET_BEGINNING
-
-
 def _wait_for_partitions(
     consumer: Consumer, topic: str, deadline: float, *, wait: bool
-) -> list[TopicPartition]:
+) -> list[int]:
     """The topic's partitions; an absent topic is waited for only when ``wait`` is set."""
     while True:
-        remaining = max(deadline - time.monotonic(), 0.1)
-        metadata = consumer.list_topics(topic, timeout=remaining).topics.get(topic)
-        if metadata is not None and metadata.error is None and metadata.partitions:
-            return [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        partitions = partitions_of(consumer, topic, timeout=max(deadline - time.monotonic(), 0.1))
+        if partitions:
+            return partitions
         if not wait or time.monotonic() >= deadline:
             return []
         time.sleep(0.1)
@@ -293,7 +378,7 @@ def _read(
             continue
         error = message.error()
         if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+            if not is_end_of_partition(error):
                 raise KafkaException(error)
             at_end.add(message.partition())
             if max_messages is None and len(at_end) == partition_count:

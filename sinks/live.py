@@ -7,15 +7,14 @@ epoch ends (its snapshot), so a recovery snapshot never runs ahead of what reach
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from zlib import adler32
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import KafkaException, Producer
 
 from billing.outputs import Row, TopicMessage
 from sinks.facts import encode_fact
+from sinks.kafka import KafkaException, encode_json, new_producer
 
 FACTS = "facts"
 SINK_PARTITIONS = 4
@@ -25,7 +24,7 @@ class _Producing(StatefulSinkPartition[object, None]):
     """One producer; items are encoded by the owning sink's ``encode``."""
 
     def __init__(self, config: Mapping[str, str], encode: object) -> None:
-        self._producer = Producer({**config, "linger.ms": "5"})
+        self._producer = new_producer(config)
         self._encode = encode
         self._errors: list[str] = []
 
@@ -76,17 +75,17 @@ class _KafkaSink(FixedPartitionedSink[object, None]):
 class KafkaMessageSink(_KafkaSink):
     """Notifications, meter commands, payment requests and the DLQ, on their topics.
 
-    Takes ``(topic, TopicMessage)`` pairs as the billing flow emits them.
+    Takes ``(topic, TopicMessage)`` pairs as the billing flow emits them; the logical topic
+    names of the messages get the configured ``prefix``.
     """
 
-    def __init__(self, config: Mapping[str, str], prefix: str = "wattpay.") -> None:
+    def __init__(self, config: Mapping[str, str], prefix: str) -> None:
         super().__init__(config)
         self.prefix = prefix
 
     def encode(self, item: object) -> tuple[str, str, bytes]:
         message = item if isinstance(item, TopicMessage) else item[1]  # type: ignore[index]
-        value = json.dumps(message.value, ensure_ascii=False).encode("utf-8")
-        return self.prefix + message.topic, message.key, value
+        return self.prefix + message.topic, message.key, encode_json(message.value)
 
 
 class KafkaFactSink(_KafkaSink):
@@ -95,7 +94,7 @@ class KafkaFactSink(_KafkaSink):
     Takes ``(key, Row)`` pairs.
     """
 
-    def __init__(self, config: Mapping[str, str], prefix: str = "wattpay.") -> None:
+    def __init__(self, config: Mapping[str, str], prefix: str) -> None:
         super().__init__(config)
         self.topic = prefix + FACTS
 

@@ -14,11 +14,16 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from sinks import schema
 from sinks.clickhouse import ClickHouseError, ClickHouseStore
 from sinks.facts import decode_fact
+from sinks.kafka import (
+    Consumer,
+    assign_committed,
+    is_end_of_partition,
+    new_consumer,
+    partitions_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +69,14 @@ class Loader:
         Draining takes at most ``drain_seconds``; the last batch is written and committed
         before returning.
         """
-        consumer = Consumer(
-            {
-                **self.config,
-                "group.id": self.group,
-                "enable.auto.commit": "false",
-                "enable.partition.eof": "true",
-                "auto.offset.reset": "earliest",
-            }
-        )
+        consumer = new_consumer(self.config, self.group, end_of_partition=True)
         # Static assignment with committed offsets: no group rebalancing to wait for, and
         # the committed position is still the one source of truth across restarts.
-        metadata = consumer.list_topics(self.topic, timeout=10)
-        partitions = [TopicPartition(self.topic, p) for p in metadata.topics[self.topic].partitions]
-        committed = consumer.committed(partitions, timeout=10)
-        consumer.assign(
-            [
-                TopicPartition(
-                    self.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                )
-                for tp in committed
-            ]
-        )
+        partitions = partitions_of(consumer, self.topic)
+        if not partitions:
+            consumer.close()
+            raise RuntimeError(f"topic {self.topic} does not exist")
+        assign_committed(consumer, self.topic, partitions)
         self._pending: dict[str, list[tuple[object, ...]]] = defaultdict(list)
         self._count = 0
         self._oldest = 0.0
@@ -100,7 +91,7 @@ class Loader:
                 for message in consumer.consume(2000, 0.2):
                     error = message.error()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
+                        if is_end_of_partition(error):
                             at_end.add(message.partition())
                         else:
                             log.warning("facts topic: %s", error)

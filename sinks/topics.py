@@ -42,7 +42,7 @@ class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
 class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
     """Writes each output topic to ``directory/<prefix><topic>.jsonl``."""
 
-    def __init__(self, directory: Path, prefix: str = "wattpay.") -> None:
+    def __init__(self, directory: Path, prefix: str) -> None:
         self.directory = directory
         self.prefix = prefix
 
@@ -59,6 +59,6 @@ class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
         return _TopicFilePartition(self.directory / f"{self.prefix}{for_part}.jsonl", resume_state)
 
 
-def topic_file(directory: Path, topic: str, prefix: str = "wattpay.") -> Path:
+def topic_file(directory: Path, topic: str, prefix: str) -> Path:
     """Where a replay writes one topic's messages."""
     return directory / f"{prefix}{topic}.jsonl"

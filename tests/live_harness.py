@@ -11,10 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from confluent_kafka import Producer
-
 from ingest.files import INPUT_FILES
-from sinks.kafka import consume_json, ensure_topics
+from sinks.kafka import consume_json, ensure_topics, new_producer
 from wattpay.broker import EmbeddedBroker, free_port
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
@@ -50,7 +48,7 @@ def produce_inputs(broker: EmbeddedBroker, directory: Path) -> int:
     """Publish a replay directory's files to the input topics, keyed as S2 says."""
     # murmur2 places keyless lines (bad input) on one partition, so every run of the same
     # files gives the same offsets, hence the same rejection ids.
-    producer = Producer({**broker.config, "linger.ms": "20", "partitioner": "murmur2"})
+    producer = new_producer(broker.config, extra={"linger.ms": "20", "partitioner": "murmur2"})
     count = 0
     for topic, name in INPUT_FILES.items():
         path = directory / name
@@ -187,13 +185,15 @@ class Instance:
         self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> dict:
+    def start(self, *extra: str, config: Path | None = None) -> dict:
+        """Start ``wattpay up`` (with settings file ``config`` if given) and wait for it."""
         state_file = self.work / ".wattpay" / "up.json"
         state_file.unlink(missing_ok=True)
         self.log = (self.work / "up.log").open("ab")
         self.process = subprocess.Popen(
             [
                 *WATTPAY,
+                *(["--config", str(config)] if config is not None else []),
                 "up",
                 "--clickhouse",
                 f"chdb://{self.work / 'clickhouse'}",

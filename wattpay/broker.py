@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import IO
 
-from confluent_kafka import KafkaException
-
-from sinks.kafka import cluster_info, ensure_topics
+from sinks.kafka import KafkaException, cluster_info, ensure_topics
 
 HOST = "127.0.0.1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

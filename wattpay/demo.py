@@ -11,14 +11,13 @@ import json
 import time
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from config.settings import Settings
 from simulate.households import SimulationOptions
+from sinks.kafka import assign, new_consumer, partitions_of
 from wattpay.broker import free_port
 from wattpay.up import Up, UpOptions
 
-WATCHED = ("wattpay.notifications", "wattpay.meter-command-results")
+WATCHED = ("notifications", "meter-command-results")
 GOAL = {"low_balance", "arrears", "disconnected", "reconnected"}
 
 
@@ -65,14 +64,9 @@ def run_demo(
         f"watching households (Ctrl-C to stop)",
         flush=True,
     )
-    consumer = Consumer({**up.config, "group.id": "wattpay-demo", "enable.auto.commit": "false"})
-    consumer.assign(
-        [
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            for topic in WATCHED
-            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ]
-    )
+    consumer = new_consumer(up.config, "wattpay-demo")
+    topics = [settings.topic(name) for name in WATCHED]
+    assign(consumer, ((topic, p, None) for topic in topics for p in partitions_of(consumer, topic)))
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
     try:

@@ -97,7 +97,7 @@ class Up:
         self._thread("billing-supervisor", self._supervise)
         if options.simulation is not None:
             self.households = SimulatedHouseholds(
-                options.simulation, self.config, self.settings.topic_prefix, options.state_dir
+                options.simulation, self.settings, self.config, options.state_dir
             )
             self.households.start()
         self._write_state()
@@ -152,7 +152,10 @@ class Up:
     def _start_billing(self) -> None:
         log_file = (self.options.state_dir / "billing.log").open("ab")
         self.billing = subprocess.Popen(  # noqa: S603
-            self.billing_command(), stdout=log_file, stderr=subprocess.STDOUT
+            self.billing_command(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.settings.child_environment()},
         )
         log_file.close()
         self.fresh_topics = False  # a restart of the child resumes from its snapshot

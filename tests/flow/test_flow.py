@@ -1,15 +1,18 @@
 """The billing flow gives the same results as the sequential reference, with 1 and 2 workers."""
 
+import json
 from collections import Counter
+from pathlib import Path
 
-import pytest
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from ingest.files import merged_envelopes
-from pipelines.billing import build_billing_flow
+from pipelines.billing import build_billing_flow, full_topic_names
+from sinks.topics import OUTPUT_TOPICS, TopicFileSink
+from tests.flow.conftest import RunFlow
 from tests.paths import CONFORMANCE
 
 
@@ -27,8 +30,7 @@ def canonical(outputs) -> Counter:
     return result
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_flow_matches_sequential_reference(workers: int) -> None:
+def test_flow_matches_sequential_reference(run_flow: RunFlow) -> None:
     rules = BillingRules()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
     rows: list = []
@@ -39,16 +41,13 @@ def test_flow_matches_sequential_reference(workers: int) -> None:
         rows=TestingSink(rows),
         messages=TestingSink(messages),
     )
-    if workers == 1:
-        run_main(flow)
-    else:
-        cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    expected = canonical(run_sequential(envelopes, rules))
+    run_flow(flow)
+    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
     assert canonical(rows + messages) == expected
     assert sum(1 for _, r in rows if r.table == "daily_usage") == 92
 
 
-def test_account_rows_follow_day_closes_without_end_of_input() -> None:
+def test_account_rows_follow_day_closes_without_end_of_input(run_flow: RunFlow) -> None:
     """Live mode never reaches end of input: the accounts table must still follow the ledger."""
     rules = BillingRules()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
@@ -60,7 +59,7 @@ def test_account_rows_follow_day_closes_without_end_of_input() -> None:
         messages=TestingSink([]),
         close_at_eof=False,
     )
-    run_main(flow)
+    run_flow(flow)
     latest: dict = {}
     balances: dict = {}
     for _, row in rows:
@@ -73,3 +72,26 @@ def test_account_rows_follow_day_closes_without_end_of_input() -> None:
     assert balances
     for account_id, balance in balances.items():
         assert latest[account_id]["balance"] == balance, account_id
+
+
+def test_a_configured_prefix_names_every_topic_the_flow_writes(
+    run_flow: RunFlow, tmp_path: Path
+) -> None:
+    """With prefix ``acme.`` topic files and rejections name ``acme.*`` topics only."""
+    envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
+    rows: list = []
+    flow = build_billing_flow(
+        BillingRules(),
+        source=TestingSource(envelopes),
+        rows=TestingSink(rows),
+        messages=TopicFileSink(tmp_path, "acme."),
+        topic_prefix="acme.",
+    )
+    run_flow(flow)
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == [f"acme.{topic}.jsonl" for topic in sorted(OUTPUT_TOPICS)]
+    rejected = [row.values["topic"] for _, row in rows if row.table == "rejected"]
+    dlq = [json.loads(line)["topic"] for line in (tmp_path / "acme.dlq.jsonl").open()]
+    assert rejected and sorted(rejected) == sorted(dlq)
+    assert {topic.split(".", 1)[0] for topic in rejected} == {"acme"}
+    assert "acme.readings" in rejected

@@ -3,12 +3,13 @@
 import json
 from collections import Counter
 
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from billing.rules import BillingRules
 from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow
 from sinks.metrics import create_metrics
+from tests.flow.conftest import RunFlow
 from tests.paths import CONFORMANCE
 
 
@@ -17,7 +18,7 @@ def sample(metrics, name: str, labels: dict[str, str] | None = None) -> float:
     return value or 0.0
 
 
-def test_messages_in_equal_applied_plus_rejected_per_topic() -> None:
+def test_messages_in_equal_applied_plus_rejected_per_topic(run_flow: RunFlow) -> None:
     metrics = create_metrics()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
     flow = build_billing_flow(
@@ -27,7 +28,7 @@ def test_messages_in_equal_applied_plus_rejected_per_topic() -> None:
         messages=TestingSink([]),
         metrics=metrics,
     )
-    run_main(flow)
+    run_flow(flow)
     expected = json.loads((CONFORMANCE / "sample1" / "expected.json").read_text())
     rejected = Counter(
         (r["topic"].removeprefix("wattpay."), r["reason"]) for r in expected["rejected"]

@@ -2,7 +2,8 @@
 
 Households run low, fall into arrears, are cut (the relay opens and the register stops),
 top up, and are reconnected (the relay closes and consumption resumes), all on the real
-broker, the real Modbus TCP simulator, the poller, billing and the relay executor.
+broker, the real Modbus TCP simulator, the poller, billing and the relay executor. The
+settings file names topic prefix ``acme.``: every process of the loop must honour it.
 """
 
 import json
@@ -12,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from sinks.kafka import consume_json
+from sinks.kafka import cluster_info, consume_json
 from tests.live_harness import Instance, wait_until
 
 pytestmark = pytest.mark.live
@@ -21,8 +22,10 @@ METERS = 4  # households H0001…H0004: low balance, arrears, overdraft exhauste
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    settings = tmp_path_factory.mktemp("settings") / "acme.toml"  # not in the working directory
+    settings.write_text('[kafka]\ntopic_prefix = "acme."\n', encoding="utf-8")
     running = Instance(tmp_path_factory.mktemp("loop"))
-    running.start("--simulate", str(METERS), "--speed", "1440")
+    running.start("--simulate", str(METERS), "--speed", "1440", config=settings)
     yield running
     running.stop()
 
@@ -45,7 +48,7 @@ def test_households_are_cut_and_reconnected_and_their_meters_follow(loop: Instan
         v
         for _, v in consume_json(
             {"bootstrap.servers": loop.state["brokers"]},
-            "wattpay.meter-command-results",
+            "acme.meter-command-results",
             timeout=20,
         )
     ]
@@ -86,3 +89,6 @@ def test_households_are_cut_and_reconnected_and_their_meters_follow(loop: Instan
     )
     assert topups and Decimal(topups[0]["amount"]) == Decimal("100.00")
     assert Decimal(json.loads(back["data"])["available"]) > 0
+    topics = cluster_info({"bootstrap.servers": loop.state["brokers"]}).topics
+    assert {"acme.readings", "acme.meter-commands", "acme.facts"} <= set(topics)
+    assert not [name for name in topics if name.startswith("wattpay.")]

@@ -17,15 +17,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from billing.clock import LOCAL_ZONE
 from ingest.clock import SimClock
 from ingest.meter_bus import EXECUTOR_GROUP, KafkaPublisher, run_executor
 from ingest.modbus import ModbusClient
-from ingest.poller import READINGS_TOPIC, Poller
+from ingest.poller import Poller
 from simulate.simulator import Simulator
-from sinks.kafka import JsonProducer, consume_json, ensure_topics
+from sinks.kafka import JsonProducer, committed_offsets, consume_json, ensure_topics
 from tests.paths import REPO
 from wattpay.broker import EmbeddedBroker
 
@@ -34,6 +33,7 @@ FAST = 3600.0  # one simulated hour per real second
 COMMANDS = "wattpay.meter-commands"
 RESULTS = "wattpay.meter-command-results"
 RESULTS_NAME = "meter-command-results"
+ACME_READINGS = "acme.readings"  # a configured prefix other than the default
 _TOPICS = ("readings", "meter-commands", RESULTS_NAME)
 ROOT = REPO
 
@@ -41,7 +41,7 @@ ROOT = REPO
 @pytest.fixture(scope="module")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as running:
-        ensure_topics(running.config, [READINGS_TOPIC, COMMANDS, RESULTS], partitions=3)
+        ensure_topics(running.config, [ACME_READINGS, COMMANDS, RESULTS], partitions=3)
         pid = running.pid
         yield running
     assert pid is not None
@@ -53,7 +53,7 @@ def client() -> ModbusClient:
     return ModbusClient(connections=4, timeout=0.3, retries=1, backoff=0.01)
 
 
-def test_poller_publishes_readings_that_read_back_with_the_same_kwh(
+def test_poller_publishes_readings_under_the_prefix_that_read_back_with_the_same_kwh(
     broker: EmbeddedBroker,
 ) -> None:
     async def scenario():
@@ -62,13 +62,13 @@ def test_poller_publishes_readings_that_read_back_with_the_same_kwh(
             meters = sim.registry().meters
             await modbus.write_relay(meters[0], False)  # frozen: its kWh is known exactly
             frozen = sim.meter(meters[0].meter_id).energy_kwh
-            with KafkaPublisher(broker.config) as publisher:
+            with KafkaPublisher(broker.config, "acme.") as publisher:
                 poller = Poller(meters, modbus, publisher, clock=clock)
                 readings = await poller.poll_round(START)
             return meters, frozen, readings
 
     meters, frozen, readings = asyncio.run(scenario())
-    consumed = consume_json(broker.config, READINGS_TOPIC, timeout=10)
+    consumed = consume_json(broker.config, ACME_READINGS, timeout=10)
     assert len(readings) == 3
     assert sorted(consumed, key=lambda kv: kv[0]) == [(r["meter_id"], r) for r in readings]
     model = meters[0].model
@@ -98,12 +98,7 @@ def _publish(config: dict[str, str], command: dict, topic: str = COMMANDS) -> No
 
 def _committed(config: dict[str, str]) -> int:
     """Commands committed by the executor's group, over every partition."""
-    consumer = Consumer({**config, "group.id": EXECUTOR_GROUP})
-    try:
-        offsets = consumer.committed([TopicPartition(COMMANDS, p) for p in range(3)], timeout=10)
-    finally:
-        consumer.close()
-    return sum(max(tp.offset, 0) for tp in offsets)
+    return sum(committed_offsets(config, EXECUTOR_GROUP, COMMANDS).values())
 
 
 def test_commands_switch_relays_and_report_results(broker: EmbeddedBroker) -> None:

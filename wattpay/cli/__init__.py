@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from urllib.request import urlopen
 
 from config.settings import SettingsError
+from wattpay.cli.common import add_command, examples_epilog
 from wattpay.cli.common import settings_from_args as _settings
 from wattpay.cli.live import add_live_commands
 from wattpay.cli.meters import add_meter_commands
@@ -52,6 +53,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             max_seconds=settings.batch_seconds,
         ),
         messages=TopicFileSink(out, settings.topic_prefix),
+        topic_prefix=settings.topic_prefix,
     )
     # Replay runs without recovery: one long epoch avoids snapshotting state for nothing.
     cli_main(flow, workers_per_process=args.workers, epoch_interval=timedelta(days=1))
@@ -142,6 +144,7 @@ def cmd_example(args: argparse.Namespace) -> int:
         days=args.days,
         seed=args.seed,
         start=start,
+        rules=_settings(args).rules,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -154,11 +157,39 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+wattpay bills prepaid electricity from meter readings and payments: it rates consumption on
+tiered and time-of-use tariffs, keeps every household's balance, warns when money runs low,
+cuts and restores supply, and keeps every figure in ClickHouse for analysis.
+
+Run "wattpay COMMAND --help" for the options and examples of one command."""
+
+EXAMPLES = """
+wattpay up --simulate 8       # the whole system, with 8 simulated meters
+wattpay demo                  # watch households run low, get cut off, pay, come back
+wattpay example data          # a month of example input, then ...
+wattpay replay data           # ... bill it
+wattpay topup H0001 100.00 --channel wechat
+wattpay sql "SELECT account_id, balance FROM accounts FINAL LIMIT 5"
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="wattpay", description=__doc__)
-    parser.add_argument("--config", help="TOML settings file (default: wattpay.toml if present)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="wattpay",
+        description=DESCRIPTION,
+        epilog=examples_epilog(EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML settings file (default: wattpay.toml if present; env WATTPAY_CONFIG)",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (see below)"
+    )
 
     def with_clickhouse(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
@@ -168,19 +199,69 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    replay = with_clickhouse(commands.add_parser("replay", help=cmd_replay.__doc__))
-    replay.add_argument("directory")
-    replay.add_argument("--workers", type=int, default=1, help="Bytewax worker threads")
+    replay = with_clickhouse(
+        add_command(
+            commands,
+            "replay",
+            "bill a directory of input files (accounts, payments, readings) into ClickHouse",
+            """
+            wattpay replay data                # reads data/*.jsonl, writes data/out/
+            wattpay replay data --workers 2 --quiet
+            wattpay replay data --clickhouse chdb:///tmp/wattpay-ch
+            """,
+            description="Run the billing over DIRECTORY/accounts.jsonl, payments.jsonl and "
+            "readings.jsonl (a missing file counts as empty), merged in time order, into "
+            "ClickHouse. Notifications, meter commands, payment requests and rejected lines "
+            "are written to DIRECTORY/out/, one JSON Lines file per topic.",
+        )
+    )
+    replay.add_argument("directory", help="directory holding the input files")
+    replay.add_argument(
+        "--workers", type=int, default=1, help="worker threads (default: %(default)s)"
+    )
     replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
     replay.set_defaults(handler=cmd_replay)
 
-    sql = with_clickhouse(commands.add_parser("sql", help=cmd_sql.__doc__))
-    sql.add_argument("query")
-    sql.add_argument("--endpoint", help="query endpoint of a running wattpay up (found by default)")
-    sql.add_argument("--format", choices=["csv", "json", "table"], default="table")
+    sql = with_clickhouse(
+        add_command(
+            commands,
+            "sql",
+            "run one read-only query on the billing tables and print the result",
+            """
+            wattpay sql "SELECT account_id, balance, status FROM accounts FINAL"
+            wattpay sql "SELECT day, sum(kwh) FROM daily_usage FINAL GROUP BY day" --format csv
+            wattpay sql "SELECT count() FROM rejected" --endpoint http://127.0.0.1:8124
+            """,
+            description="Run one read-only SELECT on the configured ClickHouse, or on the one "
+            "of a wattpay up running from this directory, and print the result.",
+        )
+    )
+    sql.add_argument("query", help="one SELECT statement (quote it for the shell)")
+    sql.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="query endpoint of a running wattpay up (default: found in .wattpay/up.json)",
+    )
+    sql.add_argument(
+        "--format",
+        choices=["csv", "json", "table"],
+        default="table",
+        help="output format: table, csv or json (default: %(default)s)",
+    )
     sql.set_defaults(handler=cmd_sql)
 
-    migrate = with_clickhouse(commands.add_parser("migrate", help=cmd_migrate.__doc__))
+    migrate = with_clickhouse(
+        add_command(
+            commands,
+            "migrate",
+            "create or upgrade the ClickHouse tables",
+            """
+            wattpay migrate
+            wattpay migrate --clickhouse http://wattpay@db.internal:8123/billing
+            wattpay migrate --cluster province > cluster.sql
+            """,
+        )
+    )
     migrate.add_argument(
         "--cluster",
         metavar="NAME",
@@ -192,17 +273,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(handler=cmd_migrate)
 
-    example = commands.add_parser("example", help=cmd_example.__doc__)
-    example.add_argument("directory")
-    example.add_argument("--households", type=int, default=300)
-    example.add_argument("--days", type=int, default=30)
-    example.add_argument("--seed", type=int, default=1)
-    example.add_argument("--start", help="first day (YYYY-MM-DD)")
+    example = add_command(
+        commands,
+        "example",
+        "write a realistic example input set built from real household load profiles",
+        """
+        wattpay example data                         # 300 households, 30 days
+        wattpay example small --households 20 --days 7 --seed 2
+        wattpay example march --start 2026-03-02
+        """,
+        description="Write accounts.jsonl, payments.jsonl and readings.jsonl for a small town "
+        "of prepaid households: top-ups, rebates, auto top-ups, arrears, cuts, move-outs and "
+        "a sprinkle of bad lines. The same options always give the same bytes.",
+    )
+    example.add_argument("directory", help="where to write the three files")
+    example.add_argument(
+        "--households", type=int, default=300, help="how many households (default: %(default)s)"
+    )
+    example.add_argument(
+        "--days", type=int, default=30, help="how many days of readings (default: %(default)s)"
+    )
+    example.add_argument(
+        "--seed", type=int, default=1, help="another seed, another town (default: %(default)s)"
+    )
+    example.add_argument(
+        "--start", metavar="YYYY-MM-DD", help="first day (default: a Monday chosen by the seed)"
+    )
     example.set_defaults(handler=cmd_example)
 
     add_live_commands(commands)
 
-    config = commands.add_parser("config", help=cmd_config.__doc__)
+    config = add_command(
+        commands,
+        "config",
+        "check the configuration and print it with secrets masked",
+        """
+        wattpay config
+        wattpay --config /etc/wattpay.toml config --check
+        WATTPAY_TOPIC_PREFIX=acme. wattpay config
+        """,
+    )
     config.add_argument("--check", action="store_true", help="validate and print (the default)")
     config.set_defaults(handler=cmd_config)
     add_publish_commands(commands)

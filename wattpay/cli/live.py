@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipelines.recovery import ensure_recovery_dir
+from wattpay.cli.common import add_command
 from wattpay.cli.common import settings_from_args as _settings
 
 DEFAULT_RECOVERY = ".wattpay/recovery"
@@ -104,18 +105,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_live_commands(commands: argparse._SubParsersAction) -> None:
-    """Register ``up``, ``billing`` and ``load`` on the main parser."""
-    up = commands.add_parser("up", help=cmd_up.__doc__)
-    up.add_argument("--brokers", metavar="HOST:PORT,…", help="an external Kafka cluster")
-    up.add_argument("--clickhouse", metavar="DSN")
-    up.add_argument("--state-dir", default=".wattpay")
-    up.add_argument("--host", default="127.0.0.1", help="address the endpoints bind to")
-    up.add_argument("--query-port", type=int, default=8124)
-    up.add_argument("--metrics-port", type=int, default=9464)
-    up.add_argument("--billing-metrics-port", type=int, default=9465)
-    up.add_argument("--partitions", type=int, default=4)
-    up.add_argument("-w", "--workers", type=int, default=1)
-    up.add_argument("--epoch-seconds", type=float, default=2.0)
+    """Register ``up``, ``demo``, ``billing`` and ``load`` on the main parser."""
+    up = add_command(
+        commands,
+        "up",
+        "run the whole system on this machine until Ctrl-C",
+        """
+        wattpay up                                 # embedded Kafka and ClickHouse in .wattpay/
+        wattpay up --simulate 8 --speed 720        # with 8 simulated meters, a day in 2 minutes
+        wattpay up --brokers kafka1:9092 --clickhouse http://wattpay@db:8123/billing
+        """,
+        description="Run Kafka (embedded unless --brokers), the live billing, the ClickHouse "
+        "loader, the query endpoint and the metrics endpoints on this machine until Ctrl-C. "
+        "Other wattpay commands started from the same directory find it by themselves.",
+    )
+    up.add_argument(
+        "--brokers", metavar="HOST:PORT,…", help="use this Kafka cluster, not an embedded one"
+    )
+    up.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb:///dir or http(s)://user@host:8123/db (env WATTPAY_CLICKHOUSE_DSN)",
+    )
+    up.add_argument(
+        "--state-dir",
+        default=".wattpay",
+        metavar="DIR",
+        help="logs, recovery snapshots and up.json (default: %(default)s)",
+    )
+    up.add_argument(
+        "--host", default="127.0.0.1", help="address the endpoints bind to (default: %(default)s)"
+    )
+    up.add_argument(
+        "--query-port", type=int, default=8124, help="query endpoint port (default: %(default)s)"
+    )
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        help="metrics port of the loader and account counts (default: %(default)s)",
+    )
+    up.add_argument(
+        "--billing-metrics-port",
+        type=int,
+        default=9465,
+        help="metrics port of the billing process (default: %(default)s)",
+    )
+    up.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="partitions of each topic created here (default: %(default)s)",
+    )
+    up.add_argument(
+        "-w", "--workers", type=int, default=1, help="billing worker threads (default: %(default)s)"
+    )
+    up.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=2.0,
+        help="seconds between recovery snapshots (default: %(default)s)",
+    )
     up.add_argument(
         "--simulate",
         type=int,
@@ -127,40 +177,123 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
         "--speed",
         type=float,
         default=360.0,
-        help="simulated seconds per real second (360: a day in 4 minutes)",
+        help="simulated seconds per real second (default: %(default)s, a day in 4 minutes)",
     )
-    up.add_argument("--sim-start", help="simulated start time (ISO with offset)")
+    up.add_argument(
+        "--sim-start",
+        metavar="TIME",
+        help="simulated start time, ISO-8601 with offset (default: a Monday 4 weeks ago)",
+    )
     up.set_defaults(handler=cmd_up)
 
-    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
-    demo.add_argument("--clickhouse", metavar="DSN")
-    demo.add_argument("--state-dir", default=".wattpay/live-demo")
-    demo.add_argument("--meters", type=int, default=8)
-    demo.add_argument("--speed", type=float, default=1440.0, help="simulated seconds per second")
-    demo.add_argument("--timeout", type=float, default=300.0, help="give up after (seconds)")
+    demo = add_command(
+        commands,
+        "demo",
+        "watch simulated households run low, get cut off, pay and come back",
+        """
+        wattpay demo
+        wattpay demo --meters 4 --speed 2880 --timeout 120
+        """,
+        description="Bring the system up with simulated meters and narrate alerts, cuts, "
+        "top-ups and reconnections as they happen; stop once a household has been cut off "
+        "and reconnected.",
+    )
+    demo.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb:///dir or http(s)://user@host:8123/db (env WATTPAY_CLICKHOUSE_DSN)",
+    )
+    demo.add_argument(
+        "--state-dir",
+        default=".wattpay/live-demo",
+        metavar="DIR",
+        help="logs and recovery snapshots (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--meters", type=int, default=8, help="simulated meters (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1440.0,
+        help="simulated seconds per real second (default: %(default)s, a day a minute)",
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up after this long (default: %(default)s)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
-    billing = commands.add_parser("billing", help=cmd_billing.__doc__)
-    billing.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
-    billing.add_argument("--recovery-dir", default=DEFAULT_RECOVERY)
-    billing.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
-    billing.add_argument("-i", "--process-id", type=int, default=None)
+    billing = add_command(
+        commands,
+        "billing",
+        "run the live billing on Kafka, resuming from its recovery snapshots",
+        """
+        wattpay billing --brokers kafka1:9092
+        wattpay billing --brokers kafka1:9092 -w 2 --metrics-port 9465
+        wattpay billing -i 0 -a "10.0.0.1:2101;10.0.0.2:2101"   # process 0 of two machines
+        """,
+        description="Read the accounts, payments and readings topics, bill them and publish "
+        "notifications, meter commands, payment requests, rejections and analytics facts. "
+        "After a crash it resumes from its last snapshot without losing or doubling anything.",
+    )
+    billing.add_argument(
+        "--brokers", metavar="HOST:PORT,…", help="Kafka bootstrap servers (env WATTPAY_BROKERS)"
+    )
+    billing.add_argument(
+        "--recovery-dir",
+        default=DEFAULT_RECOVERY,
+        metavar="DIR",
+        help="recovery snapshots (default: %(default)s)",
+    )
+    billing.add_argument(
+        "-w", "--workers", type=int, default=1, help="workers per process (default: %(default)s)"
+    )
+    billing.add_argument(
+        "-i", "--process-id", type=int, default=None, help="this process's index in --addresses"
+    )
     billing.add_argument(
         "-a", "--addresses", default=None, help="host:port;host:port of every process"
     )
     billing.add_argument(
-        "--epoch-seconds", type=float, default=2.0, help="snapshot interval (see BENCHMARKS.md)"
+        "--epoch-seconds",
+        type=float,
+        default=2.0,
+        help="seconds between recovery snapshots (default: %(default)s)",
     )
-    billing.add_argument("--metrics-port", type=int, default=0, help="Prometheus endpoint port")
-    billing.add_argument("--metrics-host", default="127.0.0.1")
+    billing.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics endpoint port (default: none)"
+    )
+    billing.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics endpoint binds to (default: %(default)s)",
+    )
     billing.add_argument(
         "--fresh-topics",
         action="store_true",
-        help="input topics were just created: read them from the start",
+        help="the input topics were just created: read them from the start",
     )
     billing.set_defaults(handler=cmd_billing)
 
-    load = commands.add_parser("load", help=cmd_load.__doc__)
-    load.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
-    load.add_argument("--clickhouse", metavar="DSN")
+    load = add_command(
+        commands,
+        "load",
+        "load the analytics facts from Kafka into ClickHouse until interrupted",
+        """
+        wattpay load --brokers kafka1:9092
+        wattpay load --brokers kafka1:9092 --clickhouse http://wattpay@db:8123/billing
+        """,
+    )
+    load.add_argument(
+        "--brokers", metavar="HOST:PORT,…", help="Kafka bootstrap servers (env WATTPAY_BROKERS)"
+    )
+    load.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb:///dir or http(s)://user@host:8123/db (env WATTPAY_CLICKHOUSE_DSN)",
+    )
     load.set_defaults(handler=cmd_load)

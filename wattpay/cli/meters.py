@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from wattpay.cli.common import add_command, examples_epilog
 from wattpay.cli.common import settings_from_args as _settings
 
 
@@ -140,10 +141,10 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
     # WATTPAY_BROKERS or a running `wattpay up`), else JSONL to the default directory.
     publisher: Publisher
     if settings.brokers and args.out is None:
-        publisher = KafkaPublisher(kafka_config(settings))
+        publisher = KafkaPublisher(kafka_config(settings), settings.topic_prefix)
         where = f"Kafka {settings.brokers} topic {settings.topic('readings')}"
     else:
-        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR)
+        publisher = JsonlPublisher(args.out or DEFAULT_INGEST_DIR, settings.topic_prefix)
         where = f"{args.out or DEFAULT_INGEST_DIR}/{settings.topic('readings')}.jsonl"
     print(f"wattpay ingest modbus: publishing readings to {where}", file=sys.stderr)
     poll_stats = PollStats()
@@ -158,7 +159,6 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
                 registry.meters,
                 client,
                 publisher,
-                topic=settings.topic("readings"),
                 interval=args.interval,
                 clock=clock,
                 stats=poll_stats,
@@ -227,57 +227,167 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 
 def add_meter_commands(commands: argparse._SubParsersAction) -> None:
-    """``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute`` (S13)."""
+    """``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute``."""
     from ingest.registers import MAX_UNIT_ID, MODELS
 
     def with_clock(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--start", type=_start_time, help="simulated start time (ISO-8601)")
+        sub.add_argument(
+            "--start",
+            type=_start_time,
+            metavar="TIME",
+            help="simulated start time, ISO-8601 (no offset: billing time zone)",
+        )
         sub.add_argument("--speed", type=float, help="simulated seconds per real second")
         sub.add_argument(
             "--anchor", type=float, help="Unix time at which the simulated clock reads --start"
         )
         return sub
 
-    simulate = with_clock(commands.add_parser("simulate", help=cmd_simulate.__doc__))
-    simulate.add_argument("--meters", type=int, default=10, help="how many meters (default 10)")
-    simulate.add_argument("--model", choices=sorted(MODELS), default="sdm120")
-    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    simulate.add_argument("--port", type=int, default=5020, help="first TCP port (0: any free)")
-    simulate.add_argument(
-        "--units-per-port", type=int, default=MAX_UNIT_ID, help="unit ids per port (≤ 247)"
+    simulate = with_clock(
+        add_command(
+            commands,
+            "simulate",
+            "serve simulated meters over Modbus TCP, consuming like real households",
+            """
+            wattpay simulate --meters 10 --registry-out meters.toml
+            wattpay simulate --meters 500 --port 0 --speed 360 --registry-out meters.toml
+            wattpay simulate --model ddsu666 --no-relay --duration 60
+            """,
+            description="Serve simulated electricity meters over Modbus TCP. Each follows a "
+            "real household load profile on a simulated clock; opening its relay stops the "
+            "consumption. The registry it writes is what ingest modbus and execute read.",
+        )
     )
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--relay", default="coil:0", help="relay coil of every meter")
-    simulate.add_argument("--no-relay", action="store_true", help="meters without a relay")
-    simulate.add_argument("--registry-out", type=Path, help="write the meter registry here")
-    simulate.add_argument("--duration", type=float, help="stop after this many real seconds")
     simulate.add_argument(
-        "--latency-ms", type=float, default=0.0, help="delay every answer (gateway round trip)"
+        "--meters", type=int, default=10, help="how many meters (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="sdm120",
+        help="meter model and register map (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--port",
+        type=int,
+        default=5020,
+        help="first TCP port, 0 for any free one (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--units-per-port",
+        type=int,
+        default=MAX_UNIT_ID,
+        help="Modbus unit ids per port, at most 247 (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=1, help="another seed, other households (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--relay", default="coil:0", help="relay coil of every meter (default: %(default)s)"
+    )
+    simulate.add_argument("--no-relay", action="store_true", help="meters without a relay")
+    simulate.add_argument(
+        "--registry-out", type=Path, metavar="FILE", help="write the meter registry (TOML) here"
+    )
+    simulate.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after this many real seconds"
+    )
+    simulate.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every answer, like a gateway round trip (default: %(default)s)",
     )
     simulate.set_defaults(handler=cmd_simulate, speed=1.0)
 
-    ingest = commands.add_parser("ingest", help="read meters and publish their readings")
-    sources = ingest.add_subparsers(dest="source", required=True)
-    modbus = with_clock(sources.add_parser("modbus", help=cmd_ingest_modbus.__doc__))
-    modbus.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
+    ingest = commands.add_parser(
+        "ingest",
+        help="read meters and publish their readings",
+        description="Read meters and publish their readings.",
+        epilog=examples_epilog(
+            """
+            wattpay ingest modbus --registry meters.toml
+            wattpay ingest modbus --help
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sources = ingest.add_subparsers(
+        dest="source", required=True, metavar="SOURCE", help="where the readings come from"
+    )
+    modbus = with_clock(
+        add_command(
+            sources,
+            "modbus",
+            "poll Modbus meters listed in a registry and publish their readings",
+            """
+            wattpay ingest modbus --registry meters.toml                   # to Kafka or wattpay up
+            wattpay ingest modbus --registry meters.toml --interval 1m --rounds 3 --out readings
+            wattpay ingest modbus --registry meters.csv --brokers kafka1:9092 --metrics-port 9466
+            """,
+            description="Poll every meter of the registry once per interval (on the clock, "
+            "from local midnight) and publish the readings to the readings topic, or to "
+            "JSON Lines files with --out. A meter that does not answer is skipped and counted.",
+        )
+    )
+    modbus.add_argument(
+        "--registry", required=True, type=Path, metavar="FILE", help="the meters: TOML or CSV"
+    )
     modbus.add_argument(
         "--interval",
         type=_duration,
         default=timedelta(minutes=15),
-        help="round length on the clock grid from local midnight (e.g. 15m, 30s)",
+        help="round length on the clock grid from local midnight, e.g. 15m or 30s (default 15m)",
     )
     modbus.add_argument("--rounds", type=int, help="stop after this many rounds")
-    modbus.add_argument("--metrics-port", type=int, default=0, help="Prometheus endpoint port")
     modbus.add_argument(
-        "--out", type=Path, help=f"write JSONL here instead of Kafka (default {DEFAULT_INGEST_DIR})"
+        "--metrics-port", type=int, default=0, help="metrics endpoint port (default: none)"
     )
-    modbus.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
-    execute = commands.add_parser("execute", help=cmd_execute.__doc__)
-    execute.add_argument("--registry", required=True, type=Path, help="meters: TOML or CSV")
-    execute.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
+    modbus.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"write JSON Lines here instead of Kafka (without brokers: {DEFAULT_INGEST_DIR})",
+    )
+    modbus.add_argument(
+        "--brokers", metavar="HOST:PORT,…", help="Kafka bootstrap servers (env WATTPAY_BROKERS)"
+    )
+    execute = add_command(
+        commands,
+        "execute",
+        "switch meter relays for the meter commands on Kafka and publish the outcomes",
+        """
+        wattpay execute --registry meters.toml                 # next to a running wattpay up
+        wattpay execute --registry meters.csv --brokers kafka1:9092 --timeout 2
+        """,
+        description="Read the meter-commands topic, open or close each meter's relay over "
+        "Modbus, read it back, and publish the outcome to the meter-command-results topic. "
+        "SIGTERM finishes the commands in hand first.",
+    )
+    execute.add_argument(
+        "--registry", required=True, type=Path, metavar="FILE", help="the meters: TOML or CSV"
+    )
+    execute.add_argument(
+        "--brokers", metavar="HOST:PORT,…", help="Kafka bootstrap servers (env WATTPAY_BROKERS)"
+    )
     for sub in (modbus, execute):
-        sub.add_argument("--connections", type=int, default=4, help="per host:port")
-        sub.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
-        sub.add_argument("--retries", type=int, default=2, help="further attempts per request")
+        sub.add_argument(
+            "--connections",
+            type=int,
+            default=4,
+            help="connections per meter host:port (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--timeout", type=float, default=1.0, help="seconds per request (default: %(default)s)"
+        )
+        sub.add_argument(
+            "--retries",
+            type=int,
+            default=2,
+            help="further attempts per request (default: %(default)s)",
+        )
     modbus.set_defaults(handler=cmd_ingest_modbus)
     execute.set_defaults(handler=cmd_execute)

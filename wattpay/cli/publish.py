@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 
 from config.settings import Settings
+from wattpay.cli.common import add_command
 from wattpay.cli.common import settings_from_args as _settings
 
 PUBLISH_TIMEOUT = 15.0
@@ -130,42 +131,119 @@ def cmd_account(args: argparse.Namespace) -> int:
 
 
 def add_publish_commands(commands: argparse._SubParsersAction) -> None:
-    """``wattpay topup`` and ``wattpay account open|close|update`` (S2 inputs, S11)."""
+    """``wattpay topup`` and ``wattpay account open|close|update``."""
 
     def with_brokers(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--brokers", metavar="HOST:PORT,…", help="env WATTPAY_BROKERS")
-        sub.add_argument("--ts", help="ISO-8601 with offset (default: now, billing time zone)")
         sub.add_argument(
-            "--timeout", type=float, default=PUBLISH_TIMEOUT, help="seconds to wait for delivery"
+            "--brokers",
+            metavar="HOST:PORT,…",
+            help="Kafka bootstrap servers (env WATTPAY_BROKERS; default: a running wattpay up)",
+        )
+        sub.add_argument(
+            "--ts",
+            metavar="TIME",
+            help="ISO-8601 time with offset (default: now in the billing time zone)",
+        )
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=PUBLISH_TIMEOUT,
+            metavar="SECONDS",
+            help="seconds to wait for delivery (default: %(default)s)",
         )
         return sub
 
-    topup = with_brokers(commands.add_parser("topup", help=cmd_topup.__doc__))
-    topup.add_argument("account")
+    topup = with_brokers(
+        add_command(
+            commands,
+            "topup",
+            "publish a top-up to the payments topic",
+            """
+            wattpay topup H0001 100.00
+            wattpay topup H0001 500.00 --channel alipay --payment-id PAY-20260302-0001
+            wattpay topup H0001 100.00 --ts 2026-03-02T09:30:00+08:00
+            """,
+            description="Check a top-up the way the billing would, then publish it to the "
+            "payments topic keyed by account and wait until Kafka confirms it. A refused "
+            "top-up is reported and nothing is published.",
+        )
+    )
+    topup.add_argument("account", help="account id")
     topup.add_argument("amount", help="yuan, a decimal such as 100.00")
-    topup.add_argument("--channel", default="app", help="app, alipay, wechat, bank or counter")
+    topup.add_argument(
+        "--channel",
+        default="app",
+        help="app, alipay, wechat, bank or counter (default: %(default)s)",
+    )
     topup.add_argument("--payment-id", help="idempotency id (default: a new unique id)")
     topup.add_argument("--request-id", help="the auto top-up request this payment answers")
     topup.set_defaults(handler=cmd_topup)
 
-    account = commands.add_parser("account", help=cmd_account.__doc__)
-    events = account.add_subparsers(dest="event", required=True)
-    opening = with_brokers(events.add_parser("open", help="open an account"))
-    opening.add_argument("account")
-    opening.add_argument("--meter", required=True)
-    opening.add_argument("--plan", required=True, help="e.g. zhejiang-tiered, zhejiang-tou")
-    opening.add_argument("--opening-balance", help="yuan (default 0.00)")
-    opening.add_argument("--ytd-kwh", help="kWh already used this tier year (default 0)")
-    update = with_brokers(events.add_parser("update", help="change an account's settings"))
-    update.add_argument("account")
+    account = add_command(
+        commands,
+        "account",
+        "publish an account event (open, update or close) to the accounts topic",
+        """
+        wattpay account open H0001 --meter SM00001 --plan zhejiang-tiered --opening-balance 50.00
+        wattpay account update H0001 --threshold 30.00 --auto-topup 100.00
+        wattpay account close H0001 --final-kwh 1234.567
+        """,
+    )
+    events = account.add_subparsers(
+        dest="event", required=True, metavar="EVENT", help="what happens to the account"
+    )
+    opening = with_brokers(
+        add_command(
+            events,
+            "open",
+            "open an account for a meter",
+            """
+            wattpay account open H0001 --meter SM00001 --plan zhejiang-tiered
+            wattpay account open H0002 --meter SM00002 --plan zhejiang-tou --opening-balance 100.00
+            """,
+        )
+    )
+    opening.add_argument("account", help="account id")
+    opening.add_argument("--meter", required=True, help="meter id")
+    opening.add_argument(
+        "--plan", required=True, help="tariff plan, e.g. zhejiang-tiered, zhejiang-tou"
+    )
+    opening.add_argument("--opening-balance", metavar="YUAN", help="yuan (default 0.00)")
+    opening.add_argument(
+        "--ytd-kwh", metavar="KWH", help="kWh already used this tier year (default 0)"
+    )
+    update = with_brokers(
+        add_command(
+            events,
+            "update",
+            "change an account's alert threshold, auto top-up, phone or locale",
+            """
+            wattpay account update H0001 --threshold 30.00
+            wattpay account update H0001 --auto-topup off
+            """,
+        )
+    )
+    update.add_argument("account", help="account id")
     for event in (opening, update):
-        event.add_argument("--threshold", help="low-balance alert threshold, yuan")
-        event.add_argument("--auto-topup", help="auto top-up amount in yuan, or 'off'")
-        event.add_argument("--phone")
-        event.add_argument("--locale", help="e.g. zh-CN")
-    opening.add_argument("--district")
-    opening.add_argument("--landlord")
-    close = with_brokers(events.add_parser("close", help="move-out settlement"))
-    close.add_argument("account")
-    close.add_argument("--final-kwh", help="a last register reading, kWh")
+        event.add_argument("--threshold", metavar="YUAN", help="low-balance alert threshold")
+        event.add_argument(
+            "--auto-topup", metavar="YUAN|off", help="auto top-up amount in yuan, or 'off'"
+        )
+        event.add_argument("--phone", help="mobile number for notifications")
+        event.add_argument("--locale", help="notification language, e.g. zh-CN")
+    opening.add_argument("--district", help="district, for reports")
+    opening.add_argument("--landlord", help="landlord id, for landlord reports")
+    close = with_brokers(
+        add_command(
+            events,
+            "close",
+            "close an account: move-out settlement",
+            """
+            wattpay account close H0001
+            wattpay account close H0001 --final-kwh 1234.567 --ts 2026-03-31T18:00:00+08:00
+            """,
+        )
+    )
+    close.add_argument("account", help="account id")
+    close.add_argument("--final-kwh", metavar="KWH", help="a last register reading, kWh")
     account.set_defaults(handler=cmd_account)
