@@ -49,6 +49,10 @@ class ClickHouseError(OperatorError, RuntimeError):
     """A ClickHouse or driver failure, raised so callers need not import clickhouse-connect."""
 
 
+class MissingDirectory(ClickHouseError):
+    """A chdb directory to read does not exist (and was not to be created)."""
+
+
 class QueryStopped(ClickHouseError):
     """An analyst's query ran into `QueryLimits` and was stopped."""
 
@@ -81,7 +85,7 @@ class QueryLimits:
 def normalize_dsn(dsn: str, *, create: bool = True) -> str:
     """Return the DSN with a chdb path made absolute (creating the directory); http(s) unchanged.
 
-    With ``create=False`` a missing chdb directory raises `ClickHouseError` instead.
+    With ``create=False`` a missing chdb directory raises `MissingDirectory` instead.
 
     ``chdb://./dir``, ``chdb://dir`` and ``chdb://~/dir`` are relative to the working or home
     directory; ``chdb:///abs/dir`` is absolute. Anything else raises ValueError.
@@ -106,7 +110,7 @@ def normalize_dsn(dsn: str, *, create: bool = True) -> str:
         )
     absolute = os.path.abspath(os.path.expanduser(path))
     if not create and not os.path.isdir(absolute):
-        raise ClickHouseError(f"no ClickHouse data at {absolute} (no such chdb directory)")
+        raise MissingDirectory(f"no ClickHouse data at {absolute} (no such chdb directory)")
     os.makedirs(absolute, exist_ok=True)
     return f"chdb://{absolute}{qmark}{query}"
 

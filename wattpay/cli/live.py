@@ -70,7 +70,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     from simulate.households import SimulationOptions
     from wattpay.up import UpOptions, run_up
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args)
     options = UpOptions(
         state_dir=Path(args.state_dir),
