@@ -23,6 +23,7 @@ chdb facts this module relies on (chdb 4.4, clickhouse-connect 1.12):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -43,6 +44,9 @@ from sinks import schema
 from sinks.sqlguard import RefusedQuery, check_identifiers, check_size, check_tree, parse_ast
 
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
+# The driver logs a warning (sometimes with a traceback holding the request URL) before it
+# raises; the raised error is reported once by the caller, secrets redacted.
+logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
 
 
 class ClickHouseError(OperatorError, RuntimeError):

@@ -47,11 +47,15 @@ class DeliveryError(RuntimeError):
         self.undelivered = undelivered
 
 
+class NoBrokers(OperatorError, ValueError):
+    """No Kafka brokers were configured for a command that needs them."""
+
+
 def kafka_config(settings: Settings) -> dict[str, str]:
     """Client settings: ``bootstrap.servers`` from the brokers, then ``[kafka.client]`` verbatim."""
     config = {"bootstrap.servers": settings.brokers, **settings.kafka}
     if not config["bootstrap.servers"]:
-        raise ValueError("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
+        raise NoBrokers("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
     return config
 
 

@@ -44,10 +44,11 @@ def cmd_billing(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     """Load the facts topic into ClickHouse until interrupted."""
     from sinks.clickhouse import ClickHouseStore
-    from sinks.kafka import kafka_config
+    from sinks.kafka import kafka_config, require_brokers
     from sinks.loader import Loader
 
     settings = _settings(args)
+    require_brokers(kafka_config(settings))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
