@@ -291,7 +291,7 @@ class ClickHouseStore:
         if self._format_query(formatted) != formatted:
             raise RefusedQuery("the statement does not format stably; write it more plainly")
         _, rows = self._query(f"EXPLAIN AST {formatted}", None, None)
-        check_tree(parse_ast([str(row[0]) for row in rows]))
+        check_tree(parse_ast([str(row[0]) for row in rows]), formatted)
         return formatted
 
     def _format_query(self, sql: str) -> str:

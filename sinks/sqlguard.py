@@ -72,6 +72,7 @@ _IN_FUNCTIONS = frozenset(
 )
 # The FORMAT clickhouse-connect itself appends to every query it sends.
 _DRIVER_FORMAT = "Native"
+_SHOW_LISTS = re.compile(r"SHOW (?:FULL )?(?:TABLES|DATABASES)(?:\s|$)")
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _ALIAS = re.compile(r" \(alias [^()]*\)$")
 _TYPE = re.compile(r"[A-Za-z]+")
@@ -159,8 +160,13 @@ def parse_ast(lines: Sequence[str]) -> Node:
     return root
 
 
-def check_tree(root: Node) -> None:
-    """Refuse anything but one allowed read statement over allowed tables and functions."""
+def check_tree(root: Node, formatted: str) -> None:
+    """Refuse anything but one allowed read statement over allowed tables and functions.
+
+    ``formatted`` is ClickHouse's own formatting of the statement: the tree prints every
+    ``SHOW …`` list (tables, settings, clusters, merges…) as the same ``ShowTables`` node,
+    so which list it is comes from that canonical text.
+    """
     if root.type not in _STATEMENTS:
         raise RefusedQuery(
             "only SELECT, WITH … SELECT, SHOW TABLES, SHOW CREATE TABLE or DESCRIBE may run "
@@ -176,8 +182,8 @@ def check_tree(root: Node) -> None:
         _check_table(".".join(names), with_clause=False)
         return
     elif root.type == "ShowTables":
-        if any(c.type != "Identifier" and c.type != "Literal" for c in body):
-            raise RefusedQuery("unexpected SHOW form")
+        if _SHOW_LISTS.match(formatted) is None:
+            raise RefusedQuery("of the SHOW lists only SHOW TABLES and SHOW DATABASES may run here")
         return
     with_clause = any(n.type == "WithElement" for n in root.walk())
     for node in body:

@@ -65,6 +65,9 @@ ESCAPES = [
     "SHOW GRANTS",
     "SHOW CREATE USER default",
     "SHOW PROCESSLIST",
+    "SHOW CLUSTERS",
+    "SHOW SETTINGS LIKE '%'",
+    "SHOW MERGES",
     "SHOW CREATE TABLE system.users",
     "DESCRIBE file('/etc/passwd')",
     "DESCRIBE TABLE system.users",
@@ -175,6 +178,7 @@ def test_reads_run_everywhere(
 
 def test_reads_of_the_schema_and_of_system_tables_and_columns(store: ClickHouseStore) -> None:
     assert ("ledger",) in store.query_readonly("SHOW TABLES")[1]
+    assert ("system",) in store.query_readonly("SHOW DATABASES")[1]
     assert store.query_readonly("DESCRIBE TABLE events")[1][0][:2] == ("event_id", "String")
     assert "CREATE TABLE" in store.query_readonly("SHOW CREATE TABLE ledger")[1][0][0]
     _, tables = store.query_readonly(
