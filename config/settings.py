@@ -189,7 +189,9 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
     query = raw.get("query", {})
     dsn = str(clickhouse.get("dsn", DEFAULT_DSN))
     if not dsn.startswith(("chdb://", "http://", "https://")):
-        problems.append(f"clickhouse.dsn must start with chdb://, http:// or https://: {dsn!r}")
+        problems.append(
+            f"clickhouse.dsn must start with chdb://, http:// or https://: {mask_url(dsn)!r}"
+        )
     rules = _rules(billing, raw.get("plans", {}), raw.get("campaigns"), problems)
     return Settings(
         clickhouse_dsn=dsn,

@@ -128,3 +128,9 @@ def test_redact_removes_raw_and_decoded_secrets() -> None:
     url = "http://u:p%40ss@h:1/db?access_token=tok%2B1"
     text = f"failed: {url} (p@ss, tok+1, tok%2B1)"
     assert redact(text, url) == "failed: http://u:***@h:1/db?access_token=*** (***, ***, ***)"
+
+
+def test_a_bad_dsn_is_reported_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={"WATTPAY_CLICKHOUSE_DSN": "mysql://u:pw-secret@h/db?token=t-secret"})
+    assert "secret" not in str(err.value) and "clickhouse.dsn" in str(err.value)
