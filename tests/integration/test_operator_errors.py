@@ -183,3 +183,12 @@ def test_up_will_not_serve_queries_beyond_loopback_without_a_token(tmp_path: Pat
     done = wattpay(tmp_path, "up", "--host", "0.0.0.0")  # noqa: S104 - refused before binding
     assert_one_line_error(done, "without a token", "WATTPAY_QUERY_TOKEN")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["load"], ["billing", "--recovery-dir", "recovery"]])
+def test_unreachable_brokers_for_the_loader_and_the_billing_flow(
+    tmp_path: Path, command: list[str]
+) -> None:
+    brokers = f"127.0.0.1:{free_port()}"
+    done = wattpay(tmp_path, *command, "--brokers", brokers)
+    assert_one_line_error(done, brokers, "did not answer")

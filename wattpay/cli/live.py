@@ -22,9 +22,11 @@ def cmd_billing(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from pipelines.live import build_live_flow
+    from sinks.kafka import kafka_config, require_brokers
     from sinks.metrics import create_metrics
 
     settings = _settings(args)
+    require_brokers(kafka_config(settings))
     recovery = ensure_recovery_dir(Path(args.recovery_dir))
     addresses = args.addresses.split(";") if args.addresses else None
     metrics = create_metrics()
