@@ -7,6 +7,7 @@ a Prometheus endpoint and the read-only query endpoint, until Ctrl-C.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
+from config.errors import OperatorError
 from config.settings import Settings
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
 from pipelines.recovery import ensure_recovery_dir
@@ -259,6 +261,14 @@ def run_up(settings: Settings, options: UpOptions) -> int:
         up.start()
     except InstanceRunning:
         raise  # nothing was started, and the other instance's files stay as they are
+    except OSError as err:
+        up.stop()
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise OperatorError(
+            f"a port is already in use ({err.strerror}): choose others with --query-port, "
+            "--metrics-port and --billing-metrics-port"
+        ) from err
     except Exception:
         up.stop()
         raise

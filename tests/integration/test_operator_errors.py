@@ -192,3 +192,26 @@ def test_unreachable_brokers_for_the_loader_and_the_billing_flow(
     brokers = f"127.0.0.1:{free_port()}"
     done = wattpay(tmp_path, *command, "--brokers", brokers)
     assert_one_line_error(done, brokers, "did not answer")
+
+
+def test_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = wattpay(
+            tmp_path,
+            "up",
+            "--clickhouse",
+            f"chdb://{tmp_path / 'ch'}",
+            "--metrics-port",
+            port,
+            "--query-port",
+            str(free_port()),
+            "--billing-metrics-port",
+            str(free_port()),
+        )
+    assert_one_line_error(done, "port is already in use", "--metrics-port")
+    assert not (tmp_path / ".wattpay" / STATE_FILE).exists()
