@@ -41,7 +41,14 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 from config.errors import OperatorError
 from config.settings import mask_url, redact
 from sinks import schema
-from sinks.sqlguard import RefusedQuery, check_identifiers, check_size, check_tree, parse_ast
+from sinks.sqlguard import (
+    QueryLimits,
+    RefusedQuery,
+    check_identifiers,
+    check_size,
+    check_tree,
+    parse_ast,
+)
 
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The driver logs a warning (sometimes with a traceback holding the request URL) before it
@@ -59,31 +66,6 @@ class MissingDirectory(ClickHouseError):
 
 class QueryStopped(ClickHouseError):
     """An analyst's query ran into `QueryLimits` and was stopped."""
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    """Bounds on an analyst's query, so none holds the (one, shared) client for long."""
-
-    max_seconds: int = 10
-    max_result_rows: int = 100_000
-    max_result_bytes: int = 200_000_000
-    max_memory_bytes: int = 1_000_000_000
-
-    def settings(self) -> dict[str, Any]:
-        """Per-query ClickHouse settings; ``readonly`` last (after it nothing may be set)."""
-        return {
-            "max_execution_time": self.max_seconds,
-            "timeout_overflow_mode": "throw",
-            # ``limit`` stops the result at one row past the bound, so the bound always trips
-            # (``max_result_rows`` alone lets a first huge block through).
-            "limit": self.max_result_rows + 1,
-            "max_result_rows": self.max_result_rows,
-            "max_result_bytes": self.max_result_bytes,
-            "result_overflow_mode": "throw",
-            "max_memory_usage": self.max_memory_bytes,
-            "readonly": 1,
-        }
 
 
 def normalize_dsn(dsn: str, *, create: bool = True) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from config.errors import OperatorError
 from sinks import schema
@@ -76,6 +77,31 @@ _SHOW_LISTS = re.compile(r"SHOW (?:FULL )?(?:TABLES|DATABASES)(?:\s|$)")
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _ALIAS = re.compile(r" \(alias [^()]*\)$")
 _TYPE = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Bounds on an analyst's query, so none holds the (one, shared) client for long."""
+
+    max_seconds: int = 10
+    max_result_rows: int = 100_000
+    max_result_bytes: int = 200_000_000
+    max_memory_bytes: int = 1_000_000_000
+
+    def settings(self) -> dict[str, Any]:
+        """Per-query ClickHouse settings; ``readonly`` last (after it nothing may be set)."""
+        return {
+            "max_execution_time": self.max_seconds,
+            "timeout_overflow_mode": "throw",
+            # ``limit`` stops the result at one row past the bound, so the bound always trips
+            # (``max_result_rows`` alone lets a first huge block through).
+            "limit": self.max_result_rows + 1,
+            "max_result_rows": self.max_result_rows,
+            "max_result_bytes": self.max_result_bytes,
+            "result_overflow_mode": "throw",
+            "max_memory_usage": self.max_memory_bytes,
+            "readonly": 1,
+        }
 
 
 class RefusedQuery(OperatorError, ValueError):
