@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -10,10 +11,12 @@ from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
 from billing.tariffs import PlanError, plan_catalog, plan_from_config
+from config.errors import OperatorError
 
 DEFAULT_CONFIG = "wattpay.toml"
 DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
@@ -21,11 +24,14 @@ DEFAULT_TOPIC_PREFIX = "wattpay."
 SECRET_WORDS = ("password", "secret", "token", "key", "sasl")
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorError, ValueError):
     """Every problem found in the configuration, reported at once."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        if len(problems) == 1:
+            super().__init__(f"invalid configuration: {problems[0]}")
+        else:
+            super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
         self.problems = problems
 
 
@@ -42,6 +48,10 @@ class Settings:
     live_duplicate_memory: int = 960
     """Accepted readings per meter kept in live mode (10 days at 15 minutes; see BENCHMARKS)."""
     rules: BillingRules = field(default_factory=BillingRules)
+    query_token: str = ""
+    """Bearer token the query endpoint requires (always when bound beyond loopback)."""
+    query_max_seconds: int = 10
+    query_max_rows: int = 100_000
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -60,11 +70,16 @@ class Settings:
         rules = self.rules
         return {
             "config_file": self.source_file,
-            "clickhouse_dsn": _mask_url(self.clickhouse_dsn),
+            "clickhouse_dsn": mask_url(self.clickhouse_dsn),
             "brokers": self.brokers or "(embedded)",
             "topic_prefix": self.topic_prefix,
             "kafka": {k: ("***" if _is_secret(k) else v) for k, v in self.kafka.items()},
             "clickhouse_batch": {"rows": self.batch_rows, "seconds": self.batch_seconds},
+            "query": {
+                "token": "***" if self.query_token else "(none)",
+                "max_seconds": self.query_max_seconds,
+                "max_result_rows": self.query_max_rows,
+            },
             "billing": {
                 "timezone": str(rules.zone),
                 "plans": sorted(rules.plans),
@@ -91,13 +106,42 @@ def _is_secret(name: str) -> bool:
     return any(word in name.lower() for word in SECRET_WORDS)
 
 
-def _mask_url(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+def mask_url(url: str) -> str:
+    """The URL with its password and secret-looking query values (``access_token``…) as ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if _is_secret(unquote_plus(name)) and sep else f"{name}{sep}{value}"
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    return rebuilt + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret values a URL carries (password, secret-looking query values), raw and decoded."""
+    parts = urlsplit(url)
+    found = []
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    if ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item):
+        if sep and value and _is_secret(unquote_plus(name)):
+            found.append(value)
+    return [v for raw in found for v in dict.fromkeys((raw, unquote_plus(raw))) if v]
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (an error message, say) with every secret of ``url`` replaced by ``***``."""
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 ENV_KEYS = {
@@ -109,6 +153,7 @@ ENV_KEYS = {
     "WATTPAY_DEFAULT_THRESHOLD": ("billing", "default_threshold"),
     "WATTPAY_MAX_POWER_KW": ("billing", "max_power_kw"),
     "WATTPAY_HOLIDAYS": ("billing", "holidays"),
+    "WATTPAY_QUERY_TOKEN": ("query", "token"),
 }
 
 
@@ -149,9 +194,12 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
     clickhouse = raw.get("clickhouse", {})
     kafka = raw.get("kafka", {})
     billing = raw.get("billing", {})
+    query = raw.get("query", {})
     dsn = str(clickhouse.get("dsn", DEFAULT_DSN))
     if not dsn.startswith(("chdb://", "http://", "https://")):
-        problems.append(f"clickhouse.dsn must start with chdb://, http:// or https://: {dsn!r}")
+        problems.append(
+            f"clickhouse.dsn must start with chdb://, http:// or https://: {mask_url(dsn)!r}"
+        )
     rules = _rules(billing, raw.get("plans", {}), raw.get("campaigns"), problems)
     return Settings(
         clickhouse_dsn=dsn,
@@ -159,12 +207,34 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         topic_prefix=str(kafka.get("topic_prefix", DEFAULT_TOPIC_PREFIX)),
         kafka={str(k): str(v) for k, v in kafka.get("client", {}).items()},
         batch_rows=_int(clickhouse.get("batch_rows", 10_000), "clickhouse.batch_rows", problems),
-        batch_seconds=float(clickhouse.get("batch_seconds", 1.0)),
+        batch_seconds=_seconds(
+            clickhouse.get("batch_seconds", 1.0), "clickhouse.batch_seconds", problems
+        ),
         live_duplicate_memory=_int(
             billing.get("live_duplicate_memory", 960), "billing.live_duplicate_memory", problems
         ),
         rules=rules,
+        query_token=str(query.get("token", "")),
+        query_max_seconds=_int(query.get("max_seconds", 10), "query.max_seconds", problems),
+        query_max_rows=_int(
+            query.get("max_result_rows", 100_000), "query.max_result_rows", problems
+        ),
     )
+
+
+def _seconds(value: Any, name: str, problems: list[str]) -> float:
+    """A finite, non-negative number of seconds (0 allowed: write at once)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        number = float(value)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be a number of seconds: {value!r}")
+        return 1.0
+    if not math.isfinite(number) or number < 0:
+        problems.append(f"{name} must be zero or more seconds: {value!r}")
+        return 1.0
+    return number
 
 
 def _int(value: Any, name: str, problems: list[str]) -> int:

@@ -14,12 +14,16 @@ chdb facts this module relies on (chdb 4.4, clickhouse-connect 1.12):
   Expressions without a zone come back naive UTC unless ``tz_mode="aware"``, which we set.
 - ``FINAL`` works and deduplicates ReplacingMergeTree rows as on a server.
 - The engine runs several ``;``-separated statements in one query call, and honours
-  ``readonly=1`` but still writes files for ``INTO OUTFILE``; `check_readonly_sql` covers both.
+  ``readonly=1`` but still writes files for ``INTO OUTFILE``; per-call settings ride as a
+  trailing ``SETTINGS`` clause (``readonly`` must come last there, or the engine refuses the
+  settings after it). `query_readonly` therefore decides on ClickHouse's own parse of the
+  statement (see `sinks.sqlguard`) before anything runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -34,18 +38,40 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
+from config.errors import OperatorError
+from config.settings import mask_url, redact
 from sinks import schema
+from sinks.sqlguard import (
+    QueryLimits,
+    RefusedQuery,
+    check_identifiers,
+    check_size,
+    check_tree,
+    parse_ast,
+)
 
-READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
+# The driver logs a warning (sometimes with a traceback holding the request URL) before it
+# raises; the raised error is reported once by the caller, secrets redacted.
+logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
 
 
-class ClickHouseError(RuntimeError):
+class ClickHouseError(OperatorError, RuntimeError):
     """A ClickHouse or driver failure, raised so callers need not import clickhouse-connect."""
 
 
-def normalize_dsn(dsn: str) -> str:
+class MissingDirectory(ClickHouseError):
+    """A chdb directory to read does not exist (and was not to be created)."""
+
+
+class QueryStopped(ClickHouseError):
+    """An analyst's query ran into `QueryLimits` and was stopped."""
+
+
+def normalize_dsn(dsn: str, *, create: bool = True) -> str:
     """Return the DSN with a chdb path made absolute (creating the directory); http(s) unchanged.
+
+    With ``create=False`` a missing chdb directory raises `MissingDirectory` instead.
 
     ``chdb://./dir``, ``chdb://dir`` and ``chdb://~/dir`` are relative to the working or home
     directory; ``chdb:///abs/dir`` is absolute. Anything else raises ValueError.
@@ -65,70 +91,19 @@ def normalize_dsn(dsn: str) -> str:
         )
     path, qmark, query = rest.partition("?")
     if not path:
-        raise ValueError(f"chdb DSN {dsn!r} names no directory; expected chdb:///path/to/dir")
+        raise ValueError(
+            f"chdb DSN {mask_dsn(dsn)!r} names no directory; expected chdb:///path/to/dir"
+        )
     absolute = os.path.abspath(os.path.expanduser(path))
+    if not create and not os.path.isdir(absolute):
+        raise MissingDirectory(f"no ClickHouse data at {absolute} (no such chdb directory)")
     os.makedirs(absolute, exist_ok=True)
     return f"chdb://{absolute}{qmark}{query}"
 
 
 def mask_dsn(dsn: str) -> str:
-    """Return the DSN with any password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
-
-
-def check_readonly_sql(sql: str) -> str:
-    """Return the statement if it is one read-only query, else raise ValueError.
-
-    Accepts a single SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement with an optional trailing
-    ``;``, and refuses ``INTO OUTFILE``. Literals, quoted identifiers and comments are skipped;
-    where this scan and ClickHouse's lexer could differ (nested comments, ``$$`` strings) the
-    scan sees more code than ClickHouse does, so it errs towards refusing.
-    """
-    words: list[str] = []
-    end: int | None = None  # index of the first top-level ";"
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if sql.startswith(("--", "# ", "#!"), i):
-            newline = sql.find("\n", i)
-            i = n if newline < 0 else newline + 1
-            continue
-        if sql.startswith("/*", i):
-            close = sql.find("*/", i + 2)
-            i = n if close < 0 else close + 2
-            continue
-        if ch.isspace():
-            i += 1
-            continue
-        if ch == ";":
-            end = i if end is None else end
-            i += 1
-            continue
-        if end is not None:
-            raise ValueError("only a single statement is allowed")
-        if ch in "'\"`":
-            i += 1
-            while i < n and sql[i] != ch:
-                i += 2 if sql[i] == "\\" else 1
-            i += 1
-        elif ch.isalpha() or ch == "_":
-            start = i
-            while i < n and (sql[i].isalnum() or sql[i] == "_"):
-                i += 1
-            words.append(sql[start:i].upper())
-        else:
-            i += 1
-    if not words or words[0] not in READ_KEYWORDS:
-        first = words[0] if words else "nothing"
-        raise ValueError(f"only SELECT, WITH, SHOW, DESCRIBE or EXPLAIN may run here, not {first}")
-    if any(a == "INTO" and b == "OUTFILE" for a, b in zip(words, words[1:], strict=False)):
-        raise ValueError("INTO OUTFILE is not allowed here")
-    return sql[:end].strip()
+    """The DSN with its password and token-like query values as ``***``, for messages and logs."""
+    return mask_url(dsn)
 
 
 @dataclass
@@ -153,14 +128,17 @@ def _open_client(dsn: str) -> Client:
         hint = ""
         if dsn.startswith("chdb:"):
             hint = " (is another process using it? a chdb directory is one process's at a time)"
-        raise ClickHouseError(f"cannot open ClickHouse at {mask_dsn(dsn)}{hint}: {ex}") from ex
+        reason = redact(str(ex), dsn)
+        raise ClickHouseError(f"cannot open ClickHouse at {mask_dsn(dsn)}{hint}: {reason}") from ex
 
 
 class ClickHouseStore:
     """A ClickHouse target: schema migrations, inserts of checked rows, and queries."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, create: bool = True) -> None:
+        """A store for ``dsn``; with ``create=False`` a missing chdb directory is an error."""
         self.dsn = dsn
+        self._create = create
         self._key: str | None = None
         self._shared: _Shared | None = None
 
@@ -171,7 +149,7 @@ class ClickHouseStore:
     def _connected(self) -> _Shared:
         if self._shared is not None:
             return self._shared
-        key = normalize_dsn(self.dsn)
+        key = normalize_dsn(self.dsn, create=self._create)
         with _SHARED_LOCK:
             if self._shared is None:
                 shared = _SHARED.get(key)
@@ -215,7 +193,7 @@ class ClickHouseStore:
             try:
                 return action(shared.client)
             except _DriverError as ex:
-                raise ClickHouseError(str(ex)) from ex
+                raise ClickHouseError(redact(str(ex), self.dsn)) from ex
 
     def command(self, sql: str) -> None:
         """Run a statement that returns no rows (DDL)."""
@@ -265,12 +243,50 @@ class ClickHouseStore:
         return self._query(sql, parameters, None)
 
     def query_readonly(
-        self, sql: str, parameters: Mapping[str, object] | None = None
+        self, sql: str, limits: QueryLimits | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one read-only statement (see `check_readonly_sql`) with ``readonly=1``."""
-        statement = check_readonly_sql(sql)
-        # clickhouse-connect drops the setting itself when the server user is already read-only.
-        return self._query(statement, parameters, {"readonly": 1})
+        """Run one analyst's read statement under `QueryLimits`; RefusedQuery if not allowed.
+
+        The statement that runs is ClickHouse's own formatting of the one that was checked.
+        """
+        statement = self.checked_statement(sql)
+        limits = limits or QueryLimits()
+        try:
+            return self._query(statement, None, limits.settings())
+        except ClickHouseError as err:
+            text = str(err)
+            if "TIMEOUT_EXCEEDED" in text:
+                reason = f"took longer than {limits.max_seconds}s"
+            elif "TOO_MANY_ROWS_OR_BYTES" in text:
+                reason = f"returns more than {limits.max_result_rows} rows (add LIMIT or GROUP BY)"
+            elif "MEMORY_LIMIT_EXCEEDED" in text:
+                reason = f"needs more than {limits.max_memory_bytes} bytes of memory"
+            else:
+                raise
+            raise QueryStopped(f"query stopped: it {reason}") from err
+
+    def checked_statement(self, sql: str) -> str:
+        """ClickHouse's formatting of ``sql`` if `sinks.sqlguard` allows it, else RefusedQuery."""
+        check_size(sql)
+        formatted = self._format_query(sql)
+        check_identifiers(formatted)
+        if self._format_query(formatted) != formatted:
+            raise RefusedQuery("the statement does not format stably; write it more plainly")
+        _, rows = self._query(f"EXPLAIN AST {formatted}", None, None)
+        check_tree(parse_ast([str(row[0]) for row in rows]), formatted)
+        return formatted
+
+    def _format_query(self, sql: str) -> str:
+        """ClickHouse's ``formatQuery``: parses exactly one statement, or fails."""
+        # Hex keeps the text a plain literal whatever it holds; nothing of it is executed.
+        try:
+            _, rows = self._query(
+                f"SELECT formatQuery(unhex('{sql.encode('utf-8').hex()}'))", None, None
+            )
+        except ClickHouseError as err:
+            reason = str(err).split(": In scope", 1)[0].split("DB::Exception: ")[-1]
+            raise RefusedQuery(f"not one valid statement: {reason}") from err
+        return str(rows[0][0])
 
     def _query(
         self,

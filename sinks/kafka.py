@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from billing.messages import ACCOUNTS, PAYMENTS, READINGS
 from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS, json_default
+from config.errors import OperatorError
 from config.settings import Settings
 
 METER_COMMAND_RESULTS = "meter-command-results"
@@ -51,11 +52,15 @@ class DeliveryError(RuntimeError):
         self.undelivered = undelivered
 
 
+class NoBrokers(OperatorError, ValueError):
+    """No Kafka brokers were configured for a command that needs them."""
+
+
 def kafka_config(settings: Settings) -> dict[str, str]:
     """Client settings: ``bootstrap.servers`` from the brokers, then ``[kafka.client]`` verbatim."""
     config = {"bootstrap.servers": settings.brokers, **settings.kafka}
     if not config["bootstrap.servers"]:
-        raise ValueError("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
+        raise NoBrokers("no Kafka brokers configured (--brokers HOST:PORT or WATTPAY_BROKERS)")
     return config
 
 
@@ -181,6 +186,25 @@ def cluster_info(config: Mapping[str, str], *, timeout: float = 5.0) -> ClusterI
             if topic.error is None
         },
     )
+
+
+class BrokersUnreachable(OperatorError):
+    """No broker of the configured cluster answered."""
+
+
+def require_brokers(config: Mapping[str, str], *, timeout: float = 10.0) -> ClusterInfo:
+    """The cluster's metadata, or BrokersUnreachable saying which brokers did not answer.
+
+    The probe runs with librdkafka's own log lines off, so the operator reads one line.
+    """
+    try:
+        return cluster_info({**config, "log_level": "0"}, timeout=timeout)
+    except KafkaException as err:
+        reason = err.args[0].str() if err.args and hasattr(err.args[0], "str") else str(err)
+        raise BrokersUnreachable(
+            f"Kafka brokers {config.get('bootstrap.servers')} did not answer within {timeout:g}s "
+            f"({reason}); check --brokers or WATTPAY_BROKERS"
+        ) from None
 
 
 def ensure_topics(

@@ -7,7 +7,7 @@ a Prometheus endpoint and the read-only query endpoint, until Ctrl-C.
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import os
 import signal
@@ -20,17 +20,18 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
+from config.errors import OperatorError
 from config.settings import Settings
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
 from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
-from sinks.clickhouse import ClickHouseError, ClickHouseStore
-from sinks.kafka import ensure_topics, kafka_config
+from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
+from sinks.kafka import ensure_topics, kafka_config, require_brokers
 from sinks.loader import Loader
 from sinks.metrics import STATUSES, Metrics, create_metrics
 from wattpay.broker import EmbeddedBroker
-from wattpay.instance import STATE_FILE
-from wattpay.query_server import serve_queries
+from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
+from wattpay.query_server import require_token_beyond_loopback, serve_queries
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,16 @@ class Up:
         self.config: dict[str, str] = {}
         self.fresh_topics = False
         self.households: SimulatedHouseholds | None = None
+        self.lock: StateDirLock | None = None
 
     def start(self) -> None:
         """Bring everything up, in dependency order."""
         options = self.options
-        options.state_dir.mkdir(parents=True, exist_ok=True)
+        require_token_beyond_loopback(options.host, self.settings.query_token)
+        self.lock = claim_state_dir(options.state_dir)  # before anything else is touched
         if self.settings.brokers:
             self.config = kafka_config(self.settings)
+            require_brokers(self.config)
         else:
             self.broker = EmbeddedBroker().start()
             self.config = {**self.broker.config, **self.settings.kafka}
@@ -80,7 +84,16 @@ class Up:
         ensure_topics(self.config, names, options.partitions)
         self.store.migrate()
         start_http_server(options.metrics_port, addr=options.host, registry=self.metrics.registry)
-        self.query_server = serve_queries(self.store, options.host, options.query_port)
+        self.query_server = serve_queries(
+            self.store,
+            options.host,
+            options.query_port,
+            token=self.settings.query_token,
+            limits=QueryLimits(
+                max_seconds=self.settings.query_max_seconds,
+                max_result_rows=self.settings.query_max_rows,
+            ),
+        )
         loader = Loader(
             self.config,
             self.settings.topic("facts"),
@@ -178,7 +191,7 @@ class Up:
                 f"http://{options.host}:{options.metrics_port}/metrics",
                 f"http://{options.host}:{options.billing_metrics_port}/metrics",
             ],
-            "clickhouse": self.settings.clickhouse_dsn,
+            "clickhouse": mask_dsn(self.settings.clickhouse_dsn),
         }
         if self.households is not None:
             state["meters"] = str(self.households.registry_path)
@@ -187,7 +200,8 @@ class Up:
                 "speed": self.households.clock.speed,
                 "anchor": self.households.clock.anchor,
             }
-        (options.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        if self.lock is not None:
+            self.lock.write_state(state)  # mode 0600; the DSN above carries no secret
         self.state = state
 
     def wait(self) -> None:
@@ -225,7 +239,8 @@ class Up:
         if self.broker is not None:
             self.broker.stop()
             log.info("broker stopped after %.1fs", time.monotonic() - started)
-        (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
+        if self.lock is not None:
+            self.lock.release()  # removes up.json: only the holder of the lock may
 
 
 def banner(state: dict[str, object], embedded: bool) -> str:
@@ -236,7 +251,7 @@ def banner(state: dict[str, object], embedded: bool) -> str:
         f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
-        f"  ClickHouse      {state['clickhouse']}",
+        f"  ClickHouse      {mask_dsn(str(state['clickhouse']))}",
         "Ctrl-C stops everything; the next `wattpay up` resumes.",
     ]
     return "\n".join(lines)
@@ -247,9 +262,20 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     up = Up(settings, options)
     try:
         up.start()
+    except InstanceRunning:
+        raise  # nothing was started, and the other instance's files stay as they are
+    except OSError as err:
+        up.stop()
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise OperatorError(
+            f"a port is already in use ({err.strerror}): choose others with --query-port, "
+            "--metrics-port and --billing-metrics-port"
+        ) from err
     except Exception:
         up.stop()
         raise
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     print(banner(up.state, up.broker is not None), flush=True)
     up.wait()
     print(f"wattpay stopped; {up.loader.stats.rows_written} rows written this run", flush=True)

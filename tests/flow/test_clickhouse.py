@@ -16,7 +16,6 @@ from sinks.clickhouse import (
     BatchWriter,
     ClickHouseError,
     ClickHouseStore,
-    check_readonly_sql,
     mask_dsn,
     normalize_dsn,
 )
@@ -271,74 +270,6 @@ def test_batch_writer_keeps_rows_when_a_write_fails(store: ClickHouseStore) -> N
     assert len(select_final(store, "events")) == 1
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "INSERT INTO events (event_id) VALUES ('x')",
-        "DROP TABLE events",
-        "ALTER TABLE events DELETE WHERE 1",
-        "SELECT 1; DROP TABLE events",
-        "SELECT 1 INTO OUTFILE 'x.csv'",
-        "",
-    ],
-)
-def test_query_readonly_refuses_anything_but_one_read(migrated: ClickHouseStore, sql: str) -> None:
-    with pytest.raises(ValueError, match="only|OUTFILE"):
-        migrated.query_readonly(sql)
-    _, rows = migrated.query(
-        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
-    )
-    assert rows == [(1,)]
-
-
-def test_query_readonly_runs_reads_with_readonly_setting(migrated: ClickHouseStore) -> None:
-    migrated.insert_rows("events", [SAMPLE_ROWS["events"]])
-    assert migrated.query_readonly("SELECT getSetting('readonly') AS ro;") == (["ro"], [(1,)])
-    columns, rows = migrated.query_readonly(
-        "WITH 'ev-1' AS id SELECT event_id, ts FROM events FINAL WHERE event_id = id"
-    )
-    assert columns == ["event_id", "ts"]
-    assert rows == [("ev-1", SAMPLE_ROWS["events"]["ts"])]
-    assert ("events",) in migrated.query_readonly("SHOW TABLES")[1]
-    assert migrated.query_readonly("DESCRIBE TABLE events")[1][0][:2] == ("event_id", "String")
-    assert migrated.query_readonly("EXPLAIN SELECT 1")[0] == ["explain"]
-    # readonly=1 is enforced by the engine too, not only by the statement check.
-    with pytest.raises(ClickHouseError, match="readonly"):
-        migrated.query_readonly("SELECT * FROM file('x.csv', 'CSV', 'a String')")
-
-
-@pytest.mark.parametrize(
-    ("sql", "expected"),
-    [
-        ("select 1", "select 1"),
-        ("  SELECT ';' AS s ;  -- done\n", "SELECT ';' AS s"),
-        ("-- lead\n/* c; DROP */ WITH x AS (SELECT 1) SELECT * FROM x", None),
-        ("SHOW TABLES;;", "SHOW TABLES"),
-        ("DESC events", "DESC events"),
-        ("SELECT \"a;b\", `c;d`, 'it\\'s;' FROM t", None),
-    ],
-)
-def test_check_readonly_sql_accepts(sql: str, expected: str | None) -> None:
-    assert check_readonly_sql(sql) == (expected or sql.strip())
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT 1; SELECT 2",
-        "SELECT 1; /* */ DROP TABLE t",
-        "-- SELECT\nINSERT INTO t VALUES (1)",
-        "SELECT 1 INTO /* x */ outfile 'f'",
-        "OPTIMIZE TABLE t FINAL",
-        "SET readonly = 0",
-        "  ;  ",
-    ],
-)
-def test_check_readonly_sql_refuses(sql: str) -> None:
-    with pytest.raises(ValueError, match="only|OUTFILE"):
-        check_readonly_sql(sql)
-
-
 def test_stores_with_one_dsn_share_the_engine(tmp_path: Path) -> None:
     path = tmp_path / "shared"
     first = ClickHouseStore(f"chdb://{path}")
@@ -417,7 +348,10 @@ def test_normalize_dsn_rejects_other_targets(dsn: str) -> None:
     assert "secret" not in str(info.value)
 
 
-def test_mask_dsn_hides_the_password() -> None:
+def test_mask_dsn_hides_the_password_and_token_parameters() -> None:
     assert mask_dsn("https://user:secret@ch:8443/db") == "https://user:***@ch:8443/db"
+    assert mask_dsn("https://ch:8443/db?access_token=t0k&compress=1") == (
+        "https://ch:8443/db?access_token=***&compress=1"
+    )
     assert mask_dsn("http://user@ch:8123/db") == "http://user@ch:8123/db"
     assert mask_dsn("chdb:///data/ch") == "chdb:///data/ch"

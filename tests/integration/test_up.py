@@ -3,6 +3,7 @@ running instance, a real Prometheus scraping it, and a stop/restart that loses n
 
 import json
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -112,6 +113,41 @@ def test_topup_through_the_cli_and_sql_through_the_endpoint(instance: Instance) 
     refused = instance.run("sql", "DROP TABLE ledger")
     assert refused.returncode != 0
     assert instance.sql("SELECT count() AS n FROM ledger")[0]["n"] >= 1
+
+
+def test_the_running_instance_is_locked_down(instance: Instance) -> None:
+    state_dir = instance.work / ".wattpay"
+    before = (state_dir / "up.json").read_bytes()
+    assert (state_dir / "up.json").stat().st_mode & 0o777 == 0o600
+    for query in ("SELECT file('/etc/shadow')", "SELECT file('/proc/self/environ')"):
+        done = instance.run("sql", query)  # through the instance's query endpoint
+        assert done.returncode == 2 and "file() is not allowed" in done.stderr
+    endpoint = instance.state["query"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(  # noqa: S310 - loopback
+            urllib.request.Request(
+                f"{endpoint}/query?sql=SELECT%201", headers={"Host": "rebound.example"}
+            ),
+            timeout=30,
+        )
+    assert refused.value.code == 403
+    second = instance.run(
+        "up",
+        "--query-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--billing-metrics-port",
+        str(free_port()),
+        "--clickhouse",
+        "chdb://./elsewhere",
+    )
+    assert second.returncode == 2, second.stderr
+    assert f"pid {instance.state['pid']}" in second.stderr and endpoint in second.stderr
+    assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+    assert (state_dir / "up.json").read_bytes() == before
+    assert not (instance.work / "elsewhere").exists()
+    assert instance.process is not None and instance.process.poll() is None
 
 
 def prometheus_query(port: int, expression: str) -> list[dict]:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from billing.tariffs import FLAT
-from config.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings, mask_url, redact, url_secrets
 from tests.paths import REPO
 
 ROOT = REPO
@@ -72,3 +72,65 @@ def test_flat_plan_from_config(tmp_path: Path) -> None:
     )
     plan = load_settings(str(config), env={}).rules.plans["flat2"]
     assert not plan.is_tou and plan.prices[FLAT] == (Decimal("0.5"), Decimal("0.7"))
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('"fast"', "must be a number of seconds"),
+        ("true", "must be a number of seconds"),
+        ("-0.5", "must be zero or more seconds"),
+        ('"nan"', "must be zero or more seconds"),
+    ],
+)
+def test_batch_seconds_must_be_a_non_negative_number(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text(f"[clickhouse]\nbatch_seconds = {value}\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(str(config), env={})
+    assert str(err.value).startswith(f"invalid configuration: clickhouse.batch_seconds {reason}")
+    assert "\n" not in str(err.value) and reason in str(err.value)
+    config.write_text("[clickhouse]\nbatch_seconds = 0\n")
+    assert load_settings(str(config), env={}).batch_seconds == 0
+
+
+def test_query_settings_and_their_token_are_masked(tmp_path: Path) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text('[query]\ntoken = "from-file"\nmax_seconds = 3\nmax_result_rows = 50\n')
+    settings = load_settings(str(config), env={"WATTPAY_QUERY_TOKEN": "from-env"})
+    assert settings.query_token == "from-env"
+    assert (settings.query_max_seconds, settings.query_max_rows) == (3, 50)
+    assert settings.masked()["query"] == {"token": "***", "max_seconds": 3, "max_result_rows": 50}
+    assert load_settings(env={}).masked()["query"]["token"] == "(none)"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("http://u:pw-1@h:8123/db", "http://u:***@h:8123/db"),
+        ("https://h/db?access_token=tok-1&x=1", "https://h/db?access_token=***&x=1"),
+        ("https://h/?password=pw-2&api_key=key-3&secret=sec-4&token=tok-5", None),
+        ("chdb:///data/ch", "chdb:///data/ch"),
+        ("http://u@h:8123/db", "http://u@h:8123/db"),
+    ],
+)
+def test_mask_url(url: str, masked: str | None) -> None:
+    shown = mask_url(url)
+    if masked is not None:
+        assert shown == masked
+    for secret in url_secrets(url):
+        assert secret not in shown.replace("***", "")
+
+
+def test_redact_removes_raw_and_decoded_secrets() -> None:
+    url = "http://u:p%40ss@h:1/db?access_token=tok%2B1"
+    text = f"failed: {url} (p@ss, tok+1, tok%2B1)"
+    assert redact(text, url) == "failed: http://u:***@h:1/db?access_token=*** (***, ***, ***)"
+
+
+def test_a_bad_dsn_is_reported_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={"WATTPAY_CLICKHOUSE_DSN": "mysql://u:pw-secret@h/db?token=t-secret"})
+    assert "secret" not in str(err.value) and "clickhouse.dsn" in str(err.value)

@@ -13,9 +13,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
-from config.settings import SettingsError
+from config.errors import OperatorError
 from wattpay.cli.common import add_command, examples_epilog
 from wattpay.cli.common import settings_from_args as _settings
 from wattpay.cli.live import add_live_commands
@@ -80,13 +80,19 @@ def _query_endpoint(args: argparse.Namespace) -> str | None:
     return str(instance["query"]) if instance else None
 
 
-def _sql_over_http(endpoint: str, query: str, fmt: str) -> int:
-    request = f"{endpoint.rstrip('/')}/query?" + urlencode({"sql": query, "format": fmt})
+def _sql_over_http(endpoint: str, query: str, fmt: str, token: str) -> int:
+    url = f"{endpoint.rstrip('/')}/query?" + urlencode({"sql": query, "format": fmt})
+    request = Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310
     try:
         with urlopen(request, timeout=60) as response:  # noqa: S310 - our own endpoint
             text = response.read().decode("utf-8")
     except HTTPError as err:
-        print(f"wattpay sql: {err.read().decode('utf-8', 'replace').strip()}", file=sys.stderr)
+        body = err.read().decode("utf-8", "replace").strip()
+        try:
+            body = str(json.loads(body)["error"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        print(f"wattpay sql: {' '.join(body.split())}", file=sys.stderr)
         return 2
     except URLError as err:
         print(f"wattpay sql: {endpoint} does not answer: {err.reason}", file=sys.stderr)
@@ -97,22 +103,36 @@ def _sql_over_http(endpoint: str, query: str, fmt: str) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Print a query result from the configured ClickHouse (or a running ``wattpay up``)."""
-    from sinks.clickhouse import ClickHouseStore
+    from config.settings import DEFAULT_DSN
+    from sinks.clickhouse import ClickHouseStore, MissingDirectory, QueryLimits
     from wattpay.sqlformat import format_result
 
+    settings = _settings(args)
     endpoint = _query_endpoint(args)
     if endpoint is not None:
-        return _sql_over_http(endpoint, args.query, args.format)
-    settings = _settings(args)
-    with ClickHouseStore(settings.clickhouse_dsn) as store:
-        try:
-            columns, rows = store.query_readonly(args.query)
-        except ValueError as err:
-            print(f"wattpay sql: {err}", file=sys.stderr)
-            return 2
+        return _sql_over_http(endpoint, args.query, args.format, settings.query_token)
+    limits = QueryLimits(
+        max_seconds=settings.query_max_seconds, max_result_rows=settings.query_max_rows
+    )
+    # A read never creates a chdb directory: a missing one means nothing to read.
+    store = ClickHouseStore(settings.clickhouse_dsn, create=False)
+    try:
+        store.connect()
+    except MissingDirectory as err:
+        if settings.clickhouse_dsn != DEFAULT_DSN:
+            raise
+        raise OperatorError(NO_CLICKHOUSE) from err
+    with store:
+        columns, rows = store.query_readonly(args.query, limits)
     text = format_result(columns, rows, args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+NO_CLICKHOUSE = (
+    "no wattpay up is running here and there is no ClickHouse to read: start `wattpay up`, "
+    "or name one with --clickhouse DSN (env WATTPAY_CLICKHOUSE_DSN) or --endpoint URL"
+)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -186,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="TOML settings file (default: wattpay.toml if present; env WATTPAY_CONFIG)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback when a command fails"
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", help="what to do (see below)"
@@ -325,9 +348,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except SettingsError as err:
-        print(f"wattpay: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        command = f"wattpay {args.command}"
+        if isinstance(err, OperatorError):
+            # A settings error lists every problem, one per line; the rest fit on one line.
+            text = str(err) if len(getattr(err, "problems", ())) > 1 else " ".join(str(err).split())
+            print(f"{command}: {text}", file=sys.stderr)
+            return 2
+        reason = " ".join(str(err).split()) or "no details"
+        print(f"{command}: {type(err).__name__}: {reason} (--debug shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

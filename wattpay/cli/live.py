@@ -23,9 +23,11 @@ def cmd_billing(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from pipelines.live import build_live_flow
+    from sinks.kafka import kafka_config, require_brokers
     from sinks.metrics import create_metrics
 
     settings = _settings(args)
+    require_brokers(kafka_config(settings))
     recovery = ensure_recovery_dir(Path(args.recovery_dir))
     addresses = args.addresses.split(";") if args.addresses else None
     metrics = create_metrics()
@@ -45,10 +47,11 @@ def cmd_billing(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     """Load the facts topic into ClickHouse until interrupted."""
     from sinks.clickhouse import ClickHouseStore
-    from sinks.kafka import kafka_config
+    from sinks.kafka import kafka_config, require_brokers
     from sinks.loader import Loader
 
     settings = _settings(args)
+    require_brokers(kafka_config(settings))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -71,7 +74,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     from simulate.households import SimulationOptions
     from wattpay.up import UpOptions, run_up
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args)
     options = UpOptions(
         state_dir=Path(args.state_dir),

@@ -33,6 +33,23 @@ def _put_optional(
             message[field_name] = value
 
 
+def _negative_amounts(args: argparse.Namespace) -> str | None:
+    """Why a threshold or auto top-up amount given on the command line is unusable, or None."""
+    from decimal import Decimal, InvalidOperation
+
+    for option, name in (("threshold", "--threshold"), ("auto_topup", "--auto-topup")):
+        text = getattr(args, option, None)
+        if text is None or (option == "auto_topup" and text == "off"):
+            continue
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            return f"{name} must be an amount in yuan such as 20.00, not {text!r}"
+        if not amount.is_finite() or amount < 0:
+            return f"{name} must be zero or more yuan, not {text}"
+    return None
+
+
 def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -> str | None:
     """Why the billing engine would reject ``message`` on its face (S14.2), or None."""
     from billing.engine import valid_topup_amount
@@ -106,6 +123,11 @@ def cmd_account(args: argparse.Namespace) -> int:
         getattr(args, name) is None for name in ("threshold", "auto_topup", "phone", "locale")
     ):
         print("wattpay account update: nothing to update, nothing published", file=sys.stderr)
+        return 2
+    problem = _negative_amounts(args)
+    if problem is not None:
+        command = f"wattpay account {args.event}"
+        print(f"{command}: refused, nothing published: {problem}", file=sys.stderr)
         return 2
     message: dict[str, object] = {"type": args.event, "account_id": args.account}
     if args.event == "open":
