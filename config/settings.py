@@ -41,6 +41,10 @@ class Settings:
     live_duplicate_memory: int = 960
     """Accepted readings per meter kept in live mode (10 days at 15 minutes; see BENCHMARKS)."""
     rules: BillingRules = field(default_factory=BillingRules)
+    seller_name: str = "国网示例供电有限公司"
+    """The utility named as seller on e-invoices (``[invoice] seller_name``)."""
+    seller_tax_id: str = "91330000000000000X"
+    """The utility's taxpayer id on e-invoices (``[invoice] seller_tax_id``)."""
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -156,6 +160,8 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
             billing.get("live_duplicate_memory", 960), "billing.live_duplicate_memory", problems
         ),
         rules=rules,
+        seller_name=str(raw.get("invoice", {}).get("seller_name", Settings.seller_name)),
+        seller_tax_id=str(raw.get("invoice", {}).get("seller_tax_id", Settings.seller_tax_id)),
     )
 
 
