@@ -272,6 +272,25 @@ class ClickHouseStore:
         # clickhouse-connect drops the setting itself when the server user is already read-only.
         return self._query(statement, parameters, {"readonly": 1})
 
+    def query_columns(
+        self, sql: str, parameters: Mapping[str, object] | None = None
+    ) -> dict[str, list[Any]]:
+        """Run a read-only query and return its result column by column (for batch jobs).
+
+        Jobs select money and energy as scaled integers or strings, so nothing passes
+        through a float on the way to polars.
+        """
+        statement = check_readonly_sql(sql)
+        params = dict(parameters) if parameters else None
+        result = self._call(
+            lambda c: c.query(statement, parameters=params, settings={"readonly": 1})
+        )
+        names = list(result.column_names)
+        columns = result.result_columns
+        if not columns:
+            return {name: [] for name in names}
+        return {name: list(values) for name, values in zip(names, columns, strict=True)}
+
     def _query(
         self,
         sql: str,
