@@ -17,6 +17,7 @@ from urllib.request import urlopen
 
 from config.settings import SettingsError
 from wattpay.cli.common import settings_from_args as _settings
+from wattpay.cli.jobs import add_job_commands
 from wattpay.cli.live import add_live_commands
 from wattpay.cli.meters import add_meter_commands
 from wattpay.cli.publish import add_publish_commands
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(handler=cmd_config)
     add_publish_commands(commands)
     add_meter_commands(commands)
+    add_job_commands(commands)
     return parser
 
 
