@@ -9,6 +9,7 @@ Debian fonts listed in `FONT_CANDIDATES` (Makefile installs ``fonts-droid-fallba
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import string
 import tempfile
@@ -170,6 +171,7 @@ class _Fonts:
 
 
 def _subset(source: Path, chars: str, target: Path) -> Path:
+    logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # tables it cannot subset
     options = subset.Options()
     options.notdef_outline = True
     font = ttLib.TTFont(str(source))
