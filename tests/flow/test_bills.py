@@ -258,3 +258,32 @@ def test_account_events_and_account_columns(replayed: tuple[str, Path]) -> None:
     ]
     assert accounts[0] == ("A1", D("100.00"), "L1")
     assert accounts[1][:2] == ("A2", D("50.00"))
+
+
+def test_up_scheduler_bills_the_month_that_just_ended_once(replayed: tuple[str, Path]) -> None:
+    import threading
+    import time
+
+    from jobs.schedule import due_month, monthly_scheduler
+
+    assert due_month(date(2026, 4, 2), set()) is None
+    assert due_month(date(2027, 1, 1), set()) == date(2026, 12, 1)
+    assert due_month(date(2026, 4, 1), {date(2026, 3, 1)}) is None
+    dsn, out = replayed
+    stop = threading.Event()
+    settings = load_settings(clickhouse_dsn=dsn, env={})
+    body = monthly_scheduler(
+        settings, {}, out / "up", stop, every_seconds=0.05, today=lambda: date(2026, 4, 1)
+    )
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    marker = out / "up" / ".billed-2026-03"
+    for _ in range(600):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    stop.set()
+    thread.join(30)
+    assert marker.read_text() == "2\n"  # A1 and A4
+    assert (out / "up" / "invoices" / "2026-03" / "A1.xml").exists()
+    assert (out / "up" / "bills" / "2026-03" / "A1.pdf").exists()
