@@ -72,3 +72,11 @@ def test_flat_plan_from_config(tmp_path: Path) -> None:
     )
     plan = load_settings(str(config), env={}).rules.plans["flat2"]
     assert not plan.is_tou and plan.prices[FLAT] == (Decimal("0.5"), Decimal("0.7"))
+
+
+def test_invoice_seller_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text('[invoice]\nseller_name = "某某供电公司"\nseller_tax_id = "123"\n', "utf-8")
+    settings = load_settings(str(path), env={})
+    assert (settings.seller_name, settings.seller_tax_id) == ("某某供电公司", "123")
+    assert load_settings(None, env={}).seller_name  # a default seller without a file
