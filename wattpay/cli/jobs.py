@@ -152,9 +152,11 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     reconcile.add_argument(
-        "--from", dest="day_from", type=_day, help="first day compared (YYYY-MM-DD)"
+        "--from", dest="day_from", metavar="DAY", type=_day, help="first day compared (YYYY-MM-DD)"
     )
-    reconcile.add_argument("--to", dest="day_to", type=_day, help="last day compared (YYYY-MM-DD)")
+    reconcile.add_argument(
+        "--to", dest="day_to", metavar="DAY", type=_day, help="last day compared (YYYY-MM-DD)"
+    )
     reconcile.add_argument("--out", help="also write reconcile-summary.json into this directory")
     _connections(reconcile, brokers=False)
     reconcile.set_defaults(handler=cmd_reconcile)
