@@ -213,6 +213,10 @@ def test_rerun_rewrites_the_same_rows_and_notices(replayed: tuple[str, Path]) ->
             "SELECT alt_plan, alt_charge, charge FROM usage_analysis FINAL "
             "WHERE account_id = 'A1' AND month = '2026-03-01'"
         )
+        columns, usage = store.query(
+            "SELECT hourly_kwh, peak_share, base_load_w, kwh_change_prev_month, anomaly_days,"
+            " forecast_kwh FROM usage_analysis FINAL WHERE account_id = 'A1'"
+        )
     assert raw == [(2,)]
     # 16.14 ÷ 1.13 = 14.283… → 14.28; tax 1.86.
     assert inv == [(invoice_number("A1", date(2026, 3, 1)), D("16.14"), D("14.28"), D("1.86"))]
@@ -223,6 +227,13 @@ def test_rerun_rewrites_the_same_rows_and_notices(replayed: tuple[str, Path]) ->
     # Mar 10: 4.166 × 0.288 + 5.834 × 0.568 = 1.199808 + 3.313712 = 4.51352 → 4.51
     # Mar 11: 8.334 × 0.288 + 11.666 × 0.568 = 2.400192 + 6.626288 = 9.02648 → 9.03
     assert analysis == [("zhejiang-tou", D("13.54"), D("16.14"))]
+    hourly, peak_share, base_load, change, anomalies, forecast = usage[0]
+    # One interval a day, starting 00:00: 30 kWh in hour 0 over 3 days.
+    assert hourly == [D("10.000")] + [D("0.000")] * 23
+    assert peak_share == D("0.0000")
+    # Lowest mean power of the night: 10 kWh / 24 h = 417 W, 20 kWh / 24 h = 833 W → median 625.
+    assert base_load == 625
+    assert (change, anomalies, forecast) == (None, 0, None)  # days 10, 20, 0: none > 2 × 10
     lines = (out / "out" / "wattpay.notifications.jsonl").read_text(encoding="utf-8").splitlines()
     notices = [json.loads(line) for line in lines]
     ids = [n["event_id"] for n in notices]
@@ -287,3 +298,21 @@ def test_up_scheduler_bills_the_month_that_just_ended_once(replayed: tuple[str, 
     assert marker.read_text() == "2\n"  # A1 and A4
     assert (out / "up" / "invoices" / "2026-03" / "A1.xml").exists()
     assert (out / "up" / "bills" / "2026-03" / "A1.pdf").exists()
+
+
+def test_cli_writes_documents_and_prints_a_summary(
+    replayed: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wattpay.cli import main
+
+    dsn, _ = replayed
+    out = tmp_path / "docs"
+    assert main(["bills", "--month", "2026-04", "--clickhouse", dsn, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["month"], summary["bills"], summary["invoices"]) == ("2026-04", 2, 1)
+    assert "bills 2026-04 [" in captured.err and "2/2" in captured.err  # the progress bar
+    assert (out / "bills" / "2026-04" / "A2.pdf").read_bytes().startswith(b"%PDF")
+    assert (out / "invoices" / "2026-04" / "A2.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<AmountIncludingTax>8.07<" in (out / "invoices" / "2026-04" / "A2.xml").read_bytes()
+    assert not (out / "invoices" / "2026-04" / "A4.xml").exists()  # no charge, no invoice
