@@ -2,193 +2,28 @@
 
 The bill shows the S15.2 fields, the month's daily usage as a vector bar chart, the tier
 position on the year-to-date scale and the points; the invoice shows its one line and the
-VAT split. Chinese text needs a CJK font: the first found of ``WATTPAY_CJK_FONT`` and the
-Debian fonts listed in `FONT_CANDIDATES` (Makefile installs ``fonts-droid-fallback``).
+VAT split. Fonts: see `jobs.fonts`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import string
-import tempfile
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from fontTools import subset, ttLib
 from fpdf import FPDF
 
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/arphic-gbsn00lp/gbsn00lp.ttf",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttf",
-)
-LATIN_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-)
-FONT, CJK = "text", "cjk"
+from jobs.bill_labels import LABELS
+from jobs.fonts import FONTS
 
-LABELS = {
-    "zh-CN": {
-        "title": "电费月账单",
-        "account": "户号",
-        "meter": "电表",
-        "plan": "电价方案",
-        "usage": "用电",
-        "kwh": "本月电量 (kWh)",
-        "kwh_peak": "峰时电量 (kWh)",
-        "kwh_valley": "谷时电量 (kWh)",
-        "kwh_tier1": "第一档电量 (kWh)",
-        "kwh_tier2": "第二档电量 (kWh)",
-        "kwh_tier3": "第三档电量 (kWh)",
-        "charge": "本月电费 (元)",
-        "avg_price": "平均电价 (元/kWh)",
-        "money": "账户",
-        "opening_balance": "期初余额 (元)",
-        "topups": "充值 (元)",
-        "rebates": "充值返还 (元)",
-        "points_redeemed_yuan": "积分抵扣 (元)",
-        "refund": "退款 (元)",
-        "closing_balance": "期末余额 (元)",
-        "points": "积分",
-        "points_opening": "期初积分",
-        "points_earned": "本月获得",
-        "points_redeemed": "本月使用",
-        "points_expired": "本月到期",
-        "points_closing": "期末积分",
-        "compare": "对比",
-        "kwh_prev_month": "上月电量 (kWh)",
-        "kwh_same_month_last_year": "去年同月电量 (kWh)",
-        "disconnections": "停电次数",
-        "invoice_no": "电子发票号码",
-        "daily": "每日用电量 (kWh)",
-        "tier": "年度阶梯位置",
-        "ytd": "年累计 {ytd} kWh，第 {tier} 档",
-        "to_next": "，距下一档 {kwh} kWh",
-        "none": "—",
-        "days": "计费天数",
-    },
-    "en": {
-        "title": "Monthly electricity bill",
-        "account": "Account",
-        "meter": "Meter",
-        "plan": "Tariff plan",
-        "usage": "Usage",
-        "kwh": "Energy this month (kWh)",
-        "kwh_peak": "Peak (kWh)",
-        "kwh_valley": "Valley (kWh)",
-        "kwh_tier1": "Tier 1 (kWh)",
-        "kwh_tier2": "Tier 2 (kWh)",
-        "kwh_tier3": "Tier 3 (kWh)",
-        "charge": "Charge (CNY)",
-        "avg_price": "Average price (CNY/kWh)",
-        "money": "Account balance",
-        "opening_balance": "Opening balance (CNY)",
-        "topups": "Top-ups (CNY)",
-        "rebates": "Rebates (CNY)",
-        "points_redeemed_yuan": "Points redeemed (CNY)",
-        "refund": "Refund (CNY)",
-        "closing_balance": "Closing balance (CNY)",
-        "points": "Points",
-        "points_opening": "Opening",
-        "points_earned": "Earned",
-        "points_redeemed": "Redeemed",
-        "points_expired": "Expired",
-        "points_closing": "Closing",
-        "compare": "Comparison",
-        "kwh_prev_month": "Previous month (kWh)",
-        "kwh_same_month_last_year": "Same month last year (kWh)",
-        "disconnections": "Disconnections",
-        "invoice_no": "E-invoice number",
-        "daily": "Daily usage (kWh)",
-        "tier": "Tier position this year",
-        "ytd": "Year to date {ytd} kWh, tier {tier}",
-        "to_next": ", {kwh} kWh to the next tier",
-        "none": "-",
-        "days": "Days billed",
-    },
-}
-
-
-def _first_file(kind: str, variable: str, candidates: tuple[str, ...], package: str) -> Path:
-    tried = [os.environ.get(variable, ""), *candidates]
-    for candidate in tried:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise FileNotFoundError(
-        f"no {kind} font for PDFs; install {package} or set {variable} "
-        f"(tried {', '.join(t for t in tried if t)})"
-    )
-
-
-def cjk_font() -> Path:
-    """The CJK font file to embed; raise FileNotFoundError naming what was tried."""
-    return _first_file("CJK", "WATTPAY_CJK_FONT", FONT_CANDIDATES, "fonts-droid-fallback")
-
-
-def latin_font() -> Path:
-    """The Latin font for digits and letters (the CJK fallback font has none)."""
-    return _first_file("Latin", "WATTPAY_LATIN_FONT", LATIN_CANDIDATES, "fonts-dejavu-core")
-
-
-_BASE_TEXT = "".join(
-    sorted(
-        {ch for labels in LABELS.values() for text in labels.values() for ch in text}
-        | set(string.printable.strip())
-        | set("电子发票（普通发票）发票号码：开票日期年月日购买方名称户号销售方纳税人识别号")
-        | set("项目名称单位数量单价含税金额税率税额合计价税合计小写账单电费含增值税¥—，")
-    )
-)
-
-
-class _Fonts:
-    """Subsets of the fonts holding the characters used so far, rebuilt when new ones appear.
-
-    A full CJK font takes most of a second to parse for every document; a subset of the few
-    hundred characters a bill uses takes milliseconds, and is what gets embedded anyway.
-    """
-
-    def __init__(self) -> None:
-        self.chars: frozenset[str] = frozenset()
-        self.files: tuple[Path, Path] | None = None
-        self.folder = Path(tempfile.mkdtemp(prefix="wattpay-fonts-"))
-
-    def for_text(self, text: str) -> tuple[Path, Path]:
-        needed = frozenset(text) | frozenset(_BASE_TEXT)
-        if self.files is None or not needed <= self.chars:
-            self.chars = self.chars | needed
-            chars = "".join(sorted(self.chars))
-            stamp = hashlib.sha256(chars.encode("utf-8")).hexdigest()[:12]
-            self.files = (
-                _subset(latin_font(), chars, self.folder / f"latin-{stamp}.ttf"),
-                _subset(cjk_font(), chars, self.folder / f"cjk-{stamp}.ttf"),
-            )
-        return self.files
-
-
-def _subset(source: Path, chars: str, target: Path) -> Path:
-    logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # tables it cannot subset
-    options = subset.Options()
-    options.notdef_outline = True
-    font = ttLib.TTFont(str(source))
-    subsetter = subset.Subsetter(options)
-    subsetter.populate(text=chars)
-    subsetter.subset(font)
-    font.save(str(target))
-    return target
-
-
-_FONTS = _Fonts()
+FONT, CJK = "text", "cjk"  # font family names inside a document
 
 
 def _document(stamp: datetime, text: str) -> FPDF:
     pdf = FPDF(format="A4")
     pdf.set_creation_date(stamp)  # the bill's own date: same input, same bytes
-    latin, cjk = _FONTS.for_text(text)
+    latin, cjk = FONTS.for_text(text)
     pdf.add_font(FONT, fname=str(latin))
     pdf.add_font(CJK, fname=str(cjk))
     pdf.set_font(FONT, size=10)
