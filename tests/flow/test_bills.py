@@ -275,7 +275,7 @@ def test_up_scheduler_bills_the_month_that_just_ended_once(replayed: tuple[str, 
     import threading
     import time
 
-    from jobs.schedule import due_month, monthly_scheduler
+    from jobs.schedule import due_month, monthly_scheduler, request_bills
 
     assert due_month(date(2026, 4, 2), set()) is None
     assert due_month(date(2027, 1, 1), set()) == date(2026, 12, 1)
@@ -286,16 +286,19 @@ def test_up_scheduler_bills_the_month_that_just_ended_once(replayed: tuple[str, 
     body = monthly_scheduler(
         settings, {}, out / "up", stop, every_seconds=0.05, today=lambda: date(2026, 4, 1)
     )
+    answer = request_bills(out / "up", date(2026, 4, 1))  # as `wattpay bills --now` does
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     marker = out / "up" / ".billed-2026-03"
     for _ in range(600):
-        if marker.exists():
+        if marker.exists() and answer.exists():
             break
         time.sleep(0.1)
     stop.set()
     thread.join(30)
     assert marker.read_text() == "2\n"  # A1 and A4
+    assert answer.read_text() == "2\n"  # A2 and A4
+    assert not (out / "up" / ".request-2026-04").exists()
     assert (out / "up" / "invoices" / "2026-03" / "A1.xml").exists()
     assert (out / "up" / "bills" / "2026-03" / "A1.pdf").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date, datetime
@@ -18,6 +19,7 @@ examples:
   wattpay bills --month 2026-06 --clickhouse chdb://.wattpay/demo/clickhouse
   wattpay bills --month 2026-06 --account A0001 --out /tmp/bills
   wattpay bills --now --brokers 127.0.0.1:9092     # this month to date, with forecasts
+  wattpay bills --now --month 2026-06              # ask the running `wattpay up` to bill June
 """
 
 RECONCILE_EPILOG = """\
@@ -49,6 +51,8 @@ def cmd_bills(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     today = datetime.now(settings.rules.zone).date()
     month = args.month or today.replace(day=1)
+    if args.now and _running_up(args):
+        return _ask_up(month, args.wait)
     started = time.monotonic()
     result = run_monthly(
         settings,
@@ -71,6 +75,36 @@ def cmd_bills(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, ensure_ascii=False))
     return 0
+
+
+def _running_up(args: argparse.Namespace) -> bool:
+    """True when a ``wattpay up`` runs from here and no other ClickHouse was named."""
+    from wattpay.instance import running_instance
+
+    if args.clickhouse or os.environ.get("WATTPAY_CLICKHOUSE_DSN"):
+        return False
+    return running_instance() is not None
+
+
+def _ask_up(month: date, wait: float) -> int:
+    """Have the running ``wattpay up`` bill the month (it holds the embedded ClickHouse)."""
+    from jobs.schedule import FAILED, request_bills
+
+    folder = Path(DEFAULT_OUT)
+    answer = request_bills(folder, month)
+    failed = folder / f"{FAILED}{month:%Y-%m}"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if answer.exists():
+            bills = int(answer.read_text().strip() or 0)
+            print(json.dumps({"month": f"{month:%Y-%m}", "bills": bills, "by": "wattpay up"}))
+            return 0
+        if failed.exists():
+            print(f"wattpay bills: {failed.read_text().strip()}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"wattpay bills: the running wattpay up did not answer in {wait:.0f} s", file=sys.stderr)
+    return 1
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -128,10 +162,17 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         epilog=BILLS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    when = bills.add_mutually_exclusive_group(required=True)
-    when.add_argument("--month", type=_month, help="the calendar month to bill (YYYY-MM)")
-    when.add_argument(
-        "--now", action="store_true", help="bill the current month to date (with forecasts)"
+    bills.add_argument(
+        "--month", type=_month, help="the calendar month to bill (YYYY-MM; default this month)"
+    )
+    bills.add_argument(
+        "--now",
+        action="store_true",
+        help="bill now: through the running `wattpay up` when there is one (it holds the "
+        "embedded ClickHouse), else here; without --month, this month to date",
+    )
+    bills.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for `wattpay up` (600)"
     )
     bills.add_argument("--account", help="bill this account only")
     bills.add_argument(
@@ -142,7 +183,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     )
     bills.add_argument("--quiet", action="store_true", help="no progress bar")
     _connections(bills, brokers=True)
-    bills.set_defaults(handler=cmd_bills)
+    bills.set_defaults(handler=_bills_or_usage(bills))
 
     reconcile = commands.add_parser(
         "reconcile",
@@ -160,6 +201,15 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     reconcile.add_argument("--out", help="also write reconcile-summary.json into this directory")
     _connections(reconcile, brokers=False)
     reconcile.set_defaults(handler=cmd_reconcile)
+
+
+def _bills_or_usage(parser: argparse.ArgumentParser) -> object:
+    def handler(args: argparse.Namespace) -> int:
+        if args.month is None and not args.now:
+            parser.error("name a --month, or --now for this month to date")
+        return cmd_bills(args)
+
+    return handler
 
 
 def _connections(sub: argparse.ArgumentParser, *, brokers: bool) -> None:
