@@ -319,3 +319,20 @@ def test_cli_writes_documents_and_prints_a_summary(
     assert (out / "invoices" / "2026-04" / "A2.pdf").read_bytes().startswith(b"%PDF")
     assert b"<AmountIncludingTax>8.07<" in (out / "invoices" / "2026-04" / "A2.xml").read_bytes()
     assert not (out / "invoices" / "2026-04" / "A4.xml").exists()  # no charge, no invoice
+
+
+def test_forecast_for_the_current_month(replayed: tuple[str, Path], tmp_path: Path) -> None:
+    dsn, _ = replayed
+    settings = load_settings(clickhouse_dsn=dsn, env={})
+    result = run_monthly(
+        settings,
+        date(2026, 3, 1),
+        tmp_path,
+        account="A1",
+        today=date(2026, 3, 12),
+        documents=False,
+    )
+    (row,) = result.analysis
+    # Days so far 10 + 20 + 0 kWh: mean 10.000 over the 3 days; Mar 13 … 31 are 19 days left:
+    # 30 + 190 = 220 kWh; 190 × 0.538 (tier 1, flat) = 102.22; 16.14 + 102.22 = 118.36.
+    assert (row["forecast_kwh"], row["forecast_charge"]) == (D("220.000"), D("118.36"))
