@@ -336,3 +336,43 @@ def test_forecast_for_the_current_month(replayed: tuple[str, Path], tmp_path: Pa
     # Days so far 10 + 20 + 0 kWh: mean 10.000 over the 3 days; Mar 13 … 31 are 19 days left:
     # 30 + 190 = 220 kWh; 190 × 0.538 (tier 1, flat) = 102.22; 16.14 + 102.22 = 118.36.
     assert (row["forecast_kwh"], row["forecast_charge"]) == (D("220.000"), D("118.36"))
+
+
+def test_bills_chain_over_a_conformance_set(tmp_path: Path) -> None:
+    """Each month's closing balance and points are the next month's opening, and the last
+    month ends where the ledger does (sample2 runs from December into January)."""
+    import shutil
+
+    from tests.paths import CONFORMANCE
+
+    work = tmp_path / "sample2"
+    shutil.copytree(CONFORMANCE / "sample2", work)
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    subprocess.run([*WATTPAY, "replay", str(work), "--clickhouse", dsn, "--quiet"], check=True)
+    with ClickHouseStore(dsn) as store:
+        _, months = store.query(
+            "SELECT DISTINCT toStartOfMonth(day) FROM daily_usage FINAL ORDER BY 1"
+        )
+        _, last = store.query(
+            "SELECT account_id, argMax(balance_after, seq) FROM ledger FINAL GROUP BY account_id"
+        )
+        _, points = store.query(
+            "SELECT account_id, argMax(balance_after, seq) FROM points_ledger FINAL "
+            "GROUP BY account_id"
+        )
+        _, charged = store.query("SELECT sum(charge) FROM daily_usage FINAL")
+    assert len(months) >= 2
+    chain: dict[str, dict] = {}
+    total = D("0.00")
+    for (month,) in months:
+        bills = _bills(dsn, tmp_path / "jobs", f"{month:%Y-%m}")
+        for aid, bill in bills.items():
+            if aid in chain:
+                assert bill["opening_balance"] == chain[aid]["closing_balance"], (aid, month)
+                assert bill["points_opening"] == chain[aid]["points_closing"], (aid, month)
+            chain[aid] = bill
+            total += bill["charge"]
+    assert {aid: b["closing_balance"] for aid, b in chain.items()} == dict(last)
+    held = dict(points)
+    assert {aid: b["points_closing"] for aid, b in chain.items() if aid in held} == held
+    assert total == charged[0][0]
