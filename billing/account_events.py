@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from billing.account import AccountState
-from billing.engine import Routed
-from billing.messages import AccountEvent, Envelope
+from billing.messages import AccountEvent, Envelope, Message
 from billing.outputs import Output, Row, account_event_row
 
 
@@ -23,14 +22,17 @@ def rejection_reason(envelope: Envelope, outputs: list[Output]) -> str | None:
 
 
 def with_account_event(
-    state: AccountState | None, routed: Routed, outputs: list[Output]
+    state: AccountState | None, envelope: Envelope, event: Message, outputs: list[Output]
 ) -> list[Output]:
-    """``outputs`` plus the ``account_events`` row when ``routed`` is an applied account event."""
-    event = routed.message
+    """``outputs`` plus the ``account_events`` row when ``event`` is an applied account event.
+
+    ``outputs`` are what applying ``envelope`` (parsed as ``event``) produced; ``state`` is
+    the account after it.
+    """
     if (
         not isinstance(event, AccountEvent)
         or state is None
-        or rejection_reason(routed.envelope, outputs) is not None
+        or rejection_reason(envelope, outputs) is not None
     ):
         return outputs
     row = account_event_row(

@@ -26,7 +26,7 @@ def run_sequential(
             continue
         account_id, item = routed
         state, outputs = apply(states.get(account_id), item, rules)
-        outputs = with_account_event(state, item, outputs)
+        outputs = with_account_event(state, item.envelope, item.message, outputs)
         if state is not None:
             states[account_id] = state
         yield from outputs

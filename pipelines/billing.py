@@ -48,7 +48,7 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
 
     def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
         self.state, outputs = apply(self.state, value, self.rules)
-        outputs = with_account_event(self.state, value, outputs)
+        outputs = with_account_event(self.state, value.envelope, value.message, outputs)
         if self.metrics is not None:
             self.metrics.step_items.labels("accounts").inc()
             _tally(self.metrics, value.envelope, outputs)
