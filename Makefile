@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint bench clean tools
 
 # Real third-party clients the interop tests use, from Debian.
-DEBIAN_TOOLS := kcat mbpoll prometheus
+DEBIAN_TOOLS := kcat mbpoll prometheus pdftoppm
+# Debian packages of those tools (same order) and of the fonts embedded in PDF bills and invoices.
+DEBIAN_PACKAGES := kcat mbpoll prometheus poppler-utils
+DEBIAN_FONTS := /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf=fonts-droid-fallback \
+	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf=fonts-dejavu-core
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +32,9 @@ demo: $(STAMP)
 	$(VENV)/bin/wattpay demo --state-dir $(DEMO)-live --clickhouse chdb://$(CURDIR)/$(DEMO)-live/clickhouse
 
 tools:
-	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; set -- $(DEBIAN_PACKAGES); for tool in $(DEBIAN_TOOLS); do \
+		command -v $$tool >/dev/null || missing="$$missing $$1"; shift; done; \
+	for font in $(DEBIAN_FONTS); do [ -f "$${font%%=*}" ] || missing="$$missing $${font#*=}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

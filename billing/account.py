@@ -51,6 +51,7 @@ class AccountState:
     locale: str = "zh-CN"
     district: str | None = None
     landlord_id: str | None = None
+    opening_balance: Decimal = ZERO
     status: str = ACTIVE
     baseline: tuple[datetime, int] | None = None
     logs: dict[str, ReadingLog] = field(default_factory=dict)
@@ -334,6 +335,7 @@ def new_account(
         opened_at=ts,
         plans=[(ts, plan_id)],
         balance=opening_balance,
+        opening_balance=opening_balance,
         threshold=threshold,
         day=open_day(ts.date(), rules),
         ytd_milli=to_milli(ytd_kwh),

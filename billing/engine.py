@@ -166,6 +166,8 @@ def account_row(state: AccountState, out: Emitter, ts: datetime) -> None:
         ytd_kwh=from_milli(state.ytd_milli),
         updated_at=ts,
         version=state.version,
+        opening_balance=state.opening_balance,
+        landlord_id=state.landlord_id or "",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -137,3 +138,33 @@ def rejection(
 def money(value: Decimal) -> str:
     """Money as a message field: a 2-decimal string."""
     return money_text(value)
+
+
+def account_event_row(
+    *,
+    kind: str,
+    account_id: str,
+    ts: datetime,
+    meter_id: str,
+    plan: str,
+    fields: dict[str, Any],
+) -> Row:
+    """The ``account_events`` row of an applied account event (S8), with a stable id.
+
+    ``payload`` is the validated event as JSON; the id is the event's kind and ts plus a
+    digest of that payload, so a replay or recovery writes the same id again.
+    """
+    payload = json_text({"type": kind, "account_id": account_id, "ts": ts, **fields})
+    digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+    return Row(
+        "account_events",
+        {
+            "event_id": f"{account_id}:{kind}@{ts_text(ts)}:{digest}",
+            "account_id": account_id,
+            "ts": ts,
+            "type": kind,
+            "meter_id": meter_id,
+            "plan": plan,
+            "payload": payload,
+        },
+    )

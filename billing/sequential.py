@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from billing.account import AccountState
+from billing.account_events import with_account_event
 from billing.directory import MeterDirectory
 from billing.engine import apply, finish, route
 from billing.messages import Envelope
@@ -25,6 +26,7 @@ def run_sequential(
             continue
         account_id, item = routed
         state, outputs = apply(states.get(account_id), item, rules)
+        outputs = with_account_event(state, item.envelope, item.message, outputs)
         if state is not None:
             states[account_id] = state
         yield from outputs

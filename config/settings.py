@@ -52,6 +52,10 @@ class Settings:
     """Bearer token the query endpoint requires (always when bound beyond loopback)."""
     query_max_seconds: int = 10
     query_max_rows: int = 100_000
+    seller_name: str = "国网示例供电有限公司"
+    """The utility named as seller on e-invoices (``[invoice] seller_name``)."""
+    seller_tax_id: str = "91330000000000000X"
+    """The utility's taxpayer id on e-invoices (``[invoice] seller_tax_id``)."""
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -219,6 +223,8 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         query_max_rows=_int(
             query.get("max_result_rows", 100_000), "query.max_result_rows", problems
         ),
+        seller_name=str(raw.get("invoice", {}).get("seller_name", Settings.seller_name)),
+        seller_tax_id=str(raw.get("invoice", {}).get("seller_tax_id", Settings.seller_tax_id)),
     )
 
 

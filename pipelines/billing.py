@@ -18,6 +18,7 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
 from billing.account import AccountState
+from billing.account_events import rejection_reason, with_account_event
 from billing.directory import MeterDirectory
 from billing.engine import Routed, apply, finish, route
 from billing.messages import Envelope
@@ -49,6 +50,7 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
 
     def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
         self.state, outputs = apply(self.state, value, self.rules)
+        outputs = with_account_event(self.state, value.envelope, value.message, outputs)
         if self.metrics is not None:
             self.metrics.step_items.labels("accounts").inc()
             _tally(self.metrics, value.envelope, outputs)
@@ -70,16 +72,7 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
 
 def _tally(metrics: Metrics, envelope: Envelope, outputs: list[Output]) -> None:
     """Applied or rejected (with its reason), and what the message produced."""
-    reason = next(
-        (
-            o.values["reason"]
-            for o in outputs
-            if isinstance(o, Row)
-            and o.table == "rejected"
-            and o.values["rejection_id"] == envelope.position
-        ),
-        None,
-    )
+    reason = rejection_reason(envelope, outputs)
     if reason is None:
         metrics.messages_applied.labels(envelope.topic).inc()
     else:

@@ -288,6 +288,23 @@ class ClickHouseStore:
             raise RefusedQuery(f"not one valid statement: {reason}") from err
         return str(rows[0][0])
 
+    def query_columns(
+        self, sql: str, parameters: Mapping[str, object] | None = None
+    ) -> dict[str, list[Any]]:
+        """Run a read-only query and return its result column by column (for batch jobs).
+
+        Jobs select money and energy as scaled integers or strings, so nothing passes
+        through a float on the way to polars. The SQL is the jobs' own (never a user's:
+        that goes through `query_readonly`); user values arrive as bound ``parameters``.
+        """
+        params = dict(parameters) if parameters else None
+        result = self._call(lambda c: c.query(sql, parameters=params, settings={"readonly": 1}))
+        names = list(result.column_names)
+        columns = result.result_columns
+        if not columns:
+            return {name: [] for name in names}
+        return {name: list(values) for name, values in zip(names, columns, strict=True)}
+
     def _query(
         self,
         sql: str,

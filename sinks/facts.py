@@ -27,6 +27,8 @@ def encode_fact(row: Row) -> tuple[str, bytes]:
 
 
 def _plain(value: object) -> object:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):
@@ -52,6 +54,12 @@ def _converters(table: str) -> dict[str, Callable[[Any], Any]]:
 
 
 def _converter(column_type: str) -> Callable[[Any], Any]:
+    if column_type.startswith("Nullable(") and column_type.endswith(")"):
+        inner = _converter(column_type[len("Nullable(") : -1])
+        return lambda value: None if value is None else inner(value)
+    if column_type.startswith("Array(") and column_type.endswith(")"):
+        item = _converter(column_type[len("Array(") : -1])
+        return lambda values: [item(v) for v in values]
     if column_type == schema.TIMESTAMP:
         return datetime.fromisoformat
     if column_type == schema.DAY:

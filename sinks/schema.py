@@ -27,6 +27,9 @@ PRICE = "Decimal(18, 4)"
 COST = "Decimal(38, 7)"
 STRING = "String"
 LABEL = "LowCardinality(String)"
+MAYBE_ENERGY = f"Nullable({ENERGY})"
+MAYBE_MONEY = f"Nullable({MONEY})"
+MAYBE_STRING = "Nullable(String)"
 
 
 @dataclass(frozen=True)
@@ -176,9 +179,109 @@ TABLES: tuple[TableSpec, ...] = (
             ("ytd_kwh", ENERGY),
             ("updated_at", TIMESTAMP),
             ("version", "UInt64"),
+            ("opening_balance", MONEY),
+            ("landlord_id", STRING),
         ),
         ("account_id",),
         version_column="version",
+    ),
+    TableSpec(
+        "account_events",
+        _cols(
+            ("event_id", STRING),
+            ("account_id", STRING),
+            ("ts", TIMESTAMP),
+            ("type", LABEL),
+            ("meter_id", STRING),
+            ("plan", STRING),
+            ("payload", STRING),
+        ),
+        ("account_id", "event_id"),
+    ),
+    TableSpec(
+        "bills",
+        _cols(
+            ("bill_id", STRING),
+            ("account_id", STRING),
+            ("month", DAY),
+            ("meter_id", STRING),
+            ("plan", STRING),
+            ("days", "UInt32"),
+            ("kwh", ENERGY),
+            ("kwh_peak", ENERGY),
+            ("kwh_valley", ENERGY),
+            ("kwh_tier1", ENERGY),
+            ("kwh_tier2", ENERGY),
+            ("kwh_tier3", ENERGY),
+            ("charge", MONEY),
+            ("topups", MONEY),
+            ("topup_count", "UInt32"),
+            ("rebates", MONEY),
+            ("points_redeemed_yuan", MONEY),
+            ("refund", MONEY),
+            ("opening_balance", MONEY),
+            ("closing_balance", MONEY),
+            ("points_opening", "Int64"),
+            ("points_earned", "Int64"),
+            ("points_redeemed", "Int64"),
+            ("points_expired", "Int64"),
+            ("points_closing", "Int64"),
+            ("ytd_kwh", ENERGY),
+            ("tier", "UInt8"),
+            ("kwh_to_next_tier", MAYBE_ENERGY),
+            ("avg_price", f"Nullable({PRICE})"),
+            ("kwh_prev_month", MAYBE_ENERGY),
+            ("kwh_same_month_last_year", MAYBE_ENERGY),
+            ("disconnections", "UInt32"),
+            ("invoice_no", MAYBE_STRING),
+            ("generated_at", TIMESTAMP),
+        ),
+        ("account_id", "bill_id"),
+    ),
+    TableSpec(
+        "usage_analysis",
+        _cols(
+            ("account_id", STRING),
+            ("month", DAY),
+            ("kwh", ENERGY),
+            ("hourly_kwh", f"Array({ENERGY})"),
+            ("peak_share", f"Nullable({PRICE})"),
+            ("base_load_w", "Nullable(Int64)"),
+            ("kwh_change_prev_month", MAYBE_MONEY),
+            ("anomaly_days", "UInt32"),
+            ("plan", STRING),
+            ("charge", MONEY),
+            ("alt_plan", STRING),
+            ("alt_charge", MONEY),
+            ("forecast_kwh", MAYBE_ENERGY),
+            ("forecast_charge", MAYBE_MONEY),
+            ("generated_at", TIMESTAMP),
+        ),
+        ("account_id", "month"),
+    ),
+    TableSpec(
+        "invoices",
+        _cols(
+            ("invoice_no", STRING),
+            ("bill_id", STRING),
+            ("account_id", STRING),
+            ("month", DAY),
+            ("issued_at", TIMESTAMP),
+            ("amount", MONEY),
+            ("amount_excl_tax", MONEY),
+            ("tax", MONEY),
+            ("tax_rate", MONEY),
+            ("item", STRING),
+            ("unit", STRING),
+            ("quantity_kwh", ENERGY),
+            ("unit_price", PRICE),
+            ("seller_name", STRING),
+            ("seller_tax_id", STRING),
+            ("buyer_name", STRING),
+            ("pdf_path", STRING),
+            ("xml_path", STRING),
+        ),
+        ("account_id", "invoice_no"),
     ),
 )
 
@@ -234,8 +337,20 @@ def add_column_sql(table_name: str, column_name: str) -> str:
     )
 
 
+_JOB_TABLES = ("account_events", "bills", "usage_analysis", "invoices")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", tuple(create_table_sql(t) for t in TABLES)),
+    # Version 2 is kept for the `rejected` table's change.
+    Migration(
+        3,
+        "accounts.opening_balance and landlord_id; account_events, bills, usage_analysis, invoices",
+        (
+            add_column_sql("accounts", "opening_balance"),
+            add_column_sql("accounts", "landlord_id"),
+            *(create_table_sql(table_spec(name)) for name in _JOB_TABLES),
+        ),
+    ),
 )
 
 
@@ -329,6 +444,17 @@ def _decimal_checker(precision: int, scale: int) -> Callable[[object], object]:
     return check
 
 
+def _array_checker(inner: Callable[[object], object]) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        for item in value:
+            inner(item)
+        return value
+
+    return check
+
+
 @lru_cache(maxsize=None)
 def _checker(column_type: str) -> Callable[[object], object]:
     """The value check for one column type, built once."""
@@ -338,6 +464,11 @@ def _checker(column_type: str) -> Callable[[object], object]:
         return _check_timestamp
     if column_type == DAY:
         return _check_day
+    if column_type.startswith("Nullable(") and column_type.endswith(")"):
+        inner = _checker(column_type[len("Nullable(") : -1])
+        return lambda value: value if value is None else inner(value)
+    if column_type.startswith("Array(") and column_type.endswith(")"):
+        return _array_checker(_checker(column_type[len("Array(") : -1]))
     if column_type in _INT_RANGES:
         return _int_checker(*_INT_RANGES[column_type])
     match = _DECIMAL.fullmatch(column_type)

@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 
 from config.errors import OperatorError
 from config.settings import Settings
+from jobs.schedule import monthly_scheduler
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
 from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
@@ -105,6 +106,12 @@ class Up:
         self.loader = loader
         self._thread("loader", lambda: loader.run(self.stop_event))
         self._thread("accounts-gauge", self._account_gauge)
+        self._thread(
+            "monthly-bills",
+            monthly_scheduler(
+                self.settings, self.config, options.state_dir / "jobs", self.stop_event
+            ),
+        )
         ensure_recovery_dir(options.state_dir / "recovery")
         self._start_billing()
         self._thread("billing-supervisor", self._supervise)

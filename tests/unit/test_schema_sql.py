@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS `accounts`
     `points` Int64,
     `ytd_kwh` Decimal(18, 3),
     `updated_at` DateTime64(3, 'Asia/Shanghai'),
-    `version` UInt64
+    `version` UInt64,
+    `opening_balance` Decimal(18, 2),
+    `landlord_id` String
 )
 ENGINE = ReplacingMergeTree(`version`)
 ORDER BY `account_id`"""
@@ -68,6 +70,10 @@ ALL_TABLES = [
     "points_ledger",
     "events",
     "accounts",
+    "account_events",
+    "bills",
+    "usage_analysis",
+    "invoices",
 ]
 
 
@@ -95,13 +101,23 @@ def test_migration_statements_create_record_table_then_every_table() -> None:
     statements = schema.migration_statements()
     assert statements[0] == SCHEMA_MIGRATIONS_SQL
     assert statements[1] == READINGS_SQL
-    assert statements[1:] == [schema.create_table_sql(schema.table_spec(t)) for t in ALL_TABLES]
-    assert all(s.startswith("CREATE TABLE IF NOT EXISTS ") for s in statements)
+    creates = [schema.create_table_sql(schema.table_spec(t)) for t in ALL_TABLES]
+    upgrade_3 = [
+        schema.add_column_sql("accounts", "opening_balance"),
+        schema.add_column_sql("accounts", "landlord_id"),
+        *creates[-4:],
+    ]
+    assert statements[1:] == creates + upgrade_3
+    assert all(
+        s.startswith(("CREATE TABLE IF NOT EXISTS ", "ALTER TABLE `accounts` ADD COLUMN IF NOT "))
+        for s in statements
+    )
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
     versions = [m.version for m in schema.MIGRATIONS]
-    assert versions == list(range(1, len(versions) + 1))
+    reserved = {2}  # the `rejected` change, made separately
+    assert sorted({*versions, *reserved}) == list(range(1, max(versions) + 1))
     assert [m.version for m in schema.pending_migrations([])] == versions
     assert schema.pending_migrations(versions) == []
 

@@ -134,3 +134,9 @@ def test_a_bad_dsn_is_reported_without_its_password(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env={"WATTPAY_CLICKHOUSE_DSN": "mysql://u:pw-secret@h/db?token=t-secret"})
     assert "secret" not in str(err.value) and "clickhouse.dsn" in str(err.value)
+def test_invoice_seller_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text('[invoice]\nseller_name = "某某供电公司"\nseller_tax_id = "123"\n', "utf-8")
+    settings = load_settings(str(path), env={})
+    assert (settings.seller_name, settings.seller_tax_id) == ("某某供电公司", "123")
+    assert load_settings(None, env={}).seller_name  # a default seller without a file

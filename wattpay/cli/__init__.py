@@ -18,6 +18,7 @@ from urllib.request import Request, urlopen
 from config.errors import OperatorError
 from wattpay.cli.common import add_command, examples_epilog
 from wattpay.cli.common import settings_from_args as _settings
+from wattpay.cli.jobs import add_job_commands
 from wattpay.cli.live import add_live_commands
 from wattpay.cli.meters import add_meter_commands
 from wattpay.cli.publish import add_publish_commands
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(handler=cmd_config)
     add_publish_commands(commands)
     add_meter_commands(commands)
+    add_job_commands(commands)
     return parser
 
 

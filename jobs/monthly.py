@@ -1,0 +1,162 @@
+"""The monthly job (SPEC S15): bills, invoices, usage analysis and ``monthly_bill`` notices.
+
+It reads ClickHouse, computes with polars, writes ``bills``, ``invoices`` and
+``usage_analysis`` rows, the invoice XML/PDF and bill PDF files under the output directory,
+and the notifications; it never changes a balance. Every id is derived from the account and
+the month, so a second run rewrites the same rows, files and notifications.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from config.settings import Settings
+from jobs import tables
+from jobs.bills import BillInputs, bill_frame, bill_rows, daily_kwh
+from jobs.invoices import Seller, invoice_row, invoice_xml
+from jobs.money import month_after
+from jobs.notices import contacts, event_row, file_notices, monthly_bill
+from jobs.progress import Progress
+from sinks.clickhouse import ClickHouseStore
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class MonthlyResult:
+    """What a run wrote."""
+
+    month: date
+    bills: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    notices_to: str = ""
+
+
+def file_stem(account_id: str) -> str:
+    """A file name for an account id (anything but letters, digits, ``_.-`` becomes ``_``)."""
+    return _UNSAFE.sub("_", account_id) or "_"
+
+
+def month_end(month: date, zone: ZoneInfo) -> datetime:
+    """The instant a month ends: 00:00 local on the first day of the next one."""
+    return datetime.combine(month_after(month), time(0), tzinfo=zone)
+
+
+def read_inputs(store: ClickHouseStore, zone: str, until: date) -> BillInputs:
+    """Everything the bills need, up to the end of the billed month."""
+    return BillInputs(
+        daily_usage=tables.daily_usage(store, until),
+        ledger=tables.ledger(store),
+        points=tables.points(store),
+        accounts=tables.accounts(store),
+        disconnections=tables.events_of_type(store, "disconnected"),
+        zone=zone,
+    )
+
+
+def run_monthly(
+    settings: Settings,
+    month: date,
+    out_dir: Path,
+    *,
+    account: str | None = None,
+    today: date | None = None,
+    progress: IO[str] | None = None,
+    documents: bool = True,
+) -> MonthlyResult:
+    """Bill ``month`` for every account (or one), writing rows, documents and notices."""
+    zone_info = settings.rules.zone
+    zone = str(zone_info)
+    issued_at = month_end(month, zone_info)  # type: ignore[arg-type]
+    result = MonthlyResult(month)
+    bounds = {
+        plan_id: [int(b * 1000) for b in plan.tier_bounds]
+        for plan_id, plan in settings.rules.plans.items()
+    }
+    seller = Seller(settings.seller_name, settings.seller_tax_id)
+    with ClickHouseStore(settings.clickhouse_dsn) as store:
+        store.migrate()
+        inputs = read_inputs(store, zone, month_after(month))
+        frame = bill_frame(inputs, month, account)
+        result.bills = bill_rows(frame, month, bounds, issued_at)
+        events = tables.account_events(store)
+        who = contacts(events)
+        render = _renderers() if documents else None
+        series = daily_kwh(inputs.daily_usage, month)
+        bar = Progress(f"bills {month:%Y-%m}", len(result.bills), progress)
+        for bill in result.bills:
+            aid = bill["account_id"]
+            if bill["invoice_no"] is not None:
+                result.invoices.append(_invoice(bill, seller, issued_at, out_dir, month, render))
+            if render is not None:
+                path = out_dir / "bills" / f"{month:%Y-%m}" / f"{file_stem(aid)}.pdf"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                render[0](bill, series.get(aid, []), who.get(aid, {}), path)
+            bar.advance()
+        bar.finish()
+        store.insert_rows("bills", result.bills)
+        store.insert_rows("invoices", result.invoices)
+        from jobs.analysis import analysis_rows
+
+        result.analysis = analysis_rows(
+            store, settings, inputs, events, result.bills, month, today or issued_at.date()
+        )
+        store.insert_rows("usage_analysis", result.analysis)
+        result.notices = [
+            monthly_bill(bill, issued_at, who.get(bill["account_id"], {})) for bill in result.bills
+        ]
+        store.insert_rows(
+            "events",
+            [
+                event_row(n, bill["meter_id"], issued_at)
+                for n, bill in zip(result.notices, result.bills, strict=True)
+            ],
+        )
+    result.notices_to = _send(settings, out_dir, result.notices)
+    return result
+
+
+def _invoice(
+    bill: dict[str, Any],
+    seller: Seller,
+    issued_at: datetime,
+    out_dir: Path,
+    month: date,
+    render: tuple[Callable[..., None], Callable[..., None]] | None,
+) -> dict[str, Any]:
+    folder = Path("invoices") / f"{month:%Y-%m}"
+    stem = file_stem(bill["account_id"])
+    pdf, xml = folder / f"{stem}.pdf", folder / f"{stem}.xml"
+    row = invoice_row(bill, seller, issued_at, str(pdf), str(xml))
+    (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    (out_dir / xml).write_bytes(invoice_xml(row))
+    if render is not None:
+        render[1](row, out_dir / pdf)
+    return row
+
+
+def _renderers() -> tuple[Callable[..., None], Callable[..., None]]:
+    from jobs.documents import render_bill, render_invoice
+
+    return render_bill, render_invoice
+
+
+def _send(settings: Settings, out_dir: Path, notices: list[dict[str, Any]]) -> str:
+    """To the notifications topic when brokers are configured, else to the topic's file."""
+    if settings.brokers:
+        from sinks.kafka import JsonProducer, kafka_config
+
+        topic = settings.topic("notifications")
+        with JsonProducer(kafka_config(settings)) as producer:
+            for notice in notices:
+                producer.send(topic, notice["account_id"], notice)
+        return topic
+    return str(file_notices(out_dir, settings.topic_prefix, notices))

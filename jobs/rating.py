@@ -1,0 +1,163 @@
+"""Batch apportioning and rating of spans into parts and days (S4, S14.7), in polars.
+
+Independent of the stream's code: see `jobs.rater` for the inputs and units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from jobs.rater import TIERS, PlanData, _plan_tables
+from jobs.tables import local_ts
+
+BY_SPAN = "span"
+
+
+def _tod(column: str, zone: str) -> pl.Expr:
+    """Microseconds since local midnight."""
+    local = local_ts(column, zone)
+    return (local - local.dt.truncate("1d")).dt.total_microseconds()
+
+
+def cut_points(
+    spans: pl.DataFrame, timeline: pl.DataFrame, plans: Mapping[str, PlanData], zone: str
+) -> pl.DataFrame:
+    """(span, c): the instants strictly inside each span where it is cut.
+
+    Local midnights always; plan changes; and the period starts of the TOU plan in force.
+    """
+    _, _, tou_cuts = _plan_tables(plans)
+    clocks = sorted({0, *tou_cuts["clock"].to_list()})
+    local0, local1 = local_ts("t0", zone), local_ts("t1", zone)
+    tod0, tod1 = _tod("t0", zone), _tod("t1", zone)
+    crosses = local0.dt.date() != local1.dt.date()
+    for clock in clocks[1:]:
+        crosses = crosses | ((tod0 < clock) & (tod1 > clock))
+    candidates = (
+        spans.filter(crosses)
+        .select(
+            BY_SPAN, "account_id", "t0", "t1", d=pl.date_ranges(local0.dt.date(), local1.dt.date())
+        )
+        .explode("d")
+        .join(pl.DataFrame({"clock": clocks}, schema={"clock": pl.Int64}), how="cross")
+        .with_columns(
+            c=(pl.col("d").cast(pl.Datetime("us")) + pl.duration(microseconds=pl.col("clock")))
+            .dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+            .dt.epoch("us")
+        )
+        .filter((pl.col("c") > pl.col("t0")) & (pl.col("c") < pl.col("t1")))
+        .sort("c")
+        .join_asof(
+            timeline.rename({"us": "c"}),
+            on="c",
+            by="account_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .join(tou_cuts.with_columns(tou=pl.lit(True)), on=["plan", "clock"], how="left")
+        .filter((pl.col("clock") == 0) | pl.col("tou").fill_null(False))
+        .select(BY_SPAN, "c")
+    )
+    several = timeline.group_by("account_id").len().filter(pl.col("len") > 1).select("account_id")
+    changes = (
+        spans.join(several, on="account_id", how="semi")
+        .join(timeline, on="account_id")
+        .filter((pl.col("us") > pl.col("t0")) & (pl.col("us") < pl.col("t1")))
+        .select(BY_SPAN, c="us")
+    )
+    return pl.concat([candidates, changes]).unique()
+
+
+def parts(spans: pl.DataFrame, cuts: pl.DataFrame) -> pl.DataFrame:
+    """Apportion each span at its cuts by cumulative rounding (S4): account_id, start, end, milli.
+
+    The energy up to cut i is round_half_up(Δ × (c_i − t0) ÷ (t1 − t0)) thousandths; each
+    part is the difference of consecutive cumulative values.
+    """
+    ends = spans.select(BY_SPAN, c="t1")
+    rows = pl.concat([cuts, ends]).join(spans, on=BY_SPAN).sort(BY_SPAN, "c")
+    wide = pl.Int128
+    elapsed = (pl.col("c") - pl.col("t0")).cast(wide)
+    total = (pl.col("t1") - pl.col("t0")).cast(wide)
+    cumulative = (
+        pl.when(pl.col("c") == pl.col("t1"))
+        .then(pl.col("delta").cast(wide))
+        .otherwise((2 * pl.col("delta").cast(wide) * elapsed + total) // (2 * total))
+        .cast(pl.Int64)
+    )
+    return (
+        rows.with_columns(cum=cumulative)
+        .with_columns(
+            start=pl.col("c").shift(1).over(BY_SPAN).fill_null(pl.col("t0")),
+            milli=pl.col("cum") - pl.col("cum").shift(1).over(BY_SPAN).fill_null(0),
+        )
+        .select("account_id", "start", end="c", milli="milli")
+    )
+
+
+def rate(
+    parts_frame: pl.DataFrame,
+    timeline: pl.DataFrame,
+    bases: pl.DataFrame,
+    plans: Mapping[str, PlanData],
+    zone: str,
+) -> pl.DataFrame:
+    """Price every part: plan in force at its start, period by its start's clock, tier split.
+
+    Adds day, year, plan, period, c1 (calendar-year cumulative after it), q1..q3 (kWh per
+    tier) and cost (1/10^7 yuan).
+    """
+    periods, prices, _ = _plan_tables(plans)
+    local = local_ts("start", zone)
+    rated = (
+        parts_frame.sort("start")
+        .join_asof(
+            timeline.rename({"us": "start"}),
+            on="start",
+            by="account_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .with_columns(day=local.dt.date(), year=local.dt.year(), clock=_tod("start", zone))
+        .sort("clock")
+        .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
+        .join(prices, on=["plan", "period"], how="left")
+        .join(bases, on=["account_id", "year"], how="left")
+        .sort("account_id", "start")
+        .with_columns(
+            c1=pl.col("base").fill_null(0) + pl.col("milli").cum_sum().over("account_id", "year")
+        )
+        .with_columns(c0=pl.col("c1") - pl.col("milli"))
+    )
+    lower = [pl.lit(0), *(pl.col(f"b{k}") for k in range(1, TIERS))]
+    upper = [*(pl.col(f"b{k}") for k in range(1, TIERS)), None]
+    quantities = []
+    for k in range(TIERS):
+        top = pl.col("c1") if upper[k] is None else pl.min_horizontal(pl.col("c1"), upper[k])
+        quantities.append(
+            (top - pl.max_horizontal(pl.col("c0"), lower[k])).clip(lower_bound=0).alias(f"q{k + 1}")
+        )
+    rated = rated.with_columns(quantities)
+    cost = sum(pl.col(f"q{k}") * pl.col(f"p{k}") for k in range(1, TIERS + 1))
+    return rated.with_columns(cost=cost)
+
+
+def daily(rated: pl.DataFrame) -> pl.DataFrame:
+    """Per account × local day: kWh, peak, valley, tiers, charge (fen, rounded once), ytd."""
+    return (
+        rated.sort("account_id", "start")
+        .group_by("account_id", "day")
+        .agg(
+            kwh=pl.col("milli").sum(),
+            kwh_peak=pl.col("milli").filter(pl.col("period") == "peak").sum(),
+            kwh_valley=pl.col("milli").filter(pl.col("period") == "valley").sum(),
+            kwh_tier1=pl.col("q1").sum(),
+            kwh_tier2=pl.col("q2").sum(),
+            kwh_tier3=pl.col("q3").sum(),
+            cost=pl.col("cost").sum(),
+            ytd_kwh=pl.col("c1").last(),
+        )
+        .with_columns(charge=(2 * pl.col("cost") + 100_000) // 200_000)
+    )

@@ -1,0 +1,124 @@
+"""Reconciliation (SPEC S15.5): re-rate the accepted readings in batch, compare with daily_usage.
+
+`recompute` runs the independent batch rater (`jobs.rater`, `jobs.rating`); `differences`
+lists every ``daily_usage`` row whose kWh, peak/valley, tier split, charge or ytd differs from
+it, and every day the readings charge that has no row where one is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from jobs import tables
+from jobs.rater import opening_ytd, plan_data, plan_timeline, spans
+from jobs.rating import cut_points, daily, parts, rate
+from sinks.clickhouse import ClickHouseStore
+
+COMPARED = (
+    "kwh",
+    "kwh_peak",
+    "kwh_valley",
+    "kwh_tier1",
+    "kwh_tier2",
+    "kwh_tier3",
+    "charge",
+    "ytd_kwh",
+)
+
+
+@dataclass(frozen=True)
+class RatingInputs:
+    """What the batch rater reads."""
+
+    readings: pl.DataFrame
+    regressions: pl.DataFrame
+    account_events: pl.DataFrame
+
+
+def read_rating_inputs(store: ClickHouseStore, zone: str) -> RatingInputs:
+    """Accepted readings, regression rebases and account events from ClickHouse."""
+    return RatingInputs(
+        tables.readings(store, zone), tables.regressions(store), tables.account_events(store)
+    )
+
+
+def recompute(
+    inputs: RatingInputs,
+    plans: Mapping[str, object],
+    zone: str,
+    register_max_milli: int,
+    override: Mapping[str, str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(daily totals, opening ytd bases) re-rated from the readings; ``override`` maps plans."""
+    data = plan_data(plans)
+    timeline = plan_timeline(inputs.account_events, override)
+    bases = opening_ytd(inputs.account_events, zone)
+    span_frame = spans(inputs.readings, inputs.regressions, register_max_milli)
+    cuts = cut_points(span_frame, timeline, data, zone)
+    rated = rate(parts(span_frame, cuts), timeline, bases, data, zone)
+    return daily(rated), bases
+
+
+def differences(
+    stream: pl.DataFrame,
+    batch: pl.DataFrame,
+    bases: pl.DataFrame,
+    day_from: date | None = None,
+    day_to: date | None = None,
+) -> pl.DataFrame:
+    """Rows (account_id, day, column, stream, batch) where the two disagree.
+
+    A day without consumption in the batch has 0 kWh and the ytd carried from the last day
+    with consumption in the same calendar year (or the opening ``ytd_kwh``); a batch day with
+    consumption and no ``daily_usage`` row counts when a later row of the account exists.
+    """
+    keys = ["account_id", "day"]
+    carried = batch.select("account_id", "day", carried="ytd_kwh").sort("day")
+    stream = stream.with_columns(year=pl.col("day").dt.year()).sort("day")
+    expected = (
+        stream.select("account_id", "day", "year")
+        .join_asof(
+            carried.with_columns(cyear=pl.col("day").dt.year(), cday=pl.col("day")),
+            on="day",
+            by="account_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .join(bases, on=["account_id", "year"], how="left")
+        .with_columns(
+            ytd_kwh=pl.when(pl.col("cyear") == pl.col("year"))
+            .then(pl.col("carried"))
+            .otherwise(pl.col("base").fill_null(0))
+        )
+        .select("account_id", "day", "ytd_kwh")
+        .join(batch.drop("ytd_kwh", "cost"), on=keys, how="left")
+        .with_columns(pl.col(c).fill_null(0) for c in COMPARED if c != "ytd_kwh")
+    )
+    last_row = stream.group_by("account_id").agg(last=pl.col("day").max())
+    missing = (
+        batch.filter(pl.col("kwh") > 0)
+        .join(stream.select(keys), on=keys, how="anti")
+        .join(last_row, on="account_id", how="left")
+        .filter(pl.col("last").is_not_null() & (pl.col("day") < pl.col("last")))
+    )
+    if day_from is not None:
+        stream = stream.filter(pl.col("day") >= day_from)
+        missing = missing.filter(pl.col("day") >= day_from)
+    if day_to is not None:
+        stream = stream.filter(pl.col("day") <= day_to)
+        missing = missing.filter(pl.col("day") <= day_to)
+    joined = stream.select(*keys, *COMPARED).join(expected, on=keys, suffix="_batch")
+    found = [
+        joined.filter(pl.col(c) != pl.col(f"{c}_batch")).select(
+            *keys, column=pl.lit(c), stream=pl.col(c), batch=pl.col(f"{c}_batch")
+        )
+        for c in COMPARED
+    ]
+    found.append(
+        missing.select(*keys, column=pl.lit("row"), stream=pl.lit(None, pl.Int64), batch="kwh")
+    )
+    return pl.concat(found).sort(keys)

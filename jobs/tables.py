@@ -1,0 +1,157 @@
+"""ClickHouse tables read into polars frames for the batch jobs (SPEC S15).
+
+Money is read as Int64 fen, energy as Int64 thousandths of a kWh (``milli``), timestamps as
+Int64 microseconds since the epoch turned into zone-aware datetimes: exact all the way, no
+float ever holds an amount.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+
+import polars as pl
+
+from sinks.clickhouse import ClickHouseStore
+
+US = "us"
+
+
+def _frame(store: ClickHouseStore, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    columns = store.query_columns(sql)
+    return pl.DataFrame(columns, schema=schema)
+
+
+def local_ts(column: str | pl.Expr, zone: str) -> pl.Expr:
+    """Epoch microseconds in ``column`` as a datetime in the local ``zone``."""
+    return (
+        pl.from_epoch(pl.col(column) if isinstance(column, str) else column, time_unit="us")
+        .dt.replace_time_zone("UTC")
+        .dt.convert_time_zone(zone)
+    )
+
+
+_STR, _I64 = pl.String(), pl.Int64()
+
+
+def readings(store: ClickHouseStore, zone: str) -> pl.DataFrame:
+    """Accepted readings: account_id, meter_id, us, milli, source."""
+    sql = (
+        "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts) AS us,"
+        " toInt64(energy_kwh * 1000) AS milli, source FROM readings FINAL"
+    )
+    schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64, "source": _STR}
+    return _frame(store, sql, schema)
+
+
+def regressions(store: ClickHouseStore) -> pl.DataFrame:
+    """Readings rejected as ``meter_regression``: they rebase the series (S14.3)."""
+    _, rows = store.query(
+        "SELECT payload FROM rejected FINAL"
+        " WHERE topic = 'wattpay.readings' AND reason = 'meter_regression'"
+    )
+    out: dict[str, list[object]] = {"meter_id": [], US: [], "milli": []}
+    for (payload,) in rows:
+        body = json.loads(payload)
+        ts = datetime.fromisoformat(body["ts"])
+        out["meter_id"].append(str(body["meter_id"]))
+        out[US].append(_epoch_us(ts))
+        out["milli"].append(int(Decimal(str(body["energy_kwh"])) * 1000))
+    return pl.DataFrame(out, schema={"meter_id": _STR, US: _I64, "milli": _I64})
+
+
+def _epoch_us(ts: datetime) -> int:
+    delta = ts - datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def account_events(store: ClickHouseStore) -> pl.DataFrame:
+    """Applied account events: account_id, us, type, meter_id, plan, payload."""
+    sql = (
+        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us, toString(type) AS type,"
+        " meter_id, plan, payload FROM account_events FINAL"
+    )
+    schema = {
+        "account_id": _STR,
+        US: _I64,
+        "type": _STR,
+        "meter_id": _STR,
+        "plan": _STR,
+        "payload": _STR,
+    }
+    return _frame(store, sql, schema)
+
+
+def daily_usage(store: ClickHouseStore, until: date | None = None) -> pl.DataFrame:
+    """``daily_usage`` rows, energy in milli and money in fen."""
+    where = f" WHERE day < toDate('{until.isoformat()}')" if until else ""
+    energy = ("kwh", "kwh_peak", "kwh_valley", "kwh_tier1", "kwh_tier2", "kwh_tier3", "ytd_kwh")
+    picks = ", ".join(f"toInt64({c} * 1000) AS {c}" for c in energy)
+    sql = (
+        f"SELECT account_id, day, {picks}, toInt64(charge * 100) AS charge,"
+        f" toInt64(closing_balance * 100) AS closing_balance FROM daily_usage FINAL{where}"
+    )
+    schema: dict[str, pl.DataType] = {"account_id": _STR, "day": pl.Date()}
+    schema.update({c: _I64 for c in energy})
+    schema.update({"charge": _I64, "closing_balance": _I64})
+    return _frame(store, sql, schema)
+
+
+def ledger(store: ClickHouseStore) -> pl.DataFrame:
+    """Ledger entries: account_id, us, kind, amount (fen, signed), ref."""
+    sql = (
+        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us, toString(kind) AS kind,"
+        " toInt64(amount * 100) AS amount, ref FROM ledger FINAL"
+    )
+    schema = {"account_id": _STR, US: _I64, "kind": _STR, "amount": _I64, "ref": _STR}
+    return _frame(store, sql, schema)
+
+
+def points(store: ClickHouseStore) -> pl.DataFrame:
+    """Points entries: account_id, us, kind, points (signed)."""
+    sql = (
+        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us, toString(kind) AS kind, points"
+        " FROM points_ledger FINAL"
+    )
+    return _frame(store, sql, {"account_id": _STR, US: _I64, "kind": _STR, "points": _I64})
+
+
+def accounts(store: ClickHouseStore) -> pl.DataFrame:
+    """Latest account state: account_id, meter_id, plan, status, opening_balance (fen)."""
+    sql = (
+        "SELECT account_id, meter_id, plan, toString(status) AS status,"
+        " toInt64(opening_balance * 100) AS opening_balance, landlord_id FROM accounts FINAL"
+    )
+    schema = {
+        "account_id": _STR,
+        "meter_id": _STR,
+        "plan": _STR,
+        "status": _STR,
+        "opening_balance": _I64,
+        "landlord_id": _STR,
+    }
+    return _frame(store, sql, schema)
+
+
+def events_of_type(store: ClickHouseStore, kind: str) -> pl.DataFrame:
+    """Events of one type (``disconnected``…): account_id, us."""
+    columns = store.query_columns(
+        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us FROM events FINAL"
+        " WHERE type = {kind:String}",
+        {"kind": kind},
+    )
+    return pl.DataFrame(columns, schema={"account_id": _STR, US: _I64})
+
+
+def intervals(store: ClickHouseStore, start: date, end: date) -> pl.DataFrame:
+    """Rated intervals starting in [start, end): account_id, us, end_us, milli, period."""
+    sql = (
+        "SELECT account_id, toUnixTimestamp64Micro(`start`) AS us,"
+        " toUnixTimestamp64Micro(`end`) AS end_us, toInt64(kwh * 1000) AS milli,"
+        " toString(period) AS period FROM intervals FINAL"
+        f" WHERE toDate(`start`) >= toDate('{start.isoformat()}')"
+        f" AND toDate(`start`) < toDate('{end.isoformat()}')"
+    )
+    schema = {"account_id": _STR, US: _I64, "end_us": _I64, "milli": _I64, "period": _STR}
+    return _frame(store, sql, schema)

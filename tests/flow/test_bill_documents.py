@@ -1,0 +1,112 @@
+"""Bill and invoice PDFs: Chinese text embedded with a real CJK font, rendered by poppler."""
+
+import subprocess
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from jobs.documents import render_bill, render_invoice
+from jobs.invoices import Seller, invoice_row
+from tests.tools import require_tool
+
+D = Decimal
+ISSUED = datetime(2026, 4, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+BILL = {
+    "bill_id": "户1:2026-03",
+    "account_id": "户1",
+    "month": date(2026, 3, 1),
+    "meter_id": "M1",
+    "plan": "zhejiang-tiered",
+    "days": 22,
+    "kwh": D("30.000"),
+    "kwh_peak": D("0.000"),
+    "kwh_valley": D("0.000"),
+    "kwh_tier1": D("30.000"),
+    "kwh_tier2": D("0.000"),
+    "kwh_tier3": D("0.000"),
+    "charge": D("16.14"),
+    "topups": D("500.00"),
+    "topup_count": 1,
+    "rebates": D("30.00"),
+    "points_redeemed_yuan": D("0.00"),
+    "refund": D("0.00"),
+    "opening_balance": D("100.00"),
+    "closing_balance": D("613.86"),
+    "points_opening": 0,
+    "points_earned": 512,
+    "points_redeemed": 0,
+    "points_expired": 0,
+    "points_closing": 512,
+    "ytd_kwh": D("30.000"),
+    "tier": 1,
+    "kwh_to_next_tier": D("2730.000"),
+    "avg_price": D("0.5380"),
+    "kwh_prev_month": None,
+    "kwh_same_month_last_year": None,
+    "disconnections": 0,
+    "invoice_no": "20260312345678901234",
+    "generated_at": ISSUED,
+}
+
+
+def _text(pdf: Path) -> str:
+    tool = require_tool("pdftotext", package="poppler-utils")
+    return subprocess.run([tool, str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def _fonts(pdf: Path) -> str:
+    tool = require_tool("pdffonts", package="poppler-utils")
+    return subprocess.run([tool, str(pdf)], capture_output=True, text=True, check=True).stdout
+
+
+def _renders(pdf: Path, tmp_path: Path) -> None:
+    tool = require_tool("pdftoppm", package="poppler-utils")
+    subprocess.run([tool, "-png", "-r", "30", str(pdf), str(tmp_path / "page")], check=True)
+    assert (tmp_path / "page-1.png").stat().st_size > 1000
+
+
+def test_bill_pdf_in_chinese_and_english(tmp_path: Path) -> None:
+    zh, en = tmp_path / "zh.pdf", tmp_path / "en.pdf"
+    daily = [0] * 9 + [10_000, 20_000] + [0] * 20
+    render_bill(BILL, daily, {"locale": "zh-CN"}, zh)
+    render_bill(BILL, daily, {"locale": "en"}, en)
+    text = _text(zh)
+    for words in (
+        "电费月账单",
+        "本月电费",
+        "16.14",
+        "期末余额",
+        "613.86",
+        "每日用电量",
+        "年度阶梯位置",
+        "户1",
+    ):
+        assert words in text
+    (cjk,) = [line for line in _fonts(zh).splitlines() if "DroidSansFallback" in line]
+    assert cjk.split()[-5:-2] == ["yes", "yes", "yes"]  # embedded, subset, with a unicode map
+    assert "Monthly electricity bill" in _text(en) and "613.86" in _text(en)
+    _renders(zh, tmp_path)
+    again = tmp_path / "again.pdf"
+    render_bill(BILL, daily, {"locale": "zh-CN"}, again)
+    assert again.read_bytes() == zh.read_bytes()  # a re-run writes the same document
+
+
+def test_invoice_pdf(tmp_path: Path) -> None:
+    row = invoice_row(
+        BILL, Seller("国网示例供电有限公司", "91330000000000000X"), ISSUED, "i.pdf", "i.xml"
+    )
+    pdf = tmp_path / "invoice.pdf"
+    render_invoice(row, pdf)
+    text = _text(pdf)
+    for words in (
+        "电子发票",
+        "*供电*电费",
+        "国网示例供电有限公司",
+        "14.28",
+        "1.86",
+        "16.14",
+        "20260312345678901234",
+    ):
+        assert words in text
+    _renders(pdf, tmp_path)
