@@ -49,25 +49,24 @@ def claim_payment_id(
     return None
 
 
-def payment_problem(state: AccountState | None, payment: TopUp | Redeem) -> Rejection | None:
-    """S14.4 at the account: a repeat it applied, an unknown account, a closed account."""
+def payment_target(state: AccountState | None, payment: TopUp | Redeem) -> AccountState | Rejection:
+    """The account a payment credits, or S14.4 at the account: a repeat, unknown, closed."""
     if state is not None and payment.payment_id in state.payment_ids:
         return _duplicate(payment.payment_id)
     if state is None:
         return Rejection("unknown_account", "no such account")
     if state.status == CLOSED:
         return Rejection("account_closed", "the account is closed")
-    return None
+    return state
 
 
 def apply_topup(
     state: AccountState | None, t: TopUp, out: Emitter, rules: BillingRules
 ) -> AccountState | Rejection:
     """Credit a top-up, its rebates and basic points; notify; reconnect when back above 0."""
-    problem = payment_problem(state, t)
-    if problem is not None:
-        return problem
-    assert state is not None  # payment_problem refuses a missing account
+    state = payment_target(state, t)
+    if isinstance(state, Rejection):
+        return state
     if not valid_topup_amount(t.amount, rules):
         return Rejection(
             "invalid_amount", f"amount must be > 0, ≤ {rules.max_topup}, at most 2 decimals"
@@ -108,10 +107,9 @@ def apply_redeem(
     state: AccountState | None, r: Redeem, out: Emitter, rules: BillingRules
 ) -> AccountState | Rejection:
     """Redeem points for a credit (oldest lot first); reconnect when back above 0."""
-    problem = payment_problem(state, r)
-    if problem is not None:
-        return problem
-    assert state is not None  # payment_problem refuses a missing account
+    state = payment_target(state, r)
+    if isinstance(state, Rejection):
+        return state
     if r.points < 1:
         return Rejection("invalid_amount", "redeem at least 1 point")
     if r.points > state.wallet.total:
