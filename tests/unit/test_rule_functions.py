@@ -6,6 +6,8 @@ rule's arithmetic and edge cases where a JSONL round trip would only obscure the
 
 from __future__ import annotations
 
+import json
+import pickle
 from datetime import date
 from decimal import Decimal
 
@@ -14,15 +16,18 @@ import pytest
 from billing.alerts import balance_alerts, days_left
 from billing.cuts import in_window, next_window_opening
 from billing.days import overdraft_limit
+from billing.directory import MeterDirectory
+from billing.engine import apply, route
 from billing.lifecycle import new_account
-from billing.messages import Reading, TopUp
+from billing.messages import Envelope, Reading, TopUp
 from billing.outputs import Emitter, Row, TopicMessage
 from billing.points import basic_points, daily_points, on_day_close, redemption_value
 from billing.readings import Accepted, check_reading, remember
 from billing.rebates import grant_rebates
-from billing.rejections import Rejection
+from billing.rejections import Rejected, Rejection
 from billing.rules import BillingRules, DisconnectWindow, RebateCampaign
 from billing.state import AccountState
+from tests import billing_harness as harness
 from tests.billing_harness import at
 
 D = Decimal
@@ -289,3 +294,40 @@ def test_a_rollover_is_charged_across_the_register_maximum() -> None:
     # 999 999.900 → 0.100 kWh in 15 minutes: 0.100 + 1 000 000 − 999 999.900 = 0.200 kWh.
     verdict = check_reading(metered("999999.900"), read("2026-03-02T10:15", "0.100"), RULES)
     assert verdict == Accepted(100, at("2026-03-02T10:00"), 200)
+
+
+# --- applied or rejected, as values (S9) --------------------------------------------------
+
+
+def test_apply_says_applied_or_rejected() -> None:
+    directory, state = MeterDirectory(), None
+    reasons = []
+    for position, (topic, message) in enumerate(
+        [
+            ("accounts", harness.open_account("A1", "M1", "zhejiang-tiered", "2026-03-02T00:00")),
+            ("readings", harness.reading("M1", "2026-03-02T10:00", "100.000")),
+            ("readings", harness.reading("M1", "2026-03-02T10:15", "110.001")),  # 40.004 kW
+            ("readings", harness.reading("M2", "2026-03-02T10:15", "1.000")),
+        ]
+    ):
+        envelope = Envelope.decode(
+            topic, f"{topic}:{position}", json.dumps(message), at("2026-03-02T10:00")
+        )
+        routed = route(envelope, directory, RULES)
+        if isinstance(routed, Rejected):
+            assert pickle.loads(pickle.dumps(routed)).reason == routed.reason
+            reasons.append(("route", routed.reason))
+            continue
+        outcome = apply(state, routed[1], RULES)
+        state = outcome.state
+        reasons.append(("apply", outcome.rejection.reason if outcome.rejection else None))
+        if outcome.rejection is not None:
+            # The anomaly stays, and the rejection is recorded last.
+            tables = [o.table for o in outcome.outputs if isinstance(o, Row)]
+            assert tables == ["events", "rejected"]
+    assert reasons == [
+        ("apply", None),
+        ("apply", None),
+        ("apply", "implausible_jump"),
+        ("route", "unknown_meter"),
+    ]
