@@ -41,7 +41,7 @@ class Routed:
     verdict: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, and frozen ones cost 3× to build
 class Outcome:
     """What applying one message did to its account.
 
