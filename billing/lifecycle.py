@@ -66,7 +66,7 @@ def apply_account_event(
     if e.kind == "close":
         close_account(state, e, out, rules)
         return state
-    before: Decimal | None = None
+    before: Decimal | None = None  # only a replacement's final reading moves the balance
     if e.kind == "change_plan":
         state.plans.append((e.ts, e.plan))
     elif e.kind == "update":

@@ -93,11 +93,10 @@ def apply_reading(
     """
     verdict = check_reading(state, r, rules)
     if isinstance(verdict, Rejection):
-        if state is not None and verdict.reason in ANOMALIES:
-            previous = state.baseline[1] if state.baseline is not None else 0
+        if verdict.reason in ANOMALIES and state is not None and state.baseline is not None:
+            _anomaly(state, out, r, verdict.reason, state.baseline[1])
             if verdict.reason == METER_REGRESSION:
-                state.baseline = (r.ts, to_milli(r.energy))
-            _anomaly(state, out, r, verdict.reason, previous)
+                state.baseline = (r.ts, to_milli(r.energy))  # rebased, nothing charged
         return verdict
     assert state is not None  # a state-less reading is always refused
     before = state.available
