@@ -61,12 +61,12 @@ from live import (  # noqa: E402
     today,
 )
 
-from billing.account import AccountState  # noqa: E402
 from billing.clock import LOCAL_ZONE  # noqa: E402
 from billing.directory import MeterDirectory  # noqa: E402
 from billing.engine import Routed, apply  # noqa: E402
 from billing.messages import AccountEvent, Envelope, Reading, TopUp  # noqa: E402
 from billing.rules import BillingRules  # noqa: E402
+from billing.state import AccountState  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from sinks.kafka import new_producer  # noqa: E402
 
@@ -119,7 +119,7 @@ def account_after(days: int, rules: BillingRules) -> tuple[AccountState, int, fl
         "zhejiang-tou",
         {"opening_balance": Decimal("5000.00"), "ytd_kwh": Decimal(0)},
     )
-    state, _ = apply(None, Routed(envelope, opened), rules)
+    state = apply(None, Routed(envelope, opened), rules).state
     messages = 1
     energy = Decimal("12000.000")
     started = time.perf_counter()
@@ -127,12 +127,12 @@ def account_after(days: int, rules: BillingRules) -> tuple[AccountState, int, fl
         day_start = START + timedelta(days=day)
         if day % 30 == 15:
             topup = TopUp(f"P-{day}", "A-BENCH", Decimal("200.00"), "app", day_start)
-            state, _ = apply(state, Routed(envelope, topup), rules)
+            state = apply(state, Routed(envelope, topup), rules).state
             messages += 1
         for slot, kwh in enumerate(SHAPE):
             energy += Decimal(str(kwh)) + Decimal(day % 7) / 1000
             reading = Reading("M-BENCH", day_start + slot * QUARTER, energy, "modbus")
-            state, _ = apply(state, Routed(envelope, reading), rules)
+            state = apply(state, Routed(envelope, reading), rules).state
             messages += 1
     assert state is not None
     return state, messages, time.perf_counter() - started

@@ -1,46 +1,92 @@
-"""Loyalty points held in lots by the calendar year they were earned (SPEC S6, S14.18)."""
+"""Loyalty points: what earns them, redeeming them for money, and their expiry (SPEC S6, S14.18)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from billing.ledger import post_ledger, post_points
+from billing.notices import notify
+from billing.outputs import Emitter
+from billing.state import AccountState
 
 
-@dataclass(slots=True)
-class PointsWallet:
-    """Point lots, oldest year first; redemption takes the oldest lot first."""
+def basic_points(amount: Decimal, available_before: Decimal) -> int:
+    """基本积分: floor(amount) for a timely top-up (available ≥ 0 just before it), else 0."""
+    return int(amount // 1) if available_before >= 0 else 0
 
-    lots: dict[int, int] = field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        """Points held across all lots."""
-        return sum(self.lots.values())
+def daily_points(balance: Decimal) -> int:
+    """专项积分 of a closed day: one point per full 100 yuan of the balance after the charge."""
+    return int(balance // 100) if balance > 0 else 0
 
-    def earn(self, year: int, points: int) -> None:
-        """Add points to the lot of ``year``."""
-        if points > 0:
-            self.lots[year] = self.lots.get(year, 0) + points
 
-    def spend(self, points: int) -> None:
-        """Take ``points`` from the oldest lots first (caller checks the total)."""
-        if points > self.total:
-            raise ValueError("not enough points")
-        for year in sorted(self.lots):
-            take = min(points, self.lots[year])
-            self.lots[year] -= take
-            points -= take
-            if not self.lots[year]:
-                del self.lots[year]
-            if not points:
-                return
+def redemption_value(points: int) -> Decimal:
+    """The money ``points`` are worth (100 points = 1.00 yuan)."""
+    return Decimal(points).scaleb(-2)
 
-    def held_through(self, year: int) -> int:
-        """Points of lots earned in ``year`` or before."""
-        return sum(p for y, p in self.lots.items() if y <= year)
 
-    def expire_through(self, year: int) -> int:
-        """Drop every lot of ``year`` or before; return how many points expired."""
-        expired = self.held_through(year)
-        for lot_year in [y for y in self.lots if y <= year]:
-            del self.lots[lot_year]
-        return expired
+def earn_basic(
+    state: AccountState, out: Emitter, *, points: int, ts: datetime, payment_id: str
+) -> None:
+    """Credit a top-up's basic points to the lot of its year; no entry for 0 points."""
+    if points:
+        state.wallet.earn(ts.year, points)
+        aid = state.account_id
+        post_points(
+            state, out, kind="basic", points=points, ts=ts, entry_id=f"basic:{aid}:{payment_id}"
+        )
+
+
+def redeem(state: AccountState, out: Emitter, *, points: int, ts: datetime, ref: str) -> None:
+    """Spend ``points`` oldest lot first and credit their value (ref: payment id or ``close``)."""
+    entry_id = f"redeem:{state.account_id}:{ref}"
+    state.wallet.spend(points)
+    post_points(state, out, kind="redemption", points=-points, ts=ts, entry_id=entry_id)
+    post_ledger(
+        state,
+        out,
+        kind="points_redemption",
+        amount=redemption_value(points),
+        ts=ts,
+        ref=ref,
+        entry_id=entry_id,
+    )
+
+
+def on_day_close(state: AccountState, out: Emitter, day: date, ts: datetime) -> None:
+    """Day ``day`` closed at ``ts``: daily points, then Dec 31 expiry, or the Dec 1 notice."""
+    aid = state.account_id
+    earned = daily_points(state.balance)
+    if earned > 0:
+        state.wallet.earn(day.year, earned)
+        post_points(
+            state,
+            out,
+            kind="daily",
+            points=earned,
+            ts=ts,
+            entry_id=f"daily:{aid}:{day.isoformat()}",
+        )
+    if day.month == 12 and day.day == 31:
+        expired = state.wallet.expire_through(day.year - 1)
+        if expired:
+            post_points(
+                state,
+                out,
+                kind="expiry",
+                points=-expired,
+                ts=ts,
+                entry_id=f"expiry:{aid}:{day.year - 1}",
+            )
+    if day.month == 12 and day.day == 1:
+        expiring = state.wallet.held_through(day.year - 1)
+        if expiring:
+            notify(
+                state,
+                out,
+                "points_expiring",
+                ts=ts,
+                cause=f"day@{day.isoformat()}",
+                data={"points": expiring, "expires_on": date(day.year, 12, 31).isoformat()},
+            )

@@ -1,12 +1,18 @@
-"""Incremental tier × time-of-use rating of one apportioned part (SPEC S4)."""
+"""Rating consumption: apportion a span, then price each part by tier and period (SPEC S4)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from billing.apportion import Part, apportion
+from billing.clock import local_midnight, ts_text
+from billing.days import close_days_until
 from billing.numbers import from_milli, to_milli
+from billing.outputs import Emitter
+from billing.rules import BillingRules
+from billing.state import AccountState
 from billing.tariffs import Plan
 
 
@@ -51,3 +57,62 @@ def rate_part(
         if remaining <= 0:
             return slices
         tier += 1
+
+
+def rate_span(
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    start: datetime,
+    end: datetime,
+    milli_kwh: int,
+) -> None:
+    """Apportion and rate consumption over [start, end), closing days as midnight passes."""
+    cuts: set[datetime] = set()
+    midnight = local_midnight(start.date() + timedelta(days=1), rules.zone)
+    while midnight < end:
+        cuts.add(midnight)
+        midnight = local_midnight(midnight.date() + timedelta(days=1), rules.zone)
+    changes = len(state.plans) > 1
+    plan_starts = [start] + [s for s, _ in state.plans if start < s < end] if changes else [start]
+    cuts.update(plan_starts[1:])
+    for index, segment_start in enumerate(plan_starts):
+        segment_end = plan_starts[index + 1] if index + 1 < len(plan_starts) else end
+        plan = rules.plans[state.plan_at(segment_start) if changes else state.plans[0][1]]
+        if plan.is_tou:
+            cuts.update(plan.period_boundaries(segment_start, segment_end))
+    parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
+    aid = state.account_id
+    for part in parts:
+        if part.start >= state.day.end:
+            close_days_until(state, out, rules, part.start)
+        if part.start.year != state.ytd_year:
+            state.ytd_milli, state.ytd_year = 0, part.start.year
+        plan = rules.plans[state.plan_at(part.start) if changes else state.plans[0][1]]
+        for piece in rate_part(plan, part.start, part.end, part.milli_kwh, state.ytd_milli):
+            totals = state.day
+            totals.milli += piece.milli_kwh
+            totals.tiers[piece.tier - 1] += piece.milli_kwh
+            if piece.period == "peak":
+                totals.peak += piece.milli_kwh
+            elif piece.period == "valley":
+                totals.valley += piece.milli_kwh
+            totals.cost += piece.cost
+            state.ytd_milli += piece.milli_kwh
+            out.row(
+                "intervals",
+                interval_id=f"{aid}:{ts_text(piece.start)}:{piece.tier}",
+                account_id=aid,
+                meter_id=state.meter_id,
+                start=piece.start,
+                end=piece.end,
+                kwh=from_milli(piece.milli_kwh),
+                period=piece.period,
+                tier=piece.tier,
+                price=piece.price,
+                cost=piece.cost,
+            )
+    if changes:
+        # Plan changes now in the past matter no more, except the one in force.
+        in_force = [entry for entry in state.plans if entry[0] <= end][-1:]
+        state.plans = in_force + [entry for entry in state.plans if entry[0] > end]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from billing.account import AccountState
-from billing.account_events import with_account_event
 from billing.directory import MeterDirectory
 from billing.engine import apply, finish, route
 from billing.messages import Envelope
 from billing.outputs import Output
+from billing.rejections import Rejected
 from billing.rules import BillingRules
+from billing.state import AccountState
 
 
 def run_sequential(
@@ -21,15 +21,14 @@ def run_sequential(
     states: dict[str, AccountState] = {}
     for envelope in envelopes:
         routed = route(envelope, directory, rules)
-        if isinstance(routed, list):
+        if isinstance(routed, Rejected):
             yield from routed
             continue
         account_id, item = routed
-        state, outputs = apply(states.get(account_id), item, rules)
-        outputs = with_account_event(state, item.envelope, item.message, outputs)
-        if state is not None:
-            states[account_id] = state
-        yield from outputs
+        outcome = apply(states.get(account_id), item, rules)
+        if outcome.state is not None:
+            states[account_id] = outcome.state
+        yield from outcome.outputs
     if close_at_end:
         for account_id in sorted(states):
             yield from finish(states[account_id], rules)

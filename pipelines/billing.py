@@ -17,13 +17,13 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from billing.account import AccountState
-from billing.account_events import rejection_reason, with_account_event
 from billing.directory import MeterDirectory
 from billing.engine import Routed, apply, finish, route
 from billing.messages import Envelope
 from billing.outputs import DLQ, Output, Row, TopicMessage
+from billing.rejections import Rejected
 from billing.rules import BillingRules
+from billing.state import AccountState
 from config.settings import DEFAULT_TOPIC_PREFIX
 from sinks.metrics import Metrics
 
@@ -49,13 +49,14 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
         self.metrics = metrics
 
     def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
-        self.state, outputs = apply(self.state, value, self.rules)
-        outputs = with_account_event(self.state, value.envelope, value.message, outputs)
+        outcome = apply(self.state, value, self.rules)
+        self.state = outcome.state
         if self.metrics is not None:
             self.metrics.step_items.labels("accounts").inc()
-            _tally(self.metrics, value.envelope, outputs)
+            reason = outcome.rejection.reason if outcome.rejection else None
+            _tally(self.metrics, value.envelope, reason, outcome.outputs)
             self.metrics.observe_event_time(value.message.ts, datetime.now(UTC))
-        return outputs, self.state is None
+        return outcome.outputs, self.state is None
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if self.close_at_eof and self.state is not None:
@@ -70,9 +71,8 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _tally(metrics: Metrics, envelope: Envelope, outputs: list[Output]) -> None:
-    """Applied or rejected (with its reason), and what the message produced."""
-    reason = rejection_reason(envelope, outputs)
+def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:
+    """Applied (``reason`` None) or rejected with its reason, and what the message produced."""
     if reason is None:
         metrics.messages_applied.labels(envelope.topic).inc()
     else:
@@ -98,8 +98,8 @@ class DirectoryLogic(StatefulLogic[Envelope, object, bytes]):
         if self.metrics is not None:
             self.metrics.step_items.labels("route").inc()
             self.metrics.messages_in.labels(value.topic).inc()
-            if isinstance(routed, list):
-                _tally(self.metrics, value, routed)
+            if isinstance(routed, Rejected):
+                _tally(self.metrics, value, routed.reason, routed)
         return (routed,), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:

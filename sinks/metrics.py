@@ -13,7 +13,6 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from billing.account import ACTIVE, ARREARS, CLOSED, DISCONNECTED
 from billing.outputs import (
     METER_COMMANDS,
     NOTIFICATIONS,
@@ -22,6 +21,7 @@ from billing.outputs import (
     Row,
     TopicMessage,
 )
+from billing.state import ACTIVE, ARREARS, CLOSED, DISCONNECTED
 
 STATUSES = (ACTIVE, ARREARS, DISCONNECTED, CLOSED)
 

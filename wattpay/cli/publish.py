@@ -52,8 +52,8 @@ def _negative_amounts(args: argparse.Namespace) -> str | None:
 
 def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -> str | None:
     """Why the billing engine would reject ``message`` on its face (S14.2), or None."""
-    from billing.engine import valid_topup_amount
     from billing.messages import Envelope, Malformed, TopUp, parse_message
+    from billing.payments import valid_topup_amount
     from sinks.kafka import encode_json
 
     raw = encode_json(message).decode("utf-8")

@@ -1,0 +1,52 @@
+"""Notifications for the household (SPEC S7) and the cause that makes their ids stable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from billing.clock import ts_text
+from billing.messages import Message, Reading, Redeem, TopUp
+from billing.outputs import NOTIFICATIONS, Emitter
+from billing.state import AccountState
+
+
+def cause_of(message: Message) -> str:
+    """A stable identifier of the message that caused an output (billing-rules #24)."""
+    if isinstance(message, Reading):
+        return f"{message.meter_id}@{ts_text(message.ts)}"
+    if isinstance(message, TopUp | Redeem):
+        return message.payment_id
+    return f"{message.kind}@{ts_text(message.ts)}"
+
+
+def notify(
+    state: AccountState,
+    out: Emitter,
+    kind: str,
+    *,
+    ts: datetime,
+    cause: str,
+    data: dict[str, object],
+) -> None:
+    """Emit a notification for the account's household (S7)."""
+    value: dict[str, object] = {
+        "type": kind,
+        "account_id": state.account_id,
+        "ts": ts_text(ts),
+        "locale": state.locale,
+    }
+    if state.phone:
+        value["phone"] = state.phone
+    value["data"] = data
+    out.event(
+        NOTIFICATIONS,
+        id_field="event_id",
+        event_id=f"{kind}:{state.account_id}:{cause}",
+        kind=kind,
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        ts=ts,
+        key=state.account_id,
+        value=value,
+        data=data,
+    )

@@ -1,0 +1,118 @@
+"""What wattpay keeps per account between messages, and its row in the ``accounts`` table."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from billing.numbers import ZERO, from_milli, round_money
+from billing.outputs import Emitter
+from billing.reading_log import ReadingLog
+from billing.wallet import PointsWallet
+
+
+class Status(StrEnum):
+    """An account's status (SPEC S5): active → arrears → disconnected → active; closed."""
+
+    ACTIVE = "active"
+    ARREARS = "arrears"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+ACTIVE = Status.ACTIVE
+ARREARS = Status.ARREARS
+DISCONNECTED = Status.DISCONNECTED
+CLOSED = Status.CLOSED
+
+
+@dataclass(slots=True)
+class DayTotals:
+    """Consumption and exact cost of the account's open day, which ends at ``end``."""
+
+    day: date
+    end: datetime
+    milli: int = 0
+    peak: int = 0
+    valley: int = 0
+    tiers: list[int] = field(default_factory=lambda: [0, 0, 0])
+    cost: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class AccountState:
+    """Everything wattpay keeps per account between messages."""
+
+    account_id: str
+    meter_id: str
+    opened_at: datetime
+    plans: list[tuple[datetime, str]]
+    balance: Decimal
+    threshold: Decimal
+    day: DayTotals
+    ytd_milli: int
+    ytd_year: int
+    overdraft_limit: Decimal
+    auto_topup_amount: Decimal | None = None
+    phone: str | None = None
+    locale: str = "zh-CN"
+    district: str | None = None
+    landlord_id: str | None = None
+    opening_balance: Decimal = Decimal("0.00")
+    status: Status = Status.ACTIVE
+    baseline: tuple[datetime, int] | None = None
+    logs: dict[str, ReadingLog] = field(default_factory=dict)
+    charges: deque[Decimal] = field(default_factory=lambda: deque(maxlen=30))
+    low_armed: bool = True
+    arrears_armed: bool = True
+    pending_cut: bool = False
+    warned_consumption: bool = False
+    request: tuple[str, datetime] | None = None
+    payment_ids: set[str] = field(default_factory=set)
+    rebates: dict[tuple[str, str], int] = field(default_factory=dict)
+    wallet: PointsWallet = field(default_factory=PointsWallet)
+    ledger_seq: int = 0
+    points_seq: int = 0
+    version: int = 0
+
+    @property
+    def plan_id(self) -> str:
+        """The plan in force for consumption after the latest change."""
+        return self.plans[-1][1]
+
+    @property
+    def available(self) -> Decimal:
+        """Ledger balance less the exact cost accrued in the open day."""
+        return self.balance - self.day.cost
+
+    def plan_at(self, moment: datetime) -> str:
+        """The plan in force at ``moment``."""
+        current = self.plans[0][1]
+        for start, plan_id in self.plans:
+            if start <= moment:
+                current = plan_id
+        return current
+
+
+def account_row(state: AccountState, out: Emitter, ts: datetime) -> None:
+    """The account's current state for the ``accounts`` table (latest version wins)."""
+    state.version += 1
+    out.row(
+        "accounts",
+        account_id=state.account_id,
+        meter_id=state.meter_id,
+        plan=state.plan_id,
+        status=state.status.value,
+        balance=round_money(state.balance),
+        available=round_money(state.available),
+        overdraft_limit=state.overdraft_limit,
+        points=state.wallet.total,
+        ytd_kwh=from_milli(state.ytd_milli),
+        updated_at=ts,
+        version=state.version,
+        opening_balance=state.opening_balance,
+        landlord_id=state.landlord_id or "",
+    )
