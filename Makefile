@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean tools
 
-# Real third-party clients the interop tests use, from Debian.
-DEBIAN_TOOLS := kcat mbpoll prometheus
+# Real third-party clients the interop tests use, from Debian (chromium: the web pages' browser tests).
+DEBIAN_TOOLS := kcat mbpoll prometheus chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

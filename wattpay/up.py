@@ -31,6 +31,7 @@ from sinks.metrics import STATUSES, Metrics, create_metrics
 from wattpay.broker import EmbeddedBroker
 from wattpay.instance import STATE_FILE
 from wattpay.query_server import serve_queries
+from web.server import serve_web
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Up:
             )
             self.households.start()
         self._write_state()
+        self.web = serve_web(self)  # S17 pages and API, in the process that owns ClickHouse
 
     def _thread(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -234,6 +236,7 @@ def banner(state: dict[str, object], embedded: bool) -> str:
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
         f"  ClickHouse      {state['clickhouse']}",
+        *([f"  web             {state['web']}/"] if "web" in state else []),
         "Ctrl-C stops everything; the next `wattpay up` resumes.",
     ]
     return "\n".join(lines)
