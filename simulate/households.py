@@ -138,6 +138,7 @@ class SimulatedHouseholds:
                         "opening_balance": str(OPENING_BALANCES[index % len(OPENING_BALANCES)]),
                         "phone": f"1380000{index + 1:04d}",
                         "locale": "zh-CN",
+                        "landlord_id": "L001",
                     },
                 )
 

@@ -31,6 +31,20 @@ from web.sources import CommandOutcomes, scrape
 MAX_DAILY_SPAN = 366
 
 
+def duration(seconds: float) -> str:
+    """A lag as people read it: ``4.2 s``, ``12 min``, ``3 h 5 min``, ``28 d 4 h``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
 @dataclass
 class WebOptions:
     """Where the web app listens and who may read it (S17.5)."""
@@ -95,6 +109,7 @@ def create_app(
         loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"])
     )
     env.filters["money"] = lambda v: "—" if v is None else f"¥{v}"
+    env.filters["duration"] = duration
     env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
 
     def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:

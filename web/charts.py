@@ -98,7 +98,7 @@ def bar_chart(
 
 
 def line_chart(
-    series: dict[str, Sequence[Decimal]],
+    series: dict[str, Sequence[Decimal | None]],
     *,
     unit: str,
     label: str,
@@ -106,8 +106,11 @@ def line_chart(
     width: int = 1100,
     height: int = 260,
 ) -> Markup:
-    """One polyline per series over the same x positions (hours 0–23), with a legend."""
-    values = [v for points in series.values() for v in points]
+    """One polyline per series over the same x positions (hours 0–23), with a legend.
+
+    A None value ends the line (an hour that has not come yet).
+    """
+    values = [v for points in series.values() for v in points if v is not None]
     top = nice_max(max(values, default=Decimal(0)))
     parts = _frame(width, height, top, unit, label)
     plot_w = Decimal(width - PAD_LEFT - PAD_RIGHT)
@@ -118,6 +121,7 @@ def line_chart(
         coords = " ".join(
             f"{_n(Decimal(PAD_LEFT) + step * i)},{_n(Decimal(PAD_TOP) + plot_h - plot_h * v / top)}"
             for i, v in enumerate(points)
+            if v is not None
         )
         parts.append(
             f'<polyline class="line {escape(key)}" data-series="{escape(key)}" '

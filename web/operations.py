@@ -40,8 +40,11 @@ def fleet_kw(reader: Reader, now: datetime) -> Decimal:
     return total.quantize(KW, ROUND_HALF_UP)
 
 
-def hourly(reader: Reader, now: datetime) -> dict[str, list[Decimal]]:
-    """KWh by local hour of the interval start, for today and yesterday (event time)."""
+def hourly(reader: Reader, now: datetime) -> dict[str, list[Decimal | None]]:
+    """Energy by local hour of the interval start, for today and yesterday (event time).
+
+    Today's hours after the current one are None: they have not happened yet.
+    """
     today = now.date()
     start = datetime.combine(today - timedelta(days=1), datetime.min.time(), LOCAL_ZONE)
     rows = reader.rows(
@@ -50,11 +53,15 @@ def hourly(reader: Reader, now: datetime) -> dict[str, list[Decimal]]:
         "WHERE start >= {start:DateTime64(3, 'Asia/Shanghai')} GROUP BY day, hour",
         start=start,
     )
-    series = {"today": [Decimal(0)] * 24, "yesterday": [Decimal(0)] * 24}
+    series: dict[str, list[Decimal | None]] = {
+        "yesterday": [Decimal(0)] * 24,
+        "today": [Decimal(0) if h <= now.hour else None for h in range(24)],
+    }
     for r in rows:
         name = "today" if r["day"] == today else "yesterday" if r["day"] < today else None
-        if name is not None:
-            series[name][int(r["hour"])] += r["kwh"]
+        hour = int(r["hour"])
+        if name is not None and series[name][hour] is not None:
+            series[name][hour] = (series[name][hour] or Decimal(0)) + r["kwh"]
     return series
 
 
@@ -148,8 +155,8 @@ def operations(
     return {
         "now": now,
         "fleet_kw": fleet_kw(reader, now),
-        "kwh_today": sum(series["today"], Decimal(0)),
-        "kwh_yesterday": sum(series["yesterday"], Decimal(0)),
+        "kwh_today": sum((v for v in series["today"] if v is not None), Decimal(0)),
+        "kwh_yesterday": sum((v for v in series["yesterday"] if v is not None), Decimal(0)),
         "hourly": series,
         "districts": by_district(reader, now),
         "statuses": statuses(reader),
