@@ -6,6 +6,7 @@ Inside ``up`` the app must run in the process that owns the embedded ClickHouse 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from wattpay.up import Up
 
 DEFAULT_PORT = 8080
+log = logging.getLogger(__name__)
 
 
 def url_of(options: WebOptions) -> str:
@@ -76,14 +78,21 @@ def options_from_env(host: str) -> WebOptions:
     )
 
 
-def serve_web(up: Up) -> WebServer:
+def serve_web(up: Up) -> WebServer | None:
     """Serve the web app from a starting ``wattpay up`` (its store, metrics and brokers).
 
     Port and token come from ``WATTPAY_WEB_PORT`` (default 8080) and ``WATTPAY_WEB_TOKEN``;
     the server stops with ``up`` (it joins ``up.threads``), and its URL is added to the
-    instance state.
+    instance state. On a non-loopback address without a token the pages are not served
+    (the rest of ``up`` runs; the log says why).
     """
     options = options_from_env(up.options.host)
+    if options.token_required and not options.token:
+        log.error(
+            "web pages not served: on %s they need an access token (set WATTPAY_WEB_TOKEN)",
+            options.host,
+        )
+        return None
     options.metrics_urls = (
         f"http://{up.options.host}:{up.options.metrics_port}/metrics",
         f"http://{up.options.host}:{up.options.billing_metrics_port}/metrics",

@@ -28,9 +28,15 @@ ClickHouse can be opened by that one process only.
 
 def cmd_web(args: argparse.Namespace) -> int:
     """Serve the web pages and JSON API against a ClickHouse DSN until Ctrl-C."""
+    from wattpay.instance import running_instance
     from web.app import WebOptions
     from web.server import serve_foreground, url_of
 
+    if not args.clickhouse and not os.environ.get("WATTPAY_CLICKHOUSE_DSN"):
+        instance = running_instance()  # its embedded ClickHouse is that process's alone
+        if instance is not None and "web" in instance:
+            print(f"wattpay up runs here and serves the web app: {instance['web']}/")
+            return 0
     settings = _settings(args)
     token = os.environ.get("WATTPAY_WEB_TOKEN") or None
     if args.token_file:
