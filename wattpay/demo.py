@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -122,8 +124,8 @@ def serve_until_interrupted(url: str, household: str) -> None:
         "Ctrl-C stops.",
         flush=True,
     )
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
         pass
