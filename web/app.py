@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib.resources import files
@@ -119,9 +122,14 @@ def create_app(
         )
         return HTMLResponse(html, status)
 
+    cache = OpsCache(max(options.refresh_seconds / 2, 0.5))
+
     def ops_data() -> dict[str, Any]:
-        known = outcomes.snapshot() if outcomes is not None else {}
-        return operations(reader, scrape(options.metrics_urls), known)
+        def compute() -> dict[str, Any]:
+            known = outcomes.snapshot() if outcomes is not None else {}
+            return operations(reader, scrape(options.metrics_urls), known)
+
+        return cache.get(compute)
 
     def lang(request: Request, default: str = "zh-CN") -> str:
         return pick_locale(request.query_params.get("lang"), default)
@@ -230,6 +238,28 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     hosts = allowed_host_names(options.host, options.allowed_hosts)
     return AccessControl(app, hosts=hosts, token=options.token if options.token_required else None)
+
+
+class OpsCache:
+    """The operations figures, computed at most once per ``seconds`` however many pages poll.
+
+    Inside ``wattpay up`` the reads share the embedded engine with the loader's inserts, so
+    many open dashboards must not multiply the queries.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.value: dict[str, Any] | None = None
+        self.at = 0.0
+
+    def get(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The cached figures, or fresh ones when they are older than the bound."""
+        with self.lock:
+            if self.value is None or time.monotonic() - self.at >= self.seconds:
+                self.value = compute()
+                self.at = time.monotonic()
+            return self.value
 
 
 class SecurityHeaders:

@@ -34,6 +34,7 @@ class Database:
     closed_data: dict = field(default_factory=dict)
     last_charges: list[Decimal] = field(default_factory=list)
     before_migration: dict = field(default_factory=dict)
+    operations: dict = field(default_factory=dict)
 
 
 def rows(store: ClickHouseStore, sql: str) -> list[dict]:
@@ -97,6 +98,13 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             db.accounts[row["account_id"]] = row
         for row in rows(store, "SELECT * FROM daily_usage FINAL ORDER BY account_id, day"):
             db.daily.setdefault(row["account_id"], []).append(row)
+        (db.operations,) = rows(
+            store,
+            "WITH (SELECT toDate(max(ts), 'Asia/Shanghai') FROM readings) AS today "
+            "SELECT today, sumIf(kwh, toDate(start, 'Asia/Shanghai') = today) AS kwh_today, "
+            "sumIf(kwh, toDate(start, 'Asia/Shanghai') = today - 1) AS kwh_yesterday "
+            "FROM intervals FINAL",
+        )
         db.closed = next(a for a, row in db.accounts.items() if row["status"] == "closed")
         (event,) = rows(
             store,
@@ -132,6 +140,23 @@ def web(database: Database) -> Iterator[WebProcess]:
     ).start()
     yield server
     server.stop()
+
+
+def test_operations_figures_are_the_analysts_figures(web: WebProcess, database: Database) -> None:
+    got = get(web.url + "/api/operations").json()
+    assert got["now"].startswith(str(database.operations["today"]))
+    assert Decimal(got["kwh_today"]) == database.operations["kwh_today"]
+    assert Decimal(got["kwh_yesterday"]) == database.operations["kwh_yesterday"]
+    hourly = got["hourly"]
+    assert sum(Decimal(v) for v in hourly["yesterday"]) == database.operations["kwh_yesterday"]
+    statuses = {}
+    for row in database.accounts.values():
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    assert {k: v for k, v in got["statuses"].items() if v} == statuses
+    assert Decimal(got["fleet_kw"]) > 0
+    commands = got["commands"]
+    assert commands and {c["type"] for c in commands} <= {"disconnect", "reconnect"}
+    assert commands == sorted(commands, key=lambda c: c["ts"], reverse=True)
 
 
 def test_openapi_describes_every_api_route(web: WebProcess) -> None:
