@@ -64,7 +64,12 @@ class AccessControl:
             await _reply(send, 405, "read only: GET and HEAD only\n", [("allow", "GET, HEAD")])
             return
         if "*" not in self.hosts and _host_name(headers.get("host", "")) not in self.hosts:
-            await _reply(send, 400, "unknown Host header\n")
+            await _reply(
+                send,
+                400,
+                "unknown Host header (allow it with wattpay web --allowed-host NAME "
+                "or WATTPAY_WEB_ALLOWED_HOSTS)\n",
+            )
             return
         if self.token is None:
             await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -49,8 +50,6 @@ def profile(reader: Reader, account_id: str) -> dict[str, Any]:
 
     Read from ``account_events`` (S8) when that table exists; empty otherwise.
     """
-    import json
-
     if not reader.has_table("account_events"):
         return {}
     found: dict[str, Any] = {}

@@ -66,10 +66,16 @@ class WebServer:
 
 
 def options_from_env(host: str) -> WebOptions:
-    """Web options of ``wattpay up`` from ``WATTPAY_WEB_*`` (port, token, documents)."""
+    """Web options of ``wattpay up`` from ``WATTPAY_WEB_*``.
+
+    ``PORT`` (8080), ``TOKEN``, ``REQUIRE_TOKEN`` (1/true), ``ALLOWED_HOSTS`` (Host header
+    names besides the bind address, comma-separated; ``*`` for any) and ``DOCUMENTS``.
+    """
     token = os.environ.get("WATTPAY_WEB_TOKEN") or None
     documents = os.environ.get("WATTPAY_WEB_DOCUMENTS")
+    hosts = os.environ.get("WATTPAY_WEB_ALLOWED_HOSTS", "")
     return WebOptions(
+        allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
         host=os.environ.get("WATTPAY_WEB_HOST", host),
         port=int(os.environ.get("WATTPAY_WEB_PORT", DEFAULT_PORT)),
         token=token,

@@ -168,3 +168,18 @@ def test_documents_are_found_by_invoice_number_only(tmp_path) -> None:
     assert document_path(tmp_path, "../" + number, "xml") is None
     assert document_path(tmp_path, number, "html") is None
     assert document_path(None, number, "xml") is None
+
+
+def test_up_reads_its_web_options_from_the_environment(monkeypatch, tmp_path) -> None:
+    from web.server import options_from_env
+
+    monkeypatch.setenv("WATTPAY_WEB_PORT", "18080")
+    monkeypatch.setenv("WATTPAY_WEB_TOKEN", "t")
+    monkeypatch.setenv("WATTPAY_WEB_ALLOWED_HOSTS", "billing.example, 10.0.0.5")
+    monkeypatch.setenv("WATTPAY_WEB_DOCUMENTS", str(tmp_path))
+    options = options_from_env("0.0.0.0")
+    assert (options.host, options.port, options.token) == ("0.0.0.0", 18080, "t")
+    assert options.allowed_hosts == ("billing.example", "10.0.0.5")
+    assert options.documents == tmp_path and options.token_required
+    monkeypatch.delenv("WATTPAY_WEB_PORT")
+    assert options_from_env("127.0.0.1").port == 8080

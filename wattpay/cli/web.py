@@ -107,7 +107,7 @@ def add_web_commands(commands: argparse._SubParsersAction) -> None:
         "--allowed-host",
         action="append",
         metavar="NAME",
-        help="a Host header name to accept besides the bind address (repeatable)",
+        help="a Host header name to accept besides the bind address (repeatable; * for any)",
     )
     web.add_argument(
         "--documents",
