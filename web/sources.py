@@ -44,7 +44,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def scrape(urls: Sequence[str]) -> dict[str, Any]:
-    """Sum the dashboard's figures over the endpoints that answer (loopback endpoints only)."""
+    """Sum the dashboard's figures over the configured endpoints that answer."""
     totals: dict[str, float] = {}
     answered = 0
     for url in urls:
