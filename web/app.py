@@ -148,6 +148,13 @@ def create_app(
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
         return page(request, "household.html", locale, h=data)
 
+    def household_fragment(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        summary = households.account(reader, account_id)
+        if summary is None:
+            raise ApiError(404, f"no account {account_id}")
+        return page(request, "_hero.html", lang(request), a=summary)
+
     def landlord_page(request: Request) -> Response:
         data = landlord(reader, _id(request, "landlord_id"))
         return page(request, "landlord.html", lang(request), l=data)
@@ -222,6 +229,7 @@ def create_app(
             Route("/", operations_page),
             Route("/fragments/operations", operations_fragment),
             Route("/accounts/{account_id}", household_page),
+            Route("/fragments/accounts/{account_id}", household_fragment),
             Route("/landlords/{landlord_id}", landlord_page),
             Route("/api/openapi.json", openapi),
             Route("/api/operations", api_operations),

@@ -44,9 +44,7 @@ def _frame(width: int, height: int, top: Decimal, unit: str, label: str) -> list
             f'y2="{_n(y)}"/><text class="axis" x="{PAD_LEFT - 4}" y="{_n(y + 4)}" '
             f'text-anchor="end">{escape(_short(value))}</text>'
         )
-    parts.append(
-        f'<text class="axis unit" x="4" y="{PAD_TOP - 10}">{escape(unit)}</text>'
-    )
+    parts.append(f'<text class="axis unit" x="4" y="{PAD_TOP - 10}">{escape(unit)}</text>')
     return parts
 
 

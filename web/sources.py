@@ -55,8 +55,10 @@ def scrape(urls: Sequence[str]) -> dict[str, Any]:
             continue
         answered += 1
         for name, value in parse_metrics(text).items():
-            totals[name] = max(totals.get(name, 0.0), value) if name == "lag_seconds" else (
-                totals.get(name, 0.0) + value
+            totals[name] = (
+                max(totals.get(name, 0.0), value)
+                if name == "lag_seconds"
+                else (totals.get(name, 0.0) + value)
             )
     return {"endpoints": len(urls), "answered": answered, **totals}
 

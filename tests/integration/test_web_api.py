@@ -269,6 +269,10 @@ def test_pages_in_both_languages(web: WebProcess, database: Database) -> None:
     assert '<html lang="zh-CN">' in chinese.text and "可用余额" in chinese.text
     assert f"¥{database.accounts['A0014']['available']}" in english.text
     assert get(f"{web.url}/accounts/NOSUCH").status == 404
+    hero = get(f"{web.url}/fragments/accounts/A0014?lang=en")
+    assert f'data-value="{database.accounts["A0014"]["available"]}"' in hero.text
+    assert "<html" not in hero.text
+    assert get(f"{web.url}/fragments/accounts/NOSUCH").status == 404
     assert get(f"{web.url}/").status == 200
     assert get(f"{web.url}/fragments/operations?lang=en").status == 200
 

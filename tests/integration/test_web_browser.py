@@ -136,10 +136,13 @@ def test_household_page_shows_accounts_final(
         240,
         "two closed days",
     )
-    # The balance moves with every reading: compare the page with accounts FINAL at the same
-    # account version (its updated_at), trying again when a reading came in between.
+    # The balance moves with every reading and the page follows it: compare the refreshed
+    # page with accounts FINAL at the same account version (its updated_at), and look again
+    # after the next refresh when a reading came in between.
+    browser.open(f"{running.web}/accounts/{HOUSEHOLD}?lang=en")
+    refreshes = "Number(document.querySelector('#hero').dataset.refreshes)"
     for _ in range(40):
-        browser.open(f"{running.web}/accounts/{HOUSEHOLD}?lang=en")
+        seen = browser.wait_for(f"{refreshes} >= 1 && {refreshes}", 60)
         shown = browser.evaluate(
             "({available: document.querySelector('#available').dataset.value,"
             " balance: document.querySelector('#balance').dataset.value,"
@@ -153,6 +156,7 @@ def test_household_page_shows_accounts_final(
         )
         if datetime.fromisoformat(row["updated_at"]) == datetime.fromisoformat(shown["asOf"]):
             break
+        browser.wait_for(f"{refreshes} > {seen}", 60)
     else:
         pytest.fail("the account changed between every page load and query")
     assert Decimal(shown["available"]) == Decimal(row["available"])
