@@ -86,7 +86,8 @@ def bar_chart(
             )
         else:
             parts.append(f'<g class="empty" data-label="{escape(name)}"></g>')
-        if i % label_every == 0 or i == len(values) - 1:
+        last = len(values) - 1
+        if i == last or (i % label_every == 0 and last - i >= label_every // 2):
             parts.append(
                 f'<text class="axis" x="{_n(x + slot / 2)}" y="{height - 8}" '
                 f'text-anchor="middle">{escape(ticks[i])}</text>'
