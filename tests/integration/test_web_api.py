@@ -34,6 +34,8 @@ class Database:
     closed_data: dict = field(default_factory=dict)
     last_charges: list[Decimal] = field(default_factory=list)
     before_migration: dict = field(default_factory=dict)
+    with_events: dict = field(default_factory=dict)
+    final_kwh: str | None = None
     operations: dict = field(default_factory=dict)
 
 
@@ -50,6 +52,22 @@ def simulate_landlord_migration(store: ClickHouseStore, landlords: dict[str, str
             f"ALTER TABLE accounts UPDATE landlord_id = '{landlord_id}' "
             f"WHERE account_id = '{account_id}' SETTINGS mutations_sync = 1"
         )
+
+
+def add_account_events(store: ClickHouseStore, events: list[dict]) -> None:
+    """The S8 ``account_events`` table with the applied open and close events."""
+    store.command(
+        "CREATE TABLE IF NOT EXISTS account_events (event_id String, account_id String, "
+        "ts DateTime64(3, 'Asia/Shanghai'), type LowCardinality(String), meter_id String, "
+        "plan String, payload String) ENGINE = ReplacingMergeTree ORDER BY (account_id, event_id)"
+    )
+    values = ", ".join(
+        f"('{e['type']}:{e['account_id']}:{e['ts']}', '{e['account_id']}', "
+        f"parseDateTime64BestEffort('{e['ts']}', 3), '{e['type']}', '{e.get('meter_id', '')}', "
+        f"'{e.get('plan', '')}', '{json.dumps(e, ensure_ascii=False)}')"
+        for e in events
+    )
+    store.command(f"INSERT INTO account_events VALUES {values}")
 
 
 def add_bill(store: ClickHouseStore, account_id: str) -> None:
@@ -85,11 +103,15 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     )
     dsn = f"chdb://{work / 'clickhouse'}"
     subprocess.run([*WATTPAY, "replay", str(inputs), "--clickhouse", dsn, "--quiet"], check=True)
-    opens = [
-        json.loads(line)
-        for line in (inputs / "accounts.jsonl").read_text().splitlines()
-        if '"open"' in line and "landlord_id" in line
-    ]
+    events = []
+    for line in (inputs / "accounts.jsonl").read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the example's deliberately bad lines
+        if isinstance(event, dict) and event.get("type") in ("open", "close"):
+            events.append(event)
+    opens = [e for e in events if e["type"] == "open" and e.get("landlord_id")]
     db = Database(dsn, work)
     (work / "documents" / "2026-04").mkdir(parents=True)
     (work / "documents" / "2026-04" / f"{INVOICE_NO}.pdf").write_bytes(b"%PDF-1.7 test\n")
@@ -123,6 +145,20 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     # Before the landlord migration: the API says it cannot tell.
     with WebProcess(dsn, work) as web:
         db.before_migration = get(web.url + "/api/landlords/L015").json()
+    # With the applied account events (S8) only: landlords, locales and districts from them.
+    applied = {}
+    for event in events:  # the first open of an id and its close are the applied ones
+        applied.setdefault((event["type"], event["account_id"]), event)
+    with ClickHouseStore(dsn) as store:
+        add_account_events(store, list(applied.values()))
+    close = applied.get(("close", db.closed), {})
+    db.final_kwh = close.get("final_kwh")
+    with WebProcess(dsn, work) as web:
+        db.with_events = {
+            "landlord": get(web.url + "/api/landlords/L015").json(),
+            "page": get(web.url + "/accounts/A0014").text,
+            "operations": get(web.url + "/api/operations").json(),
+        }
     landlord_of = {o["account_id"]: o["landlord_id"] for o in opens}
     landlord_of[db.closed] = landlord_of.get(db.closed, "L900")
     for account_id, landlord_id in landlord_of.items():
@@ -245,6 +281,19 @@ def test_landlord_before_and_after_the_column_exists(web: WebProcess, database: 
     }
 
 
+def test_account_events_give_landlords_locales_and_districts(database: Database) -> None:
+    seen = database.with_events
+    assert seen["landlord"]["known"] is True
+    assert [t["account_id"] for t in seen["landlord"]["tenants"]] == sorted(
+        database.landlords["L015"]
+    )
+    assert '<html lang="en">' in seen["page"]  # A0014 opened with locale en-US
+    districts = seen["operations"]["districts"]
+    assert districts and any(d["district"] != "—" for d in districts)
+    total = sum(Decimal(d["kwh"]) for d in districts)
+    assert total == Decimal(seen["operations"]["kwh_today"])
+
+
 def test_move_out_settlement(web: WebProcess, database: Database) -> None:
     landlord_id = next(k for k, v in database.landlords.items() if database.closed in v)
     got = get(f"{web.url}/api/landlords/{landlord_id}").json()
@@ -256,7 +305,8 @@ def test_move_out_settlement(web: WebProcess, database: Database) -> None:
     else:
         assert Decimal(settlement["owed"]) == Decimal(database.closed_data["owed"])
     assert [Decimal(c["amount"]) for c in settlement["last_charges"]] == database.last_charges
-    assert Decimal(settlement["final_reading"]["energy_kwh"]) > 0
+    final = Decimal(settlement["final_reading"]["energy_kwh"])
+    assert final == Decimal(database.final_kwh) if database.final_kwh else final > 0
     page = get(f"{web.url}/landlords/{landlord_id}?lang=en").text
     assert "Move-out settlement" in page and database.closed in page
 
