@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/web.py [--households 300] [--days 30] [--repeat 15
 
 Writes (once) a ``wattpay example`` set and replays it into an embedded ClickHouse under
 ``bench/data/web-<households>x<days>/``, then times, in this process and through the same
-read-only query path the app uses:
+read path the app uses (`ClickHouseStore.read`):
 
 - **baseline:** one small read, ``SELECT status, count() FROM accounts FINAL GROUP BY status``;
 - **operations:** every figure of the operations page (what one live refresh computes);

@@ -234,9 +234,9 @@ def banner(state: dict[str, object], embedded: bool) -> str:
         + (f", with simulated meters in {state['meters']}" if "meters" in state else ""),
         f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
+        *([f"  web pages       {state['web']}/"] if "web" in state else []),
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
         f"  ClickHouse      {state['clickhouse']}",
-        *([f"  web             {state['web']}/"] if "web" in state else []),
         "Ctrl-C stops everything; the next `wattpay up` resumes.",
     ]
     return "\n".join(lines)

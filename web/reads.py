@@ -1,4 +1,4 @@
-"""The one way the web app reads ClickHouse: read-only statements with bound parameters.
+"""The one way the web app reads ClickHouse: its own read-only statements, values bound.
 
 Every value from a URL reaches SQL as a ``{name:Type}`` parameter, never as text, and ids
 are checked against `ID_PATTERN` before any query runs.
@@ -32,8 +32,8 @@ class Reader:
 
     @classmethod
     def of_store(cls, store: ClickHouseStore) -> Reader:
-        """A reader over a store's read-only query path."""
-        return cls(store.query_readonly)
+        """A reader over the store's read path for the application's own statements."""
+        return cls(store.read)
 
     def rows(self, sql: str, **params: object) -> list[dict[str, Any]]:
         """Every row of a read-only query as a dict keyed by column name."""

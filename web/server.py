@@ -93,6 +93,8 @@ def serve_web(up: Up) -> WebServer | None:
     (the rest of ``up`` runs; the log says why).
     """
     options = options_from_env(up.options.host)
+    # Without a token of its own, the one the rest of ``up`` requires beyond loopback.
+    options.token = options.token or getattr(up.settings, "query_token", "") or None
     if options.token_required and not options.token:
         log.error(
             "web pages not served: on %s they need an access token (set WATTPAY_WEB_TOKEN)",
@@ -115,7 +117,11 @@ def serve_web(up: Up) -> WebServer | None:
     watcher.start()
     up.threads.append(watcher)
     up.state["web"] = server.url
-    (up.options.state_dir / STATE_FILE).write_text(json.dumps(up.state, indent=2), "utf-8")
+    lock = getattr(up, "lock", None)  # the state directory's lock writes it 0600, if held
+    if lock is not None:
+        lock.write_state(up.state)
+    else:
+        (up.options.state_dir / STATE_FILE).write_text(json.dumps(up.state, indent=2), "utf-8")
     return server
 
 

@@ -363,3 +363,25 @@ def test_a_non_loopback_bind_needs_the_token(tmp_path: Path) -> None:
         cookie = first.headers["set-cookie"].split(";")[0]
         assert get(web.url + "/fragments/operations", {"Cookie": cookie}).status == 200
         assert secret not in web.read_log()
+
+
+def test_the_read_path_binds_values_and_writes_nothing(tmp_path: Path) -> None:
+    from sinks.clickhouse import ClickHouseError
+
+    with ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}") as store:
+        store.migrate()
+        hostile = "A1' OR '1'='1"
+        columns, values = store.read(
+            "SELECT {id:String} AS id, count() AS n FROM accounts FINAL "
+            "WHERE account_id = {id:String}",
+            {"id": hostile},
+        )
+        assert values == [(hostile, 0)]
+        for statement in (
+            "INSERT INTO rejected (rejection_id) VALUES ('x')",
+            "CREATE TABLE t (a String) ENGINE = Memory",
+            "DROP TABLE accounts",
+        ):
+            with pytest.raises(ClickHouseError):
+                store.read(statement)
+        assert store.read("SELECT count() FROM accounts")[1] == [(0,)]
