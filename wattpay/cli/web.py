@@ -11,18 +11,11 @@ from wattpay.cli.common import settings_from_args as _settings
 
 EXAMPLES = """\
 examples:
-  wattpay web --clickhouse chdb://$PWD/.wattpay/demo/clickhouse
-      serve a replayed database on http://127.0.0.1:8080/
-  wattpay web --clickhouse http://reader@ch.example:8123/wattpay --port 8090
-      read a ClickHouse server
-  WATTPAY_WEB_TOKEN=… wattpay web --host 0.0.0.0 --allowed-host billing.example
-      serve the network: every page and API call then needs the token
-      (Authorization: Bearer …, or ?token=… once in a browser)
-  wattpay web --clickhouse chdb://… --brokers 127.0.0.1:9092
-      also show relay outcomes from wattpay.meter-command-results
-
-`wattpay up` serves the same app itself (WATTPAY_WEB_PORT, default 8080): its embedded
-ClickHouse can be opened by that one process only.
+  wattpay web --clickhouse chdb://$PWD/.wattpay/demo/clickhouse   # a replay on http://127.0.0.1:8080/
+  wattpay web --clickhouse http://reader@ch.example:8123/wattpay --port 8090   # a server
+  WATTPAY_WEB_TOKEN=… wattpay web --host 0.0.0.0 --allowed-host billing.example   # token needed
+  wattpay web --clickhouse chdb://… --brokers 127.0.0.1:9092   # with relay confirmations
+  wattpay up   # serves the same pages itself, on WATTPAY_WEB_PORT (default 8080)
 """
 
 
