@@ -7,6 +7,7 @@ analysts read from the same tables (``FINAL``) before the server opened them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -344,7 +345,7 @@ def test_a_non_loopback_bind_needs_the_token(tmp_path: Path) -> None:
         [*WATTPAY, "web", "--clickhouse", dsn, "--host", "127.0.0.2", "--require-token"],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "WATTPAY_WEB_TOKEN": ""},
+        env={**os.environ, "WATTPAY_WEB_TOKEN": ""},
         timeout=60,
     )
     assert refused.returncode == 2 and "token" in refused.stderr
