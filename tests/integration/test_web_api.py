@@ -11,12 +11,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from billing.clock import LOCAL_ZONE
 from sinks.clickhouse import ClickHouseStore
 from tests.live_harness import WATTPAY
 from tests.web_harness import WebProcess, get
@@ -167,6 +168,20 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     with ClickHouseStore(dsn) as store:
         simulate_landlord_migration(store, landlord_of)
         add_bill(store, "A0014")
+        store.insert_rows(
+            "rejected",
+            [
+                {
+                    "rejection_id": "arrived-now",
+                    "topic": "readings",
+                    "key": "M0001",
+                    "payload": "{not json",
+                    "reason": "malformed",
+                    "detail": "not JSON",
+                    "received_at": datetime.now(LOCAL_ZONE),
+                }
+            ],
+        )
     yield db
 
 
@@ -194,6 +209,9 @@ def test_operations_figures_are_the_analysts_figures(web: WebProcess, database: 
     commands = got["commands"]
     assert commands and {c["type"] for c in commands} <= {"disconnect", "reconnect"}
     assert commands == sorted(commands, key=lambda c: c["ts"], reverse=True)
+    # A replay's rejections carry their messages' times (April); only the one that arrived
+    # just now is in the last hour of the wall clock.
+    assert got["rejected"] == [{"topic": "readings", "reason": "malformed", "n": 1}]
 
 
 def test_openapi_describes_every_api_route(web: WebProcess) -> None:
