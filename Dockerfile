@@ -1,6 +1,7 @@
 # wattpay: prepaid electricity billing on streams.
 #   docker build -t wattpay .
-#   docker run --rm -it -p 8124:8124 -p 9464:9464 -p 9465:9465 -v wattpay:/data wattpay up --host 0.0.0.0
+#   docker run --rm -it -p 8124:8124 -p 9464:9464 -p 9465:9465 -p 8080:8080 \
+#     -e WATTPAY_WEB_TOKEN=… -v wattpay:/data wattpay up --host 0.0.0.0
 # Endpoints bind to 127.0.0.1 unless --host says otherwise; inside a container, publish them
 # with --host 0.0.0.0 and -p as above. The embedded broker keeps topics in memory; pass
 # --brokers (and [kafka.client] settings) for a real Kafka cluster.
@@ -13,10 +14,11 @@ COPY ingest ingest
 COPY sinks sinks
 COPY jobs jobs
 COPY wattpay wattpay
+COPY web web
 RUN pip install --no-cache-dir .
 WORKDIR /data
 ENV WATTPAY_CLICKHOUSE_DSN=chdb:///data/clickhouse
 VOLUME ["/data"]
-EXPOSE 8124 9464 9465
+EXPOSE 8124 9464 9465 8080
 ENTRYPOINT ["wattpay"]
 CMD ["--help"]

@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean tools
 
-# Real third-party clients the interop tests use, from Debian.
-DEBIAN_TOOLS := kcat mbpoll prometheus pdftoppm
+# Real third-party clients the interop tests use, from Debian (chromium: the web pages' browser tests).
+DEBIAN_TOOLS := kcat mbpoll prometheus pdftoppm chromium
 # Debian packages of those tools (same order) and of the fonts embedded in PDF bills and invoices.
-DEBIAN_PACKAGES := kcat mbpoll prometheus poppler-utils
+DEBIAN_PACKAGES := kcat mbpoll prometheus poppler-utils chromium
 DEBIAN_FONTS := /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf=fonts-droid-fallback \
 	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf=fonts-dejavu-core
 

@@ -170,6 +170,7 @@ class SimulatedHouseholds:
                         "opening_balance": str(balances[index % len(balances)]),
                         "phone": f"1380000{index + 1:04d}",
                         "locale": "zh-CN",
+                        "landlord_id": "L001",
                     },
                 )
 

@@ -236,6 +236,17 @@ class ClickHouseStore:
             lambda c: c.insert(spec.name, values, column_names=names, column_type_names=types)
         )
 
+    def read(
+        self, sql: str, parameters: Mapping[str, object] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one of the application's own read statements, values bound as parameters.
+
+        For fixed SQL written in the code (the web pages' reads), never for text from outside:
+        every value goes in ``parameters`` (``{name:Type}`` placeholders), and the engine runs
+        it with ``readonly=1``.
+        """
+        return self._query(sql, parameters, {"readonly": 1})
+
     def query(
         self, sql: str, parameters: Mapping[str, object] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:

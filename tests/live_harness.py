@@ -182,7 +182,12 @@ class Instance:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
+        self.ports = {
+            "query": free_port(),
+            "metrics": free_port(),
+            "billing": free_port(),
+            "web": free_port(),
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str, config: Path | None = None) -> dict:
@@ -212,6 +217,7 @@ class Instance:
             cwd=self.work,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "WATTPAY_WEB_PORT": str(self.ports["web"])},
         )
         wait_until(state_file.exists, 60, "wattpay up to write its state file")
         self.state = json.loads(state_file.read_text())

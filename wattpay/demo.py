@@ -1,24 +1,29 @@
 """``wattpay demo``: the live system with simulated households, narrated until the loop closes.
 
 Runs ``wattpay up --simulate`` in this process and prints alerts, cuts, top-ups and
-reconnections as they happen (simulated time, a day every couple of minutes), then stops
-once a household has been cut off and reconnected.
+reconnections as they happen (simulated time, a day every couple of minutes). Once a
+household has been cut off and reconnected it prints the web pages to open and keeps the
+system running for them until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 from config.settings import Settings
 from simulate.households import SimulationOptions
 from sinks.kafka import assign, new_consumer, partitions_of
-from wattpay.broker import free_port
+from wattpay.broker import free_port, port_is_free
 from wattpay.up import Up, UpOptions
 
 WATCHED = ("notifications", "meter-command-results")
 GOAL = {"low_balance", "arrears", "disconnected", "reconnected"}
+LANDLORD = "L001"  # the simulated households' landlord (simulate/households.py)
 
 
 def describe(topic: str, value: dict) -> str | None:
@@ -57,6 +62,8 @@ def run_demo(
         epoch_seconds=1.0,
         simulation=SimulationOptions(meters=meters, speed=speed),
     )
+    if "WATTPAY_WEB_PORT" not in os.environ and not port_is_free(8080):
+        os.environ["WATTPAY_WEB_PORT"] = str(free_port())  # 8080 is taken: any free port
     up = Up(settings, options)
     up.start()
     print(
@@ -68,7 +75,9 @@ def run_demo(
     topics = [settings.topic(name) for name in WATCHED]
     assign(consumer, ((topic, p, None) for topic in topics for p in partitions_of(consumer, topic)))
     seen: set[str] = set()
+    household = "H0001"
     deadline = time.monotonic() + timeout
+    interrupted = False
     try:
         while time.monotonic() < deadline and not GOAL <= seen:
             for message in consumer.consume(100, 0.5):
@@ -76,14 +85,15 @@ def run_demo(
                     continue
                 value = json.loads(message.value())
                 seen.add(str(value.get("type", "")))
+                if value.get("type") == "reconnected":
+                    household = str(value.get("account_id", household))
                 line = describe(message.topic(), value)
                 if line:
                     print(line, flush=True)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         consumer.close()
-        up.stop()
     closed = GOAL <= seen
     print(
         "the prepaid loop closed: alerts, a cut and a reconnection"
@@ -91,4 +101,25 @@ def run_demo(
         else f"stopped before the loop closed (seen: {sorted(seen)})",
         flush=True,
     )
+    if not interrupted:
+        serve_until_interrupted(up.web.url, household)
+    up.stop()
     return 0 if closed else 1
+
+
+def serve_until_interrupted(url: str, household: str) -> None:
+    """Print where the web pages are and keep the system running until Ctrl-C."""
+    print(
+        "\nthe web pages of the running system (they refresh by themselves):\n"
+        f"  operations  {url}/\n"
+        f"  household   {url}/accounts/{household}   (?lang=en for English)\n"
+        f"  landlord    {url}/landlords/{LANDLORD}\n"
+        f"  JSON API    {url}/api/accounts/{household}   (described in {url}/api/openapi.json)\n"
+        "Ctrl-C stops.",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass

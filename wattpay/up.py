@@ -33,6 +33,7 @@ from sinks.metrics import STATUSES, Metrics, create_metrics
 from wattpay.broker import EmbeddedBroker
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
+from web.server import serve_web
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Up:
             )
             self.households.start()
         self._write_state()
+        self.web = serve_web(self)  # S17 pages and API, in the process that owns ClickHouse
 
     def _thread(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -257,6 +259,7 @@ def banner(state: dict[str, object], embedded: bool) -> str:
         + (f", with simulated meters in {state['meters']}" if "meters" in state else ""),
         f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
+        *([f"  web pages       {state['web']}/"] if "web" in state else []),
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
         f"  ClickHouse      {mask_dsn(str(state['clickhouse']))}",
         "Ctrl-C stops everything; the next `wattpay up` resumes.",

@@ -24,11 +24,14 @@ LAYERS = {
     "simulate": 2,
     "pipelines": 2,
     "jobs": 2,
+    "web": 3,
     "wattpay": 3,
     "wattpay.cli": 4,
     "bench": 5,
 }
-PACKAGES = ("billing", "config", "sinks", "ingest", "simulate", "pipelines", "jobs", "wattpay")
+PACKAGES = (
+    "billing", "config", "sinks", "ingest", "simulate", "pipelines", "jobs", "web", "wattpay"
+)
 # Each fast-moving library is called from one module only.
 ONLY_IN = {
     "confluent_kafka": {"sinks/kafka.py"},

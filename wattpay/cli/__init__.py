@@ -22,6 +22,7 @@ from wattpay.cli.jobs import add_job_commands
 from wattpay.cli.live import add_live_commands
 from wattpay.cli.meters import add_meter_commands
 from wattpay.cli.publish import add_publish_commands
+from wattpay.cli.web import add_web_commands
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -342,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_publish_commands(commands)
     add_meter_commands(commands)
     add_job_commands(commands)
+    add_web_commands(commands)
     return parser
 
 

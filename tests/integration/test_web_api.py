@@ -1,0 +1,406 @@
+"""The JSON API and pages of ``wattpay web`` (S17.4, S17.5) on a real uvicorn and real chdb.
+
+A replayed example month is the database; the tests compare what the API answers with what
+analysts read from the same tables (``FINAL``) before the server opened them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billing.clock import LOCAL_ZONE
+from sinks.clickhouse import ClickHouseStore
+from tests.live_harness import WATTPAY
+from tests.web_harness import WebProcess, get
+
+INVOICE_NO = "33010026040000000001"
+
+
+@dataclass
+class Database:
+    dsn: str
+    work: Path
+    accounts: dict[str, dict] = field(default_factory=dict)
+    daily: dict[str, list[dict]] = field(default_factory=dict)
+    landlords: dict[str, list[str]] = field(default_factory=dict)
+    closed: str = ""
+    closed_data: dict = field(default_factory=dict)
+    last_charges: list[Decimal] = field(default_factory=list)
+    before_migration: dict = field(default_factory=dict)
+    with_events: dict = field(default_factory=dict)
+    final_kwh: str | None = None
+    operations: dict = field(default_factory=dict)
+
+
+def rows(store: ClickHouseStore, sql: str) -> list[dict]:
+    columns, values = store.query(sql)
+    return [dict(zip(columns, row, strict=True)) for row in values]
+
+
+def simulate_landlord_migration(store: ClickHouseStore, landlords: dict[str, str]) -> None:
+    """What the S8 migration adding accounts.landlord_id leaves: the column, filled."""
+    store.command("ALTER TABLE accounts ADD COLUMN IF NOT EXISTS landlord_id String")
+    for account_id, landlord_id in landlords.items():
+        store.command(
+            f"ALTER TABLE accounts UPDATE landlord_id = '{landlord_id}' "
+            f"WHERE account_id = '{account_id}' SETTINGS mutations_sync = 1"
+        )
+
+
+def add_account_events(store: ClickHouseStore, events: list[dict]) -> None:
+    """The S8 ``account_events`` table with the applied open and close events."""
+    store.command(
+        "CREATE TABLE IF NOT EXISTS account_events (event_id String, account_id String, "
+        "ts DateTime64(3, 'Asia/Shanghai'), type LowCardinality(String), meter_id String, "
+        "plan String, payload String) ENGINE = ReplacingMergeTree ORDER BY (account_id, event_id)"
+    )
+    values = ", ".join(
+        f"('{e['type']}:{e['account_id']}:{e['ts']}', '{e['account_id']}', "
+        f"parseDateTime64BestEffort('{e['ts']}', 3), '{e['type']}', '{e.get('meter_id', '')}', "
+        f"'{e.get('plan', '')}', '{json.dumps(e, ensure_ascii=False)}')"
+        for e in events
+    )
+    store.command(f"INSERT INTO account_events VALUES {values}")
+
+
+def add_bill(store: ClickHouseStore, account_id: str) -> None:
+    """A bills row and its invoice as the monthly job (S15) writes them (the columns used here)."""
+    store.command(
+        "CREATE TABLE IF NOT EXISTS bills (bill_id String, account_id String, month Date, "
+        "kwh Decimal(18, 3), charge Decimal(18, 2), closing_balance Decimal(18, 2), "
+        "invoice_no Nullable(String)) ENGINE = ReplacingMergeTree ORDER BY bill_id"
+    )
+    store.command(
+        "CREATE TABLE IF NOT EXISTS invoices (invoice_no String, bill_id String, "
+        "account_id String, amount Decimal(18, 2)) ENGINE = ReplacingMergeTree "
+        "ORDER BY invoice_no"
+    )
+    store.command(
+        f"INSERT INTO bills VALUES ('{account_id}:2026-04', '{account_id}', '2026-04-01', "
+        f"'100.000', '53.80', '146.20', '{INVOICE_NO}')"
+    )
+    store.command(
+        f"INSERT INTO invoices VALUES ('{INVOICE_NO}', '{account_id}:2026-04', "
+        f"'{account_id}', '53.80')"
+    )
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    work = tmp_path_factory.mktemp("web")
+    inputs = work / "input"
+    subprocess.run(
+        [*WATTPAY, "example", str(inputs), "--households", "40", "--days", "20", "--seed", "3"],
+        check=True,
+        capture_output=True,
+    )
+    dsn = f"chdb://{work / 'clickhouse'}"
+    subprocess.run([*WATTPAY, "replay", str(inputs), "--clickhouse", dsn, "--quiet"], check=True)
+    events = []
+    for line in (inputs / "accounts.jsonl").read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the example's deliberately bad lines
+        if isinstance(event, dict) and event.get("type") in ("open", "close"):
+            events.append(event)
+    opens = [e for e in events if e["type"] == "open" and e.get("landlord_id")]
+    db = Database(dsn, work)
+    (work / "documents" / "2026-04").mkdir(parents=True)
+    (work / "documents" / "2026-04" / f"{INVOICE_NO}.pdf").write_bytes(b"%PDF-1.7 test\n")
+    with ClickHouseStore(dsn) as store:
+        for row in rows(store, "SELECT * FROM accounts FINAL ORDER BY account_id"):
+            db.accounts[row["account_id"]] = row
+        for row in rows(store, "SELECT * FROM daily_usage FINAL ORDER BY account_id, day"):
+            db.daily.setdefault(row["account_id"], []).append(row)
+        (db.operations,) = rows(
+            store,
+            "WITH (SELECT toDate(max(ts), 'Asia/Shanghai') FROM readings) AS today "
+            "SELECT today, sumIf(kwh, toDate(start, 'Asia/Shanghai') = today) AS kwh_today, "
+            "sumIf(kwh, toDate(start, 'Asia/Shanghai') = today - 1) AS kwh_yesterday "
+            "FROM intervals FINAL",
+        )
+        db.closed = next(a for a, row in db.accounts.items() if row["status"] == "closed")
+        (event,) = rows(
+            store,
+            f"SELECT data FROM events FINAL WHERE type = 'account_closed' "
+            f"AND account_id = '{db.closed}'",
+        )
+        db.closed_data = json.loads(event["data"])
+        db.last_charges = [
+            -r["amount"]
+            for r in rows(
+                store,
+                f"SELECT amount FROM ledger FINAL WHERE account_id = '{db.closed}' "
+                "AND kind = 'charge' ORDER BY seq DESC LIMIT 3",
+            )
+        ]
+    # Before the landlord migration: the API says it cannot tell.
+    with WebProcess(dsn, work) as web:
+        db.before_migration = get(web.url + "/api/landlords/L015").json()
+    # With the applied account events (S8) only: landlords, locales and districts from them.
+    applied = {}
+    for event in events:  # the first open of an id and its close are the applied ones
+        applied.setdefault((event["type"], event["account_id"]), event)
+    with ClickHouseStore(dsn) as store:
+        add_account_events(store, list(applied.values()))
+    close = applied.get(("close", db.closed), {})
+    db.final_kwh = close.get("final_kwh")
+    with WebProcess(dsn, work) as web:
+        db.with_events = {
+            "landlord": get(web.url + "/api/landlords/L015").json(),
+            "page": get(web.url + "/accounts/A0014").text,
+            "operations": get(web.url + "/api/operations").json(),
+        }
+    landlord_of = {o["account_id"]: o["landlord_id"] for o in opens}
+    landlord_of[db.closed] = landlord_of.get(db.closed, "L900")
+    for account_id, landlord_id in landlord_of.items():
+        db.landlords.setdefault(landlord_id, []).append(account_id)
+    with ClickHouseStore(dsn) as store:
+        simulate_landlord_migration(store, landlord_of)
+        add_bill(store, "A0014")
+        store.insert_rows(
+            "rejected",
+            [
+                {
+                    "rejection_id": "arrived-now",
+                    "topic": "readings",
+                    "key": "M0001",
+                    "payload": "{not json",
+                    "reason": "malformed",
+                    "detail": "not JSON",
+                    "received_at": datetime.now(LOCAL_ZONE),
+                }
+            ],
+        )
+    yield db
+
+
+@pytest.fixture(scope="module")
+def web(database: Database) -> Iterator[WebProcess]:
+    server = WebProcess(
+        database.dsn, database.work, "--documents", str(database.work / "documents")
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_operations_figures_are_the_analysts_figures(web: WebProcess, database: Database) -> None:
+    got = get(web.url + "/api/operations").json()
+    assert got["now"].startswith(str(database.operations["today"]))
+    assert Decimal(got["kwh_today"]) == database.operations["kwh_today"]
+    assert Decimal(got["kwh_yesterday"]) == database.operations["kwh_yesterday"]
+    hourly = got["hourly"]
+    assert sum(Decimal(v) for v in hourly["yesterday"]) == database.operations["kwh_yesterday"]
+    statuses = {}
+    for row in database.accounts.values():
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    assert {k: v for k, v in got["statuses"].items() if v} == statuses
+    assert Decimal(got["fleet_kw"]) > 0
+    commands = got["commands"]
+    assert commands and {c["type"] for c in commands} <= {"disconnect", "reconnect"}
+    assert commands == sorted(commands, key=lambda c: c["ts"], reverse=True)
+    # A replay's rejections carry their messages' times (April); only the one that arrived
+    # just now is in the last hour of the wall clock.
+    assert got["rejected"] == [{"topic": "readings", "reason": "malformed", "n": 1}]
+
+
+def test_openapi_describes_every_api_route(web: WebProcess) -> None:
+    reply = get(web.url + "/api/openapi.json")
+    assert reply.status == 200
+    spec = reply.json()
+    assert spec["openapi"].startswith("3.")
+    assert {
+        "/api/accounts/{account_id}",
+        "/api/accounts/{account_id}/daily",
+        "/api/accounts/{account_id}/bills",
+        "/api/landlords/{landlord_id}",
+    } <= set(spec["paths"])
+
+
+def test_account_is_what_accounts_final_holds(web: WebProcess, database: Database) -> None:
+    for account_id, row in list(database.accounts.items())[:8]:
+        got = get(f"{web.url}/api/accounts/{account_id}").json()
+        for name in ("balance", "available", "overdraft_limit", "ytd_kwh"):
+            assert Decimal(got[name]) == row[name], (account_id, name)
+        assert got["status"] == row["status"]
+        assert got["points"] == row["points"]
+        assert got["points_detail"]["balance"] == row["points"]
+        assert sum(lot["points"] for lot in got["points_detail"]["lots"]) == row["points"]
+        days = database.daily.get(account_id, [])
+        charges = [d["charge"] for d in days][-7:]
+        if charges and sum(charges) > 0:
+            expected = max(int(row["available"] * len(charges) / sum(charges)), 0)
+            assert got["days_left"] == expected, account_id
+
+
+def test_daily_usage_range(web: WebProcess, database: Database) -> None:
+    account_id = "A0014"
+    days = database.daily[account_id]
+    first, last = days[3]["day"], days[9]["day"]
+    got = get(f"{web.url}/api/accounts/{account_id}/daily?from={first}&to={last}").json()
+    assert [d["day"] for d in got["days"]] == [str(d["day"]) for d in days[3:10]]
+    assert [Decimal(d["kwh"]) for d in got["days"]] == [d["kwh"] for d in days[3:10]]
+    assert [Decimal(d["charge"]) for d in got["days"]] == [d["charge"] for d in days[3:10]]
+    default = get(f"{web.url}/api/accounts/{account_id}/daily").json()
+    assert date.fromisoformat(default["to"]) - date.fromisoformat(default["from"]) == timedelta(
+        days=29
+    )
+
+
+def test_bad_requests_are_refused_with_a_reason(web: WebProcess) -> None:
+    base = web.url + "/api/accounts"
+    assert get(f"{base}/A0014/daily?from=2026-13-01").status == 400
+    assert get(f"{base}/A0014/daily?from=2026-04-10&to=2026-04-01").status == 400
+    assert get(f"{base}/A0014/daily?from=2020-01-01&to=2026-04-01").status == 400
+    injected = get(f"{base}/A0014'%20OR%20'1'='1")
+    assert injected.status == 400 and "invalid account id" in injected.json()["error"]
+    assert get(f"{base}/NOSUCH").status == 404
+    assert get(f"{base}/NOSUCH/bills").status == 404
+
+
+def test_bills_link_their_invoice_documents(web: WebProcess, database: Database) -> None:
+    bills = get(f"{web.url}/api/accounts/A0014/bills").json()["bills"]
+    assert [b["bill_id"] for b in bills] == ["A0014:2026-04"]
+    assert bills[0]["invoice"]["invoice_no"] == INVOICE_NO
+    assert get(f"{web.url}/api/accounts/A0015/bills").json()["bills"] == []
+    page = get(f"{web.url}/accounts/A0014?lang=en").text
+    assert f'href="/documents/{INVOICE_NO}.pdf"' in page
+    pdf = get(f"{web.url}/documents/{INVOICE_NO}.pdf")
+    assert pdf.status == 200 and pdf.body.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert get(f"{web.url}/documents/{INVOICE_NO}.xml").status == 404  # not written
+    assert get(f"{web.url}/documents/..%2F..%2Fetc%2Fpasswd.pdf").status == 404
+
+
+def test_landlord_before_and_after_the_column_exists(web: WebProcess, database: Database) -> None:
+    before = database.before_migration
+    assert before["known"] is False and "landlord_id" in before["reason"]
+    for landlord_id, accounts in database.landlords.items():
+        got = get(f"{web.url}/api/landlords/{landlord_id}").json()
+        assert got["known"] is True
+        assert [t["account_id"] for t in got["tenants"]] == sorted(accounts)
+        for tenant in got["tenants"]:
+            row = database.accounts[tenant["account_id"]]
+            assert Decimal(tenant["available"]) == row["available"]
+    assert get(f"{web.url}/api/landlords/NOBODY").json() == {
+        "landlord_id": "NOBODY",
+        "known": True,
+        "reason": None,
+        "tenants": [],
+    }
+
+
+def test_account_events_give_landlords_locales_and_districts(database: Database) -> None:
+    seen = database.with_events
+    assert seen["landlord"]["known"] is True
+    assert [t["account_id"] for t in seen["landlord"]["tenants"]] == sorted(
+        database.landlords["L015"]
+    )
+    assert '<html lang="en">' in seen["page"]  # A0014 opened with locale en-US
+    districts = seen["operations"]["districts"]
+    assert districts and any(d["district"] != "—" for d in districts)
+    total = sum(Decimal(d["kwh"]) for d in districts)
+    assert total == Decimal(seen["operations"]["kwh_today"])
+
+
+def test_move_out_settlement(web: WebProcess, database: Database) -> None:
+    landlord_id = next(k for k, v in database.landlords.items() if database.closed in v)
+    got = get(f"{web.url}/api/landlords/{landlord_id}").json()
+    (tenant,) = [t for t in got["tenants"] if t["account_id"] == database.closed]
+    settlement = tenant["settlement"]
+    assert settlement is not None and settlement["closed_at"]
+    if "refund" in database.closed_data:
+        assert Decimal(settlement["refund"]) == Decimal(database.closed_data["refund"])
+    else:
+        assert Decimal(settlement["owed"]) == Decimal(database.closed_data["owed"])
+    assert [Decimal(c["amount"]) for c in settlement["last_charges"]] == database.last_charges
+    final = Decimal(settlement["final_reading"]["energy_kwh"])
+    assert final == Decimal(database.final_kwh) if database.final_kwh else final > 0
+    page = get(f"{web.url}/landlords/{landlord_id}?lang=en").text
+    assert "Move-out settlement" in page and database.closed in page
+
+
+def test_pages_in_both_languages(web: WebProcess, database: Database) -> None:
+    english = get(f"{web.url}/accounts/A0014?lang=en")
+    chinese = get(f"{web.url}/accounts/A0014?lang=zh-CN")
+    assert english.status == chinese.status == 200
+    assert '<html lang="en">' in english.text and "Available balance" in english.text
+    assert '<html lang="zh-CN">' in chinese.text and "可用余额" in chinese.text
+    assert f"¥{database.accounts['A0014']['available']}" in english.text
+    assert get(f"{web.url}/accounts/NOSUCH").status == 404
+    hero = get(f"{web.url}/fragments/accounts/A0014?lang=en")
+    assert f'data-value="{database.accounts["A0014"]["available"]}"' in hero.text
+    assert "<html" not in hero.text
+    assert get(f"{web.url}/fragments/accounts/NOSUCH").status == 404
+    assert get(f"{web.url}/").status == 200
+    assert get(f"{web.url}/fragments/operations?lang=en").status == 200
+
+
+def test_nothing_writes_and_the_host_is_checked(web: WebProcess) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        assert get(f"{web.url}/api/accounts/A0014", method=method).status == 405
+    assert get(f"{web.url}/", {"Host": "attacker.example"}).status == 400
+    assert get(f"{web.url}/", {"Host": f"localhost:{web.port}"}).status == 200
+    reply = get(f"{web.url}/")
+    assert "default-src 'self'" in reply.headers["content-security-policy"]
+
+
+def test_a_non_loopback_bind_needs_the_token(tmp_path: Path) -> None:
+    """127.0.0.2 with --require-token stands in for a network address (tests use loopback)."""
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    subprocess.run([*WATTPAY, "migrate", "--clickhouse", dsn], check=True, capture_output=True)
+    refused = subprocess.run(
+        [*WATTPAY, "web", "--clickhouse", dsn, "--host", "127.0.0.2", "--require-token"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WATTPAY_WEB_TOKEN": ""},
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "token" in refused.stderr
+    secret = "s3cret-token-for-tests"
+    bearer = {"Authorization": f"Bearer {secret}"}
+    web = WebProcess(
+        dsn, tmp_path, "--require-token", host="127.0.0.2", env={"WATTPAY_WEB_TOKEN": secret}
+    )
+    with web.start(ready_headers=bearer):
+        for path in ("/", "/accounts/A1", "/landlords/L1", "/api/accounts/A1", "/api/operations"):
+            assert get(web.url + path).status == 401, path
+            assert get(web.url + path, {"Authorization": "Bearer wrong"}).status == 401, path
+        assert get(web.url + "/api/operations", bearer).status == 200
+        first = get(web.url + "/?token=" + secret)
+        assert first.status == 200
+        cookie = first.headers["set-cookie"].split(";")[0]
+        assert get(web.url + "/fragments/operations", {"Cookie": cookie}).status == 200
+        assert secret not in web.read_log()
+
+
+def test_the_read_path_binds_values_and_writes_nothing(tmp_path: Path) -> None:
+    from sinks.clickhouse import ClickHouseError
+
+    with ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}") as store:
+        store.migrate()
+        hostile = "A1' OR '1'='1"
+        columns, values = store.read(
+            "SELECT {id:String} AS id, count() AS n FROM accounts FINAL "
+            "WHERE account_id = {id:String}",
+            {"id": hostile},
+        )
+        assert values == [(hostile, 0)]
+        for statement in (
+            "INSERT INTO rejected (rejection_id) VALUES ('x')",
+            "CREATE TABLE t (a String) ENGINE = Memory",
+            "DROP TABLE accounts",
+        ):
+            with pytest.raises(ClickHouseError):
+                store.read(statement)
+        assert store.read("SELECT count() FROM accounts")[1] == [(0,)]

@@ -1,0 +1,299 @@
+"""The Starlette app: pages, fragments for the live refresh, the JSON API and documents."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from billing.outputs import json_default
+from sinks.clickhouse import ClickHouseError
+from web import household as households
+from web.access import AccessControl, allowed_host_names, is_loopback
+from web.charts import bar_chart, line_chart
+from web.documents import DOCUMENT_TYPES, document_path
+from web.i18n import Translator, pick_locale
+from web.landlord import landlord
+from web.operations import operations
+from web.reads import Reader, valid_id
+from web.sources import CommandOutcomes, scrape
+
+MAX_DAILY_SPAN = 366
+
+
+def duration(seconds: float) -> str:
+    """A lag as people read it: ``4.2 s``, ``12 min``, ``3 h 5 min``, ``28 d 4 h``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@dataclass
+class WebOptions:
+    """Where the web app listens and who may read it (S17.5)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    require_token: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    documents: Path | None = None
+    metrics_urls: tuple[str, ...] = ()
+    refresh_seconds: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def token_required(self) -> bool:
+        """A token guards every request on a non-loopback bind, or when configured so."""
+        return self.require_token or not is_loopback(self.host)
+
+
+class ApiError(Exception):
+    """A request the API answers with a status and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, default=json_default, ensure_ascii=False, indent=1)
+    return Response(body, status, media_type="application/json")
+
+
+def _id(request: Request, name: str) -> str:
+    value = request.path_params[name]
+    if not valid_id(value):
+        raise ApiError(400, f"invalid {name.replace('_', ' ')}: letters, digits and _.:- only")
+    return value
+
+
+def _day(request: Request, name: str, default: date) -> date:
+    text = request.query_params.get(name)
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a date YYYY-MM-DD") from None
+
+
+def create_app(
+    reader: Reader, options: WebOptions, outcomes: CommandOutcomes | None = None
+) -> AccessControl:
+    """The web app over a reader, wrapped in its access rules."""
+    if options.token_required and not options.token:
+        raise ValueError(
+            f"an access token is required to serve on {options.host} "
+            "(set WATTPAY_WEB_TOKEN or --token-file)"
+        )
+    env = Environment(
+        loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"])
+    )
+    env.filters["money"] = lambda v: "—" if v is None else f"¥{v}"
+    env.filters["duration"] = duration
+    env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
+
+    def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:
+        t = Translator(locale)
+        html = env.get_template(name).render(
+            t=t, lang=t.locale, path=request.url.path, refresh=options.refresh_seconds, **ctx
+        )
+        return HTMLResponse(html, status)
+
+    cache = OpsCache(max(options.refresh_seconds / 2, 0.5))
+
+    def ops_data() -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            known = outcomes.snapshot() if outcomes is not None else {}
+            return operations(reader, scrape(options.metrics_urls), known)
+
+        return cache.get(compute)
+
+    def lang(request: Request, default: str = "zh-CN") -> str:
+        return pick_locale(request.query_params.get("lang"), default)
+
+    def operations_page(request: Request) -> Response:
+        return page(request, "operations.html", lang(request), ops=ops_data())
+
+    def operations_fragment(request: Request) -> Response:
+        return page(request, "_panels.html", lang(request), ops=ops_data())
+
+    def household_page(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        data = households.household(reader, account_id)
+        if data is None:
+            return page(request, "missing.html", lang(request), 404, what=account_id)
+        locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
+        return page(request, "household.html", locale, h=data)
+
+    def household_fragment(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        summary = households.account(reader, account_id)
+        if summary is None:
+            raise ApiError(404, f"no account {account_id}")
+        return page(request, "_hero.html", lang(request), a=summary)
+
+    def landlord_page(request: Request) -> Response:
+        data = landlord(reader, _id(request, "landlord_id"))
+        return page(request, "landlord.html", lang(request), l=data)
+
+    def api_account(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        data = households.account(reader, account_id)
+        if data is None:
+            raise ApiError(404, f"no account {account_id}")
+        today = data["today"]
+        data["month"] = households.month(reader, account_id, today)
+        data["points_detail"] = households.points(reader, account_id)
+        data["credits"] = households.credits(reader, account_id)
+        return _json(data)
+
+    def api_daily(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        data = households.account(reader, account_id)
+        if data is None:
+            raise ApiError(404, f"no account {account_id}")
+        last = _day(request, "to", data["today"] - timedelta(days=1))
+        first = _day(request, "from", last - timedelta(days=households.CHART_DAYS - 1))
+        if first > last or (last - first).days >= MAX_DAILY_SPAN:
+            raise ApiError(400, f"from must be on or before to, at most {MAX_DAILY_SPAN} days")
+        rows = households.daily(reader, account_id, first, last)
+        return _json({"account_id": account_id, "from": first, "to": last, "days": rows})
+
+    def api_bills(request: Request) -> Response:
+        from web.documents import bills
+
+        account_id = _id(request, "account_id")
+        if households.account(reader, account_id) is None:
+            raise ApiError(404, f"no account {account_id}")
+        return _json({"account_id": account_id, "bills": bills(reader, account_id)})
+
+    def api_landlord(request: Request) -> Response:
+        return _json(landlord(reader, _id(request, "landlord_id")))
+
+    def api_operations(request: Request) -> Response:
+        return _json(ops_data())
+
+    def openapi(request: Request) -> Response:
+        text = files("web").joinpath("openapi.json").read_text(encoding="utf-8")
+        return Response(text, media_type="application/json")
+
+    def document(request: Request) -> Response:
+        name = request.path_params["name"]
+        stem, _, kind = name.rpartition(".")
+        path = document_path(options.documents, stem, kind)
+        if path is None:
+            raise ApiError(404, "no such document")
+        return FileResponse(path, media_type=DOCUMENT_TYPES[kind])
+
+    def health(request: Request) -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": exc.reason}, exc.status)
+        return page(request, "missing.html", lang(request), exc.status, what=exc.reason)
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        reason = f"ClickHouse did not answer: {exc}"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": reason}, 503)
+        return Response(reason + "\n", 503, media_type="text/plain")
+
+    static = str(files("web").joinpath("static"))
+    app = Starlette(
+        routes=[
+            Route("/", operations_page),
+            Route("/fragments/operations", operations_fragment),
+            Route("/accounts/{account_id}", household_page),
+            Route("/fragments/accounts/{account_id}", household_fragment),
+            Route("/landlords/{landlord_id}", landlord_page),
+            Route("/api/openapi.json", openapi),
+            Route("/api/operations", api_operations),
+            Route("/api/accounts/{account_id}", api_account),
+            Route("/api/accounts/{account_id}/daily", api_daily),
+            Route("/api/accounts/{account_id}/bills", api_bills),
+            Route("/api/landlords/{landlord_id}", api_landlord),
+            Route("/documents/{name}", document),
+            Route("/health", health),
+            Mount("/static", StaticFiles(directory=static), name="static"),
+        ],
+        exception_handlers={ApiError: api_error, ClickHouseError: store_error},
+    )
+    app.add_middleware(SecurityHeaders)
+    hosts = allowed_host_names(options.host, options.allowed_hosts)
+    return AccessControl(app, hosts=hosts, token=options.token if options.token_required else None)
+
+
+class OpsCache:
+    """The operations figures, computed at most once per ``seconds`` however many pages poll.
+
+    Inside ``wattpay up`` the reads share the embedded engine with the loader's inserts, so
+    many open dashboards must not multiply the queries.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.value: dict[str, Any] | None = None
+        self.at = 0.0
+
+    def get(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The cached figures, or fresh ones when they are older than the bound."""
+        with self.lock:
+            if self.value is None or time.monotonic() - self.at >= self.seconds:
+                self.value = compute()
+                self.at = time.monotonic()
+            return self.value
+
+
+class SecurityHeaders:
+    """Scripts, styles and images only from this origin; no framing; no referrer."""
+
+    HEADERS = (
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+    )
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, add_headers)

@@ -1,0 +1,55 @@
+"""Monthly bills and e-invoices (SPEC S15) for the pages, and their PDF/XML documents.
+
+The ``bills`` and ``invoices`` tables are written by the monthly jobs; until a database has
+them (or rows in them) the pages show no bills rather than an error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from web.reads import Reader
+
+INVOICE_NO = re.compile(r"\d{20}")
+DOCUMENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
+BILL_LIMIT = 24
+
+
+def bills(reader: Reader, account_id: str) -> list[dict[str, Any]]:
+    """The account's bills, newest month first, each with its invoice when there is one."""
+    if not reader.has_table("bills"):
+        return []
+    rows = reader.rows(
+        "SELECT * FROM bills FINAL WHERE account_id = {account_id:String} "
+        "ORDER BY month DESC LIMIT {limit:UInt32}",
+        account_id=account_id,
+        limit=BILL_LIMIT,
+    )
+    invoices: dict[str, dict[str, Any]] = {}
+    if rows and reader.has_table("invoices"):
+        for invoice in reader.rows(
+            "SELECT * FROM invoices FINAL WHERE account_id = {account_id:String}",
+            account_id=account_id,
+        ):
+            invoices[str(invoice.get("bill_id"))] = invoice
+    for row in rows:
+        row["invoice"] = invoices.get(str(row.get("bill_id")))
+    return rows
+
+
+def document_path(directory: Path | None, invoice_no: str, kind: str) -> Path | None:
+    """The invoice's PDF or XML under the jobs' output directory, if it has been written.
+
+    ``invoice_no`` must be the 20 digits of S15.3 and ``kind`` ``pdf`` or ``xml``; the file is
+    looked for by name (``{invoice_no}.{kind}``) anywhere below the directory.
+    """
+    if directory is None or kind not in DOCUMENT_TYPES or not INVOICE_NO.fullmatch(invoice_no):
+        return None
+    root = directory.resolve()
+    for path in sorted(root.rglob(f"*{invoice_no}*.{kind}")):
+        resolved = path.resolve()
+        if resolved.is_file() and resolved.is_relative_to(root):
+            return resolved
+    return None
