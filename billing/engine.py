@@ -76,6 +76,7 @@ def reject(envelope: Envelope, reason: str, detail: str) -> list[Output]:
         position=envelope.position,
         key=envelope.key,
         payload=envelope.raw,
+        payload_base64=envelope.raw_base64,
         reason=reason,
         detail=detail,
         received_at=envelope.received_at,

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from billing.clock import TimestampError, parse_ts
-from billing.numbers import DecimalFormatError, decimal_places, parse_decimal_text
+from billing.excerpt import excerpt
+from billing.numbers import (
+    ENERGY_LIMIT,
+    MONEY_LIMIT,
+    DecimalFormatError,
+    check_points,
+    decimal_places,
+    parse_decimal_text,
+)
 from billing.rules import CHANNELS, BillingRules
 
 READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
@@ -18,22 +28,37 @@ TOPIC_ORDER = {ACCOUNTS: 0, PAYMENTS: 1, READINGS: 2}
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One input message as it arrived: its topic, a unique source position and its text."""
+    """One input message as it arrived: its topic, a unique source position and its bytes.
+
+    ``raw`` keeps the original bytes losslessly: their text when they are valid UTF-8, else
+    their base64 with ``raw_base64`` set. ``payload`` is the decoded JSON, or None with
+    ``problem`` saying why it could not be decoded.
+    """
 
     topic: str
     position: str
     raw: str
     received_at: datetime
     payload: Any = None
+    raw_base64: bool = False
+    problem: str = ""
 
     @staticmethod
-    def decode(topic: str, position: str, raw: str, received_at: datetime) -> Envelope:
-        """Wrap a raw line, decoding its JSON (``payload`` stays None when it is not JSON)."""
+    def decode(topic: str, position: str, raw: bytes | str, received_at: datetime) -> Envelope:
+        """Wrap raw input bytes (or text), decoding its JSON; never raises on any input."""
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
         try:
-            payload = _DECODER.decode(raw)
-        except ValueError:
-            payload = None
-        return Envelope(topic, position, raw, received_at, payload)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            encoded = base64.b64encode(data).decode("ascii")
+            problem = f"not valid UTF-8 (byte {err.start})"
+            return Envelope(topic, position, encoded, received_at, None, True, problem)
+        payload, problem = decode_json(text)
+        return Envelope(topic, position, text, received_at, payload, False, problem)
+
+    def at(self, received_at: datetime) -> Envelope:
+        """The same envelope received at another time."""
+        return replace(self, received_at=received_at)
 
     @property
     def key(self) -> str:
@@ -57,7 +82,75 @@ class FloatLiteral:
     text: str
 
 
-_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_float)
+class _DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (parsers disagree on which one counts)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _DuplicateKeyError(f"duplicate key {excerpt(duplicate)}")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=_object
+)
+MAX_DEPTH = 16  # input messages are flat objects; deeper nesting is malformed
+_STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings do not count)."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    deepest = level = 0
+    for char in brackets:
+        level += 1 if char in "[{" else -1
+        deepest = max(deepest, level)
+    return deepest
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether any string (or key) in a decoded JSON value holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def decode_json(text: str) -> tuple[Any, str]:
+    r"""Decode one message's JSON text: ``(value, "")``, or ``(None, why not)``; never raises.
+
+    Refused: nesting deeper than ``MAX_DEPTH``, duplicate keys, strings with lone surrogates
+    (``"\ud800"``: no UTF-8 encoder takes them), and anything that is not JSON.
+    """
+    if not text:
+        return None, "empty line"
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        return None, f"JSON nested deeper than {MAX_DEPTH} levels"
+    try:
+        value = _DECODER.decode(text)
+    except _DuplicateKeyError as err:
+        return None, str(err)
+    except (ValueError, RecursionError) as err:
+        return None, f"not JSON: {excerpt(str(err), 80)}"
+    if _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
+        return None, "a string holds a lone surrogate (\\ud800-\\udfff)"
+    return value, ""
 
 
 class Malformed(ValueError):
@@ -125,15 +218,15 @@ def _ts(payload: dict[str, Any], rules: BillingRules) -> datetime:
         raise Malformed(f"ts: {err}") from err
 
 
-def _decimal(payload: dict[str, Any], name: str) -> Decimal:
+def _decimal(payload: dict[str, Any], name: str, limit: Decimal = MONEY_LIMIT) -> Decimal:
     try:
-        return parse_decimal_text(payload.get(name))
+        return parse_decimal_text(payload.get(name), limit)
     except DecimalFormatError as err:
         raise Malformed(f"{name}: {err}") from err
 
 
 def _energy(payload: dict[str, Any], name: str) -> Decimal:
-    value = _decimal(payload, name)
+    value = _decimal(payload, name, ENERGY_LIMIT)
     if value < 0 or decimal_places(value) > 3:
         raise Malformed(f"{name} must be ≥ 0 with at most 3 decimals")
     return value
@@ -149,7 +242,7 @@ def _money(payload: dict[str, Any], name: str) -> Decimal:
 def _plan(payload: dict[str, Any], rules: BillingRules) -> str:
     plan = _text(payload, "plan")
     if plan not in rules.plans:
-        raise Malformed(f"unknown plan {plan!r}")
+        raise Malformed(f"unknown plan {excerpt(plan)}")
     return plan
 
 
@@ -157,14 +250,14 @@ def parse_message(envelope: Envelope, rules: BillingRules) -> Message:
     """Parse an envelope's payload into a typed message or raise ``Malformed``."""
     payload = envelope.payload
     if not isinstance(payload, dict):
-        raise Malformed("not a JSON object")
+        raise Malformed(envelope.problem or "not a JSON object")
     if envelope.topic == READINGS:
         return _reading(payload, rules)
     if envelope.topic == PAYMENTS:
         return _payment(payload, rules)
     if envelope.topic == ACCOUNTS:
         return _account_event(payload, rules)
-    raise Malformed(f"unknown topic {envelope.topic!r}")
+    raise Malformed(f"unknown topic {excerpt(envelope.topic)}")
 
 
 def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
@@ -172,7 +265,7 @@ def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
     ts = _ts(payload, rules)
     energy = _energy(payload, "energy_kwh")
     if "power_w" in payload and payload["power_w"] is not None:
-        _decimal(payload, "power_w")
+        _decimal(payload, "power_w", ENERGY_LIMIT)
     source = payload.get("source", "")
     if not isinstance(source, str):
         raise Malformed("source must be a string")
@@ -187,7 +280,7 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
         amount = _decimal(payload, "amount")
         channel = payload.get("channel")
         if channel not in CHANNELS:
-            raise Malformed(f"unknown channel {channel!r}")
+            raise Malformed(f"unknown channel {excerpt(channel)}")
         ts = _ts(payload, rules)
         request_id = payload.get("request_id")
         if request_id is not None and not isinstance(request_id, str):
@@ -199,8 +292,12 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
         points = payload.get("points")
         if not isinstance(points, int) or isinstance(points, bool):
             raise Malformed("points must be a JSON integer")
+        try:
+            check_points(points)
+        except DecimalFormatError as err:
+            raise Malformed(f"points: {err}") from err
         return Redeem(payment_id, account_id, points, _ts(payload, rules))
-    raise Malformed(f"unknown payment type {kind!r}")
+    raise Malformed(f"unknown payment type {excerpt(kind)}")
 
 
 _UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
@@ -210,7 +307,7 @@ _UPDATE_TEXT = ("phone", "locale")
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
     kind = payload.get("type")
     if kind not in {"open", "change_plan", "replace_meter", "update", "close"}:
-        raise Malformed(f"unknown account event type {kind!r}")
+        raise Malformed(f"unknown account event type {excerpt(kind)}")
     account_id = _text(payload, "account_id")
     ts = _ts(payload, rules)
     fields: dict[str, Any] = {}

@@ -101,17 +101,22 @@ def rejection(
     position: str,
     key: str,
     payload: str,
+    payload_base64: bool,
     reason: str,
     detail: str,
     received_at: datetime,
 ) -> None:
-    """Record a rejected input in the ``rejected`` table and on the DLQ."""
+    """Record a rejected input in the ``rejected`` table and on the DLQ.
+
+    ``payload`` is the input's text, or the base64 of its bytes when ``payload_base64``.
+    """
     emitter.row(
         "rejected",
         rejection_id=position,
         topic=f"wattpay.{topic}",
         key=key,
         payload=payload,
+        payload_base64=int(payload_base64),
         reason=reason,
         detail=detail,
         received_at=received_at,
@@ -124,6 +129,7 @@ def rejection(
             "topic": f"wattpay.{topic}",
             "key": key,
             "payload": payload,
+            "payload_base64": payload_base64,
             "reason": reason,
             "detail": detail,
             "received_at": ts_text(received_at),

@@ -23,8 +23,9 @@ from itertools import count
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
+from billing.clock import LOCAL_ZONE
 from billing.messages import TOPIC_ORDER, Envelope
+from ingest.files import message_ts
 
 POLL_BATCH = 2000
 EMIT_LIMIT = 5000
@@ -93,14 +94,10 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
     def _head(self, key: str, message: object) -> _Head:
         topic = self._logical[message.topic()]  # type: ignore[attr-defined]
         offset = message.offset()  # type: ignore[attr-defined]
-        raw = (message.value() or b"").decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+        # The value's bytes as they are: any content is applied or rejected, never raised on.
+        raw = message.value() or b""  # type: ignore[attr-defined]
         envelope = Envelope.decode(topic, f"{key}:{offset}", raw, datetime.now(LOCAL_ZONE))
-        ts = None
-        if isinstance(envelope.payload, dict):
-            try:
-                ts = parse_ts(envelope.payload.get("ts"))
-            except TimestampError:
-                ts = None
+        ts = message_ts(envelope)
         rank = 0 if ts is None else 1
         return _Head(
             rank,

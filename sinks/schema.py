@@ -84,6 +84,7 @@ TABLES: tuple[TableSpec, ...] = (
             ("topic", LABEL),
             ("key", STRING),
             ("payload", STRING),
+            ("payload_base64", "UInt8"),
             ("reason", LABEL),
             ("detail", STRING),
             ("received_at", TIMESTAMP),
@@ -236,6 +237,11 @@ def add_column_sql(table_name: str, column_name: str) -> str:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", tuple(create_table_sql(t) for t in TABLES)),
+    Migration(
+        2,
+        "rejected.payload_base64: 1 when payload holds the base64 of bytes that are not UTF-8",
+        (add_column_sql("rejected", "payload_base64"),),
+    ),
 )
 
 
