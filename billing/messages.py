@@ -147,7 +147,7 @@ def decode_json(text: str) -> tuple[Any, str]:
     except _DuplicateKeyError as err:
         return None, str(err)
     except (ValueError, RecursionError) as err:
-        return None, f"not JSON: {excerpt(str(err), 80)}"
+        return None, f"not JSON: {err}"
     if _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
         return None, "a string holds a lone surrogate (\\ud800-\\udfff)"
     return value, ""

@@ -18,7 +18,6 @@ from typing import Any
 from billing.outputs import Row
 from sinks import schema
 
-
 # Columns added by a later migration, with the value a fact published before it means.
 _ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}
 

@@ -163,7 +163,8 @@ def test_migration_2_adds_payload_base64_to_an_old_rejected_table(store: ClickHo
     store.command(schema.create_table_sql(old))
     store.command("INSERT INTO schema_migrations VALUES (1, 'initial tables', now64(3))")
     store.command(
-        "INSERT INTO rejected VALUES ('r:1', 'wattpay.readings', '', 'x', 'malformed', '', now64(3))"
+        "INSERT INTO rejected VALUES"
+        " ('r:1', 'wattpay.readings', '', 'x', 'malformed', '', now64(3))"
     )
     assert store.migrate() == [m.version for m in schema.MIGRATIONS if m.version > 1]
     _, rows = store.query("SELECT payload, payload_base64 FROM rejected FINAL")
