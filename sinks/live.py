@@ -19,13 +19,19 @@ from sinks.facts import encode_fact
 
 FACTS = "facts"
 SINK_PARTITIONS = 4
+# The largest message these producers send. A rejected input travels whole on the DLQ and the
+# facts topic, JSON-escaped (up to six times its size), so a large input near the broker's
+# limit still produces: librdkafka's maximum, never the 1 MB default.
+MAX_MESSAGE_BYTES = 1_000_000_000
 
 
 class _Producing(StatefulSinkPartition[object, None]):
     """One producer; items are encoded by the owning sink's ``encode``."""
 
     def __init__(self, config: Mapping[str, str], encode: object) -> None:
-        self._producer = Producer({**config, "linger.ms": "5"})
+        self._producer = Producer(
+            {**config, "linger.ms": "5", "message.max.bytes": str(MAX_MESSAGE_BYTES)}
+        )
         self._encode = encode
         self._errors: list[str] = []
 

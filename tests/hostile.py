@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.files import INPUT_FILES
 from sinks.clickhouse import ClickHouseStore
 from tests.paths import HOSTILE
+from wattpay.cli import main
 
 BASE = HOSTILE / "base"
 
@@ -76,3 +78,26 @@ def outcome(work: Path, dsn: str) -> Outcome:
         readings[0][0],
         [k for (k,) in ledger],
     )
+
+
+WATTPAY = [sys.executable, "-m", "wattpay.cli"]
+ALL_TOPICS = ("accounts", "payments", "readings")
+
+
+def replay_in_process(work: Path) -> tuple[int, str]:
+    """Run ``wattpay replay`` in this process into chdb under ``work``; (exit code, DSN)."""
+    dsn = f"chdb://{work / 'ch'}"
+    return main(["replay", str(work), "--clickhouse", dsn, "--quiet"]), dsn
+
+
+def assert_only_rejected(work: Path, dsn: str, topic: str, lines: list[bytes]) -> None:
+    """Exactly ``lines`` (appended to ``topic``) are rejected, bytes intact; the base applied."""
+    result = outcome(work, dsn)
+    first = base_lines(topic) + 1
+    expected = sorted((f"{topic}:{first + i}", line) for i, line in enumerate(lines))
+    assert [(r[0], r[1]) for r in result.rejected] == expected
+    assert sorted((d[0], d[1]) for d in result.dlq) == expected
+    assert [r[2] for r in result.rejected] == [d[2] for d in sorted(result.dlq, key=lambda d: d[0])]
+    assert result.readings == 2  # the base readings, and nothing the hostile lines added
+    assert "topup" in result.ledger_kinds
+    assert result.ledger_kinds.count("charge") == 1  # one closed day: 2026-03-01, at the end
