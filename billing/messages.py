@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -58,7 +58,15 @@ class Envelope:
 
     def at(self, received_at: datetime) -> Envelope:
         """The same envelope received at another time."""
-        return replace(self, received_at=received_at)
+        return Envelope(
+            self.topic,
+            self.position,
+            self.raw,
+            received_at,
+            self.payload,
+            self.raw_base64,
+            self.problem,
+        )
 
     @property
     def key(self) -> str:
@@ -279,7 +287,7 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
         account_id = _text(payload, "account_id")
         amount = _decimal(payload, "amount")
         channel = payload.get("channel")
-        if channel not in CHANNELS:
+        if not isinstance(channel, str) or channel not in CHANNELS:
             raise Malformed(f"unknown channel {excerpt(channel)}")
         ts = _ts(payload, rules)
         request_id = payload.get("request_id")
@@ -300,13 +308,14 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
     raise Malformed(f"unknown payment type {excerpt(kind)}")
 
 
+ACCOUNT_EVENTS = frozenset({"open", "change_plan", "replace_meter", "update", "close"})
 _UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
 _UPDATE_TEXT = ("phone", "locale")
 
 
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
     kind = payload.get("type")
-    if kind not in {"open", "change_plan", "replace_meter", "update", "close"}:
+    if not isinstance(kind, str) or kind not in ACCOUNT_EVENTS:
         raise Malformed(f"unknown account event type {excerpt(kind)}")
     account_id = _text(payload, "account_id")
     ts = _ts(payload, rules)

@@ -221,7 +221,7 @@ def near_valid_messages(draw: st.DrawFn) -> tuple[str, bytes]:
     fields = []
     for name, value in template.items():
         literal = value if name == "points" else _escape(value)
-        if name != "type" and draw(st.integers(0, 3)) == 0:
+        if draw(st.integers(0, 3 if name != "type" else 12)) == 0:
             literal = draw(edge_values)
         fields.append((_escape(name), literal))
     return topic, _object(fields).encode("utf-8")

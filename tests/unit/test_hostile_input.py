@@ -27,8 +27,9 @@ from sinks import schema
 from sinks.facts import decode_fact, encode_fact
 from sinks.live import KafkaFactSink, KafkaMessageSink
 from sinks.topics import encode_message
-from tests.hostile import original_bytes
+from tests.hostile import corpus, corpus_cases, original_bytes
 from tests.hostile_strategies import hostile_lines, near_valid_messages
+from wattpay.cli import main
 
 D = Decimal
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=LOCAL_ZONE)
@@ -115,6 +116,23 @@ def test_edge_values_in_valid_messages_never_break_the_core(
 ) -> None:
     topic, data = message
     check(topic, data, rules)
+
+
+@pytest.mark.parametrize(("topic", "number"), corpus_cases())
+@pytest.mark.parametrize("rules", [REPLAY, LIVE], ids=["replay", "live"])
+def test_every_corpus_line_is_rejected_by_the_core(
+    topic: str, number: int, rules: BillingRules
+) -> None:
+    data = corpus(topic)[number - 1]
+    check(topic, data, rules)
+    outputs = list(run_sequential([Envelope.decode(topic, "hostile:1", data, NOW)], rules))
+    assert [o.values["rejection_id"] for o in outputs if isinstance(o, Row)] == ["hostile:1"]
+
+
+def test_a_refused_argument_is_not_published(capsys: pytest.CaptureFixture[str]) -> None:
+    # Command-line arguments that are not UTF-8 arrive as lone surrogates.
+    assert main(["topup", "A\udcff", "10.00", "--brokers", "127.0.0.1:1"]) == 2
+    assert "refused, nothing published: malformed" in capsys.readouterr().err
 
 
 # --- the rules, case by case ------------------------------------------------------------------
