@@ -28,6 +28,7 @@ from billing.messages import TOPIC_ORDER, Envelope
 from ingest.files import message_ts
 
 POLL_BATCH = 2000
+RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum
 EMIT_LIMIT = 5000
 
 
@@ -58,6 +59,9 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 "enable.auto.commit": "false",
                 "enable.partition.eof": "true",
                 "auto.offset.reset": "earliest",
+                # Read a message of any size the broker holds: one larger than the default
+                # 100 MB would stall its partition, and with it the merged stream, for good.
+                "receive.message.max.bytes": str(RECEIVE_MAX_BYTES),
             }
         )
         self._positions: dict[str, int] = dict(resume or {})
