@@ -112,14 +112,15 @@ _NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _depth(text: str) -> int:
-    """Deepest bracket nesting of a JSON text (brackets inside strings do not count)."""
+def _too_deep(text: str) -> bool:
+    """Whether a JSON text nests brackets deeper than ``MAX_DEPTH`` (strings do not count)."""
     brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
-    deepest = level = 0
+    level = 0
     for char in brackets:
         level += 1 if char in "[{" else -1
-        deepest = max(deepest, level)
-    return deepest
+        if level > MAX_DEPTH:
+            return True
+    return False
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -148,7 +149,7 @@ def decode_json(text: str) -> tuple[Any, str]:
     """
     if not text:
         return None, "empty line"
-    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(text):
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     try:
         value = _DECODER.decode(text)
