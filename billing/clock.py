@@ -17,9 +17,10 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=LOCAL_ZONE)
 LATEST = datetime(2100, 1, 1, tzinfo=LOCAL_ZONE)
 # The extended ISO-8601 forms read (``fromisoformat`` alone also takes week dates, basic
 # forms, offsets with seconds, and stops at a NUL): date, hours and minutes, optional
-# seconds and fraction (digits beyond microseconds are cut), and ``Z`` or ``±HH:MM``.
+# seconds and fraction (digits beyond microseconds are cut), and ``Z`` or ``±HH:MM`` (its
+# absence is refused below, with its own reason).
 _ISO_SHAPE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 
 
