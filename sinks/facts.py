@@ -15,6 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from billing.messages import decode_json
 from billing.outputs import Row
 from sinks import schema
 
@@ -40,7 +41,11 @@ def _plain(value: object) -> object:
 def decode_fact(payload: bytes) -> Row:
     """A fact message back into a typed row; raises ValueError when it does not fit."""
     try:
-        body = json.loads(payload)
+        # The input decoder: deep nesting or a lone surrogate (which would reach ClickHouse)
+        # is refused like any other fact that does not fit.
+        body, problem = decode_json(payload.decode("utf-8"))
+        if problem:
+            raise ValueError(problem)
         table = str(body["table"])
         raw = body["row"]
         converters = _converters(table)

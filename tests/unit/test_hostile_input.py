@@ -135,6 +135,27 @@ def test_a_refused_argument_is_not_published(capsys: pytest.CaptureFixture[str])
     assert "refused, nothing published: malformed" in capsys.readouterr().err
 
 
+@HOSTILE
+@given(st.one_of(hostile_lines(), st.binary(max_size=200)))
+def test_a_hostile_fact_is_refused_not_raised(data: bytes) -> None:
+    # The loader skips (and counts) a fact that does not fit; nothing else may escape.
+    with pytest.raises(ValueError, match="not a fact message"):
+        decode_fact(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"table": "rejected", "row": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"table": "rejected", "row": {"rejection_id": "\\ud800"}}',
+        b'{"table": "nope", "row": {}}',
+    ],
+)
+def test_hostile_facts_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match="not a fact message"):
+        decode_fact(data)
+
+
 # --- the rules, case by case ------------------------------------------------------------------
 
 
