@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from confluent_kafka import Message as KafkaMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from billing.outputs import Row, TopicMessage
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from ingest.files import message_ts
+from ingest.meter_bus import _command
 from sinks import schema
 from sinks.facts import decode_fact, encode_fact
 from sinks.live import KafkaFactSink, KafkaMessageSink
@@ -154,6 +156,20 @@ def test_a_hostile_fact_is_refused_not_raised(data: bytes) -> None:
 def test_hostile_facts_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a fact message"):
         decode_fact(data)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"\xff",
+        b'{"command_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"command_id": "\\ud800", "meter_id": "M1", "action": "disconnect"}',
+        b"[]",
+    ],
+)
+def test_a_hostile_meter_command_is_malformed_not_raised(value: bytes | None) -> None:
+    assert _command(KafkaMessage(value=value)) is None
 
 
 # --- the rules, case by case ------------------------------------------------------------------
