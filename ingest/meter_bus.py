@@ -27,7 +27,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from billing.messages import decode_json
+from billing.decoding import decode_json
 from config.settings import Settings
 from ingest.clock import SimClock
 from ingest.executor import CommandExecutor

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from billing.messages import decode_json
+from billing.decoding import decode_json
 from billing.outputs import Row
 from sinks import schema
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
-from billing.messages import Envelope, Malformed, decode_json, parse_message
+from billing.decoding import decode_json
+from billing.messages import Envelope, Malformed, parse_message
 from billing.numbers import DecimalFormatError, parse_decimal_text
 from billing.outputs import Row, TopicMessage
 from billing.rules import BillingRules
