@@ -46,6 +46,9 @@ def test_whole_corpus_at_once_through_the_command(tmp_path: Path) -> None:
     assert [(r[0], r[1]) for r in result.rejected] == expected
     assert sorted((d[0], d[1]) for d in result.dlq) == expected
     assert result.readings == 2
+    # However a reader splits the DLQ file into lines, it gets one per rejection.
+    dlq = (work / "out" / "wattpay.dlq.jsonl").read_text(encoding="utf-8")
+    assert len(dlq.splitlines()) == len(expected) == dlq.count("\n")
 
 
 def test_a_ten_megabyte_line_is_rejected_whole(tmp_path: Path) -> None:
