@@ -89,7 +89,7 @@ def decode_json(text: str) -> tuple[Any, str]:
     (``"\ud800"``: no UTF-8 encoder takes them), and anything that is not JSON.
     """
     if not text:
-        return None, "empty line"
+        return None, "empty input"
     if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(text):
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     try:

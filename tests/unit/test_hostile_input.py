@@ -179,7 +179,7 @@ def test_a_hostile_meter_command_is_malformed_not_raised(value: bytes | None) ->
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("", "empty line"),
+        ("", "empty input"),
         ("[" * 17 + "]" * 17, "JSON nested deeper than 16 levels"),
         ('{"a": ' * 5000 + "1" + "}" * 5000, "JSON nested deeper than 16 levels"),
         ('{"a": 1, "a": 2}', "duplicate key 'a'"),
