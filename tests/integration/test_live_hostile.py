@@ -55,6 +55,8 @@ def test_hostile_messages_are_rejected_and_billing_keeps_running(tmp_path: Path)
             hostile[topic] = corpus(topic) + ([CONTROLS, INVALID] if topic == "readings" else [])
             for n, line in enumerate(hostile[topic]):
                 _produce(producer, topic, line, KEYS[n % len(KEYS)])
+            producer.produce(f"wattpay.{topic}", value=None, key=b"A1")  # a tombstone
+            hostile[topic].append(b"")
         assert producer.flush(60) == 0
         port = free_port()
         dsn = f"chdb://{tmp_path / 'clickhouse'}"
