@@ -77,6 +77,16 @@ class Envelope:
         return ""
 
 
+def message_ts(envelope: Envelope) -> datetime | None:
+    """The timestamp an input message is ordered by, or None when it has no valid one."""
+    if isinstance(envelope.payload, dict):
+        try:
+            return parse_ts(envelope.payload.get("ts"))
+        except TimestampError:
+            return None
+    return None
+
+
 class Malformed(ValueError):
     """The message is not well formed; ``str(err)`` says why."""
 

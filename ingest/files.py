@@ -12,8 +12,15 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
-from billing.messages import ACCOUNTS, PAYMENTS, READINGS, TOPIC_ORDER, Envelope
+from billing.clock import LOCAL_ZONE
+from billing.messages import (
+    ACCOUNTS,
+    PAYMENTS,
+    READINGS,
+    TOPIC_ORDER,
+    Envelope,
+    message_ts,
+)
 
 INPUT_FILES = {ACCOUNTS: "accounts.jsonl", PAYMENTS: "payments.jsonl", READINGS: "readings.jsonl"}
 EPOCH = datetime(1970, 1, 1, tzinfo=LOCAL_ZONE)
@@ -30,16 +37,6 @@ def input_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         for line in handle:
             yield line[:-1] if line.endswith(b"\n") else line
-
-
-def message_ts(envelope: Envelope) -> datetime | None:
-    """The timestamp an input message is ordered by, or None when it has no valid one."""
-    if isinstance(envelope.payload, dict):
-        try:
-            return parse_ts(envelope.payload.get("ts"))
-        except TimestampError:
-            return None
-    return None
 
 
 def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelope]]:

@@ -24,8 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from billing.clock import LOCAL_ZONE
-from billing.messages import TOPIC_ORDER, Envelope
-from ingest.files import message_ts
+from billing.messages import TOPIC_ORDER, Envelope, message_ts
 
 POLL_BATCH = 2000
 RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum

@@ -19,12 +19,11 @@ from hypothesis import strategies as st
 
 from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
 from billing.decoding import decode_json
-from billing.messages import Envelope, Malformed, parse_message
+from billing.messages import Envelope, Malformed, message_ts, parse_message
 from billing.numbers import DecimalFormatError, parse_decimal_text
 from billing.outputs import Row, TopicMessage
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import message_ts
 from ingest.meter_bus import _command
 from sinks import schema
 from sinks.facts import decode_fact, encode_fact
