@@ -99,7 +99,7 @@ TOPICS = st.sampled_from(["readings", "payments", "accounts"])
 @HOSTILE
 @given(TOPICS, st.binary(max_size=300))
 def test_any_bytes_are_applied_or_rejected(topic: str, data: bytes) -> None:
-    check(topic, data.replace(b"\n", b""), LIVE)
+    check(topic, data, LIVE)  # a live message may hold any byte, newlines included
 
 
 @HOSTILE
