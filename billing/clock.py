@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from billing.excerpt import excerpt
+
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 MICROSECOND = timedelta(microseconds=1)
+# The plausible range of input timestamps (docs/billing-rules.md "Plausible ranges"):
+# EARLIEST <= ts < LATEST, compared as instants. Wide enough for any real meter, narrow
+# enough that a reading cannot close millions of days or leave the ClickHouse column range.
+EARLIEST = datetime(2000, 1, 1, tzinfo=LOCAL_ZONE)
+LATEST = datetime(2100, 1, 1, tzinfo=LOCAL_ZONE)
+# The extended ISO-8601 forms read (``fromisoformat`` alone also takes week dates, basic
+# forms, offsets with seconds, and stops at a NUL): date, hours and minutes, optional
+# seconds and fraction (digits beyond microseconds are cut), and ``Z`` or ``±HH:MM`` (its
+# absence is refused below, with its own reason).
+_ISO_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 class TimestampError(ValueError):
@@ -14,15 +29,22 @@ class TimestampError(ValueError):
 
 
 def parse_ts(value: object, zone: tzinfo = LOCAL_ZONE) -> datetime:
-    """Parse an ISO-8601 timestamp that carries an explicit offset; return it in ``zone``."""
-    if not isinstance(value, str) or len(value) < 16 or value[10] != "T":
-        raise TimestampError(f"not an ISO-8601 timestamp: {value!r}")
+    """Parse an ISO-8601 timestamp with an offset, in the plausible range; return it in ``zone``."""
+    if not isinstance(value, str) or not _ISO_SHAPE.fullmatch(value):
+        raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as err:
-        raise TimestampError(f"not an ISO-8601 timestamp: {value!r}") from err
+        raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}") from err
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise TimestampError(f"timestamp without offset: {value!r}")
+        raise TimestampError(f"timestamp without offset: {excerpt(value)}")
+    try:
+        # Compared as instants before any conversion: year 1 or 9999 would overflow it.
+        plausible = EARLIEST <= parsed < LATEST
+    except OverflowError:
+        plausible = False
+    if not plausible:
+        raise TimestampError(f"{excerpt(value)} is outside [{EARLIEST.date()}, {LATEST.date()})")
     return parsed.astimezone(zone)
 
 

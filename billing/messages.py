@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import json
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from billing.clock import TimestampError, parse_ts
-from billing.numbers import DecimalFormatError, decimal_places, parse_decimal_text
+from billing.decoding import decode_json
+from billing.excerpt import excerpt
+from billing.numbers import (
+    ENERGY_LIMIT,
+    MONEY_LIMIT,
+    DecimalFormatError,
+    check_points,
+    decimal_places,
+    parse_decimal_text,
+)
 from billing.rules import CHANNELS, BillingRules
 
 READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
@@ -18,22 +27,45 @@ TOPIC_ORDER = {ACCOUNTS: 0, PAYMENTS: 1, READINGS: 2}
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One input message as it arrived: its topic, a unique source position and its text."""
+    """One input message as it arrived: its topic, a unique source position and its bytes.
+
+    ``raw`` keeps the original bytes losslessly: their text when they are valid UTF-8, else
+    their base64 with ``raw_base64`` set. ``payload`` is the decoded JSON, or None with
+    ``problem`` saying why it could not be decoded.
+    """
 
     topic: str
     position: str
     raw: str
     received_at: datetime
     payload: Any = None
+    raw_base64: bool = False
+    problem: str = ""
 
     @staticmethod
-    def decode(topic: str, position: str, raw: str, received_at: datetime) -> Envelope:
-        """Wrap a raw line, decoding its JSON (``payload`` stays None when it is not JSON)."""
+    def decode(topic: str, position: str, raw: bytes | str, received_at: datetime) -> Envelope:
+        """Wrap raw input bytes (or text), decoding its JSON; never raises on any input."""
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
         try:
-            payload = _DECODER.decode(raw)
-        except ValueError:
-            payload = None
-        return Envelope(topic, position, raw, received_at, payload)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            encoded = base64.b64encode(data).decode("ascii")
+            problem = f"not valid UTF-8 (byte {err.start})"
+            return Envelope(topic, position, encoded, received_at, None, True, problem)
+        payload, problem = decode_json(text)
+        return Envelope(topic, position, text, received_at, payload, False, problem)
+
+    def at(self, received_at: datetime) -> Envelope:
+        """The same envelope received at another time."""
+        return Envelope(
+            self.topic,
+            self.position,
+            self.raw,
+            received_at,
+            self.payload,
+            self.raw_base64,
+            self.problem,
+        )
 
     @property
     def key(self) -> str:
@@ -45,19 +77,14 @@ class Envelope:
         return ""
 
 
-def _reject_float(text: str) -> Any:
-    """Keep JSON numbers with a fraction, exponent or NaN as a marker that fails decimals."""
-    return FloatLiteral(text)
-
-
-@dataclass(frozen=True, slots=True)
-class FloatLiteral:
-    """A JSON number that is not an integer; never valid where a decimal string is needed."""
-
-    text: str
-
-
-_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_float)
+def message_ts(envelope: Envelope) -> datetime | None:
+    """The timestamp an input message is ordered by, or None when it has no valid one."""
+    if isinstance(envelope.payload, dict):
+        try:
+            return parse_ts(envelope.payload.get("ts"))
+        except TimestampError:
+            return None
+    return None
 
 
 class Malformed(ValueError):
@@ -125,15 +152,15 @@ def _ts(payload: dict[str, Any], rules: BillingRules) -> datetime:
         raise Malformed(f"ts: {err}") from err
 
 
-def _decimal(payload: dict[str, Any], name: str) -> Decimal:
+def _decimal(payload: dict[str, Any], name: str, limit: Decimal = MONEY_LIMIT) -> Decimal:
     try:
-        return parse_decimal_text(payload.get(name))
+        return parse_decimal_text(payload.get(name), limit)
     except DecimalFormatError as err:
         raise Malformed(f"{name}: {err}") from err
 
 
 def _energy(payload: dict[str, Any], name: str) -> Decimal:
-    value = _decimal(payload, name)
+    value = _decimal(payload, name, ENERGY_LIMIT)
     if value < 0 or decimal_places(value) > 3:
         raise Malformed(f"{name} must be ≥ 0 with at most 3 decimals")
     return value
@@ -149,7 +176,7 @@ def _money(payload: dict[str, Any], name: str) -> Decimal:
 def _plan(payload: dict[str, Any], rules: BillingRules) -> str:
     plan = _text(payload, "plan")
     if plan not in rules.plans:
-        raise Malformed(f"unknown plan {plan!r}")
+        raise Malformed(f"unknown plan {excerpt(plan)}")
     return plan
 
 
@@ -157,14 +184,14 @@ def parse_message(envelope: Envelope, rules: BillingRules) -> Message:
     """Parse an envelope's payload into a typed message or raise ``Malformed``."""
     payload = envelope.payload
     if not isinstance(payload, dict):
-        raise Malformed("not a JSON object")
+        raise Malformed(envelope.problem or "not a JSON object")
     if envelope.topic == READINGS:
         return _reading(payload, rules)
     if envelope.topic == PAYMENTS:
         return _payment(payload, rules)
     if envelope.topic == ACCOUNTS:
         return _account_event(payload, rules)
-    raise Malformed(f"unknown topic {envelope.topic!r}")
+    raise Malformed(f"unknown topic {excerpt(envelope.topic)}")
 
 
 def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
@@ -172,7 +199,7 @@ def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
     ts = _ts(payload, rules)
     energy = _energy(payload, "energy_kwh")
     if "power_w" in payload and payload["power_w"] is not None:
-        _decimal(payload, "power_w")
+        _decimal(payload, "power_w", ENERGY_LIMIT)
     source = payload.get("source", "")
     if not isinstance(source, str):
         raise Malformed("source must be a string")
@@ -186,8 +213,8 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
         account_id = _text(payload, "account_id")
         amount = _decimal(payload, "amount")
         channel = payload.get("channel")
-        if channel not in CHANNELS:
-            raise Malformed(f"unknown channel {channel!r}")
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            raise Malformed(f"unknown channel {excerpt(channel)}")
         ts = _ts(payload, rules)
         request_id = payload.get("request_id")
         if request_id is not None and not isinstance(request_id, str):
@@ -199,18 +226,23 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
         points = payload.get("points")
         if not isinstance(points, int) or isinstance(points, bool):
             raise Malformed("points must be a JSON integer")
+        try:
+            check_points(points)
+        except DecimalFormatError as err:
+            raise Malformed(f"points: {err}") from err
         return Redeem(payment_id, account_id, points, _ts(payload, rules))
-    raise Malformed(f"unknown payment type {kind!r}")
+    raise Malformed(f"unknown payment type {excerpt(kind)}")
 
 
+ACCOUNT_EVENTS = frozenset({"open", "change_plan", "replace_meter", "update", "close"})
 _UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
 _UPDATE_TEXT = ("phone", "locale")
 
 
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
     kind = payload.get("type")
-    if kind not in {"open", "change_plan", "replace_meter", "update", "close"}:
-        raise Malformed(f"unknown account event type {kind!r}")
+    if not isinstance(kind, str) or kind not in ACCOUNT_EVENTS:
+        raise Malformed(f"unknown account event type {excerpt(kind)}")
     account_id = _text(payload, "account_id")
     ts = _ts(payload, rules)
     fields: dict[str, Any] = {}

@@ -5,7 +5,19 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from billing.excerpt import excerpt
+
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# The plausible range of input amounts, energies and points (docs/billing-rules.md
+# "Plausible ranges"): |value| < LIMIT. The ClickHouse columns hold |x| < 10^16 (money,
+# Decimal(18, 2)) and < 10^15 (energy, Decimal(18, 3)); inputs stay three orders of
+# magnitude below, so sums of them (balances, year-to-date energy) still fit.
+MONEY_LIMIT = Decimal(10) ** 12
+ENERGY_LIMIT = Decimal(10) ** 12
+POINTS_LIMIT = 10**12
+# Longest decimal string read at all: a 12-digit integer part, a sign and 3 decimals fit in 17;
+# longer strings (leading zeros, many decimals) are still parsed up to this length.
+TEXT_LIMIT = 64
 
 FEN = Decimal("0.01")
 WH = Decimal("0.001")
@@ -18,11 +30,24 @@ class DecimalFormatError(ValueError):
     """A value that must be a decimal string is not one."""
 
 
-def parse_decimal_text(value: object) -> Decimal:
-    """Parse a JSON string of the form ``-?digits[.digits]``; anything else is an error."""
-    if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
-        raise DecimalFormatError(f"not a decimal string: {value!r}")
-    return Decimal(value)
+def parse_decimal_text(value: object, limit: Decimal) -> Decimal:
+    """Parse a JSON string ``-?digits[.digits]`` with ``|value| < limit``; else an error.
+
+    ``"-0"`` reads as 0. Strings longer than ``TEXT_LIMIT`` are refused before parsing.
+    """
+    if not isinstance(value, str) or len(value) > TEXT_LIMIT or not _DECIMAL_TEXT.fullmatch(value):
+        raise DecimalFormatError(f"not a decimal string: {excerpt(value)}")
+    parsed = Decimal(value)
+    if not parsed.copy_abs() < limit:
+        raise DecimalFormatError(f"{excerpt(value)} is outside the plausible range (±{limit:,})")
+    return parsed.copy_abs() if parsed.is_zero() else parsed
+
+
+def check_points(value: int) -> int:
+    """Points (a JSON integer) within the plausible range; else DecimalFormatError."""
+    if not -POINTS_LIMIT < value < POINTS_LIMIT:
+        raise DecimalFormatError(f"{excerpt(value)} is outside the plausible range")
+    return value
 
 
 def decimal_places(value: Decimal) -> int:

@@ -102,6 +102,7 @@ def rejection(
     position: str,
     key: str,
     payload: str,
+    payload_base64: bool,
     reason: str,
     detail: str,
     received_at: datetime,
@@ -109,6 +110,7 @@ def rejection(
     """Record a rejected input in the ``rejected`` table and on the DLQ.
 
     ``topic`` is the logical input topic (``readings``); the flow adds the configured prefix.
+    ``payload`` is the input's text, or the base64 of its bytes when ``payload_base64``.
     """
     emitter.row(
         "rejected",
@@ -116,6 +118,7 @@ def rejection(
         topic=topic,
         key=key,
         payload=payload,
+        payload_base64=int(payload_base64),
         reason=reason,
         detail=detail,
         received_at=received_at,
@@ -128,6 +131,7 @@ def rejection(
             "topic": topic,
             "key": key,
             "payload": payload,
+            "payload_base64": payload_base64,
             "reason": reason,
             "detail": detail,
             "received_at": ts_text(received_at),

@@ -37,6 +37,7 @@ def reject(envelope: Envelope, why: Rejection) -> Rejected:
         position=envelope.position,
         key=envelope.key,
         payload=envelope.raw,
+        payload_base64=envelope.raw_base64,
         reason=why.reason,
         detail=why.detail,
         received_at=envelope.received_at,

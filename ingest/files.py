@@ -12,40 +12,48 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
-from billing.messages import ACCOUNTS, PAYMENTS, READINGS, TOPIC_ORDER, Envelope
+from billing.clock import LOCAL_ZONE
+from billing.messages import (
+    ACCOUNTS,
+    PAYMENTS,
+    READINGS,
+    TOPIC_ORDER,
+    Envelope,
+    message_ts,
+)
 
 INPUT_FILES = {ACCOUNTS: "accounts.jsonl", PAYMENTS: "payments.jsonl", READINGS: "readings.jsonl"}
 EPOCH = datetime(1970, 1, 1, tzinfo=LOCAL_ZONE)
 
 
-def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelope]]:
-    """Envelopes of one file in line order, each with its timestamp (None if it has none)."""
+def input_lines(path: Path) -> Iterator[bytes]:
+    r"""The lines of an input file as bytes: split on b"\n" only, so ``wc -l`` counts them.
+
+    A ``\r`` inside a line does not split it, an empty line is a line, and a last line
+    without its newline still counts (``wc -l`` plus one).
+    """
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            text = line.rstrip("\n")
-            if not text.strip():
-                continue
-            envelope = Envelope.decode(topic, f"{topic}:{number}", text, EPOCH)
-            ts = None
-            if isinstance(envelope.payload, dict):
-                try:
-                    ts = parse_ts(envelope.payload.get("ts"))
-                except TimestampError:
-                    ts = None
-            yield ts, envelope
+    with path.open("rb") as handle:
+        for line in handle:
+            yield line[:-1] if line.endswith(b"\n") else line
+
+
+def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelope]]:
+    """Envelopes of one file in line order, each with its timestamp (None if it has none)."""
+    for number, line in enumerate(input_lines(path), start=1):
+        envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
+        yield message_ts(envelope), envelope
 
 
 def count_lines(directory: Path) -> int:
-    """How many non-empty input lines a replay directory holds."""
+    """How many input lines a replay directory holds (every line is applied or rejected)."""
     total = 0
     for name in INPUT_FILES.values():
         path = directory / name
         if path.exists():
             with path.open("rb") as handle:
-                total += sum(1 for line in handle if line.strip())
+                total += sum(1 for _ in handle)
     return total
 
 
@@ -70,5 +78,5 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     while heads:
         _, _, _, _, ts, envelope = heapq.heappop(heads)
         clock = ts or clock
-        yield Envelope(envelope.topic, envelope.position, envelope.raw, clock, envelope.payload)
+        yield envelope.at(clock)
         push(envelope.topic)

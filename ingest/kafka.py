@@ -22,11 +22,12 @@ from itertools import count
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from billing.clock import LOCAL_ZONE, TimestampError, parse_ts
-from billing.messages import TOPIC_ORDER, Envelope
+from billing.clock import LOCAL_ZONE
+from billing.messages import TOPIC_ORDER, Envelope, message_ts
 from sinks.kafka import Message, assign, is_end_of_partition, new_consumer
 
 POLL_BATCH = 2000
+RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum
 EMIT_LIMIT = 5000
 
 
@@ -50,7 +51,14 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         fresh: bool = False,
     ) -> None:
         self._logical = {full: logical for logical, full in topics.items()}
-        self._consumer = new_consumer(config, "wattpay-billing-input", end_of_partition=True)
+        # Read a message of any size the broker holds: one larger than the default 100 MB
+        # would stall its partition, and with it the merged stream, for good.
+        self._consumer = new_consumer(
+            config,
+            "wattpay-billing-input",
+            end_of_partition=True,
+            extra={"receive.message.max.bytes": str(RECEIVE_MAX_BYTES)},
+        )
         self._positions: dict[str, int] = dict(resume or {})
         self._buffers: dict[str, deque[_Head]] = {}
         self._caught_up: dict[str, bool] = {}
@@ -85,14 +93,10 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
     def _head(self, key: str, message: Message) -> _Head:
         topic = self._logical[message.topic()]
         offset = message.offset()
-        raw = (message.value() or b"").decode("utf-8", errors="replace")
+        # The value's bytes as they are: any content is applied or rejected, never raised on.
+        raw = message.value() or b""
         envelope = Envelope.decode(topic, f"{key}:{offset}", raw, datetime.now(LOCAL_ZONE))
-        ts = None
-        if isinstance(envelope.payload, dict):
-            try:
-                ts = parse_ts(envelope.payload.get("ts"))
-            except TimestampError:
-                ts = None
+        ts = message_ts(envelope)
         rank = 0 if ts is None else 1
         return _Head(
             rank,

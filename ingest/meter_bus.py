@@ -13,13 +13,13 @@ command_id (S7).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from billing.decoding import decode_json
 from config.settings import DEFAULT_TOPIC_PREFIX, Settings
 from ingest.clock import SimClock
 from ingest.executor import RESULTS_TOPIC, CommandExecutor
@@ -275,9 +275,14 @@ class _Service:
 
 
 def _command(message: Message) -> dict[str, Any] | None:
-    """The command object of a message, or None when it is not a UTF-8 JSON object."""
+    """The command object of a message, or None when it is not a UTF-8 JSON object.
+
+    Decoded like billing's input: deep nesting or a lone surrogate (which no encoder of the
+    result would take) makes it malformed instead of raising.
+    """
     try:
-        value = json.loads((message.value() or b"").decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = (message.value() or b"").decode("utf-8")
+    except UnicodeDecodeError:
         return None
+    value, _problem = decode_json(text)
     return value if isinstance(value, dict) else None

@@ -15,8 +15,12 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from billing.decoding import decode_json
 from billing.outputs import Row
 from sinks import schema
+
+# Columns added by a later migration, with the value a fact published before it means.
+_ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}
 
 
 def encode_fact(row: Row) -> tuple[str, bytes]:
@@ -39,10 +43,15 @@ def _plain(value: object) -> object:
 def decode_fact(payload: bytes) -> Row:
     """A fact message back into a typed row; raises ValueError when it does not fit."""
     try:
-        body = json.loads(payload)
+        # The input decoder: deep nesting or a lone surrogate (which would reach ClickHouse)
+        # is refused like any other fact that does not fit.
+        body, problem = decode_json(payload.decode("utf-8"))
+        if problem:
+            raise ValueError(problem)
         table = str(body["table"])
         raw = body["row"]
         converters = _converters(table)
+        raw = {**_ADDED_LATER.get(table, {}), **raw}
         return Row(table, {name: converters[name](raw[name]) for name in converters})
     except (KeyError, TypeError, ValueError, ArithmeticError) as err:
         raise ValueError(f"not a fact message: {err}") from err

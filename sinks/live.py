@@ -18,13 +18,17 @@ from sinks.kafka import KafkaException, encode_json, new_producer
 
 FACTS = "facts"
 SINK_PARTITIONS = 4
+# The largest message these producers send. A rejected input travels whole on the DLQ and the
+# facts topic, JSON-escaped (up to six times its size), so a large input near the broker's
+# limit still produces: librdkafka's maximum, never the 1 MB default.
+MAX_MESSAGE_BYTES = 1_000_000_000
 
 
 class _Producing(StatefulSinkPartition[object, None]):
     """One producer; items are encoded by the owning sink's ``encode``."""
 
     def __init__(self, config: Mapping[str, str], encode: object) -> None:
-        self._producer = new_producer(config)
+        self._producer = new_producer(config, extra={"message.max.bytes": str(MAX_MESSAGE_BYTES)})
         self._encode = encode
         self._errors: list[str] = []
 

@@ -87,6 +87,7 @@ TABLES: tuple[TableSpec, ...] = (
             ("topic", LABEL),
             ("key", STRING),
             ("payload", STRING),
+            ("payload_base64", "UInt8"),
             ("reason", LABEL),
             ("detail", STRING),
             ("received_at", TIMESTAMP),
@@ -341,7 +342,11 @@ _JOB_TABLES = ("account_events", "bills", "usage_analysis", "invoices")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", tuple(create_table_sql(t) for t in TABLES)),
-    # Version 2 is kept for the `rejected` table's change.
+    Migration(
+        2,
+        "rejected.payload_base64: 1 when payload holds the base64 of bytes that are not UTF-8",
+        (add_column_sql("rejected", "payload_base64"),),
+    ),
     Migration(
         3,
         "accounts.opening_balance and landlord_id; account_events, bills, usage_analysis, invoices",

@@ -13,9 +13,18 @@ from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS
 OUTPUT_TOPICS = (NOTIFICATIONS, METER_COMMANDS, PAYMENT_REQUESTS, DLQ)
 
 
+# Characters that ``str.splitlines`` (and some JSON Lines readers) take for line breaks but
+# JSON leaves unescaped; they can only occur inside strings, where the escape means the same.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def encode_message(message: TopicMessage) -> str:
-    """One topic message as a JSON line (key order as built, UTF-8 text kept)."""
-    return json.dumps(message.value, ensure_ascii=False)
+    """One topic message as a JSON line (key order as built, UTF-8 text kept).
+
+    Every line break inside strings is escaped, so the file splits into the same lines
+    whichever way a reader splits it.
+    """
+    return json.dumps(message.value, ensure_ascii=False).translate(_LINE_BREAKS)
 
 
 class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):

@@ -4,4 +4,5 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
 CONFORMANCE = DATA / "conformance"
+HOSTILE = DATA / "hostile"
 REPO = Path(__file__).resolve().parent.parent

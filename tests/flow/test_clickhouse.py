@@ -57,6 +57,7 @@ SAMPLE_ROWS: dict[str, dict[str, object]] = {
         "topic": "wattpay.readings",
         "key": "M-001",
         "payload": '{"energy_kwh": "NaN", "note": "引号\\"\\n"}',
+        "payload_base64": 0,
         "reason": "malformed",
         "detail": "energy_kwh is NaN",
         "received_at": dt.datetime(2024, 3, 1, 0, 0, 0, 1000, tzinfo=UTC),
@@ -235,6 +236,28 @@ def test_migrate_is_idempotent_and_records_versions(store: ClickHouseStore) -> N
     )
     assert rows[0][:2] == (1, "initial tables")
     assert rows[0][2].tzinfo is not None
+
+
+def test_migration_2_adds_payload_base64_to_an_old_rejected_table(store: ClickHouseStore) -> None:
+    # A database at schema version 1, as released: `rejected` without payload_base64.
+    store.command(schema.create_table_sql(schema.SCHEMA_MIGRATIONS))
+    columns = [c for c in schema.table_spec("rejected").columns if c.name != "payload_base64"]
+    old = schema.TableSpec("rejected", tuple(columns), ("rejection_id",))
+    store.command(schema.create_table_sql(old))
+    for table in schema.TABLES:  # the other tables as migration 1 made them
+        if table.name != "rejected":
+            store.command(schema.create_table_sql(table))
+    store.command("INSERT INTO schema_migrations VALUES (1, 'initial tables', now64(3))")
+    store.command(
+        "INSERT INTO rejected VALUES"
+        " ('r:1', 'wattpay.readings', '', 'x', 'malformed', '', now64(3))"
+    )
+    assert store.migrate() == [m.version for m in schema.MIGRATIONS if m.version > 1]
+    _, rows = store.query("SELECT payload, payload_base64 FROM rejected FINAL")
+    assert rows == [("x", 0)]
+    store.insert_rows("rejected", [{**SAMPLE_ROWS["rejected"], "payload_base64": 1}])
+    _, rows = store.query("SELECT payload_base64 FROM rejected FINAL WHERE rejection_id = 'rej-1'")
+    assert rows == [(1,)]
 
 
 def test_migrate_builds_the_declared_columns_and_engines(migrated: ClickHouseStore) -> None:

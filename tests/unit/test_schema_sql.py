@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS `rejected`
     `topic` LowCardinality(String),
     `key` String,
     `payload` String,
+    `payload_base64` UInt8,
     `reason` LowCardinality(String),
     `detail` String,
     `received_at` DateTime64(3, 'Asia/Shanghai')
@@ -102,14 +103,23 @@ def test_migration_statements_create_record_table_then_every_table() -> None:
     assert statements[0] == SCHEMA_MIGRATIONS_SQL
     assert statements[1] == READINGS_SQL
     creates = [schema.create_table_sql(schema.table_spec(t)) for t in ALL_TABLES]
+    upgrade_2 = [
+        "ALTER TABLE `rejected` ADD COLUMN IF NOT EXISTS `payload_base64` UInt8 AFTER `payload`"
+    ]
     upgrade_3 = [
         schema.add_column_sql("accounts", "opening_balance"),
         schema.add_column_sql("accounts", "landlord_id"),
         *creates[-4:],
     ]
-    assert statements[1:] == creates + upgrade_3
+    assert statements[1:] == creates + upgrade_2 + upgrade_3
     assert all(
-        s.startswith(("CREATE TABLE IF NOT EXISTS ", "ALTER TABLE `accounts` ADD COLUMN IF NOT "))
+        s.startswith(
+            (
+                "CREATE TABLE IF NOT EXISTS ",
+                "ALTER TABLE `accounts` ADD COLUMN IF NOT ",
+                "ALTER TABLE `rejected` ADD COLUMN IF NOT ",
+            )
+        )
         for s in statements
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import uuid
 from datetime import datetime
@@ -53,10 +54,11 @@ def _negative_amounts(args: argparse.Namespace) -> str | None:
 def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -> str | None:
     """Why the billing engine would reject ``message`` on its face (S14.2), or None."""
     from billing.messages import Envelope, Malformed, TopUp, parse_message
+    from billing.outputs import json_default
     from billing.payments import valid_topup_amount
-    from sinks.kafka import encode_json
 
-    raw = encode_json(message).decode("utf-8")
+    # ASCII escapes: an argument that is not UTF-8 (a lone surrogate) is refused, not raised on.
+    raw = json.dumps(message, ensure_ascii=True, default=json_default)
     envelope = Envelope.decode(topic, "cli", raw, datetime.now(settings.rules.zone))
     try:
         parsed = parse_message(envelope, settings.rules)

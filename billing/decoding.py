@@ -1,0 +1,103 @@
+r"""Input bytes' text to JSON values, refusing what the flow could not carry (SPEC S2, S9).
+
+A message is one flat JSON object. Anything a downstream encoder or parser would choke on is
+refused here, with a reason, instead of raising later: nesting beyond ``MAX_DEPTH`` (the
+decoder recurses), a key given twice (parsers disagree on which counts), and strings holding
+lone surrogates (JSON allows ``"\ud800"``; no UTF-8 encoder, neither ClickHouse's nor
+Kafka's, takes it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from billing.excerpt import excerpt
+
+
+def _reject_float(text: str) -> Any:
+    """Keep JSON numbers with a fraction, exponent or NaN as a marker that fails decimals."""
+    return FloatLiteral(text)
+
+
+@dataclass(frozen=True, slots=True)
+class FloatLiteral:
+    """A JSON number that is not an integer; never valid where a decimal string is needed."""
+
+    text: str
+
+
+class _DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (parsers disagree on which one counts)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(f"duplicate key {excerpt(key)}")
+            seen.add(key)
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=_object
+)
+MAX_DEPTH = 16  # input messages are flat objects; deeper nesting is malformed
+_STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether a JSON text nests brackets deeper than ``MAX_DEPTH`` (strings do not count)."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    level = 0
+    for char in brackets:
+        level += 1 if char in "[{" else -1
+        if level > MAX_DEPTH:
+            return True
+    return False
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether any string (or key) in a decoded JSON value holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def decode_json(text: str) -> tuple[Any, str]:
+    r"""Decode one message's JSON text: ``(value, "")``, or ``(None, why not)``; never raises.
+
+    Refused: nesting deeper than ``MAX_DEPTH``, duplicate keys, strings with lone surrogates
+    (``"\ud800"``: no UTF-8 encoder takes them), and anything that is not JSON.
+    """
+    if not text:
+        return None, "empty input"
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(text):
+        return None, f"JSON nested deeper than {MAX_DEPTH} levels"
+    try:
+        value = _DECODER.decode(text)
+    except _DuplicateKeyError as err:
+        return None, str(err)
+    except (ValueError, RecursionError) as err:
+        return None, f"not JSON: {err}"
+    if _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
+        return None, "a string holds a lone surrogate (\\ud800-\\udfff)"
+    return value, ""
