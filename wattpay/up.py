@@ -1,8 +1,10 @@
 """``wattpay up``: the whole system on one machine (SPEC S11).
 
-Broker (embedded Tansu unless ``--brokers`` names a cluster), topics, ClickHouse migration,
-the billing flow (a supervised child process with crash recovery), the ClickHouse loader,
-a Prometheus endpoint and the read-only query endpoint, until Ctrl-C.
+Broker (embedded Tansu on an embedded S3 store, or in memory with ``--memory-broker``,
+unless ``--brokers`` names a cluster), topics, ClickHouse migration, the billing flow (a
+supervised child process with crash recovery), the ClickHouse loader, a Prometheus endpoint
+and the read-only query endpoint, until Ctrl-C. The embedded broker and store are
+supervised too: one that dies is started again on the same address.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sinks.clickhouse import ClickHouseError, ClickHouseStore
 from sinks.kafka import ensure_topics, kafka_config
 from sinks.loader import Loader
 from sinks.metrics import STATUSES, Metrics, create_metrics
-from wattpay.broker import EmbeddedBroker
+from wattpay.durable import EmbeddedKafka
 from wattpay.instance import STATE_FILE
 from wattpay.query_server import serve_queries
 
@@ -48,6 +50,7 @@ class UpOptions:
     workers: int = 1
     epoch_seconds: float = 2.0
     simulation: SimulationOptions | None = None
+    memory_broker: bool = False
 
 
 class Up:
@@ -56,10 +59,12 @@ class Up:
     def __init__(self, settings: Settings, options: UpOptions) -> None:
         self.settings = settings
         self.options = options
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedKafka | None = None
         self.store = ClickHouseStore(settings.clickhouse_dsn)
         self.metrics: Metrics = create_metrics()
         self.stop_event = threading.Event()
+        self.broker_stop = threading.Event()
+        self.problem: str | None = None
         self.billing: subprocess.Popen[bytes] | None = None
         self.threads: list[threading.Thread] = []
         self.config: dict[str, str] = {}
@@ -73,11 +78,19 @@ class Up:
         if self.settings.brokers:
             self.config = kafka_config(self.settings)
         else:
-            self.broker = EmbeddedBroker().start()
+            self.broker = EmbeddedKafka(options.state_dir, memory=options.memory_broker).start()
             self.config = {**self.broker.config, **self.settings.kafka}
-            self.fresh_topics = True
+            # Restarts happen in a thread that lives until the broker stops: the servers
+            # are told to exit when the thread that started them exits.
+            self.broker_thread = threading.Thread(
+                target=self._supervise_broker, name="broker-supervisor", daemon=True
+            )
+            self.broker_thread.start()
         names = [self.settings.topic(t) for t in INPUT_TOPICS + OUTPUT_TOPICS]
-        ensure_topics(self.config, names, options.partitions)
+        created = ensure_topics(self.config, names, options.partitions)
+        # Input topics created just now (an in-memory broker, a new cluster) are read from
+        # their start whatever position the billing flow's recovery snapshot holds.
+        self.fresh_topics = any(self.settings.topic(t) in created for t in INPUT_TOPICS)
         self.store.migrate()
         start_http_server(options.metrics_port, addr=options.host, registry=self.metrics.registry)
         self.query_server = serve_queries(self.store, options.host, options.query_port)
@@ -90,7 +103,7 @@ class Up:
             on_batch=self._observe_batch,
         )
         self.loader = loader
-        self._thread("loader", lambda: loader.run(self.stop_event))
+        self._thread("loader", self._run_loader)
         self._thread("accounts-gauge", self._account_gauge)
         ensure_recovery_dir(options.state_dir / "recovery")
         self._start_billing()
@@ -106,6 +119,32 @@ class Up:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self.threads.append(thread)
+
+    def _run_loader(self) -> None:
+        """The loader, started again if it fails (a broker outage); it resumes from its offsets."""
+        while True:
+            try:
+                self.loader.run(self.stop_event)
+            except Exception:  # noqa: BLE001 - logged, then the loader starts over
+                log.exception("the loader failed; restarting it")
+                if self.stop_event.wait(1.0):
+                    return
+            else:
+                return
+
+    def _supervise_broker(self) -> None:
+        """Restart the embedded broker or its S3 store if one dies; stop if it cannot be."""
+        assert self.broker is not None
+        while not self.broker_stop.wait(1.0):
+            try:
+                for line in self.broker.check():
+                    log.warning("%s", line)
+            except Exception as err:  # noqa: BLE001 - any failure to restart stops up cleanly
+                self.problem = str(err)
+                log.error("%s", err)
+                self.stop_event.set()
+                self.broker_stop.wait()
+        self.broker.stop()
 
     def _observe_batch(self, _table: str, rows: int, seconds: float) -> None:
         self.metrics.clickhouse_batch_rows.observe(rows)
@@ -220,17 +259,19 @@ class Up:
             self.query_server.shutdown()
         self.store.close()
         if self.broker is not None:
+            self.broker_stop.set()
+            self.broker_thread.join(timeout=60)
             self.broker.stop()
             log.info("broker stopped after %.1fs", time.monotonic() - started)
         (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
-def banner(state: dict[str, object], embedded: bool) -> str:
+def banner(state: dict[str, object], embedded: str | None) -> str:
     """What ``wattpay up`` prints once it runs."""
     lines = [
         "wattpay is up"
         + (f", with simulated meters in {state['meters']}" if "meters" in state else ""),
-        f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
+        f"  Kafka brokers   {state['brokers']}" + (f"  ({embedded})" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
         f"  ClickHouse      {state['clickhouse']}",
@@ -247,7 +288,10 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     except Exception:
         up.stop()
         raise
-    print(banner(up.state, up.broker is not None), flush=True)
+    print(banner(up.state, up.broker.description if up.broker else None), flush=True)
     up.wait()
     print(f"wattpay stopped; {up.loader.stats.rows_written} rows written this run", flush=True)
+    if up.problem is not None:
+        print(f"wattpay up stopped because {up.problem}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -81,6 +81,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         workers=args.workers,
         epoch_seconds=args.epoch_seconds,
+        memory_broker=args.memory_broker,
         simulation=SimulationOptions(
             meters=args.simulate,
             speed=args.speed,
@@ -107,6 +108,11 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``up``, ``billing`` and ``load`` on the main parser."""
     up = commands.add_parser("up", help=cmd_up.__doc__)
     up.add_argument("--brokers", metavar="HOST:PORT,…", help="an external Kafka cluster")
+    up.add_argument(
+        "--memory-broker",
+        action="store_true",
+        help="embedded broker in memory: faster, but a restart starts with empty topics",
+    )
     up.add_argument("--clickhouse", metavar="DSN")
     up.add_argument("--state-dir", default=".wattpay")
     up.add_argument("--host", default="127.0.0.1", help="address the endpoints bind to")
