@@ -11,6 +11,7 @@ reach it.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import socket
@@ -55,7 +56,21 @@ def weed_binary() -> str:
 
 
 def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (every probe socket is held until all are chosen)."""
+    """``count`` distinct free ports below the kernel's ephemeral range.
+
+    Ports there are never handed out by ``bind(0)`` (other servers' "any free port") nor
+    taken as the local end of an outgoing connection, so they are still free when the store
+    starts again on them after a crash.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > 11_000:
+        candidates = random.sample(range(10_000, low), k=min(low - 10_000, 400))
+        chosen = [port for port in candidates if port_is_free(port)][:count]
+        if len(chosen) == count:
+            return chosen
     with ExitStack() as stack:
         ports = []
         for _ in range(count):
