@@ -109,7 +109,7 @@ def read_values(bootstrap: str, topics: tuple[str, ...], timeout: float = 20.0) 
 class Feeder(threading.Thread):
     """Publishes the messages at a steady pace to whichever broker is connected."""
 
-    def __init__(self, messages: list[Message], *, batch: int = 16, pause: float = 0.15) -> None:
+    def __init__(self, messages: list[Message], *, batch: int = 16, pause: float = 0.1) -> None:
         super().__init__(name="feeder", daemon=True)
         self.groups = list(_groups(messages, batch))
         self.pause = pause
@@ -148,6 +148,8 @@ class Feeder(threading.Thread):
                 time.sleep(self.pause)
         except BaseException as err:  # surfaced by the test
             self.error = err
+        finally:
+            self._producer = None
 
     def _send(self, bootstrap: str, group: list[Message]) -> bool:
         failures: list[KafkaError] = []

@@ -74,6 +74,8 @@ class EmbeddedKafka:
             cluster_id = self._cluster_id()
             reap_stale(self.state_dir / "broker.pid", f"--cluster-id {cluster_id}", 10.0)
             self.broker = EmbeddedBroker(
+                # What the broker acknowledged is in the store: no need to wait on a stop.
+                stop_grace=2.0,
                 storage=f"s3://{BUCKET}/",
                 cluster_id=cluster_id,
                 environment=self.store.environment,

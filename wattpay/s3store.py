@@ -89,7 +89,7 @@ class SeaweedStore:
         *,
         bucket: str = "tansu",
         start_timeout: float = 90.0,
-        stop_grace: float = 5.0,
+        stop_grace: float = 3.0,
         binary: str | None = None,
     ) -> None:
         self.directory = Path(directory)
