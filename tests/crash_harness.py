@@ -197,7 +197,7 @@ class UpProcess:
         self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> dict:
+    def start(self, *extra: str) -> dict:
         state_file = self.state_dir / "up.json"
         state_file.unlink(missing_ok=True)
         with (self.work / "up.log").open("ab") as log:
@@ -217,6 +217,7 @@ class UpProcess:
                     "2",
                     "--epoch-seconds",
                     "1",
+                    *extra,
                 ],
                 cwd=self.work,
                 stdout=log,

@@ -68,6 +68,7 @@ class EmbeddedKafka:
         """Start the store (durable), then the broker on it."""
         if self.store is None:
             self.broker = EmbeddedBroker().start()
+            self._record_broker()
             return self
         self.store.start()
         try:

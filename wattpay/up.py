@@ -142,6 +142,9 @@ class Up:
             except Exception as err:  # noqa: BLE001 - any failure to restart stops up cleanly
                 self.problem = str(err)
                 log.error("%s", err)
+                loader = getattr(self, "loader", None)
+                if loader is not None:
+                    loader.drain_seconds = 0.0  # nothing left to drain from
                 self.stop_event.set()
                 self.broker_stop.wait()
         self.broker.stop()

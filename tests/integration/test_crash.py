@@ -152,3 +152,17 @@ def test_up_killed_three_times_then_its_broker_and_its_store_lose_nothing(
     """SIGKILL of the whole process group three times, then of the broker alone, then of
     the S3 store alone while `up` runs (one run: each `up` start costs seconds)."""
     assert_same_money(run(inputs, tmp_path, kills=3, servers=True), reference)
+
+
+def test_in_memory_broker_killed_stops_up_with_a_reason(tmp_path: Path) -> None:
+    """Its topics cannot come back, so `up` stops cleanly and says why."""
+    up = UpProcess(tmp_path)
+    up.start("--memory-broker")
+    pid = up.pid("broker.pid")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert up.process is not None
+    assert up.process.wait(120) == 1
+    log = (tmp_path / "up.log").read_text()
+    assert "the in-memory broker" in log and "its topics are gone" in log
+    assert not (up.state_dir / "s3").exists()
