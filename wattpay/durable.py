@@ -99,6 +99,7 @@ class EmbeddedKafka:
 
     def _record_broker(self) -> None:
         if self.broker is not None and self.broker.pid is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             record_pid(self.state_dir / "broker.pid", self.broker.pid)
 
     def check(self) -> list[str]:
