@@ -268,7 +268,7 @@ class UpProcess:
     def pid(self, name: str) -> int | None:
         """The pid in a pid file of the state dir (broker.pid, s3/weed.pid) if it runs."""
         try:
-            pid = int((self.state_dir / name).read_text())
+            pid = int((self.state_dir / name).read_text().split()[0])
             os.kill(pid, 0)
         except (OSError, ValueError):
             return None

@@ -14,8 +14,12 @@ from pathlib import Path
 
 
 def record_pid(path: Path, pid: int) -> None:
-    """Write down the process id of a server just started."""
-    path.write_text(f"{pid}\n", encoding="utf-8")
+    """Write down the process id of a server just started, and of the process that owns it."""
+    path.write_text(f"{pid} {os.getpid()}\n", encoding="utf-8")
+
+
+class StateDirInUse(RuntimeError):
+    """Another live process owns the servers of this state directory."""
 
 
 def _alive(pid: int, marker: str) -> bool:
@@ -29,11 +33,19 @@ def _alive(pid: int, marker: str) -> bool:
 
 
 def reap_stale(path: Path, marker: str, grace: float) -> None:
-    """Stop the server of a pid file if it still runs: SIGTERM, ``grace`` seconds, SIGKILL."""
+    """Stop the server of a pid file if it outlived its owner: SIGTERM, ``grace`` s, SIGKILL.
+
+    Raises `StateDirInUse` when its owner still runs: that server is in use.
+    """
     try:
-        pid = int(path.read_text(encoding="utf-8").strip())
+        pid, owner = (int(n) for n in path.read_text(encoding="utf-8").split())
     except (OSError, ValueError):
         return
+    if not _alive(pid, marker):
+        path.unlink(missing_ok=True)
+        return
+    if owner != os.getpid() and _alive(owner, ""):
+        raise StateDirInUse(f"process {owner} still runs the server {pid} of {path.parent}")
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not _alive(pid, marker):
             break
