@@ -38,6 +38,8 @@ class Outcome:
     inputs: Counter[bytes]
     account_facts: list[dict]
     fed: list[bytes]
+    log: str = ""
+    sent_at_kills: tuple[int, ...] = ()
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +61,11 @@ def run(inputs: Path, work: Path, *, kills: int = 0, servers: bool = False) -> O
     up = UpProcess(work)
     feeder.connect(up.start()["brokers"])
     feeder.start()
+    sent_at_kills = []
     try:
         for _ in range(kills):
             time.sleep(chance.uniform(1.0, 4.0))
+            sent_at_kills.append(feeder.sent)
             feeder.disconnect()
             up.kill_group()
             feeder.connect(up.start()["brokers"])
@@ -93,7 +97,9 @@ def run(inputs: Path, work: Path, *, kills: int = 0, servers: bool = False) -> O
         ]
     finally:
         kafka.stop()
-    return Outcome(result, ids, fed, account_facts, [m[2] for m in messages])
+    log = (work / "up.log").read_text(errors="replace")
+    fed_messages = [m[2] for m in messages]
+    return Outcome(result, ids, fed, account_facts, fed_messages, log, tuple(sent_at_kills))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +157,14 @@ def test_up_killed_three_times_then_its_broker_and_its_store_lose_nothing(
 ) -> None:
     """SIGKILL of the whole process group three times, then of the broker alone, then of
     the S3 store alone while `up` runs (one run: each `up` start costs seconds)."""
-    assert_same_money(run(inputs, tmp_path, kills=3, servers=True), reference)
+    outcome = run(inputs, tmp_path, kills=3, servers=True)
+    # Every kill of `up` landed while the feed went on; `up` brought both servers back.
+    assert len(outcome.sent_at_kills) == 3
+    assert all(0 < sent < len(outcome.fed) for sent in outcome.sent_at_kills)
+    assert outcome.log.count("wattpay is up") == 4
+    assert "S3 store restarted after exit code -9" in outcome.log
+    assert "after exit code -9" in outcome.log.split("broker restarted on", 1)[1]
+    assert_same_money(outcome, reference)
 
 
 def test_in_memory_broker_killed_stops_up_with_a_reason(tmp_path: Path) -> None:
