@@ -139,7 +139,8 @@ class SeaweedStore:
         self.ports = self._choose_ports()
         log = (self.directory / "weed.log").open("ab")
         self._process = subprocess.Popen(
-            [self.binary or weed_binary(), "server", *self._flags()],
+            # Logs to stderr (weed.log) only, not to files in the temporary directory.
+            [self.binary or weed_binary(), "-logtostderr", "server", *self._flags()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
