@@ -137,6 +137,7 @@ class SeaweedStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         reap_stale(self.directory / "weed.pid", f"-dir={self.directory}", self.stop_grace)
         self.ports = self._choose_ports()
+        self._remove_sockets()
         log = (self.directory / "weed.log").open("ab")
         self._process = subprocess.Popen(
             # Logs to stderr (weed.log) only, not to files in the temporary directory.
@@ -237,6 +238,14 @@ class SeaweedStore:
                 process.wait()
         if process is not None:
             (self.directory / "weed.pid").unlink(missing_ok=True)
+            self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """SeaweedFS's gRPC Unix sockets, at fixed paths in /tmp named by our ports."""
+        fixed = Path("/tmp")  # noqa: S108 - where SeaweedFS puts them, whatever TMPDIR says
+        for port in self.ports.values():
+            for socket_file in fixed.glob(f"seaweedfs-*-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
 
 
 __all__ = ["PORTS", "SeaweedStore", "StoreError", "weed_binary"]
