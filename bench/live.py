@@ -25,6 +25,10 @@ same set as bench/replay.py) before anything is measured. Then, in this same run
   the latency measured again: the live source waits for every partition to report its end
   before it applies caught-up messages, and an empty fetch only returns after that wait.
 
+With ``--compare-storage`` it measures only bare consume and billing throughput, once on
+the in-memory broker and once on the durable one (Tansu on the embedded SeaweedFS S3 store,
+as `wattpay up` runs it), each on a fresh broker with the same published set, in this run.
+
 Prints the figures and Markdown rows for BENCHMARKS.md.
 """
 
@@ -68,6 +72,7 @@ from sinks.kafka import (  # noqa: E402
     partitions_of,
 )
 from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
+from wattpay.durable import EmbeddedKafka  # noqa: E402
 
 PREFIX = DEFAULT_TOPIC_PREFIX  # the billing process runs with the default settings
 PING_TOPIC = PREFIX + "bench-ping"
@@ -610,6 +615,51 @@ def latency_row(label: str, rate: float, seconds: float, ping: Latency, lat: Lat
     )
 
 
+def compare_storage(args: argparse.Namespace, inputs: Path) -> None:
+    """Bare consume and billing throughput, in-memory broker vs durable broker, same run."""
+    rows = []
+    for kind in ("memory", "durable"):
+        workdir = Path(tempfile.mkdtemp(prefix=f"wattpay-bench-{kind}-"))
+        kafka = EmbeddedKafka(workdir / "state", memory=kind == "memory").start()
+        try:
+            topics = [PREFIX + t for t in (*INPUT_TOPICS, *OUTPUT_TOPICS)]
+            ensure_topics(kafka.config, topics, args.partitions)
+            started = time.perf_counter()
+            counts = publish_inputs(kafka.config, inputs, args.readings)
+            total = sum(counts.values())
+            published = time.perf_counter() - started
+            bare = bare_consume(kafka.config)
+            if bare.messages != total:
+                raise RuntimeError(f"bare consume read {bare.messages:,} of {total:,}")
+            bootstrap = kafka.config["bootstrap.servers"]
+            with BillingProcess(bootstrap, workdir, args.epoch_seconds, kind) as billing:
+                seconds, rate = billing.wait_counted(total).processing(total)
+            disk = sum(f.stat().st_size for f in (workdir / "state").rglob("*") if f.is_file())
+            print(
+                f"{kind}: published {total:,} in {published:.1f} s = {total / published:,.0f}/s; "
+                f"bare {bare.rate:,.0f} msg/s; billing {rate:,.0f} msg/s ({seconds:.1f} s); "
+                f"state dir {disk / 1e6:.1f} MB"
+            )
+            rows.append((kind, total, total / published, bare.rate, rate, disk))
+        finally:
+            kafka.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    memory = rows[0]
+    print()
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(
+        "| date | broker | messages | produce msg/s | bare msg/s | billing msg/s "
+        "| billing / bare | billing / in-memory billing |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, total, produce, bare_rate, rate, _disk in rows:
+        print(
+            f"| {today()} | {kind} | {total:,} | {produce:,.0f} | {bare_rate:,.0f} | {rate:,.0f} "
+            f"| {rate / bare_rate:.3f} | {rate / memory[4]:.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readings", type=int, default=None, help="publish only N readings")
@@ -626,9 +676,17 @@ def main() -> None:
         default=10,
         help="also measure latency after a restart with this fetch.wait.max.ms (0: skip)",
     )
+    parser.add_argument(
+        "--compare-storage",
+        action="store_true",
+        help="only throughput, in-memory vs durable embedded broker",
+    )
     args = parser.parse_args()
 
     inputs = example_inputs(args.households, args.days, args.seed)
+    if args.compare_storage:
+        compare_storage(args, inputs)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="wattpay-bench-live-"))
     broker = start_broker(args.partitions)
     rows = []

@@ -62,12 +62,14 @@ class Loader:
         self.group = group
         self.on_batch = on_batch
         self.stats = LoaderStats()
+        self.drain_seconds = 30.0
 
-    def run(self, stop: threading.Event, *, drain_seconds: float = 30.0) -> None:
+    def run(self, stop: threading.Event, *, drain_seconds: float | None = None) -> None:
         """Load until ``stop`` is set, then drain the topic to its end.
 
-        Draining takes at most ``drain_seconds``; the last batch is written and committed
-        before returning.
+        Draining takes at most ``drain_seconds`` (default: the ``drain_seconds`` attribute
+        when ``stop`` is set, 30 s unless changed; 0 when the broker is known to be gone);
+        the last batch is written and committed before returning.
         """
         consumer = new_consumer(self.config, self.group, end_of_partition=True)
         # Static assignment with committed offsets: no group rebalancing to wait for, and
@@ -85,7 +87,8 @@ class Loader:
         try:
             while True:
                 if stop.is_set():
-                    deadline = deadline or time.monotonic() + drain_seconds
+                    drain = self.drain_seconds if drain_seconds is None else drain_seconds
+                    deadline = deadline or time.monotonic() + drain
                     if len(at_end) == len(partitions) or time.monotonic() > deadline:
                         break
                 for message in consumer.consume(2000, 0.2):

@@ -44,8 +44,13 @@ def free_port(host: str = HOST) -> int:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
-    """Whether a plain bind to ``host:port`` succeeds (nothing listens there)."""
+    """Whether a bind to ``host:port`` succeeds (nothing listens there).
+
+    Connections of a server that just exited linger in TIME_WAIT; like the servers
+    themselves, the probe binds with SO_REUSEADDR, so they do not count.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -66,11 +71,13 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A Tansu broker on the loopback interface, started and stopped by this process.
 
-    Data lives in memory (``memory://tansu/``): stopping or restarting the broker loses every
-    topic and message, and the committed offsets. The broker answers on ``bootstrap``
-    (``127.0.0.1:PORT``); a free port is chosen unless one is given. On Linux the broker is
-    also told to exit when the thread that started it exits, so a killed parent leaves
-    nothing behind.
+    By default data lives in memory (``memory://tansu/``): stopping or restarting the broker
+    loses every topic and message, and the committed offsets. ``storage="s3://bucket/"`` with
+    ``environment`` naming an S3 endpoint keeps them there instead (see
+    ``wattpay.durable``); a durable broker needs a fixed ``cluster_id``, since its data is
+    filed under it. The broker answers on ``bootstrap`` (``127.0.0.1:PORT``); a free port is
+    chosen unless one is given, and `restart` keeps it. On Linux the broker is also told to
+    exit when the thread that started it exits, so a killed parent leaves nothing behind.
     """
 
     def __init__(
@@ -80,12 +87,17 @@ class EmbeddedBroker:
         start_timeout: float = 15.0,
         stop_grace: float = 10.0,
         binary: str | None = None,
+        storage: str = "memory://tansu/",
+        cluster_id: str | None = None,
+        environment: dict[str, str] | None = None,
     ) -> None:
         self.port = port or 0
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.binary = binary
-        self.cluster_id = f"wattpay-{uuid.uuid4().hex[:12]}"
+        self.storage = storage
+        self.environment = dict(environment or {})
+        self.cluster_id = cluster_id or f"wattpay-{uuid.uuid4().hex[:12]}"
         self._fixed_port = bool(port)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -109,6 +121,22 @@ class EmbeddedBroker:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def durable(self) -> bool:
+        """Whether topics and offsets outlive the broker process."""
+        return not self.storage.startswith("memory:")
+
+    def exit_code(self) -> int | None:
+        """The exit code if the broker has died on its own (None while it runs or stopped)."""
+        return self._process.poll() if self._process is not None else None
+
+    def restart(self) -> EmbeddedBroker:
+        """Start again on the same port (clients reconnect to the address they know)."""
+        self.stop()
+        if self.port:
+            self._fixed_port = True
+        return self.start()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -155,14 +183,14 @@ class EmbeddedBroker:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=_broker_environment(),
+            env={**_broker_environment(), **self.environment},
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
 
     def _wait_ready(self) -> None:
@@ -239,7 +267,7 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A pre-exec hook asking Linux to SIGTERM the broker when its parent thread exits."""
     if not sys.platform.startswith("linux"):
         return None

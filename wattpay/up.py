@@ -1,8 +1,10 @@
 """``wattpay up``: the whole system on one machine (SPEC S11).
 
-Broker (embedded Tansu unless ``--brokers`` names a cluster), topics, ClickHouse migration,
-the billing flow (a supervised child process with crash recovery), the ClickHouse loader,
-a Prometheus endpoint and the read-only query endpoint, until Ctrl-C.
+Broker (embedded Tansu on an embedded S3 store, or in memory with ``--memory-broker``,
+unless ``--brokers`` names a cluster), topics, ClickHouse migration, the billing flow (a
+supervised child process with crash recovery), the ClickHouse loader, a Prometheus endpoint
+and the read-only query endpoint, until Ctrl-C. The embedded broker and store are
+supervised too: one that dies is started again on the same address.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask
 from sinks.kafka import ensure_topics, kafka_config, require_brokers
 from sinks.loader import Loader
 from sinks.metrics import STATUSES, Metrics, create_metrics
-from wattpay.broker import EmbeddedBroker
+from wattpay.durable import EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
 from web.server import serve_web
@@ -51,6 +53,7 @@ class UpOptions:
     workers: int = 1
     epoch_seconds: float = 2.0
     simulation: SimulationOptions | None = None
+    memory_broker: bool = False
 
 
 class Up:
@@ -59,10 +62,12 @@ class Up:
     def __init__(self, settings: Settings, options: UpOptions) -> None:
         self.settings = settings
         self.options = options
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedKafka | None = None
         self.store = ClickHouseStore(settings.clickhouse_dsn)
         self.metrics: Metrics = create_metrics()
         self.stop_event = threading.Event()
+        self.broker_stop = threading.Event()
+        self.problem: str | None = None
         self.billing: subprocess.Popen[bytes] | None = None
         self.threads: list[threading.Thread] = []
         self.config: dict[str, str] = {}
@@ -79,11 +84,19 @@ class Up:
             self.config = kafka_config(self.settings)
             require_brokers(self.config)
         else:
-            self.broker = EmbeddedBroker().start()
+            self.broker = EmbeddedKafka(options.state_dir, memory=options.memory_broker).start()
             self.config = {**self.broker.config, **self.settings.kafka}
-            self.fresh_topics = True
+            # Restarts happen in a thread that lives until the broker stops: the servers
+            # are told to exit when the thread that started them exits.
+            self.broker_thread = threading.Thread(
+                target=self._supervise_broker, name="broker-supervisor", daemon=True
+            )
+            self.broker_thread.start()
         names = [self.settings.topic(t) for t in INPUT_TOPICS + OUTPUT_TOPICS]
-        ensure_topics(self.config, names, options.partitions)
+        created = ensure_topics(self.config, names, options.partitions)
+        # Input topics created just now (an in-memory broker, a new cluster) are read from
+        # their start whatever position the billing flow's recovery snapshot holds.
+        self.fresh_topics = any(self.settings.topic(t) in created for t in INPUT_TOPICS)
         self.store.migrate()
         start_http_server(options.metrics_port, addr=options.host, registry=self.metrics.registry)
         self.query_server = serve_queries(
@@ -105,7 +118,7 @@ class Up:
             on_batch=self._observe_batch,
         )
         self.loader = loader
-        self._thread("loader", lambda: loader.run(self.stop_event))
+        self._thread("loader", self._run_loader)
         self._thread("accounts-gauge", self._account_gauge)
         self._thread(
             "monthly-bills",
@@ -128,6 +141,35 @@ class Up:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self.threads.append(thread)
+
+    def _run_loader(self) -> None:
+        """The loader, started again if it fails (a broker outage); it resumes from its offsets."""
+        while True:
+            try:
+                self.loader.run(self.stop_event)
+            except Exception:  # noqa: BLE001 - logged, then the loader starts over
+                log.exception("the loader failed; restarting it")
+                if self.stop_event.wait(1.0):
+                    return
+            else:
+                return
+
+    def _supervise_broker(self) -> None:
+        """Restart the embedded broker or its S3 store if one dies; stop if it cannot be."""
+        assert self.broker is not None
+        while not self.broker_stop.wait(1.0):
+            try:
+                for line in self.broker.check():
+                    log.warning("%s", line)
+            except Exception as err:  # noqa: BLE001 - any failure to restart stops up cleanly
+                self.problem = str(err)
+                log.error("%s", err)
+                loader = getattr(self, "loader", None)
+                if loader is not None:
+                    loader.drain_seconds = 0.0  # nothing left to drain from
+                self.stop_event.set()
+                self.broker_stop.wait()
+        self.broker.stop()
 
     def _observe_batch(self, _table: str, rows: int, seconds: float) -> None:
         self.metrics.clickhouse_batch_rows.observe(rows)
@@ -246,18 +288,20 @@ class Up:
             self.query_server.shutdown()
         self.store.close()
         if self.broker is not None:
+            self.broker_stop.set()
+            self.broker_thread.join(timeout=60)
             self.broker.stop()
             log.info("broker stopped after %.1fs", time.monotonic() - started)
         if self.lock is not None:
             self.lock.release()  # removes up.json: only the holder of the lock may
 
 
-def banner(state: dict[str, object], embedded: bool) -> str:
+def banner(state: dict[str, object], embedded: str | None) -> str:
     """What ``wattpay up`` prints once it runs."""
     lines = [
         "wattpay is up"
         + (f", with simulated meters in {state['meters']}" if "meters" in state else ""),
-        f"  Kafka brokers   {state['brokers']}" + ("  (embedded, in memory)" if embedded else ""),
+        f"  Kafka brokers   {state['brokers']}" + (f"  ({embedded})" if embedded else ""),
         f"  query endpoint  {state['query']}/query?sql=SELECT…   (wattpay sql uses it)",
         *([f"  web pages       {state['web']}/"] if "web" in state else []),
         "  metrics         " + "  ".join(str(m) for m in state["metrics"]),  # type: ignore[union-attr]
@@ -286,7 +330,10 @@ def run_up(settings: Settings, options: UpOptions) -> int:
         up.stop()
         raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    print(banner(up.state, up.broker is not None), flush=True)
+    print(banner(up.state, up.broker.description if up.broker else None), flush=True)
     up.wait()
     print(f"wattpay stopped; {up.loader.stats.rows_written} rows written this run", flush=True)
+    if up.problem is not None:
+        print(f"wattpay up stopped because {up.problem}", file=sys.stderr, flush=True)
+        return 1
     return 0

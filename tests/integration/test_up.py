@@ -222,7 +222,7 @@ def test_stop_and_restart_loses_nothing(instance: Instance) -> None:
     instance.start()
     after = instance.sql("SELECT entry_id, balance_after FROM ledger FINAL ORDER BY entry_id")
     assert after == before
-    # Balances carry on from the recovered state, although the in-memory topics are new.
+    # Balances carry on from the recovered state and the durable topics.
     done = instance.run(
         "topup",
         "A1",

@@ -84,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         workers=args.workers,
         epoch_seconds=args.epoch_seconds,
+        memory_broker=args.memory_broker,
         simulation=SimulationOptions(
             meters=args.simulate,
             speed=args.speed,
@@ -123,6 +124,11 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     )
     up.add_argument(
         "--brokers", metavar="HOST:PORT,…", help="use this Kafka cluster, not an embedded one"
+    )
+    up.add_argument(
+        "--memory-broker",
+        action="store_true",
+        help="embedded broker in memory: faster, but a restart starts with empty topics",
     )
     up.add_argument(
         "--clickhouse",
