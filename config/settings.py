@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
 from billing.tariffs import PlanError, plan_catalog, plan_from_config
+from config.notify import NotifySettings, notify_env, notify_settings
 
 DEFAULT_CONFIG = "wattpay.toml"
 DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
@@ -41,6 +42,7 @@ class Settings:
     live_duplicate_memory: int = 960
     """Accepted readings per meter kept in live mode (10 days at 15 minutes; see BENCHMARKS)."""
     rules: BillingRules = field(default_factory=BillingRules)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -76,6 +78,7 @@ class Settings:
                     "live": self.live_duplicate_memory,
                 },
             },
+            "notify": self.notify.masked(),
         }
 
 
@@ -127,6 +130,7 @@ def load_settings(
             raw.setdefault("kafka", {}).setdefault("client", {})[
                 variable.removeprefix("WATTPAY_KAFKA_").lower().replace("_", ".")
             ] = value
+    notify_env(env, raw)
     if overrides.get("clickhouse_dsn"):
         raw.setdefault("clickhouse", {})["dsn"] = overrides["clickhouse_dsn"]
     if overrides.get("brokers"):
@@ -156,6 +160,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
             billing.get("live_duplicate_memory", 960), "billing.live_duplicate_memory", problems
         ),
         rules=rules,
+        notify=notify_settings(raw.get("notify", {}), problems),
     )
 
 

@@ -180,6 +180,22 @@ TABLES: tuple[TableSpec, ...] = (
         ("account_id",),
         version_column="version",
     ),
+    TableSpec(
+        "deliveries",
+        _cols(
+            ("delivery_id", STRING),
+            ("event_id", STRING),
+            ("type", LABEL),
+            ("account_id", STRING),
+            ("channel", LABEL),
+            ("attempt", "UInt32"),
+            ("status", LABEL),
+            ("error", STRING),
+            ("segments", "UInt8"),
+            ("ts", TIMESTAMP),
+        ),
+        ("event_id", "delivery_id"),
+    ),
 )
 
 SCHEMA_MIGRATIONS = TableSpec(
@@ -236,6 +252,7 @@ def add_column_sql(table_name: str, column_name: str) -> str:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", tuple(create_table_sql(t) for t in TABLES)),
+    Migration(4, "deliveries table (S16)", (create_table_sql(_BY_NAME["deliveries"]),)),
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from prometheus_client import start_http_server
 
 from config.settings import Settings
+from notify.service import run_notify_in_up
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
 from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
@@ -92,6 +93,7 @@ class Up:
         self.loader = loader
         self._thread("loader", lambda: loader.run(self.stop_event))
         self._thread("accounts-gauge", self._account_gauge)
+        self._thread("notify", lambda: run_notify_in_up(self))
         ensure_recovery_dir(options.state_dir / "recovery")
         self._start_billing()
         self._thread("billing-supervisor", self._supervise)
