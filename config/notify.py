@@ -47,7 +47,7 @@ class SmsGateway:
     """An HTTP SMS gateway: POST JSON to ``url`` with a bearer ``token``."""
 
     url: str = ""
-    token: str = ""
+    token: str = field(default="", repr=False)
     timeout: float = 5.0
 
 
@@ -59,7 +59,7 @@ class SmtpServer:
     port: int = 25
     sender: str = "wattpay@localhost"
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     starttls: bool = False
     timeout: float = 10.0
 
@@ -69,7 +69,7 @@ class WebhookTarget:
     """A Standard Webhooks receiver and its ``whsec_`` signing secret."""
 
     url: str = ""
-    secret: str = ""
+    secret: str = field(default="", repr=False)
     timeout: float = 5.0
 
 

@@ -62,7 +62,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
-            return min(retry_after, self.max_seconds * 5)
+            return min(retry_after, max(self.max_seconds, 300.0))
         ceiling = min(self.base_seconds * 2 ** (attempt - 1), self.max_seconds)
         return ceiling * rng.uniform(0.5, 1.0)
 
