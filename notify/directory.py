@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from sinks.kafka import PartitionReader
+from sinks.kafka import PartitionReader, Record
 
 
 class AccountDirectory:
@@ -20,13 +20,11 @@ class AccountDirectory:
     def __init__(self, config: Mapping[str, str] | None, topic: str) -> None:
         self.emails: dict[str, str] = {}
         self._reader = PartitionReader(config, topic, group=None) if config else None
+        if self._reader is not None:
+            self._apply_all(self._reader.read_to_end(30.0))  # all there is now, before any notice
 
-    def apply(self, value: bytes) -> None:
+    def apply(self, event: object) -> None:
         """Take one accounts-topic message into account (anything unusable is ignored)."""
-        try:
-            event = json.loads(value)
-        except ValueError:
-            return
         if not isinstance(event, dict) or event.get("type") not in ("open", "update"):
             return
         account, email = event.get("account_id"), event.get("email")
@@ -40,11 +38,17 @@ class AccountDirectory:
         count = 0
         while True:
             records = self._reader.poll(1000, timeout if count == 0 else 0.0)
-            for record in records:
-                self.apply(record.value)
+            self._apply_all(records)
             count += len(records)
             if len(records) < 1000:
                 return count
+
+    def _apply_all(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                self.apply(json.loads(record.value))
+            except ValueError:
+                continue
 
     def email(self, account_id: str) -> str | None:
         """The account's email address, if one was given."""

@@ -140,7 +140,6 @@ class NotifyWorker:
         ensure_topics(self.config, [self.settings.topic(FAILURES)], 1)
         reader = PartitionReader(self.config, topic, self.group)
         directory = AccountDirectory(self.config, self.settings.topic("accounts"))
-        directory.follow(1.0)
         self.directory = directory
         self.producer = JsonProducer(self.config)
         pools = {

@@ -346,8 +346,10 @@ class PartitionReader:
                 "enable.auto.commit": "false",
                 "enable.auto.offset.store": "false",
                 "auto.offset.reset": "earliest",
+                "enable.partition.eof": "true",
             }
         )
+        self.at_end: set[int] = set()
         metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
@@ -366,7 +368,9 @@ class PartitionReader:
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(error)
+                self.at_end.add(message.partition())
                 continue
+            self.at_end.discard(message.partition())
             key = message.key()
             records.append(
                 Record(
@@ -376,6 +380,17 @@ class PartitionReader:
                     message.value() or b"",
                 )
             )
+        return records
+
+    def read_to_end(self, timeout: float) -> list[Record]:
+        """Every record up to the end of each partition (as the broker reports it)."""
+        deadline = time.monotonic() + timeout
+        self.at_end.clear()
+        records: list[Record] = []
+        while len(self.at_end) < len(self.partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: did not reach the end in {timeout}s")
+            records.extend(self.poll(1000, 0.2))
         return records
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:
