@@ -127,6 +127,18 @@ SAMPLE_ROWS: dict[str, dict[str, object]] = {
         "updated_at": dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
         "version": 7,
     },
+    "deliveries": {
+        "delivery_id": "low_balance:A-001:c|sms|2|2024-03-01T08:00:01.250000+00:00",
+        "event_id": "low_balance:A-001:c",
+        "type": "low_balance",
+        "account_id": "A-001",
+        "channel": "sms",
+        "attempt": 2,
+        "status": "delivered",
+        "error": "",
+        "segments": 1,
+        "ts": dt.datetime(2024, 3, 1, 8, 0, 1, 250000, tzinfo=UTC),
+    },
 }
 
 
@@ -147,7 +159,9 @@ def test_migrate_is_idempotent_and_records_versions(store: ClickHouseStore) -> N
     assert store.migrate() == [m.version for m in schema.MIGRATIONS]
     assert store.migrate() == []
     assert store.applied_migrations() == [m.version for m in schema.MIGRATIONS]
-    _, rows = store.query("SELECT version, description, applied_at FROM schema_migrations FINAL")
+    _, rows = store.query(
+        "SELECT version, description, applied_at FROM schema_migrations FINAL ORDER BY version"
+    )
     assert rows[0][:2] == (1, "initial tables")
     assert rows[0][2].tzinfo is not None
 
