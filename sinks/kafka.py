@@ -362,8 +362,14 @@ class PartitionReader:
 
     def poll(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
-        records = []
-        for message in self._consumer.consume(max_messages, timeout):
+        records: list[Record] = []
+        # Wait for the first message only, then take what is already there: a batch call
+        # with a timeout would wait for a full batch and add that wait to every delivery.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return records
+        rest = self._consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
+        for message in [first, *rest]:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
