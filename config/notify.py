@@ -30,6 +30,19 @@ from datetime import time
 from typing import Any
 
 CHANNELS = ("sms", "email", "webhook", "log")
+TYPES = (  # the notification types of SPEC S7
+    "low_balance",
+    "arrears",
+    "disconnect_scheduled",
+    "disconnected",
+    "reconnected",
+    "topup_received",
+    "points_expiring",
+    "account_closed",
+    "consumption_while_disconnected",
+    "meter_anomaly",
+    "monthly_bill",
+)
 REMINDERS = ("low_balance", "arrears", "points_expiring", "monthly_bill")
 ENV_KEYS = {
     "WATTPAY_NOTIFY_SMS_URL": ("sms", "url"),
@@ -127,6 +140,7 @@ class NotifySettings:
                 "until": self.quiet_until.isoformat("minutes"),
                 "types": list(self.quiet_types),
             },
+            "log_file": self.log_file,
         }
 
 
@@ -147,6 +161,8 @@ def notify_settings(raw: Mapping[str, Any], problems: list[str]) -> NotifySettin
     routes = dict(base.routes)
     for kind, channels in raw.get("routes", {}).items():
         names = [channels] if isinstance(channels, str) else list(channels)
+        if kind != "default" and kind not in TYPES:
+            problems.append(f"notify.routes.{kind}: not a notification type (known: {TYPES})")
         unknown = [c for c in names if c not in CHANNELS]
         if unknown:
             problems.append(f"notify.routes.{kind}: unknown channels {unknown} (known: {CHANNELS})")
@@ -166,6 +182,9 @@ def notify_settings(raw: Mapping[str, Any], problems: list[str]) -> NotifySettin
     quiet = raw.get("quiet_hours", {})
     if isinstance(quiet, bool):
         quiet = {"enabled": quiet}
+    strange = [t for t in quiet.get("types", ()) if t not in TYPES]
+    if strange:
+        problems.append(f"notify.quiet_hours.types: not notification types: {strange}")
     return NotifySettings(
         signature=str(raw.get("signature", base.signature)),
         signature_en=str(raw.get("signature_en", base.signature_en)),

@@ -19,24 +19,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from config.notify import TYPES
 from notify.segments import SmsSize, sms_size
 
 TEMPLATES = Path(__file__).parent / "templates"
 LOCALES = ("zh-CN", "en")
 DEFAULT_LOCALE = "zh-CN"
-TYPES = (
-    "low_balance",
-    "arrears",
-    "disconnect_scheduled",
-    "disconnected",
-    "reconnected",
-    "topup_received",
-    "points_expiring",
-    "account_closed",
-    "consumption_while_disconnected",
-    "meter_anomaly",
-    "monthly_bill",
-)
 MONEY_FIELDS = frozenset(
     {
         "available",

@@ -171,6 +171,7 @@ def test_notify_settings_are_validated_and_masked(tmp_path) -> None:
     config.write_text(
         '[notify]\nsignature = "国网杭州供电"\n'
         '[notify.routes]\ndefault = ["sms", "webhook"]\nmonthly_bill = ["email", "pigeon"]\n'
+        'low_balanse = ["sms"]\n'
         '[notify.webhook]\nurl = "http://127.0.0.1:1/h"\nsecret = "whsec_c2hvcnQ="\n'
         '[notify.quiet_hours]\nfrom = "25:00"\n',
         encoding="utf-8",
@@ -179,6 +180,7 @@ def test_notify_settings_are_validated_and_masked(tmp_path) -> None:
         load_settings(str(config), env={})
     problems = "\n".join(err.value.problems)
     assert "unknown channels ['pigeon']" in problems
+    assert "notify.routes.low_balanse: not a notification type" in problems
     assert "notify.sms.url is required" in problems
     assert "notify.email.host is required" in problems
     assert "whsec_" in problems and "quiet_hours.from" in problems
