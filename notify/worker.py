@@ -153,7 +153,8 @@ class NotifyWorker:
             while not stop.is_set():
                 directory.follow()
                 self._release_held(pools)
-                room = self.max_in_flight - in_flight
+                # SMS reminders held for quiet hours do not take room: urgent ones still flow.
+                room = self.max_in_flight - in_flight + len(self._held)
                 records = reader.poll(min(room, 500), 0.1) if room > 0 else []
                 if room <= 0:
                     stop.wait(0.01)

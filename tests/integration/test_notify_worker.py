@@ -87,7 +87,9 @@ def test_refused_sms_goes_to_the_failure_topic_and_reminders_wait_for_morning(
                 producer.send("wattpay.notifications", "A9", {"type": "lottery_win"})
             metrics = create_notify_metrics()
             late = datetime(2026, 3, 1, 22, 30, tzinfo=ZONE)  # quiet hours: 21:00–08:00
-            worker = NotifyWorker(settings, broker.config, metrics=metrics, clock=lambda: late)
+            worker = NotifyWorker(
+                settings, broker.config, metrics=metrics, clock=lambda: late, max_in_flight=1
+            )
             stop = threading.Event()
             thread = threading.Thread(target=worker.run, args=(stop,))
             thread.start()
