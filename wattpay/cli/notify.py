@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -33,13 +35,20 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = settings_from_args(args)
+    try:
+        config = kafka_config(settings)
+    except ValueError as err:
+        print(f"wattpay notify: {err}", file=sys.stderr)
+        return 2
+    routes = {kind: list(channels) for kind, channels in settings.notify.routes.items()}
+    print(f"wattpay notify: routes {json.dumps(routes)}", flush=True)
     metrics = create_notify_metrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
     log_file = Path(args.log_file) if args.log_file else None
     worker = NotifyWorker(
         settings,
-        kafka_config(settings),
+        config,
         channels=build_channels(settings, log_file),
         metrics=metrics,
         group=args.group,
