@@ -435,3 +435,18 @@ def test_mask_dsn_hides_the_password() -> None:
     assert mask_dsn("https://user:secret@ch:8443/db") == "https://user:***@ch:8443/db"
     assert mask_dsn("http://user@ch:8123/db") == "http://user@ch:8123/db"
     assert mask_dsn("chdb:///data/ch") == "chdb:///data/ch"
+
+
+def test_migration_4_adds_deliveries_to_a_database_of_version_1(store: ClickHouseStore) -> None:
+    store.applied_migrations()  # creates the record table
+    for table in schema.TABLES:
+        if table.name != "deliveries":
+            store.command(schema.create_table_sql(table))
+    store.insert_rows(
+        "schema_migrations",
+        [{"version": 1, "description": "initial tables", "applied_at": dt.datetime.now(UTC)}],
+    )
+    assert 4 in store.migrate()  # with any others numbered after 1
+    row = SAMPLE_ROWS["deliveries"]
+    store.insert_rows("deliveries", [row])
+    assert select_final(store, "deliveries") == [tuple(row.values())]
