@@ -185,7 +185,15 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
     }
     assert len(notifications) >= 40 and expected["sms"] and expected["email"]
     assert len({n["event_id"] for n in notifications}) == len(notifications)
+    log = (tmp_path / "notify.log").open("ab")
     broker = start_broker(partitions=3)
+    started: list[subprocess.Popen[bytes]] = []  # stopped at the end, whatever happens
+
+    def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+        started.append(process)
+        return process
+
     flaky = {"failure_rate": 0.3, "slow_seconds": 0.6}
     try:
         with (
@@ -200,7 +208,6 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
             config = tmp_path / "notify.toml"
             write_config(config, sms, hook, smtp)
             command = [*WATTPAY, "--config", str(config), "notify", "--brokers", broker.bootstrap]
-            log = (tmp_path / "notify.log").open("ab")
 
             in_flight: set[str] = set()
             # one client asks for the group's position: a quick question, so the kill
@@ -209,7 +216,7 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
             partitions = [TopicPartition(TOPIC, p) for p in range(3)]
             done_at_kills: list[int] = []
             for kill in range(3):
-                worker = subprocess.Popen(command, stdout=log, stderr=log)
+                worker = spawn(command)
                 goal = len(notifications) * (kill + 1) // 5
                 wait_until(
                     lambda g=goal: (
@@ -229,9 +236,7 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
                 }
             progress.close()
             port = free_port()
-            worker = subprocess.Popen(
-                [*command, "--metrics-port", str(port)], stdout=log, stderr=log
-            )
+            worker = spawn([*command, "--metrics-port", str(port)])
             wait_until(lambda: _up(port), 30, "the worker to serve metrics")
             ends = {p: sum(1 for q, _ in where.values() if q == p) for p in range(3)}
             wait_until(lambda: committed(broker) == ends, 90, "the whole topic committed")
@@ -267,11 +272,7 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
             hits = {name: r.log.hits for name, r in receivers.items()}
 
         dsn = f"chdb://{tmp_path}/clickhouse"
-        loader = subprocess.Popen(
-            [*WATTPAY, "load", "--brokers", broker.bootstrap, "--clickhouse", dsn],
-            stdout=log,
-            stderr=log,
-        )
+        loader = spawn([*WATTPAY, "load", "--brokers", broker.bootstrap, "--clickhouse", dsn])
         facts = ends_of(broker, "wattpay.facts")
         wait_until(
             lambda: committed(broker, "wattpay.facts", "wattpay-loader") == facts,
@@ -280,6 +281,10 @@ def test_every_notification_reaches_every_channel_across_three_kills(tmp_path: P
         )
         stop(loader)
     finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         broker.stop()
     rows = sql(
         dsn,
