@@ -9,6 +9,9 @@ FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY billing billing
+COPY config config
+COPY simulate simulate
+COPY notify notify
 COPY pipelines pipelines
 COPY ingest ingest
 COPY sinks sinks

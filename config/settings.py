@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
 from billing.tariffs import PlanError, plan_catalog, plan_from_config
 from config.errors import OperatorError
+from config.notify import NotifySettings, notify_env, notify_settings
 
 DEFAULT_CONFIG = "wattpay.toml"
 DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
@@ -56,6 +57,7 @@ class Settings:
     """The utility named as seller on e-invoices (``[invoice] seller_name``)."""
     seller_tax_id: str = "91330000000000000X"
     """The utility's taxpayer id on e-invoices (``[invoice] seller_tax_id``)."""
+    notify: NotifySettings = field(default_factory=NotifySettings)
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -103,6 +105,7 @@ class Settings:
                     "live": self.live_duplicate_memory,
                 },
             },
+            "notify": self.notify.masked(),
         }
 
 
@@ -184,6 +187,7 @@ def load_settings(
             raw.setdefault("kafka", {}).setdefault("client", {})[
                 variable.removeprefix("WATTPAY_KAFKA_").lower().replace("_", ".")
             ] = value
+    notify_env(env, raw)
     if overrides.get("clickhouse_dsn"):
         raw.setdefault("clickhouse", {})["dsn"] = overrides["clickhouse_dsn"]
     if overrides.get("brokers"):
@@ -225,6 +229,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         ),
         seller_name=str(raw.get("invoice", {}).get("seller_name", Settings.seller_name)),
         seller_tax_id=str(raw.get("invoice", {}).get("seller_tax_id", Settings.seller_tax_id)),
+        notify=notify_settings(raw.get("notify", {}), problems),
     )
 
 

@@ -424,3 +424,96 @@ def _decode(message: Message) -> tuple[str | None, Any]:
     except (UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{where} is not UTF-8 JSON: {err}") from err
     return text_key, value
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read: where it sits, its key and its raw value."""
+
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+class PartitionReader:
+    """Every partition of a topic, assigned statically, from the group's committed offsets.
+
+    No group rebalance to wait for (it starts at once on the embedded broker); the committed
+    offsets stay the one record of progress across restarts. Without a group it reads from
+    the beginning and commits nothing. ``commit`` takes the next offset to read per partition.
+    """
+
+    def __init__(self, config: Mapping[str, str], topic: str, group: str | None) -> None:
+        self.topic = topic
+        self.group = group
+        self._consumer = new_consumer(
+            {"fetch.wait.max.ms": "50", **config},
+            group or f"wattpay-reader-{uuid.uuid4().hex}",
+            end_of_partition=True,
+            extra={"enable.auto.offset.store": "false"},
+        )
+        self.at_end: set[int] = set()
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        starts = self._consumer.committed(partitions, timeout=10) if group else partitions
+        self._consumer.assign(
+            [
+                TopicPartition(topic, p.partition, p.offset if p.offset >= 0 else OFFSET_BEGINNING)
+                for p in starts
+            ]
+        )
+        self.partitions = [p.partition for p in partitions]
+
+    def poll(self, max_messages: int, timeout: float) -> list[Record]:
+        """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
+        records: list[Record] = []
+        # Wait for the first message only, then take what is already there: a batch call
+        # with a timeout would wait for a full batch and add that wait to every delivery.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return records
+        rest = self._consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
+        for message in [first, *rest]:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                self.at_end.add(message.partition())
+                continue
+            self.at_end.discard(message.partition())
+            key = message.key()
+            records.append(
+                Record(
+                    message.partition(),
+                    message.offset(),
+                    key.decode("utf-8", "replace") if key is not None else None,
+                    message.value() or b"",
+                )
+            )
+        return records
+
+    def read_to_end(self, timeout: float) -> list[Record]:
+        """Every record up to the end of each partition (as the broker reports it)."""
+        deadline = time.monotonic() + timeout
+        self.at_end.clear()
+        records: list[Record] = []
+        while len(self.at_end) < len(self.partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: did not reach the end in {timeout}s")
+            records.extend(self.poll(1000, 0.2))
+        return records
+
+    def commit(self, next_offsets: Mapping[int, int]) -> None:
+        """Commit, synchronously, the next offset to read of each partition given."""
+        if self.group and next_offsets:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()],
+                asynchronous=False,
+            )
+
+    def close(self) -> None:
+        """Leave; uncommitted progress is read again by the next reader of the group."""
+        self._consumer.close()

@@ -284,6 +284,22 @@ TABLES: tuple[TableSpec, ...] = (
         ),
         ("account_id", "invoice_no"),
     ),
+    TableSpec(
+        "deliveries",
+        _cols(
+            ("delivery_id", STRING),
+            ("event_id", STRING),
+            ("type", LABEL),
+            ("account_id", STRING),
+            ("channel", LABEL),
+            ("attempt", "UInt32"),
+            ("status", LABEL),
+            ("error", STRING),
+            ("segments", "UInt8"),
+            ("ts", TIMESTAMP),
+        ),
+        ("event_id", "delivery_id"),
+    ),
 )
 
 SCHEMA_MIGRATIONS = TableSpec(
@@ -356,6 +372,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             *(create_table_sql(table_spec(name)) for name in _JOB_TABLES),
         ),
     ),
+    Migration(4, "deliveries table (S16)", (create_table_sql(_BY_NAME["deliveries"]),)),
 )
 
 

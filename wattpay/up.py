@@ -25,6 +25,7 @@ from prometheus_client import start_http_server
 from config.errors import OperatorError
 from config.settings import Settings
 from jobs.schedule import monthly_scheduler
+from notify.service import run_notify_in_up
 from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
 from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
@@ -126,6 +127,7 @@ class Up:
                 self.settings, self.config, options.state_dir / "jobs", self.stop_event
             ),
         )
+        self._thread("notify", lambda: run_notify_in_up(self))
         ensure_recovery_dir(options.state_dir / "recovery")
         self._start_billing()
         self._thread("billing-supervisor", self._supervise)

@@ -211,6 +211,18 @@ SAMPLE_ROWS: dict[str, dict[str, object]] = {
         "pdf_path": "invoices/2024-02/A-001.pdf",
         "xml_path": "invoices/2024-02/A-001.xml",
     },
+    "deliveries": {
+        "delivery_id": "low_balance:A-001:c|sms|2|2024-03-01T08:00:01.250000+00:00",
+        "event_id": "low_balance:A-001:c",
+        "type": "low_balance",
+        "account_id": "A-001",
+        "channel": "sms",
+        "attempt": 2,
+        "status": "delivered",
+        "error": "",
+        "segments": 1,
+        "ts": dt.datetime(2024, 3, 1, 8, 0, 1, 250000, tzinfo=UTC),
+    },
 }
 
 
@@ -464,3 +476,18 @@ def test_mask_dsn_hides_the_password_and_token_parameters() -> None:
     )
     assert mask_dsn("http://user@ch:8123/db") == "http://user@ch:8123/db"
     assert mask_dsn("chdb:///data/ch") == "chdb:///data/ch"
+
+
+def test_migration_4_adds_deliveries_to_a_database_of_version_1(store: ClickHouseStore) -> None:
+    store.applied_migrations()  # creates the record table
+    for table in schema.TABLES:
+        if table.name != "deliveries":
+            store.command(schema.create_table_sql(table))
+    store.insert_rows(
+        "schema_migrations",
+        [{"version": 1, "description": "initial tables", "applied_at": dt.datetime.now(UTC)}],
+    )
+    assert 4 in store.migrate()  # with any others numbered after 1
+    row = SAMPLE_ROWS["deliveries"]
+    store.insert_rows("deliveries", [row])
+    assert select_final(store, "deliveries") == [tuple(row.values())]

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from ingest.poller import PollStats
+from notify.metrics import create_notify_metrics
 from sinks.metrics import PollStatsCollector, create_metrics
 from tests.live_harness import wait_until
 from tests.paths import REPO
@@ -28,8 +29,12 @@ def known_metrics() -> set[str]:
     metrics = create_metrics()
     metrics.clickhouse_insert_seconds.observe(0.1)
     metrics.clickhouse_batch_rows.observe(1)
-    for family in list(metrics.registry.collect()) + list(
-        PollStatsCollector(PollStats()).collect()
+    notify = create_notify_metrics()
+    notify.latency.labels("sms").observe(0.1)
+    for family in (
+        list(metrics.registry.collect())
+        + list(PollStatsCollector(PollStats()).collect())
+        + list(notify.registry.collect())
     ):
         names.update(sample.name for sample in family.samples)
         names.add(family.name + ("_total" if family.type == "counter" else ""))

@@ -25,12 +25,22 @@ LAYERS = {
     "pipelines": 2,
     "jobs": 2,
     "web": 3,
+    "notify": 3,
     "wattpay": 3,
     "wattpay.cli": 4,
     "bench": 5,
 }
 PACKAGES = (
-    "billing", "config", "sinks", "ingest", "simulate", "pipelines", "jobs", "web", "wattpay"
+    "billing",
+    "config",
+    "sinks",
+    "ingest",
+    "simulate",
+    "pipelines",
+    "jobs",
+    "web",
+    "notify",
+    "wattpay",
 )
 # Each fast-moving library is called from one module only.
 ONLY_IN = {

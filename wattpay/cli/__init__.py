@@ -21,6 +21,7 @@ from wattpay.cli.common import settings_from_args as _settings
 from wattpay.cli.jobs import add_job_commands
 from wattpay.cli.live import add_live_commands
 from wattpay.cli.meters import add_meter_commands
+from wattpay.cli.notify import add_notify_commands
 from wattpay.cli.publish import add_publish_commands
 from wattpay.cli.web import add_web_commands
 
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_meter_commands(commands)
     add_job_commands(commands)
     add_web_commands(commands)
+    add_notify_commands(commands)
     return parser
 
 
