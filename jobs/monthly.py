@@ -133,7 +133,8 @@ def _invoice(
     render: tuple[Callable[..., None], Callable[..., None]] | None,
 ) -> dict[str, Any]:
     folder = Path("invoices") / f"{month:%Y-%m}"
-    stem = file_stem(bill["account_id"])
+    # Named by account and invoice number: the web pages serve an invoice by its number.
+    stem = f"{file_stem(bill['account_id'])}-{bill['invoice_no']}"
     pdf, xml = folder / f"{stem}.pdf", folder / f"{stem}.xml"
     row = invoice_row(bill, seller, issued_at, str(pdf), str(xml))
     (out_dir / folder).mkdir(parents=True, exist_ok=True)

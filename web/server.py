@@ -95,6 +95,8 @@ def serve_web(up: Up) -> WebServer | None:
     options = options_from_env(up.options.host)
     # Without a token of its own, the one the rest of ``up`` requires beyond loopback.
     options.token = options.token or getattr(up.settings, "query_token", "") or None
+    # The documents of the monthly jobs `up` runs itself.
+    options.documents = options.documents or up.options.state_dir / "jobs"
     if options.token_required and not options.token:
         log.error(
             "web pages not served: on %s they need an access token (set WATTPAY_WEB_TOKEN)",

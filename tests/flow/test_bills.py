@@ -299,7 +299,7 @@ def test_up_scheduler_bills_the_month_that_just_ended_once(replayed: tuple[str, 
     assert marker.read_text() == "2\n"  # A1 and A4
     assert answer.read_text() == "2\n"  # A2 and A4
     assert not (out / "up" / ".request-2026-04").exists()
-    assert (out / "up" / "invoices" / "2026-03" / "A1.xml").exists()
+    assert list((out / "up" / "invoices" / "2026-03").glob("A1-*.xml"))
     assert (out / "up" / "bills" / "2026-03" / "A1.pdf").exists()
 
 
@@ -316,9 +316,13 @@ def test_cli_writes_documents_and_prints_a_summary(
     assert (summary["month"], summary["bills"], summary["invoices"]) == ("2026-04", 2, 1)
     assert "bills 2026-04 [" in captured.err and "2/2" in captured.err  # the progress bar
     assert (out / "bills" / "2026-04" / "A2.pdf").read_bytes().startswith(b"%PDF")
-    assert (out / "invoices" / "2026-04" / "A2.pdf").read_bytes().startswith(b"%PDF")
-    assert b"<AmountIncludingTax>8.07<" in (out / "invoices" / "2026-04" / "A2.xml").read_bytes()
-    assert not (out / "invoices" / "2026-04" / "A4.xml").exists()  # no charge, no invoice
+    (pdf,) = (out / "invoices" / "2026-04").glob("A2-*.pdf")  # named by the invoice number
+    number = pdf.stem.removeprefix("A2-")
+    assert len(number) == 20 and number.isdigit()
+    assert pdf.read_bytes().startswith(b"%PDF")
+    xml = (out / "invoices" / "2026-04" / f"A2-{number}.xml").read_bytes()
+    assert b"<AmountIncludingTax>8.07<" in xml and number.encode() in xml
+    assert not list((out / "invoices" / "2026-04").glob("A4*"))  # no charge, no invoice
 
 
 def test_forecast_for_the_current_month(replayed: tuple[str, Path], tmp_path: Path) -> None:

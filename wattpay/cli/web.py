@@ -105,7 +105,9 @@ def add_web_commands(commands: argparse._SubParsersAction) -> None:
     web.add_argument(
         "--documents",
         metavar="DIR",
-        help="where the monthly jobs write invoice PDF/XML files (S15), served by number",
+        default=".wattpay/jobs",
+        help="where the monthly jobs write invoice PDF/XML files, served by number "
+        "(default: %(default)s, where wattpay bills writes them)",
     )
     web.add_argument(
         "--metrics",
