@@ -3,9 +3,14 @@
 #   docker run --rm -it -p 8124:8124 -p 9464:9464 -p 9465:9465 -p 8080:8080 \
 #     -e WATTPAY_WEB_TOKEN=… -v wattpay:/data wattpay up --host 0.0.0.0
 # Endpoints bind to 127.0.0.1 unless --host says otherwise; inside a container, publish them
-# with --host 0.0.0.0 and -p as above. The embedded broker keeps topics in memory; pass
-# --brokers (and [kafka.client] settings) for a real Kafka cluster.
+# with --host 0.0.0.0 and -p as above (a token is then required). The embedded broker keeps
+# its topics in an S3 store under /data/.wattpay/s3, so they survive a restart of the container;
+# pass --brokers (and [kafka.client] settings) for a real Kafka cluster.
 FROM python:3.11-slim-bookworm
+# The fonts embedded in bill and invoice PDFs (Chinese and Latin glyphs).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-droid-fallback fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY billing billing
