@@ -22,8 +22,6 @@ from sinks.clickhouse import ClickHouseStore
 from tests.live_harness import WATTPAY
 from tests.web_harness import WebProcess, get
 
-INVOICE_NO = "33010026040000000001"
-
 
 @dataclass
 class Database:
@@ -39,6 +37,7 @@ class Database:
     with_events: dict = field(default_factory=dict)
     final_kwh: str | None = None
     operations: dict = field(default_factory=dict)
+    bills: list[dict] = field(default_factory=list)
 
 
 def rows(store: ClickHouseStore, sql: str) -> list[dict]:
@@ -72,25 +71,36 @@ def add_account_events(store: ClickHouseStore, events: list[dict]) -> None:
     store.command(f"INSERT INTO account_events VALUES {values}")
 
 
-def add_bill(store: ClickHouseStore, account_id: str) -> None:
-    """A bills row and its invoice as the monthly job (S15) writes them (the columns used here)."""
+def make_old(store: ClickHouseStore) -> None:
+    """The database as it was before migration 3: no landlords, no account events, no bills."""
+    store.command("ALTER TABLE accounts DROP COLUMN landlord_id")
+    for table in ("account_events", "bills", "usage_analysis", "invoices"):
+        store.command(f"DROP TABLE {table}")
     store.command(
-        "CREATE TABLE IF NOT EXISTS bills (bill_id String, account_id String, month Date, "
-        "kwh Decimal(18, 3), charge Decimal(18, 2), closing_balance Decimal(18, 2), "
-        "invoice_no Nullable(String)) ENGINE = ReplacingMergeTree ORDER BY bill_id"
+        "ALTER TABLE schema_migrations DELETE WHERE version >= 3 SETTINGS mutations_sync = 1"
     )
-    store.command(
-        "CREATE TABLE IF NOT EXISTS invoices (invoice_no String, bill_id String, "
-        "account_id String, amount Decimal(18, 2)) ENGINE = ReplacingMergeTree "
-        "ORDER BY invoice_no"
-    )
-    store.command(
-        f"INSERT INTO bills VALUES ('{account_id}:2026-04', '{account_id}', '2026-04-01', "
-        f"'100.000', '53.80', '146.20', '{INVOICE_NO}')"
-    )
-    store.command(
-        f"INSERT INTO invoices VALUES ('{INVOICE_NO}', '{account_id}:2026-04', "
-        f"'{account_id}', '53.80')"
+
+
+def bill_month(dsn: str, work: Path, account_id: str) -> None:
+    """The monthly job (S15) for the first month of the set: bills, invoices and documents."""
+    with ClickHouseStore(dsn) as store:
+        ((month,),) = store.query("SELECT toStartOfMonth(min(day)) FROM daily_usage FINAL")[1]
+    subprocess.run(
+        [
+            *WATTPAY,
+            "bills",
+            "--month",
+            f"{month:%Y-%m}",
+            "--account",
+            account_id,
+            "--clickhouse",
+            dsn,
+            "--out",
+            str(work / "documents"),
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -115,9 +125,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             events.append(event)
     opens = [e for e in events if e["type"] == "open" and e.get("landlord_id")]
     db = Database(dsn, work)
-    (work / "documents" / "2026-04").mkdir(parents=True)
-    (work / "documents" / "2026-04" / f"{INVOICE_NO}.pdf").write_bytes(b"%PDF-1.7 test\n")
     with ClickHouseStore(dsn) as store:
+        make_old(store)
         for row in rows(store, "SELECT * FROM accounts FINAL ORDER BY account_id"):
             db.accounts[row["account_id"]] = row
         for row in rows(store, "SELECT * FROM daily_usage FINAL ORDER BY account_id, day"):
@@ -165,9 +174,11 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     landlord_of[db.closed] = landlord_of.get(db.closed, "L900")
     for account_id, landlord_id in landlord_of.items():
         db.landlords.setdefault(landlord_id, []).append(account_id)
+    subprocess.run([*WATTPAY, "migrate", "--clickhouse", dsn], check=True, capture_output=True)
+    bill_month(dsn, work, "A0014")
     with ClickHouseStore(dsn) as store:
         simulate_landlord_migration(store, landlord_of)
-        add_bill(store, "A0014")
+        db.bills = rows(store, "SELECT * FROM bills FINAL WHERE account_id = 'A0014'")
         store.insert_rows(
             "rejected",
             [
@@ -176,6 +187,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
                     "topic": "readings",
                     "key": "M0001",
                     "payload": "{not json",
+                    "payload_base64": 0,
                     "reason": "malformed",
                     "detail": "not JSON",
                     "received_at": datetime.now(LOCAL_ZONE),
@@ -270,15 +282,20 @@ def test_bad_requests_are_refused_with_a_reason(web: WebProcess) -> None:
 
 def test_bills_link_their_invoice_documents(web: WebProcess, database: Database) -> None:
     bills = get(f"{web.url}/api/accounts/A0014/bills").json()["bills"]
-    assert [b["bill_id"] for b in bills] == ["A0014:2026-04"]
-    assert bills[0]["invoice"]["invoice_no"] == INVOICE_NO
-    assert get(f"{web.url}/api/accounts/A0015/bills").json()["bills"] == []
+    assert [b["bill_id"] for b in bills] == [b["bill_id"] for b in database.bills]
+    (bill,) = database.bills
+    number = bill["invoice_no"]
+    assert number and bills[0]["invoice"]["invoice_no"] == number  # A0014 was charged
+    assert Decimal(bills[0]["charge"]) == bill["charge"]
+    assert get(f"{web.url}/api/accounts/A0015/bills").json()["bills"] == []  # not billed
     page = get(f"{web.url}/accounts/A0014?lang=en").text
-    assert f'href="/documents/{INVOICE_NO}.pdf"' in page
-    pdf = get(f"{web.url}/documents/{INVOICE_NO}.pdf")
+    assert f'href="/documents/{number}.pdf"' in page
+    pdf = get(f"{web.url}/documents/{number}.pdf")
     assert pdf.status == 200 and pdf.body.startswith(b"%PDF")
     assert pdf.headers["content-type"] == "application/pdf"
-    assert get(f"{web.url}/documents/{INVOICE_NO}.xml").status == 404  # not written
+    xml = get(f"{web.url}/documents/{number}.xml")
+    assert xml.status == 200 and number.encode() in xml.body
+    assert get(f"{web.url}/documents/{'9' * 20}.pdf").status == 404
     assert get(f"{web.url}/documents/..%2F..%2Fetc%2Fpasswd.pdf").status == 404
 
 
