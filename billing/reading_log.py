@@ -1,4 +1,12 @@
-"""The accepted readings of one meter, kept compactly to tell duplicates from conflicts (S14.3)."""
+"""The accepted readings of one meter, kept compactly to tell duplicates from conflicts (S14.3).
+
+Readings are stored as deltas in a byte string (docs/billing-rules.md #6): each one is
+``varint(zigzag(Δ energy) · 2 + 1)`` when it keeps the meter's cadence (the same gap as the
+previous one), otherwise ``varint(zigzag(Δ energy) · 2)`` followed by
+``varint(zigzag(gap − previous gap))``. A quarter-hour meter thus costs about 2 bytes a
+reading. Every ``BLOCK`` readings a checkpoint keeps the absolute values, so a lookup decodes
+at most one block and old blocks are dropped whole.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +18,114 @@ from datetime import UTC, datetime
 from billing.clock import MICROSECOND
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BLOCK = 64
+"""Readings per checkpoint; fewer than ``2 · BLOCK`` readings beyond ``limit`` are kept."""
 
 
 def _micros(ts: datetime) -> int:
     return (ts - _EPOCH) // MICROSECOND
 
 
+def _put(out: bytearray, value: int) -> None:
+    """Append a non-negative int as a little-endian base-128 varint."""
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _zigzag(value: int) -> int:
+    return value * 2 if value >= 0 else -value * 2 - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value >> 1 if not value & 1 else -((value + 1) >> 1)
+
+
 @dataclass(slots=True)
 class ReadingLog:
-    """Accepted (timestamp, register) pairs in time order: 16 bytes a reading.
+    """Accepted (timestamp µs, register 0.001 kWh) pairs of one meter, in time order.
 
-    Only the newest ``limit`` readings are kept (the default keeps more than a year of
-    quarter-hour readings); an exact repeat of an older one is then ``out_of_order``.
+    At least the newest ``limit`` readings are kept; an exact repeat of an older one is then
+    ``out_of_order``. ``last_*`` are the newest reading and its gap to the one before.
     """
 
     limit: int
-    stamps: array = field(default_factory=lambda: array("q"))
-    milli: array = field(default_factory=lambda: array("q"))
+    data: bytearray = field(default_factory=bytearray)
+    count: int = 0
+    last_stamp: int = 0
+    last_milli: int = 0
+    last_gap: int = 0
+    # Per block: the state before its first reading (stamp, register, gap) and its offset.
+    block_stamp: array = field(default_factory=lambda: array("q"))
+    block_milli: array = field(default_factory=lambda: array("q"))
+    block_gap: array = field(default_factory=lambda: array("q"))
+    block_offset: array = field(default_factory=lambda: array("q"))
 
     def energy_at(self, ts: datetime) -> int | None:
         """The register (0.001 kWh) accepted at ``ts``, if any."""
         key = _micros(ts)
-        index = bisect_left(self.stamps, key)
-        if index < len(self.stamps) and self.stamps[index] == key:
-            return self.milli[index]
+        if key >= self.last_stamp:  # the common case: newer than anything accepted
+            return self.last_milli if key == self.last_stamp and self.count else None
+        block = bisect_left(self.block_stamp, key) - 1
+        if block < 0:
+            return None
+        stamp = self.block_stamp[block]
+        milli = self.block_milli[block]
+        gap = self.block_gap[block]
+        data = self.data
+        pos = self.block_offset[block]
+        end = self.block_offset[block + 1] if block + 1 < len(self.block_offset) else len(data)
+        while pos < end:
+            head, pos = _get(data, pos)
+            milli += _unzigzag(head >> 1)
+            if not head & 1:
+                change, pos = _get(data, pos)
+                gap += _unzigzag(change)
+            stamp += gap
+            if stamp >= key:
+                return milli if stamp == key else None
         return None
 
     def add(self, ts: datetime, milli: int) -> None:
         """Record an accepted reading (newer than every one recorded)."""
-        self.stamps.append(_micros(ts))
-        self.milli.append(milli)
-        if len(self.stamps) > 2 * self.limit:
-            del self.stamps[: -self.limit]
-            del self.milli[: -self.limit]
+        stamp = _micros(ts)
+        if self.count % BLOCK == 0:
+            self._checkpoint()
+        gap = stamp - self.last_stamp
+        delta = _zigzag(milli - self.last_milli) * 2
+        if gap == self.last_gap:
+            _put(self.data, delta + 1)
+        else:
+            _put(self.data, delta)
+            _put(self.data, _zigzag(gap - self.last_gap))
+        self.last_stamp, self.last_milli, self.last_gap = stamp, milli, gap
+        self.count += 1
+
+    def _checkpoint(self) -> None:
+        """Start a block; drop the oldest one when the rest still hold ``limit`` readings."""
+        self.block_stamp.append(self.last_stamp)
+        self.block_milli.append(self.last_milli)
+        self.block_gap.append(self.last_gap)
+        self.block_offset.append(len(self.data))
+        if self.count - BLOCK >= self.limit:
+            cut = self.block_offset[1]
+            del self.data[:cut]
+            for column in (self.block_stamp, self.block_milli, self.block_gap):
+                del column[0]
+            del self.block_offset[0]
+            for index in range(len(self.block_offset)):
+                self.block_offset[index] -= cut
+            self.count -= BLOCK
+
+
+def _get(data: bytearray, pos: int) -> tuple[int, int]:
+    """Read a varint at ``pos``; return (value, next position)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
