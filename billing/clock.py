@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from billing.excerpt import excerpt
@@ -29,8 +30,19 @@ class TimestampError(ValueError):
 
 
 def parse_ts(value: object, zone: tzinfo = LOCAL_ZONE) -> datetime:
-    """Parse an ISO-8601 timestamp with an offset, in the plausible range; return it in ``zone``."""
-    if not isinstance(value, str) or not _ISO_SHAPE.fullmatch(value):
+    """Parse an ISO-8601 timestamp with an offset, in the plausible range; return it in ``zone``.
+
+    Valid texts are remembered: a message's ts is read when it is ordered and again when it
+    is parsed, and a fleet's meters share their quarter-hour stamps.
+    """
+    if not isinstance(value, str):
+        raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
+    return _parse_text(value, zone)
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str, zone: tzinfo) -> datetime:
+    if not _ISO_SHAPE.fullmatch(value):
         raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
     try:
         parsed = datetime.fromisoformat(value)

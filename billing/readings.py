@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from billing.clock import elapsed_us, ts_text
 from billing.days import close_days_until
@@ -39,8 +40,14 @@ class Accepted:
 
 
 def too_fast(milli: int, start: datetime, end: datetime, rules: BillingRules) -> bool:
-    """Mean power over [start, end) strictly above ``max_power_kw``."""
-    return Decimal(milli * US_PER_HOUR) > rules.max_power_kw * 1000 * elapsed_us(start, end)
+    """Mean power over [start, end) strictly above ``max_power_kw`` (compared exactly as ints)."""
+    kw, per = _ratio(rules.max_power_kw)  # max_power_kw = kw / per
+    return milli * US_PER_HOUR * per > kw * 1000 * elapsed_us(start, end)
+
+
+@lru_cache(maxsize=16)
+def _ratio(value: Decimal) -> tuple[int, int]:
+    return value.as_integer_ratio()
 
 
 def check_reading(
