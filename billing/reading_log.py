@@ -56,26 +56,21 @@ class ReadingLog:
     last_stamp: int = 0
     last_milli: int = 0
     last_gap: int = 0
-    # Per block: the state before its first reading (stamp, register, gap) and its offset.
-    block_stamp: array = field(default_factory=lambda: array("q"))
-    block_milli: array = field(default_factory=lambda: array("q"))
-    block_gap: array = field(default_factory=lambda: array("q"))
-    block_offset: array = field(default_factory=lambda: array("q"))
+    blocks: array = field(default_factory=lambda: array("q"))
+    """Per block, 4 ints: the state before its first reading (stamp, register, gap), offset."""
 
     def energy_at(self, ts: datetime) -> int | None:
         """The register (0.001 kWh) accepted at ``ts``, if any."""
         key = _micros(ts)
         if key >= self.last_stamp:  # the common case: newer than anything accepted
             return self.last_milli if key == self.last_stamp and self.count else None
-        block = bisect_left(self.block_stamp, key) - 1
+        blocks = self.blocks
+        block = 4 * (bisect_left(range(len(blocks) // 4), key, key=lambda b: blocks[4 * b]) - 1)
         if block < 0:
             return None
-        stamp = self.block_stamp[block]
-        milli = self.block_milli[block]
-        gap = self.block_gap[block]
+        stamp, milli, gap, pos = blocks[block : block + 4]
         data = self.data
-        pos = self.block_offset[block]
-        end = self.block_offset[block + 1] if block + 1 < len(self.block_offset) else len(data)
+        end = blocks[block + 7] if block + 4 < len(blocks) else len(data)
         while pos < end:
             head, pos = _get(data, pos)
             milli += _unzigzag(head >> 1)
@@ -104,18 +99,14 @@ class ReadingLog:
 
     def _checkpoint(self) -> None:
         """Start a block; drop the oldest one when the rest still hold ``limit`` readings."""
-        self.block_stamp.append(self.last_stamp)
-        self.block_milli.append(self.last_milli)
-        self.block_gap.append(self.last_gap)
-        self.block_offset.append(len(self.data))
+        blocks = self.blocks
+        blocks.extend((self.last_stamp, self.last_milli, self.last_gap, len(self.data)))
         if self.count - BLOCK >= self.limit:
-            cut = self.block_offset[1]
+            cut = blocks[7]
             del self.data[:cut]
-            for column in (self.block_stamp, self.block_milli, self.block_gap):
-                del column[0]
-            del self.block_offset[0]
-            for index in range(len(self.block_offset)):
-                self.block_offset[index] -= cut
+            del blocks[:4]
+            for index in range(3, len(blocks), 4):
+                blocks[index] -= cut
             self.count -= BLOCK
 
 
