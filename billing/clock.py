@@ -11,6 +11,7 @@ from billing.excerpt import excerpt
 
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The plausible range of input timestamps (docs/billing-rules.md "Plausible ranges"):
 # EARLIEST <= ts < LATEST, compared as instants. Wide enough for any real meter, narrow
 # enough that a reading cannot close millions of days or leave the ClickHouse column range.
@@ -63,6 +64,11 @@ def _parse_text(value: str, zone: tzinfo) -> datetime:
 def ts_text(value: datetime) -> str:
     """Render a timestamp as ISO-8601 with its offset (seconds precision unless finer)."""
     return value.isoformat()
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC: an instant as one int."""
+    return (moment - EPOCH) // MICROSECOND
 
 
 def elapsed_us(start: datetime, end: datetime) -> int:

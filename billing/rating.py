@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,7 +45,7 @@ def rate_part(
     slices: list[RatedSlice] = []
     remaining = milli_kwh
     cumulative = cumulative_milli
-    tier = next((i for i, b in enumerate(bounds) if cumulative < b), len(bounds))
+    tier = bisect_right(bounds, cumulative)  # the first tier whose bound is above cumulative
     while True:
         room = bounds[tier] - cumulative if tier < len(bounds) else remaining
         take = min(room, remaining)

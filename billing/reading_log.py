@@ -13,17 +13,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from billing.clock import MICROSECOND
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BLOCK = 64
 """Readings per checkpoint; fewer than ``2 · BLOCK`` readings beyond ``limit`` are kept."""
-
-
-def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // MICROSECOND
 
 
 def _put(out: bytearray, value: int) -> None:
@@ -59,9 +51,8 @@ class ReadingLog:
     blocks: array = field(default_factory=lambda: array("q"))
     """Per block, 4 ints: the state before its first reading (stamp, register, gap), offset."""
 
-    def energy_at(self, ts: datetime) -> int | None:
-        """The register (0.001 kWh) accepted at ``ts``, if any."""
-        key = _micros(ts)
+    def energy_at(self, key: int) -> int | None:
+        """The register (0.001 kWh) accepted at ``key`` (µs since the epoch), if any."""
         if key >= self.last_stamp:  # the common case: newer than anything accepted
             return self.last_milli if key == self.last_stamp and self.count else None
         blocks = self.blocks
@@ -82,9 +73,8 @@ class ReadingLog:
                 return milli if stamp == key else None
         return None
 
-    def add(self, ts: datetime, milli: int) -> None:
-        """Record an accepted reading (newer than every one recorded)."""
-        stamp = _micros(ts)
+    def add(self, stamp: int, milli: int) -> None:
+        """Record an accepted reading at ``stamp`` µs (newer than every one recorded)."""
         if self.count % BLOCK == 0:
             self._checkpoint()
         gap = stamp - self.last_stamp

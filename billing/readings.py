@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from billing.clock import elapsed_us, ts_text
+from billing.clock import elapsed_us, epoch_us, ts_text
 from billing.days import close_days_until
 from billing.follow_up import follow_up
 from billing.messages import Reading
@@ -63,7 +63,7 @@ def check_reading(
         return Rejection("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
     milli = to_milli(r.energy)
     log = state.logs.get(r.meter_id)
-    known = log.energy_at(r.ts) if log is not None else None
+    known = log.energy_at(epoch_us(r.ts)) if log is not None else None
     if known is not None:
         return Rejection(
             "duplicate" if known == milli else "conflict",
@@ -157,7 +157,7 @@ def remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules)
     log = state.logs.get(state.meter_id)
     if log is None:
         log = state.logs[state.meter_id] = ReadingLog(rules.duplicate_memory)
-    log.add(ts, milli)
+    log.add(epoch_us(ts), milli)
 
 
 def record_reading(
