@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from billing.excerpt import excerpt
 
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The plausible range of input timestamps (docs/billing-rules.md "Plausible ranges"):
 # EARLIEST <= ts < LATEST, compared as instants. Wide enough for any real meter, narrow
 # enough that a reading cannot close millions of days or leave the ClickHouse column range.
@@ -29,8 +31,19 @@ class TimestampError(ValueError):
 
 
 def parse_ts(value: object, zone: tzinfo = LOCAL_ZONE) -> datetime:
-    """Parse an ISO-8601 timestamp with an offset, in the plausible range; return it in ``zone``."""
-    if not isinstance(value, str) or not _ISO_SHAPE.fullmatch(value):
+    """Parse an ISO-8601 timestamp with an offset, in the plausible range; return it in ``zone``.
+
+    Valid texts are remembered: a message's ts is read when it is ordered and again when it
+    is parsed, and a fleet's meters share their quarter-hour stamps.
+    """
+    if not isinstance(value, str):
+        raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
+    return _parse_text(value, zone)
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str, zone: tzinfo) -> datetime:
+    if not _ISO_SHAPE.fullmatch(value):
         raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
     try:
         parsed = datetime.fromisoformat(value)
@@ -51,6 +64,11 @@ def parse_ts(value: object, zone: tzinfo = LOCAL_ZONE) -> datetime:
 def ts_text(value: datetime) -> str:
     """Render a timestamp as ISO-8601 with its offset (seconds precision unless finer)."""
     return value.isoformat()
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC: an instant as one int."""
+    return (moment - EPOCH) // MICROSECOND
 
 
 def elapsed_us(start: datetime, end: datetime) -> int:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from billing.clock import local_midnight
 from billing.ledger import post_ledger
-from billing.numbers import from_milli, round_money
+from billing.numbers import from_fen, from_milli, round_money, to_fen
 from billing.outputs import Emitter
 from billing.points import on_day_close
 from billing.rules import BillingRules
@@ -45,7 +45,7 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
         ref=day.isoformat(),
         entry_id=f"charge:{aid}:{day.isoformat()}",
     )
-    state.charges.append(charge)
+    state.charges.append(to_fen(charge))
     out.row(
         "daily_usage",
         account_id=aid,
@@ -61,7 +61,7 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
         closing_balance=state.balance,
     )
     on_day_close(state, out, day, charge_ts)
-    state.overdraft_limit = overdraft_limit(state.charges, rules)
+    state.overdraft_limit = overdraft_limit(map(from_fen, state.charges), rules)
     if state.day.day.year != state.ytd_year:
         state.ytd_milli = 0
         state.ytd_year = state.day.day.year

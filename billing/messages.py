@@ -91,7 +91,7 @@ class Malformed(ValueError):
     """The message is not well formed; ``str(err)`` says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per reading, and frozen ones cost 3× to build
 class Reading:
     """A cumulative register reading."""
 

@@ -83,6 +83,16 @@ def to_milli(value: Decimal) -> int:
     return int(value * 1000)
 
 
+def to_fen(value: Decimal) -> int:
+    """Money in whole fen (values carry at most 2 decimals)."""
+    return int(value.scaleb(2))
+
+
+def from_fen(value: int) -> Decimal:
+    """Money from whole fen, with 2 decimals."""
+    return Decimal(value).scaleb(-2)
+
+
 def from_milli(value: int) -> Decimal:
     """Energy from whole thousandths of a kWh."""
     return Decimal(value).scaleb(-3)

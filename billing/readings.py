@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
-from billing.clock import elapsed_us, ts_text
+from billing.clock import elapsed_us, epoch_us, ts_text
 from billing.days import close_days_until
 from billing.follow_up import follow_up
 from billing.messages import Reading
@@ -39,8 +40,14 @@ class Accepted:
 
 
 def too_fast(milli: int, start: datetime, end: datetime, rules: BillingRules) -> bool:
-    """Mean power over [start, end) strictly above ``max_power_kw``."""
-    return Decimal(milli * US_PER_HOUR) > rules.max_power_kw * 1000 * elapsed_us(start, end)
+    """Mean power over [start, end) strictly above ``max_power_kw`` (compared exactly as ints)."""
+    kw, per = _ratio(rules.max_power_kw)  # max_power_kw = kw / per
+    return milli * US_PER_HOUR * per > kw * 1000 * elapsed_us(start, end)
+
+
+@lru_cache(maxsize=16)
+def _ratio(value: Decimal) -> tuple[int, int]:
+    return value.as_integer_ratio()
 
 
 def check_reading(
@@ -56,7 +63,7 @@ def check_reading(
         return Rejection("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
     milli = to_milli(r.energy)
     log = state.logs.get(r.meter_id)
-    known = log.energy_at(r.ts) if log is not None else None
+    known = log.energy_at(epoch_us(r.ts)) if log is not None else None
     if known is not None:
         return Rejection(
             "duplicate" if known == milli else "conflict",
@@ -150,7 +157,7 @@ def remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules)
     log = state.logs.get(state.meter_id)
     if log is None:
         log = state.logs[state.meter_id] = ReadingLog(rules.duplicate_memory)
-    log.add(ts, milli)
+    log.add(epoch_us(ts), milli)
 
 
 def record_reading(

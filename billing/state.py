@@ -65,7 +65,8 @@ class AccountState:
     status: Status = Status.ACTIVE
     baseline: tuple[datetime, int] | None = None
     logs: dict[str, ReadingLog] = field(default_factory=dict)
-    charges: deque[Decimal] = field(default_factory=lambda: deque(maxlen=30))
+    charges: deque[int] = field(default_factory=lambda: deque(maxlen=30))
+    """The last posted daily charges, in fen (small ints keep the state small)."""
     low_armed: bool = True
     arrears_armed: bool = True
     pending_cut: bool = False

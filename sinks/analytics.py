@@ -20,7 +20,7 @@ class _ClickHousePartition(StatelessSinkPartition[tuple[str, Row]]):
         for _key, row in items:
             by_table[row.table].append(row.values)
         for table, rows in by_table.items():
-            self._writer.add_many(table, rows)
+            self._writer.add_built(table, rows)
         self._writer.flush_if_due()
 
     def close(self) -> None:

@@ -187,13 +187,13 @@ def test_dec_1_warns_of_the_points_that_will_expire() -> None:
 )
 def test_days_left(charges: list[str], available: str, left: int | None) -> None:
     state = account()
-    state.charges.extend(D(c) for c in charges)
+    state.charges.extend(int(D(c) * 100) for c in charges)  # fen
     assert days_left(state, D(available), RULES) == left
 
 
 def test_low_balance_and_arrears_fire_once_per_crossing() -> None:
     state = account("25.00")
-    state.charges.extend([D("2.00"), D("3.00")])
+    state.charges.extend([200, 300])  # 2.00 and 3.00, in fen
     fired = []
     for balance in ["19.00", "18.00", "20.00", "19.99", "-0.01", "-5.00", "0.00", "-1.00"]:
         state.balance = D(balance)
@@ -214,7 +214,7 @@ def test_low_balance_and_arrears_fire_once_per_crossing() -> None:
 
 def test_low_balance_data() -> None:
     state = account("25.00")
-    state.charges.extend([D("2.00"), D("3.00")])
+    state.charges.extend([200, 300])  # 2.00 and 3.00, in fen
     state.balance = D("19.004")
     out = Emitter()
     balance_alerts(state, out, RULES, at("2026-03-02T10:00"), "test")
