@@ -25,12 +25,20 @@ from billing.rejections import Rejected
 from billing.rules import BillingRules
 from billing.state import AccountState
 from config.settings import DEFAULT_TOPIC_PREFIX
+from pipelines.wire import (
+    PackedEnvelope,
+    PackedRouted,
+    pack_envelope,
+    pack_routed,
+    unpack_envelope,
+    unpack_routed,
+)
 from sinks.metrics import Metrics
 
 DIRECTORY_KEY = "directory"
 
 
-class AccountLogic(StatefulLogic[Routed, Output, bytes]):
+class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
     """One account's state inside the flow; closes the open day at end of input if asked.
 
     Snapshots are the pickled state (cheaper than a deep copy, and immutable).
@@ -48,7 +56,8 @@ class AccountLogic(StatefulLogic[Routed, Output, bytes]):
         self.close_at_eof = close_at_eof
         self.metrics = metrics
 
-    def on_item(self, value: Routed) -> tuple[Iterable[Output], bool]:
+    def on_item(self, packed: PackedRouted) -> tuple[Iterable[Output], bool]:
+        value: Routed = unpack_routed(packed)
         outcome = apply(self.state, value, self.rules)
         self.state = outcome.state
         if self.metrics is not None:
@@ -80,7 +89,7 @@ def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: li
     metrics.count_outputs(outputs)
 
 
-class DirectoryLogic(StatefulLogic[Envelope, object, bytes]):
+class DirectoryLogic(StatefulLogic[PackedEnvelope, object, bytes]):
     """The meter directory: routes every message, in input order, to its account.
 
     It is one key that changes with every message, so its snapshot is taken as pickled
@@ -93,14 +102,18 @@ class DirectoryLogic(StatefulLogic[Envelope, object, bytes]):
         self.metrics = metrics
         self.directory: MeterDirectory = pickle.loads(resume) if resume else MeterDirectory()  # noqa: S301 - our own snapshot
 
-    def on_item(self, value: Envelope) -> tuple[Iterable[object], bool]:
+    def on_item(self, packed: PackedEnvelope) -> tuple[Iterable[object], bool]:
+        value = unpack_envelope(packed)
         routed = route(value, self.directory, self.rules)
         if self.metrics is not None:
             self.metrics.step_items.labels("route").inc()
             self.metrics.messages_in.labels(value.topic).inc()
             if isinstance(routed, Rejected):
                 _tally(self.metrics, value, routed.reason, routed)
-        return (routed,), StatefulLogic.RETAIN
+        if isinstance(routed, Rejected):
+            return (routed,), StatefulLogic.RETAIN
+        account_id, item = routed
+        return ((account_id, pack_routed(item)),), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.directory, protocol=pickle.HIGHEST_PROTOCOL)
@@ -121,11 +134,12 @@ def build_billing_flow(
 
     The meter directory (who owns which meter when, and the account lifecycle checks) is
     one keyed state that sees every message in input order; accounts are keyed by id, so
-    any number of workers gives the same per-account results. The core names input topics
+    any number of workers gives the same per-account results. Items cross workers as
+    plain tuples (``pipelines.wire``). The core names input topics
     by their logical names; rejections leave the flow naming the full topic (``topic_prefix``).
     """
     flow = Dataflow(flow_id)
-    envelopes = op.input("input", flow, source)
+    envelopes = op.map("pack", op.input("input", flow, source), pack_envelope)
     keyed = op.key_on("to_directory", envelopes, lambda _e: DIRECTORY_KEY)
     routed = op.key_rm(
         "routed", op.stateful("route", keyed, lambda resume: DirectoryLogic(rules, metrics, resume))
