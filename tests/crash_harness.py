@@ -22,7 +22,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from ingest.files import merged_envelopes
-from tests.live_harness import WATTPAY, free_port, wait_until
+from tests.live_harness import WATTPAY, free_ports, up_command, up_environment, wait_until
 
 INPUTS = ("accounts", "payments", "readings")
 SENTINEL = "ZZ-END"
@@ -194,7 +194,7 @@ class UpProcess:
         self.work = work
         self.state_dir = work / ".wattpay"
         self.dsn = f"chdb://{work / 'clickhouse'}"
-        self.ports = {"query": free_port(), "metrics": free_port(), "billing": free_port()}
+        self.ports = free_ports()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> dict:
@@ -202,26 +202,11 @@ class UpProcess:
         state_file.unlink(missing_ok=True)
         with (self.work / "up.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    *WATTPAY,
-                    "up",
-                    "--clickhouse",
-                    self.dsn,
-                    "--query-port",
-                    str(self.ports["query"]),
-                    "--metrics-port",
-                    str(self.ports["metrics"]),
-                    "--billing-metrics-port",
-                    str(self.ports["billing"]),
-                    "--partitions",
-                    "2",
-                    "--epoch-seconds",
-                    "1",
-                    *extra,
-                ],
+                up_command(self.dsn, self.ports, *extra),
                 cwd=self.work,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=up_environment(self.ports),
                 start_new_session=True,
             )
         wait_until(

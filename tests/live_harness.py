@@ -177,17 +177,46 @@ def output_ids(broker: EmbeddedBroker) -> dict[str, set[str]]:
     return ids
 
 
+def free_ports() -> dict[str, int]:
+    """A free port for each endpoint of one ``wattpay up``."""
+    return {name: free_port() for name in ("query", "metrics", "billing", "web")}
+
+
+def up_command(
+    dsn: str, ports: dict[str, int], *extra: str, config: Path | None = None
+) -> list[str]:
+    """``wattpay up`` on ClickHouse ``dsn`` and the given ports, 2 partitions, 1 s epochs."""
+    return [
+        *WATTPAY,
+        *(["--config", str(config)] if config is not None else []),
+        "up",
+        "--clickhouse",
+        dsn,
+        "--query-port",
+        str(ports["query"]),
+        "--metrics-port",
+        str(ports["metrics"]),
+        "--billing-metrics-port",
+        str(ports["billing"]),
+        "--partitions",
+        "2",
+        "--epoch-seconds",
+        "1",
+        *extra,
+    ]
+
+
+def up_environment(ports: dict[str, int]) -> dict[str, str]:
+    """The environment of a test's ``wattpay up``: its web app on its own free port."""
+    return {**os.environ, "WATTPAY_WEB_PORT": str(ports["web"])}
+
+
 class Instance:
     """A `wattpay up` child process working in its own directory."""
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.ports = {
-            "query": free_port(),
-            "metrics": free_port(),
-            "billing": free_port(),
-            "web": free_port(),
-        }
+        self.ports = free_ports()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str, config: Path | None = None) -> dict:
@@ -196,28 +225,11 @@ class Instance:
         state_file.unlink(missing_ok=True)
         self.log = (self.work / "up.log").open("ab")
         self.process = subprocess.Popen(
-            [
-                *WATTPAY,
-                *(["--config", str(config)] if config is not None else []),
-                "up",
-                "--clickhouse",
-                f"chdb://{self.work / 'clickhouse'}",
-                "--query-port",
-                str(self.ports["query"]),
-                "--metrics-port",
-                str(self.ports["metrics"]),
-                "--billing-metrics-port",
-                str(self.ports["billing"]),
-                "--partitions",
-                "2",
-                "--epoch-seconds",
-                "1",
-                *extra,
-            ],
+            up_command(f"chdb://{self.work / 'clickhouse'}", self.ports, *extra, config=config),
             cwd=self.work,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "WATTPAY_WEB_PORT": str(self.ports["web"])},
+            env=up_environment(self.ports),
         )
         wait_until(state_file.exists, 60, "wattpay up to write its state file")
         self.state = json.loads(state_file.read_text())
