@@ -8,6 +8,7 @@ the billing process into a restart loop.
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 from config.errors import OperatorError
@@ -19,14 +20,24 @@ FORMAT_FILE = "FORMAT"
 
 
 def ensure_recovery_dir(path: Path, partitions: int = RECOVERY_PARTITIONS) -> Path:
-    """Create and initialise the Bytewax recovery store once; later runs resume from it."""
+    """Create and initialise the Bytewax recovery store once; later runs resume from it.
+
+    The processes of a cluster share one store and start at the same moment: the check and
+    the initialisation happen under a file lock, so none of them sees a half-made store.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / ".init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _checked_or_initialised(path, partitions)
+
+
+def _checked_or_initialised(path: Path, partitions: int) -> Path:
     from bytewax.recovery import init_db_dir
 
     marker = path / FORMAT_FILE
     if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, partitions)
         marker.write_text(STATE_FORMAT + "\n", encoding="utf-8")
+        init_db_dir(path, partitions)
         return path
     found = marker.read_text(encoding="utf-8").strip() if marker.is_file() else "1"
     if found != STATE_FORMAT:

@@ -21,3 +21,33 @@ def test_a_store_of_an_older_release_is_refused_with_what_to_do(tmp_path: Path) 
     with pytest.raises(OperatorError, match="remove that directory") as refused:
         ensure_recovery_dir(store)
     assert str(store) in str(refused.value) and "\n" not in str(refused.value)
+
+
+def _start_together(store: Path, barrier, results) -> None:  # noqa: ANN001 - multiprocessing types
+    barrier.wait()
+    try:
+        ensure_recovery_dir(store, partitions=4)
+        results.put("ok")
+    except OperatorError as refused:
+        results.put(str(refused))
+
+
+def test_the_processes_of_a_cluster_starting_at_once_all_get_one_store(tmp_path: Path) -> None:
+    """Each process checks and initialises under a lock: none sees a half-made store."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    store = tmp_path / "recovery"
+    for _ in range(5):
+        barrier, results = context.Barrier(4), context.Queue()
+        workers = [
+            context.Process(target=_start_together, args=(store, barrier, results))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join()
+        assert outcomes == ["ok"] * 4
+        assert len(list(store.glob("part-*.sqlite3"))) == 4
