@@ -7,6 +7,7 @@ rules return a ``Rejection`` and ``apply`` says applied or rejected.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from billing.account_events import record_account_event
@@ -59,6 +60,19 @@ def route(
     envelope: Envelope, directory: MeterDirectory, rules: BillingRules
 ) -> tuple[str, Routed] | Rejected:
     """Parse a message and find its account; return (account_id, routed) or the rejection."""
+    message = parse_input(envelope, rules)
+    if isinstance(message, Rejected):
+        return message
+    if isinstance(message, Reading):
+        return route_reading(envelope, message, directory.owner_at(message.meter_id, message.ts))
+    if isinstance(message, AccountEvent):
+        return message.account_id, Routed(envelope, message, directory.check(message))
+    is_open = directory.is_open(message.account_id)
+    return route_payment(envelope, message, directory.payment_ids, is_open, rules)
+
+
+def parse_input(envelope: Envelope, rules: BillingRules) -> Message | Rejected:
+    """The message an envelope holds, or its rejection (malformed; from the future, live)."""
     try:
         message = parse_message(envelope, rules)
     except Malformed as err:
@@ -66,18 +80,31 @@ def route(
     if rules.reject_future and message.ts > envelope.received_at + rules.future_tolerance:
         # Live mode: received_at is the wall clock at arrival.
         return reject(envelope, Rejection("future", f"{ts_text(message.ts)} is ahead of the clock"))
-    if isinstance(message, Reading):
-        owner = directory.owner_at(message.meter_id, message.ts)
-        if owner is None:
-            why = Rejection("unknown_meter", f"no open account owns {message.meter_id}")
-            return reject(envelope, why)
-        return owner, Routed(envelope, message)
-    if isinstance(message, AccountEvent):
-        return message.account_id, Routed(envelope, message, directory.check(message))
-    duplicate = claim_payment_id(directory, message, rules)
+    return message
+
+
+def route_reading(
+    envelope: Envelope, reading: Reading, owner: str | None
+) -> tuple[str, Routed] | Rejected:
+    """A reading goes to the account that owned its meter at its timestamp (S14.3)."""
+    if owner is None:
+        why = Rejection("unknown_meter", f"no open account owns {reading.meter_id}")
+        return reject(envelope, why)
+    return owner, Routed(envelope, reading)
+
+
+def route_payment(
+    envelope: Envelope,
+    payment: TopUp | Redeem,
+    claims: MutableMapping[str, tuple[str, bool]],
+    is_open: bool,
+    rules: BillingRules,
+) -> tuple[str, Routed] | Rejected:
+    """A payment goes to its account once its id is claimed (S14.4); a repeat is refused."""
+    duplicate = claim_payment_id(claims, is_open, payment, rules)
     if duplicate is not None:
         return reject(envelope, duplicate)
-    return message.account_id, Routed(envelope, message)
+    return payment.account_id, Routed(envelope, payment)
 
 
 def apply(state: AccountState | None, item: Routed, rules: BillingRules) -> Outcome:

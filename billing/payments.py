@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from decimal import Decimal
 
 from billing.cuts import reconnection
-from billing.directory import MeterDirectory
 from billing.follow_up import follow_up
 from billing.ledger import post_ledger
 from billing.messages import Redeem, TopUp
@@ -29,23 +29,27 @@ def _duplicate(payment_id: str) -> Rejection:
 
 
 def claim_payment_id(
-    directory: MeterDirectory, payment: TopUp | Redeem, rules: BillingRules
+    claims: MutableMapping[str, tuple[str, bool]],
+    is_open: bool,
+    payment: TopUp | Redeem,
+    rules: BillingRules,
 ) -> Rejection | None:
     """Claim a payment id in the one namespace of all accounts, or refuse a repeat.
 
-    Every message passes the directory in order, so ids are claimed there. A top-up that
-    passes the lifecycle and amount checks is applied for sure: its claim is final. A
-    redemption may still be refused for insufficient points, so its claim is tentative and
-    its own account (which knows) decides a repeat (billing-rules #21).
+    ``claims`` holds every earlier claim of this id (the directory's, or the share of the
+    ids that hash alike), ``is_open`` whether the paying account is open as of this
+    payment. A top-up that passes the lifecycle and amount checks is applied for sure: its
+    claim is final. A redemption may still be refused for insufficient points, so its claim
+    is tentative and its own account (which knows) decides a repeat (billing-rules #21).
     """
-    claim = directory.payment_ids.get(payment.payment_id)
+    claim = claims.get(payment.payment_id)
     if claim is not None and (claim[1] or claim[0] != payment.account_id):
         return _duplicate(payment.payment_id)
-    if directory.is_open(payment.account_id):
+    if is_open:
         if isinstance(payment, TopUp) and valid_topup_amount(payment.amount, rules):
-            directory.payment_ids[payment.payment_id] = (payment.account_id, True)
+            claims[payment.payment_id] = (payment.account_id, True)
         elif isinstance(payment, Redeem) and payment.points >= 1 and claim is None:
-            directory.payment_ids[payment.payment_id] = (payment.account_id, False)
+            claims[payment.payment_id] = (payment.account_id, False)
     return None
 
 

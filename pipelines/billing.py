@@ -17,25 +17,24 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from billing.directory import MeterDirectory
-from billing.engine import Routed, apply, finish, route
+from billing.engine import Routed, apply, finish
 from billing.messages import Envelope
 from billing.outputs import DLQ, Output, Row, TopicMessage
-from billing.rejections import Rejected
 from billing.rules import BillingRules
 from billing.state import AccountState
 from config.settings import DEFAULT_TOPIC_PREFIX
-from pipelines.wire import (
-    PackedEnvelope,
-    PackedRouted,
-    pack_envelope,
-    pack_routed,
-    unpack_envelope,
-    unpack_routed,
+from pipelines.routing import (
+    LIFECYCLE_KEY,
+    LifecycleLogic,
+    NumberedSource,
+    OrderLogic,
+    RouteLogic,
+    dispatch,
+    is_keyed,
+    outputs_of,
 )
+from pipelines.wire import PackedRouted, unpack_routed
 from sinks.metrics import Metrics
-
-DIRECTORY_KEY = "directory"
 
 
 class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
@@ -89,36 +88,6 @@ def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: li
     metrics.count_outputs(outputs)
 
 
-class DirectoryLogic(StatefulLogic[PackedEnvelope, object, bytes]):
-    """The meter directory: routes every message, in input order, to its account.
-
-    It is one key that changes with every message, so its snapshot is taken as pickled
-    bytes (several times cheaper than the deep copy of a plain stateful map; see
-    BENCHMARKS.md "Recovery snapshots").
-    """
-
-    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
-        self.rules = rules
-        self.metrics = metrics
-        self.directory: MeterDirectory = pickle.loads(resume) if resume else MeterDirectory()  # noqa: S301 - our own snapshot
-
-    def on_item(self, packed: PackedEnvelope) -> tuple[Iterable[object], bool]:
-        value = unpack_envelope(packed)
-        routed = route(value, self.directory, self.rules)
-        if self.metrics is not None:
-            self.metrics.step_items.labels("route").inc()
-            self.metrics.messages_in.labels(value.topic).inc()
-            if isinstance(routed, Rejected):
-                _tally(self.metrics, value, routed.reason, routed)
-        if isinstance(routed, Rejected):
-            return (routed,), StatefulLogic.RETAIN
-        account_id, item = routed
-        return ((account_id, pack_routed(item)),), StatefulLogic.RETAIN
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self.directory, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 def build_billing_flow(
     rules: BillingRules,
     *,
@@ -132,23 +101,44 @@ def build_billing_flow(
 ) -> Dataflow:
     """The billing dataflow from input envelopes to analytics rows and topic messages.
 
-    The meter directory (who owns which meter when, and the account lifecycle checks) is
-    one keyed state that sees every message in input order; accounts are keyed by id, so
-    any number of workers gives the same per-account results. Items cross workers as
-    plain tuples (``pipelines.wire``). The core names input topics
-    by their logical names; rejections leave the flow naming the full topic (``topic_prefix``).
+    Readings are routed by route buckets keyed by meter, account events and payments by
+    the lifecycle, payment ids claimed in buckets keyed by id, and each account's input
+    order restored before its state applies them (``pipelines.routing``), so any number
+    of workers and processes gives the results of the sequential reference. Items cross
+    workers as plain tuples (``pipelines.wire``). The core names input topics by their
+    logical names; rejections leave the flow naming the full topic (``topic_prefix``).
     """
     flow = Dataflow(flow_id)
-    envelopes = op.map("pack", op.input("input", flow, source), pack_envelope)
-    keyed = op.key_on("to_directory", envelopes, lambda _e: DIRECTORY_KEY)
-    routed = op.key_rm(
-        "routed", op.stateful("route", keyed, lambda resume: DirectoryLogic(rules, metrics, resume))
+    numbered = op.input("input", flow, NumberedSource(source))
+    dispatched = op.branch(
+        "to_lifecycle",
+        op.flat_map("dispatch", numbered, partial(dispatch, metrics)),
+        lambda pair: pair[0] == LIFECYCLE_KEY,
     )
-    split = op.branch("routable", routed, lambda r: isinstance(r, tuple))
-    rejected = op.flat_map("rejections", split.falses, lambda outputs: outputs)
-    by_account = op.map("by_account", split.trues, lambda pair: pair)
+    answered = op.key_rm(
+        "answered",
+        op.stateful(
+            "lifecycle",
+            dispatched.trues,
+            lambda resume: LifecycleLogic(rules, metrics, resume),
+        ),
+    )
+    answers = op.branch("answers", answered, is_keyed)
+    to_route = op.merge("to_route", dispatched.falses, answers.trues)
+    routed = op.branch(
+        "routable",
+        op.key_rm(
+            "routed",
+            op.stateful("route", to_route, lambda resume: RouteLogic(rules, metrics, resume)),
+        ),
+        is_keyed,
+    )
+    by_account = op.key_rm("by_account", op.stateful("order", routed.trues, OrderLogic))
     applied = op.stateful(
         "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof, metrics)
+    )
+    rejected = op.flat_map(
+        "rejections", op.merge("refused", answers.falses, routed.falses), outputs_of
     )
     outputs = op.merge("outputs", rejected, op.key_rm("unkey", applied))
     op.output("analytics", op.filter_map("rows", outputs, partial(_row, topic_prefix)), rows)

@@ -53,6 +53,8 @@ def test_messages_in_equal_applied_plus_rejected_per_topic(run_flow: RunFlow) ->
     assert abs(sample(metrics, "wattpay_yuan_charged_total") - charged) < 1e-6
     assert sample(metrics, "wattpay_kwh_rated_total") > 0
     routed = sample(metrics, "wattpay_step_items_total", {"step": "route"})
-    assert routed == len(envelopes)
+    decided = sample(metrics, "wattpay_step_items_total", {"step": "lifecycle"})
+    readings = sum(1 for e in envelopes if e.topic == "readings")
+    assert (routed, decided) == (readings, len(envelopes) - readings)
     applied_or_account_rejected = sample(metrics, "wattpay_step_items_total", {"step": "accounts"})
-    assert 0 < applied_or_account_rejected < routed
+    assert 0 < applied_or_account_rejected < routed + decided

@@ -1,0 +1,346 @@
+"""Routing every input to its account without a step that every message passes through.
+
+The input is one ordered stream (S14.1), numbered by the source (``seq``) and followed,
+after each batch, by a tick: "everything up to ``seq`` has been sent". From there:
+
+- **Readings** go straight to a route bucket chosen by their meter (``route_key``). The
+  bucket holds the ownership spans of its meters, so it finds each reading's account.
+- **Account events and payments** (a few per account a month) go to the one lifecycle
+  key, which decides the S14.5 checks in input order and tells every route bucket the
+  outcome: the ownership changes of its meters, and the event or payment itself to the
+  bucket that forwards it. Every route bucket also gets a placeholder of the message from
+  the input, so it holds back what follows until the lifecycle's answer is in.
+- **Payment ids** are claimed in the route bucket their id hashes to (S14.4), with the
+  account's open/closed status the lifecycle sent along.
+- **Accounts** then receive from several route buckets, so their order is restored: an
+  order bucket per group of accounts keeps what arrives sorted by ``seq`` and releases
+  what lies below the smallest tick every route bucket has passed on. Each account then
+  has one sender again and sees its messages in input order.
+
+What is held back lies within one input batch, and everything of a batch is released once
+its tick has passed, so a snapshot (taken between batches) holds almost nothing in flight.
+The buckets' counts are fixed: they are part of the recovery store's keys.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulLogic
+
+from billing.directory import Lifecycle, MeterSpans, OwnershipChange
+from billing.engine import Routed, parse_input, route_payment, route_reading
+from billing.messages import READINGS, AccountEvent, Envelope, Reading
+from billing.outputs import Output
+from billing.rejections import Rejected
+from billing.rules import BillingRules
+from pipelines.shelves import Shelved
+from pipelines.wire import (
+    PackedEnvelope,
+    pack_envelope,
+    pack_routed,
+    unpack_envelope,
+    unpack_routed,
+)
+from sinks.metrics import Metrics
+
+ROUTE_BUCKETS = 8
+ORDER_BUCKETS = 8
+LIFECYCLE_KEY = "lifecycle"
+ROUTE_KEYS = tuple(f"route-{b}" for b in range(ROUTE_BUCKETS))
+ORDER_KEYS = tuple(f"order-{b}" for b in range(ORDER_BUCKETS))
+
+# What travels between the steps: plain tuples tagged by their first field.
+INPUT, WAIT, TICK, ANSWER, ROUTED = range(5)
+
+Numbered = tuple[int, Envelope | None]
+"""A numbered input (``seq``, envelope), or a tick (``seq``, None)."""
+
+
+def bucket_of(text: str, buckets: int) -> int:
+    """A stable bucket for a key (the same in every process and every run)."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % buckets
+
+
+def route_key(meter_or_payment_id: str) -> str:
+    """The route bucket of a meter's readings or of a payment id's claims."""
+    return ROUTE_KEYS[bucket_of(meter_or_payment_id, ROUTE_BUCKETS)]
+
+
+def order_key(account_id: str) -> str:
+    """The order bucket that restores an account's input order."""
+    return ORDER_KEYS[bucket_of(account_id, ORDER_BUCKETS)]
+
+
+class _NumberedPartition(StatefulSourcePartition[Numbered, tuple[Any, int]]):
+    def __init__(self, inner: StatefulSourcePartition[Envelope, Any], next_seq: int) -> None:
+        self._inner = inner
+        self._next = next_seq
+
+    def next_batch(self) -> list[Numbered]:
+        batch = self._inner.next_batch()
+        if not batch:
+            return []
+        first = self._next
+        self._next += len(batch)
+        numbered: list[Numbered] = list(zip(range(first, self._next), batch, strict=True))
+        numbered.append((self._next - 1, None))
+        return numbered
+
+    def next_awake(self):  # noqa: ANN201 - Bytewax's own signature
+        return self._inner.next_awake()
+
+    def snapshot(self) -> tuple[Any, int]:
+        return self._inner.snapshot(), self._next
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class NumberedSource(FixedPartitionedSource[Numbered, tuple[Any, int]]):
+    """An ordered one-partition source, its items numbered and each batch closed by a tick.
+
+    The next number is part of the resume state, so a recovered run numbers on exactly
+    where the snapshot's states stopped.
+    """
+
+    def __init__(self, inner: FixedPartitionedSource[Envelope, Any]) -> None:
+        self.inner = inner
+
+    def list_parts(self) -> list[str]:
+        parts = self.inner.list_parts()
+        if len(parts) != 1:
+            msg = f"the billing input must be one ordered stream, not {len(parts)} partitions"
+            raise ValueError(msg)
+        return parts
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: tuple[Any, int] | None
+    ) -> _NumberedPartition:
+        inner_resume, next_seq = resume_state if resume_state is not None else (None, 0)
+        return _NumberedPartition(self.inner.build_part(step_id, for_part, inner_resume), next_seq)
+
+
+def dispatch(metrics: Metrics | None, item: Numbered) -> list[tuple[str, tuple[Any, ...]]]:
+    """Where a numbered input goes: its route bucket, or the lifecycle and a placeholder."""
+    seq, envelope = item
+    if envelope is None:
+        return [(key, (TICK, seq, bucket)) for bucket, key in enumerate(ROUTE_KEYS)]
+    if metrics is not None:
+        metrics.messages_in.labels(envelope.topic).inc()
+    packed = (INPUT, seq, pack_envelope(envelope))
+    if envelope.topic == READINGS:
+        return [(route_key(envelope.key), packed)]
+    return [(LIFECYCLE_KEY, packed), *((key, (WAIT, seq)) for key in ROUTE_KEYS)]
+
+
+def _tally(metrics: Metrics | None, envelope: Envelope, rejected: Rejected) -> None:
+    if metrics is not None:
+        metrics.messages_rejected.labels(envelope.topic, rejected.reason).inc()
+        metrics.count_outputs(rejected)
+
+
+class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
+    """Account events and payments in input order: the S14.5 checks, answered to every bucket.
+
+    Its state changes only with account events, so its snapshot is pickled once per change.
+    """
+
+    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
+        self.rules = rules
+        self.metrics = metrics
+        self.lifecycle: Lifecycle = pickle.loads(resume) if resume else Lifecycle()  # noqa: S301 - our own snapshot
+        self._frozen = resume
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
+        _, seq, packed = value
+        envelope = unpack_envelope(packed)
+        message = parse_input(envelope, self.rules)
+        if self.metrics is not None:
+            self.metrics.step_items.labels("lifecycle").inc()
+        answers: list[tuple[str, tuple[Any, ...]]] = []
+        if isinstance(message, Rejected):
+            _tally(self.metrics, envelope, message)
+            return [*message, *self._answers(seq)], StatefulLogic.RETAIN
+        if isinstance(message, AccountEvent):
+            self._frozen = None
+            verdict, changes = self.lifecycle.check(message)
+            item = pack_routed(Routed(envelope, message, verdict))
+            target = route_key(message.account_id)
+            answers = self._answers(seq, changes, target, message.account_id, item)
+        elif isinstance(message, Reading):  # a reading on another topic cannot happen
+            msg = "a reading reached the lifecycle"
+            raise TypeError(msg)
+        else:
+            is_open = self.lifecycle.is_open(message.account_id)
+            item = pack_routed(Routed(envelope, message))
+            target = route_key(message.payment_id)
+            answers = self._answers(seq, (), target, message.account_id, item, is_open)
+        return answers, StatefulLogic.RETAIN
+
+    @staticmethod
+    def _answers(
+        seq: int,
+        changes: Iterable[OwnershipChange] = (),
+        target: str | None = None,
+        account_id: str | None = None,
+        item: tuple[Any, ...] | None = None,
+        is_open: bool | None = None,
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """One answer per route bucket: its meters' changes, and the item for ``target``."""
+        mine: dict[str, list[tuple[str, str | None, Any]]] = {key: [] for key in ROUTE_KEYS}
+        for change in changes:
+            mine[route_key(change.meter_id)].append(tuple(change))  # type: ignore[arg-type]
+        return [
+            (key, (ANSWER, seq, tuple(mine[key]), account_id, item, is_open))
+            if key == target
+            else (key, (ANSWER, seq, tuple(mine[key]), None, None, None))
+            for key in ROUTE_KEYS
+        ]
+
+    def snapshot(self) -> bytes:
+        if self._frozen is None:
+            self._frozen = pickle.dumps(self.lifecycle, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._frozen
+
+
+class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
+    """A route bucket: the ownership spans of its meters and the payment ids claimed in it.
+
+    Both change only with account events and payments; their snapshots re-pickle only
+    the shelves that changed (``pipelines.shelves``).
+
+    Inputs arrive in input order from the source; the lifecycle's answers arrive on their
+    own path, so a placeholder holds everything behind it until its answer is in.
+    """
+
+    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
+        self.rules = rules
+        self.metrics = metrics
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.answers: dict[int, tuple[Any, ...]] = {}
+        spans = claims = None
+        if resume:
+            spans, claims, self.queue, self.answers = pickle.loads(resume)  # noqa: S301
+        self.spans: Shelved[MeterSpans] = Shelved(spans)
+        self.claims: Shelved[tuple[str, bool]] = Shelved(claims)
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
+        out: list[object] = []
+        if value[0] == ANSWER:
+            self.answers[value[1]] = value
+        elif not self.queue and value[0] == INPUT:
+            self._reading(value[1], value[2], out)  # the common case: nothing held back
+            return out, StatefulLogic.RETAIN
+        else:
+            self.queue.append(value)
+        while self.queue:
+            head = self.queue[0]
+            if head[0] == WAIT:
+                answer = self.answers.pop(head[1], None)
+                if answer is None:
+                    break
+                self._answer(answer, out)
+            elif head[0] == TICK:
+                out.extend((key, (TICK, head[2], head[1])) for key in ORDER_KEYS)
+            else:
+                self._reading(head[1], head[2], out)
+            self.queue.popleft()
+        return out, StatefulLogic.RETAIN
+
+    def _reading(self, seq: int, packed: PackedEnvelope, out: list[object]) -> None:
+        envelope = unpack_envelope(packed)
+        if self.metrics is not None:
+            self.metrics.step_items.labels("route").inc()
+        reading = parse_input(envelope, self.rules)
+        if not isinstance(reading, Rejected):
+            spans = self.spans.get(reading.meter_id)  # type: ignore[union-attr]
+            owner = None if spans is None else spans.owner_at(reading.ts)
+            reading = route_reading(envelope, reading, owner)  # type: ignore[arg-type]
+        if isinstance(reading, Rejected):
+            _tally(self.metrics, envelope, reading)
+            out.extend(reading)
+            return
+        account_id, item = reading
+        out.append((order_key(account_id), (ROUTED, seq, account_id, pack_routed(item))))
+
+    def _answer(self, answer: tuple[Any, ...], out: list[object]) -> None:
+        _, seq, changes, account_id, item, is_open = answer
+        for change in changes:
+            spans = self.spans.get(change[0])
+            if spans is None:
+                spans = self.spans[change[0]] = MeterSpans()
+            spans.change(OwnershipChange(*change))
+            self.spans.touched(change[0])
+        if item is None:
+            return
+        if is_open is not None:  # a payment: claim its id here
+            routed = unpack_routed(item)
+            claimed = route_payment(
+                routed.envelope,
+                routed.message,  # type: ignore[arg-type]
+                self.claims,
+                is_open,
+                self.rules,
+            )
+            if isinstance(claimed, Rejected):
+                _tally(self.metrics, routed.envelope, claimed)
+                out.extend(claimed)
+                return
+        out.append((order_key(account_id), (ROUTED, seq, account_id, item)))
+
+    def snapshot(self) -> bytes:
+        state = (self.spans.snapshot(), self.claims.snapshot(), self.queue, self.answers)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class OrderLogic(StatefulLogic[tuple[Any, ...], tuple[str, tuple[Any, ...]], bytes]):
+    """Restores input order for a group of accounts from what every route bucket sends.
+
+    An item is released once every route bucket's tick has passed its ``seq``: by then
+    nothing earlier can still arrive, since each bucket sends in input order.
+    """
+
+    def __init__(self, resume: bytes | None) -> None:
+        self.held: list[tuple[int, str, tuple[Any, ...]]] = []
+        self.ticks = [-1] * ROUTE_BUCKETS
+        if resume:
+            self.held, self.ticks = pickle.loads(resume)  # noqa: S301 - our own snapshot
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[tuple[str, tuple[Any, ...]]], bool]:
+        if value[0] == ROUTED:
+            heapq.heappush(self.held, value[1:])
+            return (), StatefulLogic.RETAIN
+        _, bucket, seq = value
+        self.ticks[bucket] = seq
+        return self._release(min(self.ticks)), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[tuple[str, tuple[Any, ...]]], bool]:
+        return self._release(None), StatefulLogic.RETAIN
+
+    def _release(self, upto: int | None) -> list[tuple[str, tuple[Any, ...]]]:
+        released = []
+        held = self.held
+        while held and (upto is None or held[0][0] <= upto):
+            _, account_id, item = heapq.heappop(held)
+            released.append((account_id, item))
+        return released
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.held, self.ticks), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def is_keyed(item: object) -> bool:
+    """True for an item on its way to a key; False for an output (a rejection's rows)."""
+    return isinstance(item, tuple)
+
+
+def outputs_of(item: object) -> list[Output]:
+    """An output on its own, as a list for ``flat_map``."""
+    return [item]  # type: ignore[list-item]
