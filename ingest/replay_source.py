@@ -66,12 +66,16 @@ class _ReplayPartition(StatefulSourcePartition[Envelope, int]):
 class ReplaySource(FixedPartitionedSource[Envelope, int]):
     """The merged input files of a replay directory as one ordered partition."""
 
-    def __init__(self, directory: Path, *, progress: TextIO | None = sys.stderr) -> None:
+    def __init__(
+        self, directory: Path, *, progress: TextIO | None = sys.stderr, local: bool = True
+    ) -> None:
         self.directory = directory
         self.progress = progress
+        self.local = local
 
     def list_parts(self) -> list[str]:
-        return ["replay"]
+        """The one partition, in the process of a cluster that reads the files (``local``)."""
+        return ["replay"] if self.local else []
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
         progress = Progress(count_lines(self.directory), self.progress)

@@ -1,40 +1,54 @@
-"""Bytewax sink that writes analytics rows (SPEC S8) to ClickHouse in bounded batches."""
+"""Bytewax sink that writes analytics rows (SPEC S8) to ClickHouse in bounded batches.
+
+The embedded ClickHouse can be opened by one process only, so the writers (one per worker
+thread) are partitions that only the process given ``writers`` lists: the workers of a
+cluster's other processes send their rows there.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.outputs import Row
 from sinks.clickhouse import BatchWriter, ClickHouseStore
 
 
-class _ClickHousePartition(StatelessSinkPartition[tuple[str, Row]]):
+class _ClickHousePartition(StatefulSinkPartition[Row, None]):
     def __init__(self, dsn: str, max_rows: int, max_seconds: float) -> None:
         self._store = ClickHouseStore(dsn)
         self._writer = BatchWriter(self._store, max_rows=max_rows, max_seconds=max_seconds)
 
-    def write_batch(self, items: list[tuple[str, Row]]) -> None:
+    def write_batch(self, items: list[Row]) -> None:
         by_table: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for _key, row in items:
+        for row in items:
             by_table[row.table].append(row.values)
         for table, rows in by_table.items():
             self._writer.add_built(table, rows)
         self._writer.flush_if_due()
+
+    def snapshot(self) -> None:
+        return None
 
     def close(self) -> None:
         self._writer.close()
         self._store.close()
 
 
-class ClickHouseSink(DynamicSink[tuple[str, Row]]):
-    """Every worker batches its rows and writes them; repeated rows deduplicate by id."""
+class ClickHouseSink(FixedPartitionedSink[tuple[str, Row], None]):
+    """Rows batched by ``writers`` partitions of this process; repeated rows deduplicate by id."""
 
-    def __init__(self, dsn: str, *, max_rows: int = 10_000, max_seconds: float = 1.0) -> None:
+    def __init__(
+        self, dsn: str, *, writers: int = 1, max_rows: int = 10_000, max_seconds: float = 1.0
+    ) -> None:
         self.dsn = dsn
+        self.writers = writers
         self.max_rows = max_rows
         self.max_seconds = max_seconds
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ClickHousePartition:
+    def list_parts(self) -> list[str]:
+        return [f"clickhouse-{index}" for index in range(self.writers)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ClickHousePartition:
         return _ClickHousePartition(self.dsn, self.max_rows, self.max_seconds)

@@ -51,12 +51,14 @@ class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
 class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
     """Writes each output topic to ``directory/<prefix><topic>.jsonl``."""
 
-    def __init__(self, directory: Path, prefix: str) -> None:
+    def __init__(self, directory: Path, prefix: str, *, local: bool = True) -> None:
         self.directory = directory
         self.prefix = prefix
+        self.local = local
 
     def list_parts(self) -> list[str]:
-        return list(OUTPUT_TOPICS)
+        """Every topic's file, in the one process of a cluster that writes them (``local``)."""
+        return list(OUTPUT_TOPICS) if self.local else []
 
     def part_fn(self, item_key: str) -> int:
         # Bytewax indexes into the sorted set of all partition names.

@@ -37,14 +37,18 @@ def sql(dsn: str, query: str) -> list[dict]:
     return json.loads(done.stdout)
 
 
-def replay_results(sample: Path, tmp_path: Path, workers: int = 1) -> dict[str, list[dict]]:
+def replay_results(
+    sample: Path, tmp_path: Path, workers: int = 1, processes: int = 1
+) -> dict[str, list[dict]]:
     work = tmp_path / sample.name
     shutil.copytree(sample, work)
     work.chmod(0o755)
     dsn = f"chdb://{tmp_path / 'clickhouse'}"
     subprocess.run(
-        [*WATTPAY, "replay", str(work), "--clickhouse", dsn, "--quiet", "--workers", str(workers)],
+        [*WATTPAY, "replay", str(work), "--clickhouse", dsn, "--quiet"]
+        + ["--workers", str(workers), "--processes", str(processes)],
         check=True,
+        timeout=300,
     )
     actual = {section: sql(dsn, query) for section, query in TABLE_QUERIES.items()}
     for section, name in TOPIC_FILES.items():
@@ -77,4 +81,12 @@ def test_replay_matches_conformance_set(name: str, tmp_path: Path) -> None:
 def test_replay_with_two_workers_matches(tmp_path: Path) -> None:
     sample = CONFORMANCE / "sample1"
     actual = replay_results(sample, tmp_path, workers=2)
+    assert differences(load_expected(sample), actual) == {}
+
+
+@pytest.mark.parametrize("name", ["sample1", "sample2"])
+def test_replay_as_a_two_process_cluster_matches(name: str, tmp_path: Path) -> None:
+    """The second process bills its share of the accounts; the first writes every row."""
+    sample = CONFORMANCE / name
+    actual = replay_results(sample, tmp_path, workers=2, processes=2)
     assert differences(load_expected(sample), actual) == {}

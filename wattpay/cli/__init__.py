@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
@@ -28,13 +28,12 @@ from wattpay.cli.web import add_web_commands
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the billing dataflow over a directory of JSONL inputs into ClickHouse."""
-    from bytewax.run import cli_main
-
     from ingest.replay_source import ReplaySource
     from pipelines.billing import build_billing_flow
     from sinks.analytics import ClickHouseSink
     from sinks.clickhouse import ClickHouseStore
     from sinks.topics import TopicFileSink
+    from wattpay.replay_cluster import run_replay_cluster
     from wattpay.summary import print_summary
 
     settings = _settings(args)
@@ -42,26 +41,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         print(f"wattpay replay: {directory} is not a directory", file=sys.stderr)
         return 2
-    with ClickHouseStore(settings.clickhouse_dsn) as store:
-        store.migrate()
+    if args.processes < 1 or args.workers < 1:
+        print("wattpay replay: --processes and --workers must be at least 1", file=sys.stderr)
+        return 2
+    leader = args.process_id in (None, 0)
     out = directory / "out"
-    shutil.rmtree(out, ignore_errors=True)
+    if leader:
+        with ClickHouseStore(settings.clickhouse_dsn) as store:
+            store.migrate()
+        shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
+    # In a cluster, the first process reads the files and writes ClickHouse and the topic
+    # files (the embedded ClickHouse opens in one process only); billing spreads over all.
     flow = build_billing_flow(
         settings.rules,
-        source=ReplaySource(directory, progress=None if args.quiet else sys.stderr),
+        source=ReplaySource(directory, progress=None if args.quiet else sys.stderr, local=leader),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
+            writers=args.workers if leader else 0,
             max_rows=settings.batch_rows,
             max_seconds=settings.batch_seconds,
         ),
-        messages=TopicFileSink(out, settings.topic_prefix),
+        messages=TopicFileSink(out, settings.topic_prefix, local=leader),
         topic_prefix=settings.topic_prefix,
     )
-    # Replay runs without recovery: one long epoch avoids snapshotting state for nothing.
-    cli_main(flow, workers_per_process=args.workers, epoch_interval=timedelta(days=1))
+    run_replay_cluster(flow, args)
     elapsed = time.monotonic() - started
-    if not args.quiet:
+    if leader and not args.quiet:
         with ClickHouseStore(settings.clickhouse_dsn) as store:
             print_summary(store, out, settings.topic_prefix, elapsed, sys.stdout)
     return 0
@@ -233,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
             """
             wattpay replay data                # reads data/*.jsonl, writes data/out/
             wattpay replay data --workers 2 --quiet
+            wattpay replay data --processes 2  # a 2-process cluster on this machine
             wattpay replay data --clickhouse chdb:///tmp/wattpay-ch
             """,
             description="Run the billing over DIRECTORY/accounts.jsonl, payments.jsonl and "
@@ -243,9 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("directory", help="directory holding the input files")
     replay.add_argument(
-        "--workers", type=int, default=1, help="worker threads (default: %(default)s)"
+        "--workers", type=int, default=1, help="worker threads per process (default: %(default)s)"
+    )
+    replay.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes of a cluster on this machine, on loopback (default: %(default)s)",
     )
     replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    # How the first process starts the others: not for people.
+    replay.add_argument("--process-id", type=int, default=None, help=argparse.SUPPRESS)
+    replay.add_argument("--addresses", default=None, help=argparse.SUPPRESS)
     replay.set_defaults(handler=cmd_replay)
 
     sql = with_clickhouse(
