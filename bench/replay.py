@@ -1,6 +1,7 @@
 """Replay throughput: `wattpay replay` over ≥ 1M readings vs a bare read + parse of the same files.
 
 Usage: .venv/bin/python bench/replay.py [--households 400] [--days 30] [--workers 1]
+       [--runs PROCESSES/WORKERS,...]  e.g. --runs 1/1,1/2,2/1 (each measured in this run)
 Writes the example set once into bench/data/ (ignored by git) and prints a Markdown table row
 for BENCHMARKS.md. Both passes run in this same invocation, so the ratio is meaningful on a
 shared, noisy machine.
@@ -42,7 +43,7 @@ def bare_pass(directory: Path) -> tuple[int, float]:
     return readings, time.perf_counter() - started
 
 
-def replay_pass(directory: Path, workers: int) -> float:
+def replay_pass(directory: Path, workers: int, processes: int = 1) -> float:
     """Run `wattpay replay` into a fresh embedded ClickHouse; return its wall time."""
     clickhouse = directory.parent / "clickhouse"
     shutil.rmtree(clickhouse, ignore_errors=True)
@@ -57,6 +58,8 @@ def replay_pass(directory: Path, workers: int) -> float:
             "--quiet",
             "--workers",
             str(workers),
+            "--processes",
+            str(processes),
             "--clickhouse",
             f"chdb://{clickhouse}",
         ],
@@ -72,7 +75,16 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="processes/workers of each replay, comma-separated (default: 1/--workers)",
+    )
     args = parser.parse_args()
+    runs = [
+        tuple(int(part) for part in run.split("/"))
+        for run in (args.runs or f"1/{args.workers}").split(",")
+    ]
     data = ROOT / "bench" / "data" / f"h{args.households}-d{args.days}-s{args.seed}"
     inputs = data / "input"
     if not (inputs / "readings.jsonl").exists():
@@ -84,21 +96,32 @@ def main() -> None:
             start=date(2026, 3, 2),
         )
     readings, bare = bare_pass(inputs)
-    full = replay_pass(inputs, args.workers)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"readings: {readings:,}")
     print(f"bare read + parse: {bare:.1f} s = {readings / bare:,.0f} readings/s")
-    print(
-        f"wattpay replay (workers={args.workers}): {full:.1f} s = {readings / full:,.0f} readings/s"
-    )
-    print(f"replay / bare throughput ratio: {bare / full:.3f}")
     today = datetime.now(UTC).date().isoformat()
+    table = []
+    first = None
+    for processes, workers in runs:
+        full = replay_pass(inputs, workers, processes)
+        first = first or full
+        print(
+            f"wattpay replay (processes={processes}, workers={workers}): {full:.1f} s = "
+            f"{readings / full:,.0f} readings/s; / bare {bare / full:.3f}; "
+            f"/ first run {first / full:.2f}×"
+        )
+        table.append(
+            f"| {today} | {readings:,} | {processes} × {workers} | {readings / bare:,.0f} "
+            f"| {readings / full:,.0f} | {bare / full:.3f} | {first / full:.2f}× |"
+        )
     print(
-        f"| {today} | {readings:,} | {args.workers} | {readings / bare:,.0f} "
-        f"| {readings / full:,.0f} | {bare / full:.3f} |"
+        "| date | readings | processes × workers | bare readings/s | replay readings/s "
+        "| replay / bare | vs first run |"
     )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(table))
 
 
 if __name__ == "__main__":
