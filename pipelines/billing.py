@@ -60,7 +60,7 @@ class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
         outcome = apply(self.state, value, self.rules)
         self.state = outcome.state
         if self.metrics is not None:
-            self.metrics.step_items.labels("accounts").inc()
+            self.metrics.of(self.metrics.step_items, "accounts").inc()
             reason = outcome.rejection.reason if outcome.rejection else None
             _tally(self.metrics, value.envelope, reason, outcome.outputs)
             self.metrics.observe_event_time(value.message.ts, datetime.now(UTC))
@@ -82,9 +82,9 @@ class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
 def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:
     """Applied (``reason`` None) or rejected with its reason, and what the message produced."""
     if reason is None:
-        metrics.messages_applied.labels(envelope.topic).inc()
+        metrics.of(metrics.messages_applied, envelope.topic).inc()
     else:
-        metrics.messages_rejected.labels(envelope.topic, reason).inc()
+        metrics.of(metrics.messages_rejected, envelope.topic, reason).inc()
     metrics.count_outputs(outputs)
 
 

@@ -133,7 +133,7 @@ def dispatch(metrics: Metrics | None, item: Numbered) -> list[tuple[str, tuple[A
     if envelope is None:
         return [(key, (TICK, seq, bucket)) for bucket, key in enumerate(ROUTE_KEYS)]
     if metrics is not None:
-        metrics.messages_in.labels(envelope.topic).inc()
+        metrics.of(metrics.messages_in, envelope.topic).inc()
     packed = (INPUT, seq, pack_envelope(envelope))
     if envelope.topic == READINGS:
         return [(route_key(envelope.key), packed)]
@@ -142,7 +142,7 @@ def dispatch(metrics: Metrics | None, item: Numbered) -> list[tuple[str, tuple[A
 
 def _tally(metrics: Metrics | None, envelope: Envelope, rejected: Rejected) -> None:
     if metrics is not None:
-        metrics.messages_rejected.labels(envelope.topic, rejected.reason).inc()
+        metrics.of(metrics.messages_rejected, envelope.topic, rejected.reason).inc()
         metrics.count_outputs(rejected)
 
 
@@ -163,7 +163,7 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         envelope = unpack_envelope(packed)
         message = parse_input(envelope, self.rules)
         if self.metrics is not None:
-            self.metrics.step_items.labels("lifecycle").inc()
+            self.metrics.of(self.metrics.step_items, "lifecycle").inc()
         answers: list[tuple[str, tuple[Any, ...]]] = []
         if isinstance(message, Rejected):
             _tally(self.metrics, envelope, message)
@@ -257,7 +257,7 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
     def _reading(self, seq: int, packed: PackedEnvelope, out: list[object]) -> None:
         envelope = unpack_envelope(packed)
         if self.metrics is not None:
-            self.metrics.step_items.labels("route").inc()
+            self.metrics.of(self.metrics.step_items, "route").inc()
         reading = parse_input(envelope, self.rules)
         if not isinstance(reading, Rejected):
             spans = self.spans.get(reading.meter_id)  # type: ignore[union-attr]

@@ -7,9 +7,10 @@ account or meter id. Seconds, not milliseconds.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -45,19 +46,33 @@ class Metrics:
     clickhouse_insert_seconds: Histogram
     clickhouse_batch_rows: Histogram
     step_items: Counter
+    _children: dict[tuple[str, tuple[str, ...]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def of(self, metric: Counter | Gauge, *labels: str) -> Any:  # noqa: ANN401 - a child
+        """``metric.labels(*labels)``, looked up once: ``labels`` takes a lock on every call.
+
+        Label values are bounded (topics, reasons, kinds), so the cache is too.
+        """
+        key = (metric._name, labels)  # noqa: SLF001 - the metric's own name
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def count_outputs(self, outputs: Iterable[Output]) -> None:
         """Count what a processed message produced."""
         outputs = list(outputs)
-        self.step_items.labels("outputs").inc(len(outputs))
+        self.of(self.step_items, "outputs").inc(len(outputs))
         for output in outputs:
             if isinstance(output, Row):
                 self._count_row(output)
             elif isinstance(output, TopicMessage):
                 if output.topic == NOTIFICATIONS:
-                    self.notifications.labels(str(output.value.get("type", ""))).inc()
+                    self.of(self.notifications, str(output.value.get("type", ""))).inc()
                 elif output.topic == METER_COMMANDS:
-                    self.commands.labels(str(output.value.get("action", ""))).inc()
+                    self.of(self.commands, str(output.value.get("action", ""))).inc()
                 elif output.topic == PAYMENT_REQUESTS:
                     self.payment_requests.inc()
 
@@ -70,16 +85,16 @@ class Metrics:
             if values["kind"] == "charge":
                 self.yuan_charged.inc(float(-amount))
             elif amount > 0:
-                self.yuan_credited.labels(str(values["kind"])).inc(float(amount))
+                self.of(self.yuan_credited, str(values["kind"])).inc(float(amount))
 
     def status_changed(self, old: str | None, new: str | None) -> None:
         """Move one account between status gauges."""
         if old == new:
             return
         if old is not None:
-            self.accounts.labels(old).dec()
+            self.of(self.accounts, old).dec()
         if new is not None:
-            self.accounts.labels(new).inc()
+            self.of(self.accounts, new).inc()
 
     def observe_event_time(self, ts: datetime, now: datetime) -> None:
         """Lag between the latest processed event and the wall clock."""
