@@ -33,6 +33,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sinks.analytics import ClickHouseSink
     from sinks.clickhouse import ClickHouseStore
     from sinks.topics import TopicFileSink
+    from wattpay.collector import tune_for_long_lived_state
     from wattpay.replay_cluster import run_replay_cluster
     from wattpay.summary import print_summary
 
@@ -44,6 +45,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.workers < 1:
         print("wattpay replay: --processes and --workers must be at least 1", file=sys.stderr)
         return 2
+    tune_for_long_lived_state()
     leader = args.process_id in (None, 0)
     out = directory / "out"
     if leader:

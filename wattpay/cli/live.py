@@ -25,8 +25,10 @@ def cmd_billing(args: argparse.Namespace) -> int:
     from pipelines.live import build_live_flow
     from sinks.kafka import kafka_config, require_brokers
     from sinks.metrics import create_metrics
+    from wattpay.collector import tune_for_long_lived_state
 
     settings = _settings(args)
+    tune_for_long_lived_state()
     require_brokers(kafka_config(settings))
     recovery = ensure_recovery_dir(Path(args.recovery_dir))
     addresses = args.addresses.split(";") if args.addresses else None
