@@ -51,6 +51,25 @@ class ReadingLog:
     blocks: array = field(default_factory=lambda: array("q"))
     """Per block, 4 ints: the state before its first reading (stamp, register, gap), offset."""
 
+    def __getstate__(self) -> tuple[object, ...]:
+        """Its fields as a tuple: pickled with every account snapshot, so kept cheap."""
+        return (
+            self.limit,
+            bytes(self.data),
+            self.count,
+            self.last_stamp,
+            self.last_milli,
+            self.last_gap,
+            self.blocks.tobytes(),
+        )
+
+    def __setstate__(self, packed: tuple[object, ...]) -> None:
+        limit, data, self.count, self.last_stamp, self.last_milli, self.last_gap, blocks = packed
+        self.limit = limit  # type: ignore[assignment]
+        self.data = bytearray(data)  # type: ignore[arg-type]
+        self.blocks = array("q")
+        self.blocks.frombytes(blocks)  # type: ignore[arg-type]
+
     def energy_at(self, key: int) -> int | None:
         """The register (0.001 kWh) accepted at ``key`` (µs since the epoch), if any."""
         if key >= self.last_stamp:  # the common case: newer than anything accepted

@@ -7,10 +7,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from billing.numbers import ZERO, from_milli, round_money
 from billing.outputs import Emitter
 from billing.reading_log import ReadingLog
+from billing.state_pickle import (
+    amount,
+    day_of,
+    decimal_of,
+    instant,
+    moment_of,
+    packed_pairs,
+    unpacked_pairs,
+    zone_name,
+    zone_of,
+)
 from billing.wallet import PointsWallet
 
 
@@ -88,6 +100,78 @@ class AccountState:
     def available(self) -> Decimal:
         """Ledger balance less the exact cost accrued in the open day."""
         return self.balance - self.day.cost
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """The state as one compact tuple (``billing.state_pickle``)."""
+        zone = self.opened_at.tzinfo
+        day = self.day
+        baseline, request = self.baseline, self.request
+        return (
+            zone_name(zone),
+            self.account_id,
+            self.meter_id,
+            instant(self.opened_at, zone),
+            packed_pairs(self.plans, zone),
+            str(self.balance),
+            str(self.threshold),
+            day.day.toordinal(),
+            instant(day.end, zone),
+            day.milli,
+            day.peak,
+            day.valley,
+            day.tiers,
+            str(day.cost),
+            self.ytd_milli,
+            self.ytd_year,
+            str(self.overdraft_limit),
+            amount(self.auto_topup_amount),
+            self.phone,
+            self.locale,
+            self.district,
+            self.landlord_id,
+            str(self.opening_balance),
+            self.status.value,
+            None if baseline is None else (instant(baseline[0], zone), baseline[1]),
+            self.logs,
+            self.charges.maxlen,
+            list(self.charges),
+            self.low_armed,
+            self.arrears_armed,
+            self.pending_cut,
+            self.warned_consumption,
+            None if request is None else (request[0], instant(request[1], zone)),
+            self.payment_ids,
+            self.rebates,
+            self.wallet.lots,
+            self.ledger_seq,
+            self.points_seq,
+            self.version,
+        )
+
+    def __setstate__(self, packed: tuple[Any, ...]) -> None:
+        (zone, self.account_id, self.meter_id, opened_at, plans, balance, threshold) = packed[:7]
+        zone = zone_of(zone)
+        (day, end, milli, peak, valley, tiers, cost) = packed[7:14]
+        (self.ytd_milli, self.ytd_year, overdraft_limit, auto_topup_amount) = packed[14:18]
+        (self.phone, self.locale, self.district, self.landlord_id) = packed[18:22]
+        (opening_balance, status, baseline, self.logs, maxlen, charges) = packed[22:28]
+        (self.low_armed, self.arrears_armed, self.pending_cut) = packed[28:31]
+        (self.warned_consumption, request, self.payment_ids, self.rebates, lots) = packed[31:36]
+        (self.ledger_seq, self.points_seq, self.version) = packed[36:]
+        self.opened_at = moment_of(opened_at, zone)
+        self.plans = unpacked_pairs(plans, zone)
+        self.balance, self.threshold = Decimal(balance), Decimal(threshold)
+        self.day = DayTotals(
+            day_of(day), moment_of(end, zone), milli, peak, valley, tiers, Decimal(cost)
+        )
+        self.overdraft_limit = Decimal(overdraft_limit)
+        self.auto_topup_amount = decimal_of(auto_topup_amount)
+        self.opening_balance = Decimal(opening_balance)
+        self.status = Status(status)
+        self.baseline = None if baseline is None else (moment_of(baseline[0], zone), baseline[1])
+        self.charges = deque(charges, maxlen=maxlen)
+        self.request = None if request is None else (request[0], moment_of(request[1], zone))
+        self.wallet = PointsWallet(lots)
 
     def plan_at(self, moment: datetime) -> str:
         """The plan in force at ``moment``."""

@@ -1,0 +1,65 @@
+"""Account states pickle compactly and come back exactly (recovery snapshots, SPEC S10)."""
+
+import pickle
+from datetime import UTC, timedelta
+from decimal import Decimal
+
+from billing.directory import MeterDirectory
+from billing.engine import apply, route
+from billing.rejections import Rejected
+from billing.rules import BillingRules
+from billing.state import AccountState
+from ingest.files import merged_envelopes
+from tests.paths import CONFORMANCE
+
+
+def same(a: AccountState, b: AccountState) -> bool:
+    """Equal field by field, timestamps in the very same zone object, amounts digit for digit."""
+    for name in AccountState.__slots__:
+        x, y = getattr(a, name), getattr(b, name)
+        if x != y or (not isinstance(x, set) and repr(x) != repr(y)):  # sets: no order
+            return False
+    return a.opened_at.tzinfo is b.opened_at.tzinfo and a.day.end.tzinfo is b.day.end.tzinfo
+
+
+def test_every_state_of_both_conformance_sets_round_trips_exactly() -> None:
+    rules = BillingRules()
+    checked = 0
+    for name in ("sample1", "sample2"):
+        directory, states = MeterDirectory(), {}
+        for number, envelope in enumerate(merged_envelopes(CONFORMANCE / name)):
+            routed = route(envelope, directory, rules)
+            if isinstance(routed, Rejected):
+                continue
+            account_id, item = routed
+            state = apply(states.get(account_id), item, rules).state
+            if state is None:
+                continue
+            states[account_id] = state
+            if number % 7 == 0:
+                back = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
+                assert same(state, back), account_id
+                checked += 1
+        for state in states.values():  # closed, disconnected, with points, requests …
+            assert same(state, pickle.loads(pickle.dumps(state)))  # noqa: S301
+    assert checked > 1000
+
+
+def test_a_timestamp_in_another_zone_and_odd_amounts_come_back_as_they_were() -> None:
+    rules = BillingRules()
+    directory, states = MeterDirectory(), {}
+    for envelope in merged_envelopes(CONFORMANCE / "sample1"):
+        routed = route(envelope, directory, rules)
+        if not isinstance(routed, Rejected):
+            account_id, item = routed
+            states[account_id] = apply(states.get(account_id), item, rules).state or states.get(
+                account_id
+            )
+    state = next(s for s in states.values() if s is not None)
+    state.request = ("R-1", state.opened_at.astimezone(UTC) + timedelta(microseconds=7))
+    state.balance = Decimal("-0.10")
+    state.auto_topup_amount = Decimal("1E+2")
+    back = pickle.loads(pickle.dumps(state))  # noqa: S301
+    assert same(state, back)
+    assert back.request is not None and back.request[1].tzinfo is UTC
+    assert str(back.auto_topup_amount) == "1E+2"
