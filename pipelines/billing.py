@@ -25,11 +25,13 @@ from billing.state import AccountState
 from config.settings import DEFAULT_TOPIC_PREFIX
 from pipelines.routing import (
     LIFECYCLE_KEY,
+    ClaimLogic,
     LifecycleLogic,
     NumberedSource,
     OrderLogic,
     RouteLogic,
     dispatch,
+    is_claim,
     is_keyed,
     outputs_of,
 )
@@ -124,7 +126,18 @@ def build_billing_flow(
         ),
     )
     answers = op.branch("answers", answered, is_keyed)
-    to_route = op.merge("to_route", dispatched.falses, answers.trues)
+    to_claims = op.branch("to_claims", answers.trues, is_claim)
+    claimed = op.branch(
+        "claimed",
+        op.key_rm(
+            "claims_out",
+            op.stateful(
+                "claims", to_claims.trues, lambda resume: ClaimLogic(rules, metrics, resume)
+            ),
+        ),
+        is_keyed,
+    )
+    to_route = op.merge("to_route", dispatched.falses, to_claims.falses, claimed.trues)
     routed = op.branch(
         "routable",
         op.key_rm(
@@ -138,7 +151,9 @@ def build_billing_flow(
         "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof, metrics)
     )
     rejected = op.flat_map(
-        "rejections", op.merge("refused", answers.falses, routed.falses), outputs_of
+        "rejections",
+        op.merge("refused", answers.falses, claimed.falses, routed.falses),
+        outputs_of,
     )
     outputs = op.merge("outputs", rejected, op.key_rm("unkey", applied))
     op.output("analytics", op.filter_map("rows", outputs, partial(_row, topic_prefix)), rows)

@@ -10,8 +10,9 @@ after each batch, by a tick: "everything up to ``seq`` has been sent". From ther
   outcome: the ownership changes of its meters, and the event or payment itself to the
   bucket that forwards it. Every route bucket also gets a placeholder of the message from
   the input, so it holds back what follows until the lifecycle's answer is in.
-- **Payment ids** are claimed in the route bucket their id hashes to (S14.4), with the
-  account's open/closed status the lifecycle sent along.
+- **Payment ids** are claimed in one of 1,024 claims shards, chosen by the id (S14.4),
+  with the account's open/closed status the lifecycle sent along; the shard answers the
+  bucket that forwards the payment. Only the shards a payment touched are snapshotted.
 - **Accounts** then receive from several route buckets, so their order is restored: an
   order bucket per group of accounts keeps what arrives sorted by ``seq`` and releases
   what lies below the smallest tick every route bucket has passed on. Each account then
@@ -52,12 +53,14 @@ from sinks.metrics import Metrics
 
 ROUTE_BUCKETS = 8
 ORDER_BUCKETS = 8
+CLAIM_SHARDS = 1024
 LIFECYCLE_KEY = "lifecycle"
 ROUTE_KEYS = tuple(f"route-{b}" for b in range(ROUTE_BUCKETS))
 ORDER_KEYS = tuple(f"order-{b}" for b in range(ORDER_BUCKETS))
+CLAIM_PREFIX = "claims-"
 
 # What travels between the steps: plain tuples tagged by their first field.
-INPUT, WAIT, TICK, ANSWER, ROUTED = range(5)
+INPUT, WAIT, TICK, ANSWER, ROUTED, CLAIM = range(6)
 
 Numbered = tuple[int, Envelope | None]
 """A numbered input (``seq``, envelope), or a tick (``seq``, None)."""
@@ -68,9 +71,19 @@ def bucket_of(text: str, buckets: int) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % buckets
 
 
-def route_key(meter_or_payment_id: str) -> str:
-    """The route bucket of a meter's readings or of a payment id's claims."""
-    return ROUTE_KEYS[bucket_of(meter_or_payment_id, ROUTE_BUCKETS)]
+def route_key(meter_or_account_id: str) -> str:
+    """The route bucket of a meter's readings, or the one that forwards an account's events."""
+    return ROUTE_KEYS[bucket_of(meter_or_account_id, ROUTE_BUCKETS)]
+
+
+def claims_key(payment_id: str) -> str:
+    """The shard that keeps the claims of a payment id (and of the ids that hash alike)."""
+    return f"{CLAIM_PREFIX}{bucket_of(payment_id, CLAIM_SHARDS)}"
+
+
+def is_claim(pair: tuple[str, object]) -> bool:
+    """True for a payment on its way from the lifecycle to its claims shard."""
+    return pair[0].startswith(CLAIM_PREFIX)
 
 
 def order_key(account_id: str) -> str:
@@ -178,10 +191,13 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
             msg = "a reading reached the lifecycle"
             raise TypeError(msg)
         else:
+            # The payment's answer comes from its claims shard; the other buckets' from here.
             is_open = self.lifecycle.is_open(message.account_id)
             item = pack_routed(Routed(envelope, message))
-            target = route_key(message.payment_id)
-            answers = self._answers(seq, (), target, message.account_id, item, is_open)
+            target = route_key(message.account_id)
+            claim = (CLAIM, seq, target, message.account_id, item, is_open)
+            answers = [(claims_key(message.payment_id), claim)]
+            answers += [a for a in self._answers(seq) if a[0] != target]
         return answers, StatefulLogic.RETAIN
 
     @staticmethod
@@ -191,16 +207,15 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         target: str | None = None,
         account_id: str | None = None,
         item: tuple[Any, ...] | None = None,
-        is_open: bool | None = None,
     ) -> list[tuple[str, tuple[Any, ...]]]:
         """One answer per route bucket: its meters' changes, and the item for ``target``."""
         mine: dict[str, list[tuple[str, str | None, Any]]] = {key: [] for key in ROUTE_KEYS}
         for change in changes:
             mine[route_key(change.meter_id)].append(tuple(change))  # type: ignore[arg-type]
         return [
-            (key, (ANSWER, seq, tuple(mine[key]), account_id, item, is_open))
+            (key, (ANSWER, seq, tuple(mine[key]), account_id, item))
             if key == target
-            else (key, (ANSWER, seq, tuple(mine[key]), None, None, None))
+            else (key, (ANSWER, seq, tuple(mine[key]), None, None))
             for key in ROUTE_KEYS
         ]
 
@@ -211,10 +226,10 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
 
 
 class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
-    """A route bucket: the ownership spans of its meters and the payment ids claimed in it.
+    """A route bucket: the ownership spans of its meters.
 
-    Both change only with account events and payments; their snapshots re-pickle only
-    the shelves that changed (``pipelines.shelves``).
+    They change only with account events; a snapshot re-pickles only the shelves that
+    changed (``pipelines.shelves``).
 
     Inputs arrive in input order from the source; the lifecycle's answers arrive on their
     own path, so a placeholder holds everything behind it until its answer is in.
@@ -225,11 +240,10 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         self.metrics = metrics
         self.queue: deque[tuple[Any, ...]] = deque()
         self.answers: dict[int, tuple[Any, ...]] = {}
-        spans = claims = None
+        spans = None
         if resume:
-            spans, claims, self.queue, self.answers = pickle.loads(resume)  # noqa: S301
+            spans, self.queue, self.answers = pickle.loads(resume)  # noqa: S301
         self.spans: Shelved[MeterSpans] = Shelved(spans)
-        self.claims: Shelved[tuple[str, bool]] = Shelved(claims)
 
     def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
         out: list[object] = []
@@ -271,33 +285,51 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         out.append((order_key(account_id), (ROUTED, seq, account_id, pack_routed(item))))
 
     def _answer(self, answer: tuple[Any, ...], out: list[object]) -> None:
-        _, seq, changes, account_id, item, is_open = answer
+        _, seq, changes, account_id, item = answer
         for change in changes:
             spans = self.spans.get(change[0])
             if spans is None:
                 spans = self.spans[change[0]] = MeterSpans()
             spans.change(OwnershipChange(*change))
             self.spans.touched(change[0])
-        if item is None:
-            return
-        if is_open is not None:  # a payment: claim its id here
-            routed = unpack_routed(item)
-            claimed = route_payment(
-                routed.envelope,
-                routed.message,  # type: ignore[arg-type]
-                self.claims,
-                is_open,
-                self.rules,
-            )
-            if isinstance(claimed, Rejected):
-                _tally(self.metrics, routed.envelope, claimed)
-                out.extend(claimed)
-                return
-        out.append((order_key(account_id), (ROUTED, seq, account_id, item)))
+        if item is not None:
+            out.append((order_key(account_id), (ROUTED, seq, account_id, item)))
 
     def snapshot(self) -> bytes:
-        state = (self.spans.snapshot(), self.claims.snapshot(), self.queue, self.answers)
+        state = (self.spans.snapshot(), self.queue, self.answers)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class ClaimLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
+    """A claims shard: the payment ids claimed so far that hash to it (S14.4).
+
+    Payments reach it from the lifecycle, one sender, in input order; it answers the route
+    bucket that forwards the payment's account, with the payment or without it. Only the
+    shards a payment touched in an epoch are snapshotted.
+    """
+
+    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
+        self.rules = rules
+        self.metrics = metrics
+        self.claims: dict[str, tuple[str, bool]] = pickle.loads(resume) if resume else {}  # noqa: S301
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
+        _, seq, target, account_id, item, is_open = value
+        routed = unpack_routed(item)
+        claimed = route_payment(
+            routed.envelope,
+            routed.message,  # type: ignore[arg-type]
+            self.claims,
+            is_open,
+            self.rules,
+        )
+        if isinstance(claimed, Rejected):
+            _tally(self.metrics, routed.envelope, claimed)
+            return [*claimed, (target, (ANSWER, seq, (), None, None))], StatefulLogic.RETAIN
+        return [(target, (ANSWER, seq, (), account_id, item))], StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.claims, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class OrderLogic(StatefulLogic[tuple[Any, ...], tuple[str, tuple[Any, ...]], bytes]):

@@ -12,6 +12,7 @@ from billing.messages import Envelope
 from billing.rules import BillingRules
 from pipelines.routing import (
     ANSWER,
+    CLAIM,
     INPUT,
     LIFECYCLE_KEY,
     ORDER_KEYS,
@@ -20,11 +21,13 @@ from pipelines.routing import (
     ROUTED,
     TICK,
     WAIT,
+    ClaimLogic,
     LifecycleLogic,
     NumberedSource,
     OrderLogic,
     RouteLogic,
     bucket_of,
+    claims_key,
     dispatch,
     route_key,
 )
@@ -136,3 +139,31 @@ def test_shelves_pickle_again_only_what_changed() -> None:
     assert dict(restored) == {**{f"P{n}": n for n in range(1000)}, "P7": -7}
     del restored["P7"]
     assert "P7" not in restored and len(restored) == 999
+
+
+def test_a_claims_shard_refuses_a_repeated_payment_id_even_after_a_restart() -> None:
+    rules = BillingRules()
+    lifecycle = LifecycleLogic(rules, None, None)
+    lifecycle.on_item((INPUT, 0, pack_envelope(OPEN)))
+    topup = envelope(
+        "payments",
+        1,
+        type="topup",
+        payment_id="P1",
+        account_id="A1",
+        amount="50.00",
+        channel="app",
+        ts="2026-06-01T01:00:00+08:00",
+    )
+    answers, _ = lifecycle.on_item((INPUT, 1, pack_envelope(topup)))
+    to_claims = [pair for pair in answers if pair[0] == claims_key("P1")]
+    assert len(to_claims) == 1 and to_claims[0][1][0] == CLAIM
+    assert len(list(answers)) == ROUTE_BUCKETS  # the other buckets are answered directly
+    shard = ClaimLogic(rules, None, None)
+    first, _ = shard.on_item(to_claims[0][1])
+    assert [(key, value[0], value[3]) for key, value in first] == [(route_key("A1"), ANSWER, "A1")]
+    restarted = ClaimLogic(rules, None, shard.snapshot())
+    again, _ = restarted.on_item((CLAIM, 2, *to_claims[0][1][2:]))
+    refused = [item for item in again if not isinstance(item, tuple)]
+    assert refused and all("duplicate_payment" in repr(item) for item in refused)
+    assert [item[1][3] for item in again if isinstance(item, tuple)] == [None]
