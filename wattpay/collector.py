@@ -5,7 +5,7 @@ allocations, and every 100 of those a full one over every live object once enoug
 objects have survived. A billing process keeps each account's state (a few dozen objects)
 for its whole life and allocates a few short-lived objects per message, so with a city's
 accounts in memory the collector walked the flow's live objects again and again:
-BENCHMARKS.md "Garbage collection" measures the billing flow about 1.3× faster, and a
+BENCHMARKS.md "Garbage collection" measures the billing flow 1.1–1.3× faster, and a
 60,000-account burst billed about 1.4× faster, with these thresholds. The billing core
 builds trees, not cycles, so what the collector still has to free is rare.
 """
