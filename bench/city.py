@@ -202,7 +202,7 @@ def burst(args: argparse.Namespace) -> None:
                 f"from its first billed message, CPU {run['cpu_s']:.1f} s, "
                 f"{run['rejected']:,.0f} rejected in the run); bare consume + parse "
                 f"{run['bare_s']:.2f} s from its first message ({run['bare_total_s']:.2f} s with "
-                "the client's start-up); RSS {run['rss_few'] / 2**20:,.0f} MB with "
+                f"the client's start-up); RSS {run['rss_few'] / 2**20:,.0f} MB with "
                 f"{args.few:,} accounts, {run['rss_open'] / 2**20:,.0f} MB all open, "
                 f"{run['rss_after'] / 2**20:,.0f} MB after the burst; snapshots over the run: "
                 f"directory {directory:.1f} s, accounts {accounts:.1f} s, other {other:.1f} s, "
