@@ -140,7 +140,7 @@ def burst_run(accounts: int, few: int, epoch: float, partitions: int, work: Path
             out["rss_open"] = billing.rss_bytes()
 
             before = billing.billed("readings")
-            cpu = billing.cpu()
+            cpu, snaps = billing.cpu(), billing.snapshot_seconds()
             began = time.monotonic() - billing.spawned
             out["burst"] = publisher.publish("readings", city.quarter(), track=True)
             out["publish_s"] = time.monotonic() - billing.spawned - began
@@ -151,6 +151,10 @@ def burst_run(accounts: int, few: int, epoch: float, partitions: int, work: Path
             out["billed_s"] = done - began  # from the start of publishing
             out["processing_s"] = done - first  # from the first burst message billed
             out["cpu_s"] = billing.cpu() - cpu
+            out["burst_snapshots"] = {
+                step: value - snaps.get(step, 0.0)
+                for step, value in billing.snapshot_seconds().items()
+            }
             samples = billing.samples()
             out["rejected"] = metric_sum(samples, "wattpay_messages_rejected_total")
             settle(billing)
@@ -194,6 +198,7 @@ def burst(args: argparse.Namespace) -> None:
         for epoch in args.epochs:
             run = burst_run(args.accounts, args.few, epoch, args.partitions, Path(work))
             directory, accounts, other, store = snapshot_split(run.pop("snapshots"))
+            in_burst = snapshot_split(run.pop("burst_snapshots"))
             print(
                 f"epoch {epoch:g} s: opened {args.accounts - args.few:,} accounts in "
                 f"{run['open_s']:.1f} s, first registers in {run['first_s']:.1f} s; burst of "
@@ -206,7 +211,9 @@ def burst(args: argparse.Namespace) -> None:
                 f"{args.few:,} accounts, {run['rss_open'] / 2**20:,.0f} MB all open, "
                 f"{run['rss_after'] / 2**20:,.0f} MB after the burst; snapshots over the run: "
                 f"directory {directory:.1f} s, accounts {accounts:.1f} s, other {other:.1f} s, "
-                f"store writes {store:.1f} s",
+                f"store writes {store:.1f} s; during the burst: directory {in_burst[0]:.1f} s, "
+                f"accounts {in_burst[1]:.1f} s, other {in_burst[2]:.1f} s, store writes "
+                f"{in_burst[3]:.1f} s",
                 flush=True,
             )
             runs.append(run)
