@@ -4,7 +4,8 @@
 #
 # Usage: bench/scaleout.sh            (or: make bench)
 # Sizes (environment): CITY_ACCOUNTS (burst, default 274000), DAY_HOUSEHOLDS (day, default
-# 274000), LATENCY_RATE (readings/s, default 2000), LATENCY_SECONDS (default 10).
+# 274000), LATENCY_RATE (readings/s, default 2000), LATENCY_SECONDS (default 10),
+# LIVE_READINGS (readings the live runs publish, default all 1,104,783).
 # The output also goes to bench/data/scaleout-<UTC date and time>.log (ignored by git).
 set -eu
 cd "$(dirname "$0")/.."
@@ -32,8 +33,9 @@ run() {
 	run bench/replay.py --workers 1
 	run bench/replay.py --workers 2
 	# Live: 1 process, then a 2-process cluster; throughput and reading -> low_balance latency.
-	run bench/live.py --rate "$LATENCY_RATE" --latency-seconds "$LATENCY_SECONDS"
-	run bench/live.py --processes 2 --rate "$LATENCY_RATE" --latency-seconds "$LATENCY_SECONDS"
+	LIVE="--rate $LATENCY_RATE --latency-seconds $LATENCY_SECONDS ${LIVE_READINGS:+--readings $LIVE_READINGS}"
+	run bench/live.py $LIVE
+	run bench/live.py --processes 2 $LIVE
 	# City: a quarter-hour burst (and RSS per account), then a whole day replayed.
 	run bench/city.py burst --accounts "$CITY_ACCOUNTS"
 	run bench/city.py day --households "$DAY_HOUSEHOLDS"
