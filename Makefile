@@ -48,8 +48,9 @@ test: $(STAMP) tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Every scale-out benchmark, one after the other (see BENCHMARKS.md); takes hours at full size.
 bench: $(STAMP)
-	$(PY) bench/replay.py
+	sh bench/scaleout.sh
 
 clean:
 	rm -rf $(VENV) .wattpay

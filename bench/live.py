@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/live.py [--readings N] [--households 400] [--days 30]
        [--partitions 4] [--epoch-seconds 2] [--rate 200] [--latency-seconds 30]
-       [--fetch-wait-ms 10]
+       [--fetch-wait-ms 10] [--processes 1]
 
 Starts the embedded Tansu broker on 127.0.0.1 and publishes the accounts, payments and (the
 first N, default all) readings of a `wattpay example` set (bench/data/, written once, the
@@ -25,6 +25,9 @@ same set as bench/replay.py) before anything is measured. Then, in this same run
   the latency measured again: the live source waits for every partition to report its end
   before it applies caught-up messages, and an empty fetch only returns after that wait.
 
+With ``--processes N`` billing runs as a Bytewax cluster of N local processes
+(``wattpay billing -i K -a …``, one recovery store); its counters are summed over them.
+
 With ``--compare-storage`` it measures only bare consume and billing throughput, once on
 the in-memory broker and once on the durable one (Tansu on the embedded SeaweedFS S3 store,
 as `wattpay up` runs it), each on a fresh broker with the same published set, in this run.
@@ -38,24 +41,26 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.billing_process import (  # noqa: E402
+    STORE,
+    BillingProcess,
+    billing_process,
+    metric_sum,
+)
 from billing.clock import parse_ts, ts_text  # noqa: E402
 from config.settings import DEFAULT_TOPIC_PREFIX  # noqa: E402
 from ingest.files import INPUT_FILES  # noqa: E402
@@ -71,12 +76,11 @@ from sinks.kafka import (  # noqa: E402
     new_producer,
     partitions_of,
 )
-from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
+from wattpay.broker import EmbeddedBroker  # noqa: E402
 from wattpay.durable import EmbeddedKafka  # noqa: E402
 
 PREFIX = DEFAULT_TOPIC_PREFIX  # the billing process runs with the default settings
 PING_TOPIC = PREFIX + "bench-ping"
-STORE = "(store)"
 QUIET_CLIENT = {"log_level": "3"}  # no librdkafka chatter when the broker goes away at the end
 # Latency accounts: opened just above the default threshold; one baseline reading, then one
 # reading 2 kWh later (≈ 1.08 yuan on the tiered plan) that takes them below it.
@@ -103,10 +107,16 @@ def start_broker(partitions: int) -> EmbeddedBroker:
     return broker
 
 
-def _produce(producer: Producer, topic: str, value: bytes, key: bytes | None) -> None:
+def _produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    on_delivery: Callable[[object, object], None] | None = None,
+) -> None:
     while True:
         try:
-            producer.produce(topic, value=value, key=key)
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
             break
         except BufferError:
             producer.poll(0.05)
@@ -159,25 +169,40 @@ class BarePass:
     messages: int
     readings: int
     seconds: float
+    from_first: float = 0.0  # from the first message read to the end (no client start-up)
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
 
 
-def bare_consume(config: dict[str, str], timeout: float = 600) -> BarePass:
-    """Read every input partition from the start and parse each message; nothing else."""
+def bare_consume(
+    config: dict[str, str],
+    timeout: float = 600,
+    starts: dict[tuple[str, int], int] | None = None,
+) -> BarePass:
+    """Read every input partition from the start and parse each message; nothing else.
+
+    With ``starts`` ((topic, partition) → first offset) only those partitions, from there.
+    """
     started = time.perf_counter()
     consumer = new_consumer(
         config, f"bench-bare-{uuid.uuid4().hex}", end_of_partition=True, extra=QUIET_CLIENT
     )
     try:
-        parts = [
-            (PREFIX + t, p, None) for t in INPUT_TOPICS for p in partitions_of(consumer, PREFIX + t)
-        ]
+        parts = (
+            [(t, p, offset) for (t, p), offset in starts.items()]
+            if starts is not None
+            else [
+                (PREFIX + t, p, None)
+                for t in INPUT_TOPICS
+                for p in partitions_of(consumer, PREFIX + t)
+            ]
+        )
         assign(consumer, parts)
         at_end: set[tuple[str, int]] = set()
         messages = readings = 0
+        first = 0.0
         deadline = time.monotonic() + timeout
         while len(at_end) < len(parts):
             if time.monotonic() > deadline:
@@ -189,6 +214,8 @@ def bare_consume(config: dict[str, str], timeout: float = 600) -> BarePass:
                         at_end.add((message.topic(), message.partition()))
                         continue
                     raise RuntimeError(str(error))
+                if not messages:
+                    first = time.perf_counter()
                 try:
                     json.loads(message.value())
                 except ValueError:
@@ -198,201 +225,8 @@ def bare_consume(config: dict[str, str], timeout: float = 600) -> BarePass:
                     readings += 1
     finally:
         consumer.close()
-    return BarePass(messages, readings, time.perf_counter() - started)
-
-
-# ---------------------------------------------------------------- the billing process
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample on a Prometheus endpoint as (name, labels, value); [] when it is down."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return []
-    samples = []
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            labels = dict(_LABEL.findall(match.group(2) or ""))
-            samples.append((match.group(1), labels, float(match.group(3))))
-    return samples
-
-
-def metric_sum(
-    samples: Iterable[tuple[str, dict[str, str], float]], name: str, **labels: str
-) -> float:
-    """Sum of one metric's samples whose labels include ``labels``."""
-    return sum(
-        value
-        for sample, have, value in samples
-        if sample == name and all(have.get(k) == v for k, v in labels.items())
-    )
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a running process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Progress:
-    """Samples (seconds since spawn, messages counted) of one billing run."""
-
-    samples: list[tuple[float, float]] = field(default_factory=list)
-
-    def processing(self, total: float) -> tuple[float, float]:
-        """(seconds, messages/s) from the first counted message until ``total`` were counted."""
-        first = next((s for s in self.samples if s[1] > 0), None)
-        done = next((s for s in self.samples if s[1] >= total), self.samples[-1])
-        if first is None or done[0] <= first[0]:
-            return 0.0, 0.0
-        seconds = done[0] - first[0]
-        return seconds, (done[1] - first[1]) / seconds
-
-    def wall(self, total: float) -> float:
-        """Seconds from spawn until ``total`` messages were counted."""
-        return next((s[0] for s in self.samples if s[1] >= total), self.samples[-1][0])
-
-
-class BillingProcess:
-    """`wattpay billing` as a subprocess with its own recovery directory and metrics port."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        workdir: Path,
-        epoch_seconds: float,
-        tag: str,
-        *,
-        recovery: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.bootstrap = bootstrap
-        self.epoch_seconds = epoch_seconds
-        self.recovery = recovery or workdir / f"recovery-{tag}"
-        self.log_path = workdir / f"billing-{tag}.log"
-        self.extra_env = env or {}
-        self.port = free_port()
-        self.engine_port = free_port()  # Bytewax's own metrics (snapshot durations by step)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.spawned = 0.0
-
-    def __enter__(self) -> BillingProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "wattpay.cli",
-            "billing",
-            "--brokers",
-            self.bootstrap,
-            "--recovery-dir",
-            str(self.recovery),
-            "--metrics-port",
-            str(self.port),
-            "--epoch-seconds",
-            str(self.epoch_seconds),
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WATTPAY_", "BYTEWAX_"))}
-        env["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
-        env["BYTEWAX_DATAFLOW_API_PORT"] = str(self.engine_port)
-        env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] = str(self.log_path.parent)  # its dataflow.json
-        env.update(self.extra_env)
-        with self.log_path.open("wb") as log:
-            self.spawned = time.monotonic()
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """SIGINT (a clean stop), then SIGKILL after 60 s."""
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def log_tail(self, limit: int = 3000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-limit:]
-
-    def check_alive(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            code = None if self.process is None else self.process.returncode
-            raise RuntimeError(f"wattpay billing exited ({code}):\n{self.log_tail()}")
-
-    def counted(self, topic: str | None = None) -> float:
-        """Input messages counted so far (of one topic, or all)."""
-        labels = {"topic": topic} if topic else {}
-        return metric_sum(scrape(self.port), "wattpay_messages_in_total", **labels)
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.process.pid if self.process else None)
-
-    def wait_counted(
-        self, total: float, *, topic: str | None = None, timeout: float = 1800, every: float = 0.25
-    ) -> Progress:
-        """Sample the input counter until it reaches ``total``; fail on death or timeout."""
-        progress = Progress()
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
-            now = self.counted(topic)
-            progress.samples.append((time.monotonic() - self.spawned, now))
-            if now >= total:
-                return progress
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"billing counted {now:,.0f} of {total:,.0f} in {timeout}s")
-            time.sleep(every)
-
-    def wait_idle(self, quiet: float = 2.0, timeout: float = 300) -> float:
-        """Until the input counter has not moved for ``quiet`` seconds after start-up."""
-        last, since = -1.0, time.monotonic()
-        deadline = since + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            samples = scrape(self.port)
-            if not samples:  # not serving metrics yet: still starting
-                since = time.monotonic()
-                time.sleep(0.2)
-                continue
-            now = metric_sum(samples, "wattpay_messages_in_total")
-            if now != last:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return now
-            time.sleep(0.2)
-        raise TimeoutError("wattpay billing never went idle")
-
-    def snapshot_seconds(self) -> dict[str, float]:
-        """Seconds Bytewax spent in ``snapshot`` so far by step (route, accounts, input…),
-        and writing the recovery store (``store``), from its own metrics."""
-        seconds: dict[str, float] = {}
-        for name, labels, value in scrape(self.engine_port):
-            if name == "bytewax_snapshot_duration_seconds_sum":
-                step = labels.get("step_id", "?").split(".")[1]
-                seconds[step] = seconds.get(step, 0.0) + value
-            elif name == "bytewax_partd_write_duration_seconds_sum":
-                seconds[STORE] = seconds.get(STORE, 0.0) + value
-        return seconds
-
-    def recovery_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.recovery.glob("*") if p.is_file())
+    ended = time.perf_counter()
+    return BarePass(messages, readings, ended - started, ended - first if messages else 0.0)
 
 
 # ---------------------------------------------------------------- latency
@@ -668,6 +502,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--epoch-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="billing as a cluster of N processes (-i/-a)"
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="offered readings/s")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument(
@@ -701,19 +538,23 @@ def main() -> None:
             raise RuntimeError(f"bare consume read {bare.messages:,} of {total:,}")
         print(f"bare consume + parse: {bare.seconds:.1f} s = {bare.rate:,.0f} messages/s")
 
-        with BillingProcess(broker.bootstrap, workdir, args.epoch_seconds, "main") as billing:
+        main_billing = billing_process(
+            broker.bootstrap, workdir, args.epoch_seconds, "main", processes=args.processes
+        )
+        with main_billing as billing:
             progress = billing.wait_counted(total)
             seconds, rate = progress.processing(total)
             cpu = billing.cpu()
             print(
-                f"wattpay billing (epoch {args.epoch_seconds:g} s): {seconds:.1f} s processing "
+                f"wattpay billing ({args.processes} process(es), epoch {args.epoch_seconds:g} s): "
+                f"{seconds:.1f} s processing "
                 f"= {rate:,.0f} messages/s ({counts['readings'] / seconds:,.0f} readings/s); "
                 f"{progress.wall(total):.1f} s from spawn; CPU {cpu:.0f} s; "
                 f"ratio to bare {rate / bare.rate:.3f}"
             )
             print(f"  {snapshot_text({}, billing.snapshot_seconds(), seconds)}")
             billing.wait_idle()
-            notifications = metric_sum(scrape(billing.port), "wattpay_notifications_total")
+            notifications = metric_sum(billing.samples(), "wattpay_notifications_total")
             print(f"notifications emitted: {notifications:,.0f}")
             print(f"recovery store after the backlog: {billing.recovery_bytes() / 1e6:.1f} MB")
 
@@ -733,11 +574,12 @@ def main() -> None:
             )
             rows.append(latency_row("default client", args.rate, args.latency_seconds, ping, lat))
         if args.fetch_wait_ms:
-            tuned = BillingProcess(
+            tuned = billing_process(
                 broker.bootstrap,
                 workdir,
                 args.epoch_seconds,
                 "tuned",
+                processes=args.processes,
                 recovery=billing.recovery,
                 env={"WATTPAY_KAFKA_FETCH_WAIT_MAX_MS": str(args.fetch_wait_ms)},
             )
@@ -751,11 +593,13 @@ def main() -> None:
         print()
         print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
         print(
-            "| date | messages | readings | epoch s | bare msg/s | billing msg/s | billing / bare |"
+            "| date | messages | readings | billing processes | epoch s | bare msg/s "
+            "| billing msg/s | billing / bare |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         print(
-            f"| {today()} | {total:,} | {counts['readings']:,} | {args.epoch_seconds:g} "
+            f"| {today()} | {total:,} | {counts['readings']:,} | {args.processes} "
+            f"| {args.epoch_seconds:g} "
             f"| {bare.rate:,.0f} | {rate:,.0f} | {rate / bare.rate:.3f} |"
         )
         print()
