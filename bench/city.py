@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/city.py burst [--accounts 274000] [--epochs 2,10]
                                       [--few 1000] [--partitions 4]
-       .venv/bin/python bench/city.py day [--households 274000] [--workers 1]
+       .venv/bin/python bench/city.py day [--households 274000] [--workers 1] [--processes 1]
 
 Both drive wattpay through its command line only; the input comes from bench/citygen.py.
 
@@ -233,18 +233,21 @@ def day(args: argparse.Namespace) -> None:
         print(f"wrote {counts} in {time.perf_counter() - started:.1f} s", flush=True)
     readings, bare = bare_pass(inputs)
     print(f"bare read + parse: {bare:.1f} s = {readings / bare:,.0f} readings/s", flush=True)
-    full = replay_pass(inputs, args.workers)
+    full = replay_pass(inputs, args.workers, args.processes)
     print(
-        f"wattpay replay (workers={args.workers}): {full:.1f} s = {readings / full:,.0f} readings/s"
+        f"wattpay replay (processes={args.processes}, workers={args.workers}): {full:.1f} s "
+        f"= {readings / full:,.0f} readings/s"
     )
     print()
     print(
-        "| date | households | readings | workers | bare s | bare readings/s | replay s "
+        "| date | households | readings | processes × workers | bare s | bare readings/s "
+        "| replay s "
         "| replay readings/s | replay / bare |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| {today()} | {args.households:,} | {readings:,} | {args.workers} | {bare:.1f} "
+        f"| {today()} | {args.households:,} | {readings:,} | {args.processes} × {args.workers} "
+        f"| {bare:.1f} "
         f"| {readings / bare:,.0f} | {full:.1f} | {readings / full:,.0f} | {bare / full:.3f} |"
     )
     if args.households != CITY:
@@ -272,6 +275,7 @@ def main() -> None:
     day_parser = commands.add_parser("day", help="a city day replayed end to end")
     day_parser.add_argument("--households", type=int, default=CITY)
     day_parser.add_argument("--workers", type=int, default=1)
+    day_parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     print(f"machine: {machine()}; date {today()}")
     print(f"command: python {' '.join(sys.argv)}", flush=True)

@@ -5,7 +5,8 @@
 # Usage: bench/scaleout.sh            (or: make bench)
 # Sizes (environment): CITY_ACCOUNTS (burst, default 274000), DAY_HOUSEHOLDS (day, default
 # 274000), LATENCY_RATE (readings/s, default 2000), LATENCY_SECONDS (default 10),
-# LIVE_READINGS (readings the live runs publish, default all 1,104,783).
+# LIVE_READINGS (readings the live runs publish, default all 1,104,783), DAY_PROCESSES
+# (processes of the day's replay, default 2).
 # The output also goes to bench/data/scaleout-<UTC date and time>.log (ignored by git).
 set -eu
 cd "$(dirname "$0")/.."
@@ -29,16 +30,16 @@ run() {
 
 {
 	echo "commit $(git rev-parse --short HEAD); $(uname -m), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-	# Replay throughput, 1 and 2 worker threads (400 households × 30 days).
-	run bench/replay.py --workers 1
-	run bench/replay.py --workers 2
+	# Replay throughput (400 households × 30 days): 1 process with 1 and 2 worker threads,
+	# and a 2-process cluster.
+	run bench/replay.py --runs 1/1,1/2,2/1
 	# Live: 1 process, then a 2-process cluster; throughput and reading -> low_balance latency.
 	LIVE="--rate $LATENCY_RATE --latency-seconds $LATENCY_SECONDS ${LIVE_READINGS:+--readings $LIVE_READINGS}"
 	run bench/live.py $LIVE
 	run bench/live.py --processes 2 $LIVE
 	# City: a quarter-hour burst (and RSS per account), then a whole day replayed.
 	run bench/city.py burst --accounts "$CITY_ACCOUNTS"
-	run bench/city.py day --households "$DAY_HOUSEHOLDS"
+	run bench/city.py day --households "$DAY_HOUSEHOLDS" --processes "${DAY_PROCESSES:-2}"
 } 2>&1 | tee "$LOG"
 if [ -s "$FAILED" ]; then
 	echo "failed:" && cat "$FAILED"
