@@ -6,7 +6,7 @@
 # Sizes (environment): CITY_ACCOUNTS (burst, default 274000), DAY_HOUSEHOLDS (day, default
 # 274000), LATENCY_RATE (readings/s, default 2000), LATENCY_SECONDS (default 10),
 # LIVE_READINGS (readings the live runs publish, default all 1,104,783), DAY_PROCESSES
-# (processes of the day's replay, default 2).
+# (processes of the day's replay, default 1).
 # The output also goes to bench/data/scaleout-<UTC date and time>.log (ignored by git).
 set -eu
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ run() {
 	run bench/live.py --processes 2 $LIVE
 	# City: a quarter-hour burst (and RSS per account), then a whole day replayed.
 	run bench/city.py burst --accounts "$CITY_ACCOUNTS"
-	run bench/city.py day --households "$DAY_HOUSEHOLDS" --processes "${DAY_PROCESSES:-2}"
+	run bench/city.py day --households "$DAY_HOUSEHOLDS" --processes "${DAY_PROCESSES:-1}"
 } 2>&1 | tee "$LOG"
 if [ -s "$FAILED" ]; then
 	echo "failed:" && cat "$FAILED"
