@@ -98,7 +98,11 @@ def upward(own: str, found: Iterator[tuple[int, str]]) -> list[str]:
 
 def sources() -> list[Path]:
     files = [p for name in (*PACKAGES, "bench") for p in sorted((REPO / name).rglob("*.py"))]
-    return [p for p in files if ".venv" not in p.parts]
+    # bench/data holds generated inputs and baseline trees extracted by the benchmarks.
+    generated = REPO / "bench" / "data"
+    return [p for p in files if ".venv" not in p.parts and not p.is_relative_to(generated)]
+        p for p in files if ".venv" not in p.parts and "data" not in p.relative_to(REPO).parts[:2]
+    ]
 
 
 SOURCES = sources()
