@@ -101,8 +101,6 @@ def sources() -> list[Path]:
     # bench/data holds generated inputs and baseline trees extracted by the benchmarks.
     generated = REPO / "bench" / "data"
     return [p for p in files if ".venv" not in p.parts and not p.is_relative_to(generated)]
-        p for p in files if ".venv" not in p.parts and "data" not in p.relative_to(REPO).parts[:2]
-    ]
 
 
 SOURCES = sources()
