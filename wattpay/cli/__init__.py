@@ -45,6 +45,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.workers < 1:
         print("wattpay replay: --processes and --workers must be at least 1", file=sys.stderr)
         return 2
+    if (args.process_id is None) != (args.addresses is None):
+        # A follower without its cluster's addresses would retry connecting for ever.
+        print("wattpay replay: --process-id and --addresses go together", file=sys.stderr)
+        return 2
     tune_for_long_lived_state()
     leader = args.process_id in (None, 0)
     out = directory / "out"
