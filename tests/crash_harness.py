@@ -5,7 +5,10 @@ small batches; every payment and account event is confirmed on its own before an
 later is sent, so the order that matters for money (an account's payments and events
 against its readings) is the same however the broker's fetches interleave. When a batch is
 not confirmed (the broker died under it), the feed waits for a broker, reads back which of
-the batch's messages the broker kept, and sends only the others: nothing twice, nothing lost.
+the batch's messages the broker kept, and sends only the others: nothing lost. A request
+the broker was still writing when its S3 store died can land after that read, and its
+messages then reach the topic twice (tests/integration/test_crash.py expects billing to
+reject the copies).
 """
 
 from __future__ import annotations
