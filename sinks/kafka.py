@@ -270,15 +270,32 @@ def _delivery_recorder(failures: list[str]) -> Callable[[KafkaError | None, Mess
     return delivered
 
 
+PUBLISHER_SETTINGS = {
+    "enable.idempotence": "false",
+    "acks": "all",
+    "max.in.flight.requests.per.connection": "1",
+    "linger.ms": "5",
+}
+"""``JsonProducer``'s client settings (see its docstring for why not idempotent)."""
+
+
 class JsonProducer:
     """Publishes JSON messages; ``flush`` confirms delivery and raises on any failure.
 
     The client is created at the first ``send``. As a context manager it flushes on a clean
     exit and always closes.
+
+    It is not an idempotent producer. The durable embedded broker (Tansu on its S3 store)
+    records an idempotent producer's sequence before it writes the batch: a store that dies
+    in between fences the producer for good, or has it told that a batch landed that never
+    did. So every message waits for all replicas (``acks=all``), one request is in flight
+    (order kept through retries), and the caller sends again what ``flush`` reports unsent.
+    A copy that results is handled like any repeated message: an input copy is rejected by
+    the S6/S14 rules, an output copy carries the same deterministic id.
     """
 
     def __init__(self, config: Mapping[str, str], *, flush_timeout: float = 30.0) -> None:
-        self.config = {"enable.idempotence": "true", "linger.ms": "5", **config}
+        self.config = {**PUBLISHER_SETTINGS, **config}
         self.flush_timeout = flush_timeout
         self.failures: list[str] = []
         self._producer: Producer | None = None

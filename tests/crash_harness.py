@@ -25,6 +25,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from ingest.files import merged_envelopes
+from sinks.kafka import PUBLISHER_SETTINGS
 from tests.live_harness import WATTPAY, free_ports, up_command, up_environment, wait_until
 
 INPUTS = ("accounts", "payments", "readings")
@@ -159,8 +160,8 @@ class Feeder(threading.Thread):
         if self._producer is None or self._producer[0] != bootstrap:
             producer = Producer(
                 {
+                    **PUBLISHER_SETTINGS,  # an idempotent producer can lose a batch here
                     "bootstrap.servers": bootstrap,
-                    "enable.idempotence": "true",
                     "linger.ms": "2",
                     "message.timeout.ms": "4000",
                     "partitioner": "murmur2",
@@ -174,7 +175,7 @@ class Feeder(threading.Thread):
             )
         left = producer.flush(8)
         if left or failures:
-            self._producer = None  # a fresh producer after an outage: no stale sequence state
+            self._producer = None  # a fresh client after an outage
             return False
         return True
 
