@@ -161,6 +161,7 @@ class Feeder(threading.Thread):
             producer = Producer(
                 {
                     **PUBLISHER_SETTINGS,  # an idempotent producer can lose a batch here
+                    "retries": "0",  # what was not confirmed is read back, then sent again
                     "bootstrap.servers": bootstrap,
                     "linger.ms": "2",
                     "message.timeout.ms": "4000",
