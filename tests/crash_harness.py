@@ -9,6 +9,12 @@ the batch's messages the broker kept, and sends only the others: nothing lost. A
 the broker was still writing when its S3 store died can land after that read, and its
 messages then reach the topic twice (tests/integration/test_crash.py expects billing to
 reject the copies).
+
+After its S3 store dies, Tansu 0.6.0 can leave offsets it handed out but never wrote at the
+end of a partition, and report a high watermark behind them: a reader there sees neither a
+message nor the end of the partition until the next message lands (after it, the gap is
+skipped). The read-back therefore ends when every partition is at its end or nothing more
+has arrived for a few seconds.
 """
 
 from __future__ import annotations
@@ -73,8 +79,15 @@ def _groups(messages: list[Message], size: int) -> Iterator[list[Message]]:
         yield batch
 
 
-def read_values(bootstrap: str, topics: tuple[str, ...], timeout: float = 20.0) -> list[bytes]:
-    """Every message value on ``topics``, read to the end of every partition (or raise)."""
+def read_values(
+    bootstrap: str, topics: tuple[str, ...], timeout: float = 20.0, settle: float | None = None
+) -> list[bytes]:
+    """Every message value on ``topics``, read to the end of every partition (or raise).
+
+    With ``settle``, the read also ends once every partition has answered (a message or its
+    end) and no message has arrived for ``settle`` seconds: a partition ending in offsets the
+    broker never wrote reports no end (module docstring).
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -93,16 +106,24 @@ def read_values(bootstrap: str, topics: tuple[str, ...], timeout: float = 20.0) 
         consumer.assign(parts)
         values: list[bytes] = []
         at_end: set[tuple[str, int]] = set()
+        answered: set[tuple[str, int]] = set()
         deadline = time.monotonic() + timeout
+        last_arrival = time.monotonic()
         while len(at_end) < len(parts):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if settle is not None and len(answered) == len(parts) and now - last_arrival > settle:
+                break
+            if now > deadline:
                 raise TimeoutError(f"read {len(values)} messages, not to the end")
             for message in consumer.consume(1000, 0.3):
                 error = message.error()
                 if error is None:
                     values.append(message.value())
+                    answered.add((message.topic(), message.partition()))
+                    last_arrival = time.monotonic()
                 elif error.code() == KafkaError._PARTITION_EOF:
                     at_end.add((message.topic(), message.partition()))
+                    answered.add((message.topic(), message.partition()))
                 else:
                     raise RuntimeError(str(error))
         return values
@@ -180,13 +201,17 @@ class Feeder(threading.Thread):
             return False
         return True
 
-    def _missing(self, group: list[Message]) -> list[Message]:
+    def _missing(self, group: list[Message], patience: float = 180.0) -> list[Message]:
         """Which messages of an unconfirmed group the broker does not hold."""
+        deadline = time.monotonic() + patience
         while True:
             bootstrap = self._current()
             try:
-                present = set(read_values(bootstrap, tuple(f"wattpay.{t}" for t in INPUTS)))
-            except Exception:  # noqa: BLE001 - the broker is not back yet
+                topics = tuple(f"wattpay.{t}" for t in INPUTS)
+                present = set(read_values(bootstrap, topics, settle=3.0))
+            except Exception as err:  # the broker is not back yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cannot read the inputs back: {err}") from err
                 time.sleep(1.0)
                 continue
             return [m for m in group if m[2] not in present]
