@@ -39,13 +39,17 @@ def reading(i: int) -> dict[str, str]:
     return {"meter_id": meter, "ts": "2026-06-01T00:15:00+08:00", "kwh": f"{i}.125"}
 
 
+def send(producer: JsonProducer, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        value = reading(i)
+        producer.send("bench-publish", value["meter_id"], value)
+
+
 def streamed(config: dict[str, str], messages: int) -> float:
     """Messages per second, everything queued then one flush."""
     producer = JsonProducer(config, flush_timeout=120)
     started = time.perf_counter()
-    for i in range(messages):
-        value = reading(i)
-        producer.send("bench-publish", value["meter_id"], value)
+    send(producer, 0, messages)
     producer.flush()
     elapsed = time.perf_counter() - started
     producer.close()
@@ -57,9 +61,7 @@ def confirmed_batches(config: dict[str, str], batches: int) -> float:
     producer = JsonProducer(config, flush_timeout=120)
     started = time.perf_counter()
     for b in range(batches):
-        for i in range(b * BATCH, (b + 1) * BATCH):
-            value = reading(i)
-            producer.send("bench-publish", value["meter_id"], value)
+        send(producer, b * BATCH, BATCH)
         producer.flush()
     elapsed = time.perf_counter() - started
     producer.close()

@@ -34,7 +34,7 @@ from ingest.files import merged_envelopes
 from sinks.kafka import PUBLISHER_SETTINGS
 from tests.live_harness import WATTPAY, free_ports, up_command, up_environment, wait_until
 
-INPUTS = ("accounts", "payments", "readings")
+INPUT_TOPICS = ("wattpay.accounts", "wattpay.payments", "wattpay.readings")
 SENTINEL = "ZZ-END"
 Message = tuple[str, bytes | None, bytes]
 
@@ -207,8 +207,7 @@ class Feeder(threading.Thread):
         while True:
             bootstrap = self._current()
             try:
-                topics = tuple(f"wattpay.{t}" for t in INPUTS)
-                present = set(read_values(bootstrap, topics, settle=3.0))
+                present = set(read_values(bootstrap, INPUT_TOPICS, settle=3.0))
             except Exception as err:  # the broker is not back yet
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cannot read the inputs back: {err}") from err

@@ -30,7 +30,7 @@ from simulate.example import write_example
 from sinks.clickhouse import ClickHouseStore
 from sinks.facts import decode_fact
 from sinks.kafka import consume_json
-from tests.crash_harness import INPUTS, Feeder, UpProcess, feed_messages, read_values
+from tests.crash_harness import INPUT_TOPICS, Feeder, UpProcess, feed_messages, read_values
 from tests.hostile import original_bytes
 from tests.live_harness import output_ids, tables, wait_until
 from wattpay.durable import EmbeddedKafka
@@ -113,7 +113,7 @@ def run(inputs: Path, work: Path, *, kills: int = 0, servers: bool = False) -> O
         }
         bootstrap = kafka.config["bootstrap.servers"]
         # A partition can end in offsets the broker never wrote (tests/crash_harness.py).
-        fed = Counter(read_values(bootstrap, tuple(f"wattpay.{t}" for t in INPUTS), settle=5.0))
+        fed = Counter(read_values(bootstrap, INPUT_TOPICS, settle=5.0))
         account_facts = [
             row.values
             for row in map(decode_fact, read_values(bootstrap, ("wattpay.facts",), settle=5.0))
