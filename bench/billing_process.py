@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wattpay.broker import free_port  # noqa: E402
+from bus.ports import free_port  # noqa: E402
 
 STORE = "(store)"
 

@@ -52,7 +52,7 @@ from bench.live import (  # noqa: E402
 )
 from bench.replay import bare_pass, replay_pass  # noqa: E402
 from billing.clock import LOCAL_ZONE  # noqa: E402
-from sinks.kafka import new_producer  # noqa: E402
+from bus.kafka import new_producer  # noqa: E402
 
 CITY = 274_000
 BURST_START = datetime(2026, 6, 1, 10, 0, tzinfo=LOCAL_ZONE)

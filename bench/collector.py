@@ -31,7 +31,7 @@ if {tuned}:
     tune_for_long_lived_state()
 from bytewax.testing import TestingSink, TestingSource, run_main
 from billing.rules import BillingRules
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 from pipelines.billing import build_billing_flow
 envelopes = list(merged_envelopes(Path({inputs!r})))
 rows = []

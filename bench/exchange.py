@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.replay import bare_pass  # noqa: E402
+from bus.ports import free_port  # noqa: E402
 from simulate.example import write_example  # noqa: E402
-from wattpay.broker import free_port  # noqa: E402
 
 RUNNER = """
 import sys
@@ -34,7 +34,7 @@ from pathlib import Path
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import cluster_main
 from billing.rules import BillingRules
-from ingest.replay_source import ReplaySource
+from pipelines.replay_source import ReplaySource
 from pipelines.billing import build_billing_flow
 
 class _Count(StatelessSinkPartition):

@@ -39,7 +39,7 @@ import json, sys, time
 from pathlib import Path
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 envelopes = list(merged_envelopes(Path(sys.argv[1])))
 readings = sum(1 for e in envelopes if e.topic == "readings")
 started = time.perf_counter()

@@ -62,11 +62,7 @@ from bench.billing_process import (  # noqa: E402
     metric_sum,
 )
 from billing.clock import parse_ts, ts_text  # noqa: E402
-from config.settings import DEFAULT_TOPIC_PREFIX  # noqa: E402
-from ingest.files import INPUT_FILES  # noqa: E402
-from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
-from simulate.example import write_example  # noqa: E402
-from sinks.kafka import (  # noqa: E402
+from bus.kafka import (  # noqa: E402
     Producer,
     assign,
     assign_at_end,
@@ -76,6 +72,13 @@ from sinks.kafka import (  # noqa: E402
     new_producer,
     partitions_of,
 )
+from bus.topics import BILLING_INPUTS, CATALOGUE, names  # noqa: E402
+from config.settings import DEFAULT_TOPIC_PREFIX  # noqa: E402
+
+INPUT_TOPICS = tuple(names(BILLING_INPUTS))
+OUTPUT_TOPICS = tuple(n for n in names(CATALOGUE) if n not in INPUT_TOPICS)
+from pipelines.replay_files import INPUT_FILES  # noqa: E402
+from simulate.example import write_example  # noqa: E402
 from wattpay.broker import EmbeddedBroker  # noqa: E402
 from wattpay.durable import EmbeddedKafka  # noqa: E402
 

@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.clock import SimClock  # noqa: E402
-from ingest.modbus import ModbusClient, quiet_modbus_logs  # noqa: E402
-from ingest.poller import MemoryPublisher, Poller  # noqa: E402
-from ingest.registers import load_registry  # noqa: E402
+from meters.clock import SimClock  # noqa: E402
+from meters.modbus import ModbusClient, quiet_modbus_logs  # noqa: E402
+from meters.poller import MemoryPublisher, Poller  # noqa: E402
+from meters.registers import load_registry  # noqa: E402
 
 
 def start_simulator(

@@ -43,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from sinks.kafka import assign_at_end, ensure_topics, new_consumer, new_producer  # noqa: E402
-from wattpay.broker import EmbeddedBroker, free_port  # noqa: E402
+from bus.kafka import assign_at_end, ensure_topics, new_consumer, new_producer  # noqa: E402
+from bus.ports import free_port  # noqa: E402
+from wattpay.broker import EmbeddedBroker  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"bench-signing-key-of-32-bytes!!!").decode()
 TOPICS = ("notifications", "accounts", "facts", "notification-failures")

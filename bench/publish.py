@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/publish.py [--messages 50000] [--rounds 2]
 
 A fresh durable embedded broker (Tansu on its S3 store, as ``wattpay up`` runs it). In each
 round, alternating, an idempotent producer (``enable.idempotence``, acks=all, 5 in flight)
-and ``JsonProducer``'s own settings (``sinks.kafka.PUBLISHER_SETTINGS``: not idempotent,
+and ``JsonProducer``'s own settings (``bus.kafka.PUBLISHER_SETTINGS``: not idempotent,
 acks=all, one request in flight) publish the same readings-shaped messages: once as fast
 as they go (then one flush), once as 40-message batches each confirmed by a flush, the way
 the meter collector publishes.
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinks.kafka import JsonProducer, ensure_topics  # noqa: E402
+from bus.kafka import JsonProducer, ensure_topics  # noqa: E402
 from wattpay.durable import EmbeddedKafka  # noqa: E402
 
 IDEMPOTENT = {

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits
+from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits
 
 SMALL = "SELECT kind, count(), sum(amount) FROM ledger FINAL GROUP BY kind"
 HEAVY = (

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.files import INPUT_FILES  # noqa: E402
+from pipelines.replay_files import INPUT_FILES  # noqa: E402
 from simulate.example import write_example  # noqa: E402
 
 

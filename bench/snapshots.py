@@ -67,8 +67,8 @@ from billing.engine import Routed, apply  # noqa: E402
 from billing.messages import AccountEvent, Envelope, Reading, TopUp  # noqa: E402
 from billing.rules import BillingRules  # noqa: E402
 from billing.state import AccountState  # noqa: E402
+from bus.kafka import new_producer  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from sinks.kafka import new_producer  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=LOCAL_ZONE)
 QUARTER = timedelta(minutes=15)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinks.clickhouse import ClickHouseStore  # noqa: E402
+from store.clickhouse import ClickHouseStore  # noqa: E402
 from web.household import account, daily, household  # noqa: E402
 from web.landlord import landlord  # noqa: E402
 from web.operations import operations  # noqa: E402

@@ -14,7 +14,7 @@ from jobs import tables
 from jobs.bills import BillInputs
 from jobs.money import div_half_up, fen, kwh, month_after
 from jobs.reconcile import read_rating_inputs, recompute
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 FLAT_PLAN, TOU_PLAN = "zhejiang-tiered", "zhejiang-tou"
 US_PER_HOUR = 3_600_000_000

@@ -23,7 +23,7 @@ from jobs.invoices import Seller, invoice_row, invoice_xml
 from jobs.money import month_after
 from jobs.notices import contacts, event_row, file_notices, monthly_bill
 from jobs.progress import Progress
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -153,7 +153,7 @@ def _renderers() -> tuple[Callable[..., None], Callable[..., None]]:
 def _send(settings: Settings, out_dir: Path, notices: list[dict[str, Any]]) -> str:
     """To the notifications topic when brokers are configured, else to the topic's file."""
     if settings.brokers:
-        from sinks.kafka import JsonProducer, kafka_config
+        from bus.kafka import JsonProducer, kafka_config
 
         topic = settings.topic("notifications")
         with JsonProducer(kafka_config(settings)) as producer:

@@ -10,7 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from sinks.topics import topic_file
+from bus.files import topic_file
+from bus.topics import NOTICES
 
 
 def contacts(account_events: pl.DataFrame) -> dict[str, dict[str, str]]:
@@ -61,7 +62,7 @@ def event_row(notice: dict[str, Any], meter_id: str, ts: datetime) -> dict[str, 
 
 def file_notices(out_dir: Path, prefix: str, notices: Iterable[dict[str, Any]]) -> Path:
     """Write notices to ``out_dir/out/<prefix>notifications.jsonl``, replacing same-id lines."""
-    path = topic_file(out_dir / "out", "notifications", prefix)
+    path = topic_file(out_dir / "out", NOTICES.name, prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = list(notices)
     ids = {n["event_id"] for n in fresh}

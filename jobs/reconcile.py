@@ -16,7 +16,7 @@ import polars as pl
 from jobs import tables
 from jobs.rater import opening_ytd, plan_data, plan_timeline, spans
 from jobs.rating import cut_points, daily, parts, rate
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 COMPARED = (
     "kwh",

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 US = "us"
 

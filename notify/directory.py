@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from sinks.kafka import PartitionReader, Record
+from bus.kafka import PartitionReader, Record
 
 
 class AccountDirectory:

@@ -1,10 +1,15 @@
-"""Running the notification worker: as ``wattpay notify`` or as a thread of ``wattpay up``."""
+"""Running the notification worker as a service of ``wattpay up``."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
 from notify.metrics import create_notify_metrics
 from notify.worker import NotifyWorker, build_channels
 
@@ -12,19 +17,25 @@ log = logging.getLogger(__name__)
 RESTART_SECONDS = 5.0
 
 
-def run_notify_in_up(up: Any) -> None:
-    """The worker as a thread of a ``wattpay.up.Up``, until its stop event.
+def run_notify_service(
+    settings: Settings,
+    config: Mapping[str, str],
+    log_file: Path,
+    registry: CollectorRegistry,
+    stop: threading.Event,
+) -> None:
+    """The worker as a service of ``wattpay up``, until ``stop`` is set.
 
-    The default ``log`` channel appends the texts to ``<state dir>/notifications.log``. If
-    the worker fails (the broker refuses its records, say), it starts again after a pause and
-    resumes from its committed position.
+    The default ``log`` channel appends the texts to ``log_file``. If the worker fails (the
+    broker refuses its records, say), it starts again after a pause and resumes from its
+    committed position.
     """
-    channels = build_channels(up.settings, up.options.state_dir / "notifications.log")
-    metrics = create_notify_metrics(up.metrics.registry)
-    while not up.stop_event.is_set():
-        worker = NotifyWorker(up.settings, up.config, channels=channels, metrics=metrics)
+    channels = build_channels(settings, log_file)
+    metrics = create_notify_metrics(registry)
+    while not stop.is_set():
+        worker = NotifyWorker(settings, dict(config), channels=channels, metrics=metrics)
         try:
-            worker.run(up.stop_event)
+            worker.run(stop)
         except Exception:
             log.exception("notification worker failed; restarting in %.0fs", RESTART_SECONDS)
-            up.stop_event.wait(RESTART_SECONDS)
+            stop.wait(RESTART_SECONDS)

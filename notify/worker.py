@@ -22,6 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from billing.outputs import Row
+from bus.kafka import JsonProducer, PartitionReader, Record, ensure_topics
+from bus.topics import ACCOUNT_EVENTS, FACTS, FAILURES, NOTICES
 from config.settings import Settings
 from notify.channels import (
     Channel,
@@ -48,11 +51,9 @@ from notify.delivery import (
 from notify.directory import AccountDirectory
 from notify.metrics import NotifyMetrics, create_notify_metrics
 from notify.texts import TemplateError, locale_of, render
-from sinks.kafka import JsonProducer, PartitionReader, Record, ensure_topics
+from store.facts import encode_fact
 
 log = logging.getLogger(__name__)
-FAILURES = "notification-failures"
-FACTS = "facts"
 
 
 def build_channels(settings: Settings, log_file: Path | None = None) -> dict[str, Channel]:
@@ -136,10 +137,10 @@ class NotifyWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Consume, deliver and commit until ``stop``; in-flight events stay uncommitted."""
-        topic = self.settings.topic("notifications")
-        ensure_topics(self.config, [self.settings.topic(FAILURES)], 1)
+        topic = self.settings.topic(NOTICES.name)
+        ensure_topics(self.config, [self.settings.topic(FAILURES.name)], 1)
         reader = PartitionReader(self.config, topic, self.group)
-        directory = AccountDirectory(self.config, self.settings.topic("accounts"))
+        directory = AccountDirectory(self.config, self.settings.topic(ACCOUNT_EVENTS.name))
         self.directory = directory
         self.producer = JsonProducer(self.config)
         pools = {
@@ -292,7 +293,7 @@ class NotifyWorker:
             "notification at %s@%s cannot be rendered: %s", record.partition, record.offset, error
         )
         self._send(
-            FAILURES,
+            FAILURES.name,
             record.key,
             {
                 "event_id": None,
@@ -313,7 +314,7 @@ class NotifyWorker:
             return 0
         for event in finished:
             for failure in event.failures:
-                self._send(FAILURES, failure["account_id"], failure)
+                self._send(FAILURES.name, failure["account_id"], failure)
         self.producer.flush()
         for event in finished:
             if not event.interrupted:
@@ -343,7 +344,7 @@ class NotifyWorker:
         if attempt.status == RETRYING:
             self.metrics.retried.labels(attempt.channel, attempt.kind).inc()
         stamp = attempt.ts.isoformat(timespec="microseconds")
-        row = {
+        values = {
             "delivery_id": f"{attempt.event_id}|{attempt.channel}|{attempt.attempt}|{stamp}",
             "event_id": attempt.event_id,
             "type": attempt.kind,
@@ -353,9 +354,11 @@ class NotifyWorker:
             "status": attempt.status,
             "error": attempt.error,
             "segments": min(attempt.segments, 255),
-            "ts": attempt.ts.isoformat(),
+            "ts": attempt.ts,
         }
-        self._send(FACTS, attempt.account_id, {"table": "deliveries", "row": row})
+        key, payload = encode_fact(Row("deliveries", values))
+        with self._lock:
+            self.producer.send_encoded(self.settings.topic(FACTS.name), key, payload)
 
     def _send(self, logical: str, key: str | None, value: Mapping[str, Any]) -> None:
         with self._lock:

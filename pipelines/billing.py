@@ -23,6 +23,7 @@ from billing.outputs import DLQ, Output, Row, TopicMessage
 from billing.rules import BillingRules
 from billing.state import AccountState
 from config.settings import DEFAULT_TOPIC_PREFIX
+from pipelines.metrics import Metrics
 from pipelines.routing import (
     LIFECYCLE_KEY,
     ClaimLogic,
@@ -36,7 +37,6 @@ from pipelines.routing import (
     outputs_of,
 )
 from pipelines.wire import PackedRouted, unpack_routed
-from sinks.metrics import Metrics
 
 
 class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):

@@ -9,25 +9,18 @@ reads its settings like every wattpay command (``wattpay.toml``, ``WATTPAY_*``);
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
+from bus.kafka import kafka_config
+from bus.topics import BILLING_INPUTS
 from config.settings import Settings, load_settings
-from ingest.kafka import MergedKafkaSource
 from pipelines.billing import build_billing_flow
-from sinks.kafka import kafka_config
-from sinks.live import KafkaFactSink, KafkaMessageSink
-from sinks.metrics import Metrics
-
-INPUT_TOPICS = ("accounts", "payments", "readings")
-OUTPUT_TOPICS = (
-    "notifications",
-    "meter-commands",
-    "payment-requests",
-    "dlq",
-    "facts",
-    "meter-command-results",
-)
+from pipelines.kafka_sinks import KafkaFactSink, KafkaMessageSink
+from pipelines.kafka_source import MergedKafkaSource
+from pipelines.metrics import Metrics
 
 
 def build_live_flow(
@@ -47,7 +40,9 @@ def build_live_flow(
     return build_billing_flow(
         rules,
         source=MergedKafkaSource(
-            config, {t: settings.topic(t) for t in INPUT_TOPICS}, fresh_topics=fresh_topics
+            config,
+            {t.name: settings.topic(t.name) for t in BILLING_INPUTS},
+            fresh_topics=fresh_topics,
         ),
         rows=KafkaFactSink(config, settings.topic_prefix),
         messages=KafkaMessageSink(config, settings.topic_prefix),
@@ -55,4 +50,29 @@ def build_live_flow(
         flow_id="wattpay-live-billing",
         metrics=metrics,
         topic_prefix=settings.topic_prefix,
+    )
+
+
+def run_live_flow(
+    settings: Settings,
+    recovery_dir: Path,
+    *,
+    workers: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    epoch_seconds: float = 2.0,
+    fresh_topics: bool = False,
+    metrics: Metrics | None = None,
+) -> None:
+    """Run the live flow with crash recovery in ``recovery_dir`` until it is stopped."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    cli_main(
+        build_live_flow(settings, fresh_topics=fresh_topics, metrics=metrics),
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=epoch_seconds),
+        recovery_config=RecoveryConfig(str(recovery_dir)),
     )

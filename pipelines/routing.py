@@ -41,6 +41,7 @@ from billing.messages import READINGS, AccountEvent, Envelope, Reading
 from billing.outputs import Output
 from billing.rejections import Rejected
 from billing.rules import BillingRules
+from pipelines.metrics import Metrics
 from pipelines.shelves import Shelved
 from pipelines.wire import (
     PackedEnvelope,
@@ -49,7 +50,6 @@ from pipelines.wire import (
     unpack_envelope,
     unpack_routed,
 )
-from sinks.metrics import Metrics
 
 ROUTE_BUCKETS = 8
 ORDER_BUCKETS = 8

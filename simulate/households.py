@@ -26,10 +26,10 @@ from billing.messages import ACCOUNTS, PAYMENTS
 from billing.outputs import NOTIFICATIONS
 from billing.rules import BillingRules
 from billing.tariffs import BUILTIN_PLANS
+from bus.kafka import JsonProducer, assign, new_consumer, partitions_of
 from config.settings import Settings
-from ingest.clock import SimClock
-from ingest.registers import load_registry
-from sinks.kafka import JsonProducer, assign, new_consumer, partitions_of
+from meters.clock import SimClock
+from meters.registers import load_registry
 
 log = logging.getLogger(__name__)
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]

@@ -17,9 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from ingest.clock import SimClock
-from ingest.modbus import MeterServer
-from ingest.registers import (
+from meters.clock import SimClock
+from meters.modbus import MeterServer
+from meters.registers import (
     MAX_UNIT_ID,
     MODELS,
     MeterEntry,

@@ -21,7 +21,7 @@ from billing.messages import Envelope
 from billing.outputs import Output, Row, TopicMessage
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 
 RULES = BillingRules()
 

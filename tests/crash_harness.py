@@ -30,8 +30,8 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from ingest.files import merged_envelopes
-from sinks.kafka import PUBLISHER_SETTINGS
+from bus.kafka import PUBLISHER_SETTINGS
+from pipelines.replay_files import merged_envelopes
 from tests.live_harness import WATTPAY, free_ports, up_command, up_environment, wait_until
 
 INPUT_TOPICS = ("wattpay.accounts", "wattpay.payments", "wattpay.readings")

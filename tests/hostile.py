@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.files import INPUT_FILES
-from sinks.clickhouse import ClickHouseStore
+from pipelines.replay_files import INPUT_FILES
+from store.clickhouse import ClickHouseStore
 from tests.paths import HOSTILE
 from wattpay.cli import main
 

@@ -11,22 +11,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ingest.files import INPUT_FILES
-from sinks.kafka import consume_json, ensure_topics, new_producer
-from wattpay.broker import EmbeddedBroker, free_port
+from bus.kafka import consume_json, ensure_topics, new_producer
+from bus.ports import free_port
+from bus.topics import CATALOGUE, FAILURES
+from pipelines.replay_files import INPUT_FILES
+from wattpay.broker import EmbeddedBroker
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
-TOPICS = [
-    "accounts",
-    "payments",
-    "readings",
-    "notifications",
-    "meter-commands",
-    "payment-requests",
-    "dlq",
-    "facts",
-    "meter-command-results",
-]
+TOPICS = [t.name for t in CATALOGUE if t.name != FAILURES.name]
 TABLE_QUERIES = {
     "daily_usage": "SELECT * FROM daily_usage FINAL ORDER BY account_id, day",
     "ledger": "SELECT * FROM ledger FINAL ORDER BY account_id, seq",

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from wattpay.broker import free_port
+from bus.ports import free_port
 
 FAILURES = ("500", "429", "slow", "drop")
 

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import IO
 
-from sinks.kafka import KafkaException, cluster_info, ensure_topics
+from bus.kafka import KafkaException, cluster_info, ensure_topics
+from bus.ports import HOST, free_port, port_is_free
 
-HOST = "127.0.0.1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PR_SET_PDEATHSIG = 1
 _TANSU_SETTINGS = frozenset(
@@ -34,28 +34,6 @@ _TANSU_SETTINGS = frozenset(
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started or did not answer."""
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """Whether a bind to ``host:port`` succeeds (nothing listens there).
-
-    Connections of a server that just exited linger in TIME_WAIT; like the servers
-    themselves, the probe binds with SO_REUSEADDR, so they do not count.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def broker_binary() -> str:

@@ -15,20 +15,21 @@ import threading
 import time
 from pathlib import Path
 
+from bus.kafka import assign, new_consumer, partitions_of
+from bus.ports import free_port, port_is_free
+from bus.topics import NOTICES, RESULTS
 from config.settings import Settings
 from simulate.households import SimulationOptions
-from sinks.kafka import assign, new_consumer, partitions_of
-from wattpay.broker import free_port, port_is_free
 from wattpay.up import Up, UpOptions
 
-WATCHED = ("notifications", "meter-command-results")
+WATCHED = (NOTICES.name, RESULTS.name)
 GOAL = {"low_balance", "arrears", "disconnected", "reconnected"}
 LANDLORD = "L001"  # the simulated households' landlord (simulate/households.py)
 
 
 def describe(topic: str, value: dict) -> str | None:
     """One line for a household event or a relay confirmation."""
-    if topic.endswith("meter-command-results"):
+    if topic.endswith(RESULTS.name):
         action = str(value.get("command_id", "")).split(":", 1)[0]
         state = "opened (supply cut)" if action == "disconnect" else "closed (supply back)"
         verdict = state if value.get("ok") else f"FAILED: {value.get('error')}"

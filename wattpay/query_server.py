@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from config.errors import OperatorError
-from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits
+from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits
 from wattpay.sqlformat import FORMATS, format_result
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "table": "text/plain"}

@@ -23,7 +23,8 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from wattpay.broker import HOST, die_with_parent, port_is_free
+from bus.ports import port_is_free
+from wattpay.broker import HOST, die_with_parent
 from wattpay.stale import reap_stale, record_pid
 
 # Every listener of `weed server` that the flags below turn on; each gets its own port.

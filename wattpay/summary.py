@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 SUMMARY_QUERIES = {
     "households": "SELECT count() FROM accounts FINAL",

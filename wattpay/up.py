@@ -17,26 +17,28 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import start_http_server
 
+from bus.kafka import ensure_topics, facts_feed, kafka_config, require_brokers, topic_names
+from bus.topics import BILLING_INPUTS, FACTS, RESULTS
 from config.errors import OperatorError
 from config.settings import Settings
 from jobs.schedule import monthly_scheduler
-from notify.service import run_notify_in_up
-from pipelines.live import INPUT_TOPICS, OUTPUT_TOPICS
+from notify.service import run_notify_service
+from pipelines.metrics import STATUSES, Metrics, create_metrics
 from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
-from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
-from sinks.kafka import ensure_topics, kafka_config, require_brokers
-from sinks.loader import Loader
-from sinks.metrics import STATUSES, Metrics, create_metrics
+from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
+from store.loader import Loader
 from wattpay.durable import EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
-from web.server import serve_web
+from web.server import WebServer, options_from_env, serve_web
+from web.sources import CommandOutcomes
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,19 @@ class UpOptions:
     memory_broker: bool = False
 
 
+@dataclass
+class Service:
+    """One part of ``wattpay up``: ``start`` brings it up, ``stop`` waits for it to end.
+
+    ``up`` starts its services in the order declared in ``Up.services`` and stops those that
+    started in the reverse order, after setting the one stop event every thread watches.
+    """
+
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], None] = lambda: None
+
+
 class Up:
     """The running system; `start`, then `wait` (Ctrl-C) or `stop`."""
 
@@ -70,79 +85,152 @@ class Up:
         self.broker_stop = threading.Event()
         self.problem: str | None = None
         self.billing: subprocess.Popen[bytes] | None = None
-        self.threads: list[threading.Thread] = []
         self.config: dict[str, str] = {}
         self.fresh_topics = False
         self.households: SimulatedHouseholds | None = None
         self.lock: StateDirLock | None = None
+        self.web: WebServer | None = None
+        self.state: dict[str, object] = {}
+        self.started: list[Service] = []
+        self.loader = Loader(
+            lambda: facts_feed(self.config, settings.topic(FACTS.name))(),
+            self.store,
+            max_rows=settings.batch_rows,
+            max_seconds=settings.batch_seconds,
+            on_batch=self._observe_batch,
+        )
+
+    def services(self) -> list[Service]:
+        """Everything ``up`` runs, in the order it starts (and, reversed, stops)."""
+        return [
+            Service("state directory", self._claim_state_dir, self._release_state_dir),
+            Service("broker", self._start_broker, self._stop_broker),
+            Service("topics", self._ensure_topics),
+            Service("clickhouse", self.store.migrate, self.store.close),
+            Service("metrics endpoint", self._serve_metrics),
+            Service("query endpoint", self._serve_queries, self._stop_queries),
+            self._thread("loader", self._run_loader),
+            self._thread("accounts-gauge", self._account_gauge),
+            self._thread("monthly-bills", self._run_monthly_bills),
+            self._thread("notify", self._run_notify),
+            Service("billing", self._start_billing_flow, self._stop_billing),
+            self._thread("billing-supervisor", self._supervise),
+            Service("households", self._start_households, self._stop_households),
+            Service("web", self._serve_web, self._stop_web),
+        ]
 
     def start(self) -> None:
-        """Bring everything up, in dependency order."""
-        options = self.options
-        require_token_beyond_loopback(options.host, self.settings.query_token)
-        self.lock = claim_state_dir(options.state_dir)  # before anything else is touched
+        """Bring every service up, in the declared order."""
+        require_token_beyond_loopback(self.options.host, self.settings.query_token)
+        for service in self.services():
+            service.start()
+            self.started.append(service)
+        self._write_state()
+
+    def _claim_state_dir(self) -> None:
+        self.lock = claim_state_dir(self.options.state_dir)  # before anything else is touched
+
+    def _release_state_dir(self) -> None:
+        if self.lock is not None:
+            self.lock.release()  # removes up.json: only the holder of the lock may
+
+    def _start_broker(self) -> None:
         if self.settings.brokers:
-            self.config = kafka_config(self.settings)
+            self.config.update(kafka_config(self.settings))
             require_brokers(self.config)
-        else:
-            self.broker = EmbeddedKafka(options.state_dir, memory=options.memory_broker).start()
-            self.config = {**self.broker.config, **self.settings.kafka}
-            # Restarts happen in a thread that lives until the broker stops: the servers
-            # are told to exit when the thread that started them exits.
-            self.broker_thread = threading.Thread(
-                target=self._supervise_broker, name="broker-supervisor", daemon=True
-            )
-            self.broker_thread.start()
-        names = [self.settings.topic(t) for t in INPUT_TOPICS + OUTPUT_TOPICS]
-        created = ensure_topics(self.config, names, options.partitions)
+            return
+        self.broker = EmbeddedKafka(self.options.state_dir, memory=self.options.memory_broker)
+        self.broker.start()
+        self.config.update({**self.broker.config, **self.settings.kafka})
+        # Restarts happen in a thread that lives until the broker stops: the servers
+        # are told to exit when the thread that started them exits.
+        self.broker_thread = threading.Thread(
+            target=self._supervise_broker, name="broker-supervisor", daemon=True
+        )
+        self.broker_thread.start()
+
+    def _stop_broker(self) -> None:
+        if self.broker is not None:
+            self.broker_stop.set()
+            self.broker_thread.join(timeout=60)
+            self.broker.stop()
+
+    def _ensure_topics(self) -> None:
+        created = ensure_topics(self.config, topic_names(self.settings), self.options.partitions)
         # Input topics created just now (an in-memory broker, a new cluster) are read from
         # their start whatever position the billing flow's recovery snapshot holds.
-        self.fresh_topics = any(self.settings.topic(t) in created for t in INPUT_TOPICS)
-        self.store.migrate()
+        inputs = topic_names(self.settings, BILLING_INPUTS)
+        self.fresh_topics = any(name in created for name in inputs)
+
+    def _serve_metrics(self) -> None:
+        options = self.options
         start_http_server(options.metrics_port, addr=options.host, registry=self.metrics.registry)
+
+    def _serve_queries(self) -> None:
         self.query_server = serve_queries(
             self.store,
-            options.host,
-            options.query_port,
+            self.options.host,
+            self.options.query_port,
             token=self.settings.query_token,
             limits=QueryLimits(
                 max_seconds=self.settings.query_max_seconds,
                 max_result_rows=self.settings.query_max_rows,
             ),
         )
-        loader = Loader(
+
+    def _stop_queries(self) -> None:
+        self.query_server.shutdown()
+
+    def _thread(self, name: str, target: Callable[[], None]) -> Service:
+        """A service that is one thread, ended by the stop event."""
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        return Service(name, thread.start, lambda: thread.join(timeout=60))
+
+    def _run_monthly_bills(self) -> None:
+        jobs = self.options.state_dir / "jobs"
+        monthly_scheduler(self.settings, self.config, jobs, self.stop_event)()
+
+    def _run_notify(self) -> None:
+        run_notify_service(
+            self.settings,
             self.config,
-            self.settings.topic("facts"),
-            self.store,
-            max_rows=self.settings.batch_rows,
-            max_seconds=self.settings.batch_seconds,
-            on_batch=self._observe_batch,
+            self.options.state_dir / "notifications.log",
+            self.metrics.registry,
+            self.stop_event,
         )
-        self.loader = loader
-        self._thread("loader", self._run_loader)
-        self._thread("accounts-gauge", self._account_gauge)
-        self._thread(
-            "monthly-bills",
-            monthly_scheduler(
-                self.settings, self.config, options.state_dir / "jobs", self.stop_event
-            ),
-        )
-        self._thread("notify", lambda: run_notify_in_up(self))
-        ensure_recovery_dir(options.state_dir / "recovery")
+
+    def _start_billing_flow(self) -> None:
+        ensure_recovery_dir(self.options.state_dir / "recovery")
         self._start_billing()
-        self._thread("billing-supervisor", self._supervise)
-        if options.simulation is not None:
+
+    def _start_households(self) -> None:
+        if self.options.simulation is not None:
             self.households = SimulatedHouseholds(
-                options.simulation, self.settings, self.config, options.state_dir
+                self.options.simulation, self.settings, self.config, self.options.state_dir
             )
             self.households.start()
-        self._write_state()
-        self.web = serve_web(self)  # S17 pages and API, in the process that owns ClickHouse
 
-    def _thread(self, name: str, target: object) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
-        thread.start()
-        self.threads.append(thread)
+    def _stop_households(self) -> None:
+        if self.households is not None:
+            self.households.stop()
+
+    def _serve_web(self) -> None:
+        """S17 pages and API, in the process that owns ClickHouse (SPEC S1)."""
+        options = self.options
+        web = options_from_env(options.host)
+        # Without a token of its own, the one the rest of ``up`` requires beyond loopback.
+        web.token = web.token or self.settings.query_token or None
+        web.documents = web.documents or options.state_dir / "jobs"  # the monthly jobs' output
+        web.metrics_urls = (
+            f"http://{options.host}:{options.metrics_port}/metrics",
+            f"http://{options.host}:{options.billing_metrics_port}/metrics",
+        )
+        outcomes = CommandOutcomes(self.config, self.settings.topic(RESULTS.name))
+        self.web = serve_web(self.store, web, outcomes, self.stop_event)
+
+    def _stop_web(self) -> None:
+        if self.web is not None:
+            self.web.stop()
 
     def _run_loader(self) -> None:
         """The loader, started again if it fails (a broker outage); it resumes from its offsets."""
@@ -253,9 +341,11 @@ class Up:
                 "speed": self.households.clock.speed,
                 "anchor": self.households.clock.anchor,
             }
+        if self.web is not None:
+            state["web"] = self.web.url
+        self.state = state
         if self.lock is not None:
             self.lock.write_state(state)  # mode 0600; the DSN above carries no secret
-        self.state = state
 
     def wait(self) -> None:
         """Run until SIGINT or SIGTERM, then stop."""
@@ -266,11 +356,18 @@ class Up:
         self.stop()
 
     def stop(self) -> None:
-        """Stop billing, drain the loader into ClickHouse, then the endpoints and the broker."""
+        """Set the stop event, then stop the started services in reverse order.
+
+        Billing stops before the loader drains into ClickHouse; the broker goes last.
+        """
         self.stop_event.set()
         started = time.monotonic()
-        if self.households is not None:
-            self.households.stop()
+        while self.started:
+            service = self.started.pop()
+            service.stop()
+            log.info("%s stopped after %.1fs", service.name, time.monotonic() - started)
+
+    def _stop_billing(self) -> None:
         process, self.billing = self.billing, None
         if process is not None and process.poll() is None:
             # Terminate, then kill: with recovery on, even a hard stop loses nothing
@@ -282,20 +379,6 @@ class Up:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        log.info("billing flow stopped after %.1fs", time.monotonic() - started)
-        for thread in self.threads:
-            thread.join(timeout=60)
-            log.info("%s stopped after %.1fs", thread.name, time.monotonic() - started)
-        if hasattr(self, "query_server"):
-            self.query_server.shutdown()
-        self.store.close()
-        if self.broker is not None:
-            self.broker_stop.set()
-            self.broker_thread.join(timeout=60)
-            self.broker.stop()
-            log.info("broker stopped after %.1fs", time.monotonic() - started)
-        if self.lock is not None:
-            self.lock.release()  # removes up.json: only the holder of the lock may
 
 
 def banner(state: dict[str, object], embedded: str | None) -> str:

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from billing.outputs import json_default
-from sinks.clickhouse import ClickHouseError
+from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
 from web.charts import bar_chart, line_chart

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 SCHEMA_TTL = 30.0

@@ -5,23 +5,17 @@ Inside ``up`` the app must run in the process that owns the embedded ClickHouse 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
 
-from sinks.clickhouse import ClickHouseStore
-from wattpay.instance import STATE_FILE
+from store.clickhouse import ClickHouseStore
 from web.app import WebOptions, create_app
 from web.reads import Reader
 from web.sources import CommandOutcomes
-
-if TYPE_CHECKING:
-    from wattpay.up import Up
 
 DEFAULT_PORT = 8080
 log = logging.getLogger(__name__)
@@ -84,47 +78,25 @@ def options_from_env(host: str) -> WebOptions:
     )
 
 
-def serve_web(up: Up) -> WebServer | None:
-    """Serve the web app from a starting ``wattpay up`` (its store, metrics and brokers).
+def serve_web(
+    store: ClickHouseStore,
+    options: WebOptions,
+    outcomes: CommandOutcomes,
+    stop: threading.Event,
+) -> WebServer | None:
+    """Serve the web app on a thread until ``stop`` is set (``wattpay up``'s web service).
 
-    Port and token come from ``WATTPAY_WEB_PORT`` (default 8080) and ``WATTPAY_WEB_TOKEN``;
-    the server stops with ``up`` (it joins ``up.threads``), and its URL is added to the
-    instance state. On a non-loopback address without a token the pages are not served
-    (the rest of ``up`` runs; the log says why).
+    On a non-loopback address without a token the pages are not served (the caller runs
+    on; the log says why).
     """
-    options = options_from_env(up.options.host)
-    # Without a token of its own, the one the rest of ``up`` requires beyond loopback.
-    options.token = options.token or getattr(up.settings, "query_token", "") or None
-    # The documents of the monthly jobs `up` runs itself.
-    options.documents = options.documents or up.options.state_dir / "jobs"
     if options.token_required and not options.token:
         log.error(
             "web pages not served: on %s they need an access token (set WATTPAY_WEB_TOKEN)",
             options.host,
         )
         return None
-    options.metrics_urls = (
-        f"http://{up.options.host}:{up.options.metrics_port}/metrics",
-        f"http://{up.options.host}:{up.options.billing_metrics_port}/metrics",
-    )
-    outcomes = CommandOutcomes(up.config, up.settings.topic("meter-command-results"))
-    outcomes.start(up.stop_event)
-    server = WebServer(create_app(Reader.of_store(up.store), options, outcomes), options).start()
-
-    def stop_with_up() -> None:
-        up.stop_event.wait()
-        server.stop()
-
-    watcher = threading.Thread(target=stop_with_up, name="web-stop", daemon=True)
-    watcher.start()
-    up.threads.append(watcher)
-    up.state["web"] = server.url
-    lock = getattr(up, "lock", None)  # the state directory's lock writes it 0600, if held
-    if lock is not None:
-        lock.write_state(up.state)
-    else:
-        (up.options.state_dir / STATE_FILE).write_text(json.dumps(up.state, indent=2), "utf-8")
-    return server
+    outcomes.start(stop)
+    return WebServer(create_app(Reader.of_store(store), options, outcomes), options).start()
 
 
 def serve_foreground(

@@ -83,7 +83,7 @@ class CommandOutcomes:
         return thread
 
     def _run(self, stop: threading.Event) -> None:
-        from sinks.kafka import consume_json
+        from bus.kafka import consume_json
 
         while not stop.is_set():
             try:

@@ -16,7 +16,7 @@ import pytest
 from config.settings import load_settings
 from jobs.bills import invoice_number
 from jobs.monthly import run_monthly
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
 D = Decimal

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sinks import schema
-from sinks.clickhouse import (
+from store import schema
+from store.clickhouse import (
     BatchWriter,
     ClickHouseError,
     ClickHouseStore,
@@ -413,7 +413,7 @@ def test_a_directory_open_here_cannot_be_opened_by_another_process(
 ) -> None:
     script = (
         "import sys\n"
-        "from sinks.clickhouse import ClickHouseStore, ClickHouseError\n"
+        "from store.clickhouse import ClickHouseStore, ClickHouseError\n"
         "try:\n"
         "    ClickHouseStore(sys.argv[1]).connect()\n"
         "except ClickHouseError as ex:\n"

@@ -12,8 +12,8 @@ from bytewax.testing import TestingSink, TestingSource
 
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow, full_topic_names
+from pipelines.replay_files import merged_envelopes
 from simulate.example import write_example
 from tests.flow.conftest import RunFlow
 from tests.flow.test_flow import canonical

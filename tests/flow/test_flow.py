@@ -9,9 +9,9 @@ from bytewax.testing import TestingSink, TestingSource
 from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow, full_topic_names
-from sinks.topics import OUTPUT_TOPICS, TopicFileSink
+from pipelines.replay_files import merged_envelopes
+from pipelines.topic_files import OUTPUT_TOPICS, TopicFileSink
 from tests.flow.conftest import RunFlow
 from tests.paths import CONFORMANCE
 

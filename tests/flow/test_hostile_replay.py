@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ingest.files import count_lines, input_lines
+from pipelines.replay_files import count_lines, input_lines
 from tests.hostile import (
     ALL_TOPICS,
     WATTPAY,

@@ -6,9 +6,9 @@ from collections import Counter
 from bytewax.testing import TestingSink, TestingSource
 
 from billing.rules import BillingRules
-from ingest.files import merged_envelopes
 from pipelines.billing import build_billing_flow
-from sinks.metrics import create_metrics
+from pipelines.metrics import create_metrics
+from pipelines.replay_files import merged_envelopes
 from tests.flow.conftest import RunFlow
 from tests.paths import CONFORMANCE
 

@@ -5,8 +5,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sinks import schema
-from sinks.clickhouse import ClickHouseStore
+from store import schema
+from store.clickhouse import ClickHouseStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

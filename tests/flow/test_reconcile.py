@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from tests.paths import CONFORMANCE
 from wattpay.cli import main
 

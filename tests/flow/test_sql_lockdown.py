@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import pytest
 
 from config.errors import OperatorError
-from sinks.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, QueryStopped
-from sinks.sqlguard import RefusedQuery
+from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, QueryStopped
+from store.sqlguard import RefusedQuery
 from wattpay.cli import main
 from wattpay.query_server import serve_queries
 

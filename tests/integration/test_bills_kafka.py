@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from bus.kafka import consume_json, ensure_topics, kafka_config
 from config.settings import load_settings
 from jobs.monthly import run_monthly
-from sinks.kafka import consume_json, ensure_topics, kafka_config
 from tests.paths import CONFORMANCE
 from wattpay.broker import EmbeddedBroker
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from sinks.kafka import cluster_info, consume_json
+from bus.kafka import cluster_info, consume_json
 from tests.live_harness import Instance, wait_until
 
 pytestmark = pytest.mark.live

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from bus.kafka import consume_json
 from simulate.example import write_example
-from sinks.clickhouse import ClickHouseStore
-from sinks.facts import decode_fact
-from sinks.kafka import consume_json
+from store.clickhouse import ClickHouseStore
+from store.facts import decode_fact
 from tests.crash_harness import INPUT_TOPICS, Feeder, UpProcess, feed_messages, read_values
 from tests.hostile import original_bytes
 from tests.live_harness import output_ids, tables, wait_until

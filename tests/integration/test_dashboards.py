@@ -8,13 +8,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ingest.poller import PollStats
+from bus.ports import free_port
+from meters.poller import PollStats
 from notify.metrics import create_notify_metrics
-from sinks.metrics import PollStatsCollector, create_metrics
+from pipelines.metrics import PollStatsCollector, create_metrics
 from tests.live_harness import wait_until
 from tests.paths import REPO
 from tests.tools import require_tool
-from wattpay.broker import free_port
 
 DASHBOARD = REPO / "dashboards" / "wattpay-operations.json"
 

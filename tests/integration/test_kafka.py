@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from billing.messages import Envelope, TopUp, parse_message
-from config.settings import Settings, load_settings
-from sinks.kafka import (
+from bus.kafka import (
     DeliveryError,
     JsonProducer,
     cluster_info,
@@ -27,8 +26,10 @@ from sinks.kafka import (
     kafka_config,
     topic_names,
 )
+from bus.ports import free_port, port_is_free
+from config.settings import Settings, load_settings
 from tests.paths import REPO
-from wattpay.broker import BrokerError, EmbeddedBroker, free_port, port_is_free
+from wattpay.broker import BrokerError, EmbeddedBroker
 from wattpay.cli import main
 
 ROOT = REPO

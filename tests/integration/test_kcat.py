@@ -18,8 +18,8 @@ from decimal import Decimal
 import pytest
 
 from billing.messages import Envelope, Reading, parse_message
+from bus.kafka import JsonProducer, consume_json
 from config.settings import load_settings
-from sinks.kafka import JsonProducer, consume_json
 from tests.tools import kcat_command
 from wattpay.broker import EmbeddedBroker
 

@@ -16,7 +16,7 @@ import pytest
 from billing.outputs import Row
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 from simulate.example import write_example
 from tests.live_harness import (
     free_port,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from sinks.kafka import consume_json
+from bus.kafka import consume_json
 from tests.hostile import BASE, corpus, original_bytes
 from tests.live_harness import (
     free_port,
@@ -90,7 +90,7 @@ def test_hostile_messages_are_rejected_and_billing_keeps_running(tmp_path: Path)
                 sys.executable,
                 "-c",
                 "import sys, json\n"
-                "from sinks.clickhouse import ClickHouseStore\n"
+                "from store.clickhouse import ClickHouseStore\n"
                 f"s = ClickHouseStore({dsn!r})\n"
                 "_, rows = s.query('SELECT payload, payload_base64 FROM rejected FINAL')\n"
                 "print(json.dumps(rows))",

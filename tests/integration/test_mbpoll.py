@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 
 from billing.clock import LOCAL_ZONE
-from ingest.clock import SimClock
-from ingest.modbus import ModbusClient
-from ingest.registers import MODELS, READ_INPUT, MeterEntry, decode_float32
+from meters.clock import SimClock
+from meters.modbus import ModbusClient
+from meters.registers import MODELS, READ_INPUT, MeterEntry, decode_float32
 from simulate.simulator import Simulator
 from tests.tools import require_tool
 

@@ -19,14 +19,15 @@ from pathlib import Path
 import pytest
 
 from billing.clock import LOCAL_ZONE
-from ingest.clock import SimClock
-from ingest.meter_bus import EXECUTOR_GROUP, KafkaPublisher, run_executor
-from ingest.modbus import ModbusClient
-from ingest.poller import Poller
+from bus.kafka import JsonProducer, KafkaPublisher, committed_offsets, consume_json, ensure_topics
+from meters.clock import SimClock
+from meters.meter_bus import EXECUTOR_GROUP
+from meters.modbus import ModbusClient
+from meters.poller import Poller
 from simulate.simulator import Simulator
-from sinks.kafka import JsonProducer, committed_offsets, consume_json, ensure_topics
 from tests.paths import REPO
 from wattpay.broker import EmbeddedBroker
+from wattpay.executor_service import run_executor
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_ZONE)
 FAST = 3600.0  # one simulated hour per real second

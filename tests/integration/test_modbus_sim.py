@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.clock import LOCAL_ZONE
-from ingest.clock import SimClock
-from ingest.executor import RESULTS_TOPIC, CommandExecutor
-from ingest.modbus import MeterServer, ModbusClient
-from ingest.poller import READINGS_TOPIC, MemoryPublisher, Poller, next_tick
-from ingest.registers import MODELS, MeterEntry, Relay
+from bus.topics import RESULTS
+from meters.clock import SimClock
+from meters.executor import CommandExecutor
+from meters.modbus import MeterServer, ModbusClient
+from meters.poller import READINGS_TOPIC, MemoryPublisher, Poller, next_tick
+from meters.registers import MODELS, MeterEntry, Relay
 from simulate.simulator import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_ZONE)  # a Monday morning
@@ -189,7 +190,13 @@ def test_executor_opens_and_closes_relays_and_repeats_are_harmless() -> None:
             meter.set_relay = lambda closed: (writes.append(closed), switch(closed))[1]
             publisher = MemoryPublisher()
             executor = CommandExecutor(
-                sim.registry().meters, modbus, publisher, clock=clock, attempts=3, backoff=0.01
+                sim.registry().meters,
+                modbus,
+                publisher,
+                topic=RESULTS.name,
+                clock=clock,
+                attempts=3,
+                backoff=0.01,
             )
             entry = sim.registry().by_id()["SM00001"]
             cut = await executor.apply(_command("C1", "disconnect"))
@@ -200,7 +207,7 @@ def test_executor_opens_and_closes_relays_and_repeats_are_harmless() -> None:
             states.append(meter.relay_closed())
             stale = await executor.apply(_command("C1", "disconnect"))  # after the reconnect
             states += [meter.relay_closed(), await modbus.read_relay(entry)]
-            return cut, again, back, stale, states, writes, publisher.values(RESULTS_TOPIC)
+            return cut, again, back, stale, states, writes, publisher.values(RESULTS.name)
 
     cut, again, back, stale, states, writes, published = asyncio.run(scenario())
     assert set(cut) == {"command_id", "meter_id", "ok", "ts"}
@@ -247,8 +254,8 @@ def test_poll_failures_are_exported_by_model_and_kind() -> None:
     """S13: failed polls are counted in metrics by meter model and error kind."""
     from prometheus_client import CollectorRegistry
 
-    from ingest.poller import PollStats
-    from sinks.metrics import PollStatsCollector
+    from meters.poller import PollStats
+    from pipelines.metrics import PollStatsCollector
 
     stats = PollStats()
     stats.polls = 3

@@ -26,9 +26,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from standardwebhooks.webhooks import Webhook
 
+from bus.ports import free_port
 from tests.live_harness import WATTPAY, start_broker, stop, wait_until
 from tests.notify_servers import FlakyHttp, SmtpReceiver
-from wattpay.broker import EmbeddedBroker, free_port
+from wattpay.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.live]
 SECRET = "whsec_" + base64.b64encode(b"kill-test-signing-key-32-bytes!!").decode()

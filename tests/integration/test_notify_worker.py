@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bus.kafka import JsonProducer, consume_json
 from config.settings import load_settings
 from notify.metrics import create_notify_metrics
 from notify.worker import NotifyWorker
-from sinks.kafka import JsonProducer, consume_json
 from tests.live_harness import start_broker, wait_until
 from tests.notify_servers import FlakyHttp
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bus.ports import free_port
 from tests.live_harness import WATTPAY
-from wattpay.broker import free_port
 from wattpay.instance import LOCK_FILE, STATE_FILE, claim_state_dir
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.kafka import DeliveryError, JsonProducer, consume_json, ensure_topics
+from bus.kafka import DeliveryError, JsonProducer, consume_json, ensure_topics
 from wattpay.durable import EmbeddedKafka
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from billing.clock import LOCAL_ZONE
+from bus.ports import free_port
 from tests.live_harness import Instance, wait_until
 from tests.tools import kcat_command, require_tool
-from wattpay.broker import free_port
 
 pytestmark = pytest.mark.live
 START = datetime(2026, 11, 23, 7, 0, tzinfo=LOCAL_ZONE)  # a Monday

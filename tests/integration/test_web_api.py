@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from billing.clock import LOCAL_ZONE
-from sinks.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from tests.live_harness import WATTPAY
 from tests.web_harness import WebProcess, get
 
@@ -402,7 +402,7 @@ def test_a_non_loopback_bind_needs_the_token(tmp_path: Path) -> None:
 
 
 def test_the_read_path_binds_values_and_writes_nothing(tmp_path: Path) -> None:
-    from sinks.clickhouse import ClickHouseError
+    from store.clickhouse import ClickHouseError
 
     with ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}") as store:
         store.migrate()

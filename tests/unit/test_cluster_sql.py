@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from sinks.cluster import cluster_statements
-from sinks.schema import TABLES
+from store.cluster import cluster_statements
+from store.schema import TABLES
 
 
 def test_accounts_are_replicated_with_their_version_and_sharded_by_account() -> None:

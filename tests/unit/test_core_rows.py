@@ -7,8 +7,8 @@ import pytest
 from billing.outputs import Row
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from ingest.files import merged_envelopes
-from sinks import schema
+from pipelines.replay_files import merged_envelopes
+from store import schema
 from tests.paths import CONFORMANCE
 
 

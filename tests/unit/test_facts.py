@@ -3,7 +3,7 @@
 import pytest
 
 from billing.outputs import Row
-from sinks.facts import decode_fact, encode_fact
+from store.facts import decode_fact, encode_fact
 from tests.flow.test_clickhouse import SAMPLE_ROWS
 
 

@@ -1,4 +1,4 @@
-"""Layers point one way: billing ← config ← connectors and flows ← services ← command line.
+"""Layers point one way: billing ← config ← {bus, store, meters} ← flows and services ← wattpay.
 
 Every import in the source tree (module level or inside a function) is read with ``ast``
 and checked against the layer order, so a shortcut through the layers fails here rather
@@ -15,48 +15,49 @@ import pytest
 
 from tests.paths import REPO
 
-# Lower numbers are lower layers; a module may import its own layer and those below it.
+# Lower numbers are lower layers. A module may import its own package and any lower layer,
+# never a higher one nor a sibling package of its own layer (``store`` does not reach ``bus``).
 LAYERS = {
     "billing": 0,
     "config": 1,
-    "sinks": 2,
-    "ingest": 2,
-    "simulate": 2,
-    "pipelines": 2,
-    "jobs": 2,
-    "web": 3,
+    "bus": 2,
+    "store": 2,
+    "meters": 2,
+    "pipelines": 3,
+    "jobs": 3,
     "notify": 3,
-    "wattpay": 3,
-    "wattpay.cli": 4,
-    "bench": 5,
+    "web": 3,
+    "simulate": 3,
+    "wattpay": 4,
+    "wattpay.cli": 5,
+    "bench": 6,
 }
 PACKAGES = (
-    "billing",
-    "config",
-    "sinks",
-    "ingest",
-    "simulate",
-    "pipelines",
-    "jobs",
-    "web",
-    "notify",
-    "wattpay",
+    *("billing", "config", "bus", "store", "meters"),
+    *("pipelines", "jobs", "notify", "web", "simulate", "wattpay"),
 )
 # Each fast-moving library is called from one module only.
 ONLY_IN = {
-    "confluent_kafka": {"sinks/kafka.py"},
-    "clickhouse_connect": {"sinks/clickhouse.py"},
-    "chdb": {"sinks/clickhouse.py"},
-    "pymodbus": {"ingest/modbus.py"},
+    "confluent_kafka": {"bus/kafka.py"},
+    "clickhouse_connect": {"store/clickhouse.py"},
+    "chdb": {"store/clickhouse.py"},
+    "pymodbus": {"meters/modbus.py"},
 }
+# Every Bytewax import is in the flows' package.
+ENGINE_ROOM = "pipelines"
 NOT_IN_CORE = {"bytewax", "confluent_kafka", "clickhouse_connect", "chdb", "pymodbus", "polars"}
 
 
-def layer(module: str) -> int | None:
-    """The layer of a project module (``wattpay.cli`` apart from the other services)."""
+def package(module: str) -> str:
+    """The package that places a module in a layer (``wattpay.cli`` apart from ``wattpay``)."""
     if module == "wattpay.cli" or module.startswith("wattpay.cli."):
-        return LAYERS["wattpay.cli"]
-    return LAYERS.get(module.split(".", 1)[0])
+        return "wattpay.cli"
+    return module.split(".", 1)[0]
+
+
+def layer(module: str) -> int | None:
+    """The layer of a project module; ``None`` for the standard library and third parties."""
+    return LAYERS.get(package(module))
 
 
 def module_name(path: Path) -> str:
@@ -87,13 +88,18 @@ def parsed_imports(source: str, package: str) -> Iterator[tuple[int, str]]:
 
 
 def upward(own: str, found: Iterator[tuple[int, str]]) -> list[str]:
-    """The imports of module ``own`` that reach a higher layer."""
+    """The imports of module ``own`` that reach a higher layer or a sibling package of its own."""
     mine = layer(own)
-    return [
-        f"{own}:{line} imports {imported}"
-        for line, imported in found
-        if mine is not None and (layer(imported) or 0) > mine
-    ]
+    wrong = []
+    for line, imported in found:
+        theirs = layer(imported)
+        if mine is None or theirs is None or theirs < mine:
+            continue
+        if theirs > mine:
+            wrong.append(f"{own}:{line} imports {imported} (a higher layer)")
+        elif package(imported) != package(own):
+            wrong.append(f"{own}:{line} imports {imported} (a sibling package)")
+    return wrong
 
 
 def sources() -> list[Path]:
@@ -108,7 +114,7 @@ SOURCES = sources()
 
 def test_the_source_tree_is_found() -> None:
     names = {module_name(p) for p in SOURCES}
-    assert {"billing.engine", "config.settings", "sinks.kafka", "wattpay.cli"} <= names
+    assert {"billing.engine", "config.settings", "bus.kafka", "wattpay.cli"} <= names
 
 
 def test_imports_point_down_the_layers() -> None:
@@ -127,11 +133,11 @@ def test_nothing_imports_the_command_line_but_itself() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-def test_connectors_and_flows_import_no_service() -> None:
+def test_nothing_below_wattpay_imports_it() -> None:
     wrong = [
         f"{path.relative_to(REPO)}:{line} imports {imported}"
         for path in SOURCES
-        if layer(module_name(path)) is not None and layer(module_name(path)) <= 2
+        if layer(module_name(path)) is not None and layer(module_name(path)) <= LAYERS["pipelines"]
         for line, imported in imports(path)
         if imported.split(".", 1)[0] == "wattpay"
     ]
@@ -160,20 +166,38 @@ def test_the_billing_core_imports_no_infrastructure() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_bytewax_is_imported_in_the_flows_package_only() -> None:
+    wrong = [
+        f"{path.relative_to(REPO)}:{line} imports {imported}"
+        for path in SOURCES
+        if package(module_name(path)) not in (ENGINE_ROOM, "bench")
+        for line, imported in imports(path)
+        if imported.split(".", 1)[0] == "bytewax"
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_check_sees_a_violation() -> None:
-    """A core module reaching a connector, lazily or relatively, is reported."""
+    """A core module reaching a connector, lazily or relatively, is reported; so is a sibling."""
     source = (
         "from billing.clock import LOCAL_ZONE\n"
-        "from ..sinks import kafka\n"
+        "from ..bus import kafka\n"
         "def later():\n"
         "    import wattpay.cli\n"
     )
     found = list(parsed_imports(source, "billing"))  # as in billing/rules.py
-    assert found == [(1, "billing.clock"), (2, "sinks"), (4, "wattpay.cli")]
+    assert found == [(1, "billing.clock"), (2, "bus"), (4, "wattpay.cli")]
     assert upward("billing.rules", iter(found)) == [
-        "billing.rules:2 imports sinks",
-        "billing.rules:4 imports wattpay.cli",
+        "billing.rules:2 imports bus (a higher layer)",
+        "billing.rules:4 imports wattpay.cli (a higher layer)",
     ]
     assert upward("wattpay.up", iter([(1, "wattpay.cli.common")])) == [
-        "wattpay.up:1 imports wattpay.cli.common"
+        "wattpay.up:1 imports wattpay.cli.common (a higher layer)"
+    ]
+    sideways = [(3, "bus.kafka"), (4, "store.schema"), (5, "config.settings")]
+    assert upward("store.loader", iter(sideways)) == [
+        "store.loader:3 imports bus.kafka (a sibling package)"
+    ]
+    assert upward("web.app", iter([(7, "jobs.documents"), (8, "store.clickhouse")])) == [
+        "web.app:7 imports jobs.documents (a sibling package)"
     ]

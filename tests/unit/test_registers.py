@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.registers import (
+from meters.registers import (
     MODELS,
     READ_HOLDING,
     READ_INPUT,

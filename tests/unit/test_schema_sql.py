@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from sinks import schema
+from store import schema
 
 READINGS_SQL = """\
 CREATE TABLE IF NOT EXISTS `readings`

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sinks.sqlfunctions import allowed_function
-from sinks.sqlguard import RefusedQuery, check_identifiers, check_tree, parse_ast
+from store.sqlfunctions import allowed_function
+from store.sqlguard import RefusedQuery, check_identifiers, check_tree, parse_ast
 
 SELECT_FILE = [
     "SelectWithUnionQuery (children 2)",

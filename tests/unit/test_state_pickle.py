@@ -9,7 +9,7 @@ from billing.engine import apply, route
 from billing.rejections import Rejected
 from billing.rules import BillingRules
 from billing.state import AccountState
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 from tests.paths import CONFORMANCE
 
 

@@ -4,7 +4,7 @@ from billing.directory import MeterDirectory
 from billing.engine import route
 from billing.rejections import Rejected, Rejection, reject
 from billing.rules import BillingRules
-from ingest.files import merged_envelopes
+from pipelines.replay_files import merged_envelopes
 from pipelines.wire import pack_envelope, pack_routed, unpack_envelope, unpack_routed
 from tests.paths import CONFORMANCE
 

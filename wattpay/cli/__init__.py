@@ -28,13 +28,10 @@ from wattpay.cli.web import add_web_commands
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the billing dataflow over a directory of JSONL inputs into ClickHouse."""
-    from ingest.replay_source import ReplaySource
-    from pipelines.billing import build_billing_flow
-    from sinks.analytics import ClickHouseSink
-    from sinks.clickhouse import ClickHouseStore
-    from sinks.topics import TopicFileSink
+    from pipelines.cluster import run_replay_cluster
+    from pipelines.replay import build_replay_flow
+    from store.clickhouse import ClickHouseStore
     from wattpay.collector import tune_for_long_lived_state
-    from wattpay.replay_cluster import run_replay_cluster
     from wattpay.summary import print_summary
 
     settings = _settings(args)
@@ -57,19 +54,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             store.migrate()
         shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
-    # In a cluster, the first process reads the files and writes ClickHouse and the topic
-    # files (the embedded ClickHouse opens in one process only); billing spreads over all.
-    flow = build_billing_flow(
-        settings.rules,
-        source=ReplaySource(directory, progress=None if args.quiet else sys.stderr, local=leader),
-        rows=ClickHouseSink(
-            settings.clickhouse_dsn,
-            writers=args.workers if leader else 0,
-            max_rows=settings.batch_rows,
-            max_seconds=settings.batch_seconds,
-        ),
-        messages=TopicFileSink(out, settings.topic_prefix, local=leader),
-        topic_prefix=settings.topic_prefix,
+    progress = None if args.quiet else sys.stderr
+    flow = build_replay_flow(
+        settings, directory, leader=leader, workers=args.workers, progress=progress
     )
     run_replay_cluster(flow, args)
     elapsed = time.monotonic() - started
@@ -119,7 +106,7 @@ def _sql_over_http(endpoint: str, query: str, fmt: str, token: str) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     """Print a query result from the configured ClickHouse (or a running ``wattpay up``)."""
     from config.settings import DEFAULT_DSN
-    from sinks.clickhouse import ClickHouseStore, MissingDirectory, QueryLimits
+    from store.clickhouse import ClickHouseStore, MissingDirectory, QueryLimits
     from wattpay.sqlformat import format_result
 
     settings = _settings(args)
@@ -153,12 +140,12 @@ NO_CLICKHOUSE = (
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the ClickHouse tables (or print a cluster's DDL)."""
     if args.cluster:
-        from sinks.cluster import cluster_statements
+        from store.cluster import cluster_statements
 
         for statement in cluster_statements(args.cluster, args.database):
             print(statement + ";\n")
         return 0
-    from sinks.clickhouse import ClickHouseStore
+    from store.clickhouse import ClickHouseStore
 
     settings = _settings(args)
     with ClickHouseStore(settings.clickhouse_dsn) as store:

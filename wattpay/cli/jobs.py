@@ -108,7 +108,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     """Re-rate the accepted readings in batch and compare every daily_usage row (S15.5)."""
     from jobs import tables
     from jobs.reconcile import differences, read_rating_inputs, recompute
-    from sinks.clickhouse import ClickHouseStore
+    from store.clickhouse import ClickHouseStore
 
     settings = settings_from_args(args)
     zone = str(settings.rules.zone)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from pipelines.recovery import ensure_recovery_dir
@@ -18,13 +18,11 @@ DEFAULT_RECOVERY = ".wattpay/recovery"
 
 def cmd_billing(args: argparse.Namespace) -> int:
     """Run the live billing flow on Kafka with crash recovery."""
-    from bytewax.recovery import RecoveryConfig
-    from bytewax.run import cli_main
     from prometheus_client import start_http_server
 
-    from pipelines.live import build_live_flow
-    from sinks.kafka import kafka_config, require_brokers
-    from sinks.metrics import create_metrics
+    from bus.kafka import kafka_config, require_brokers
+    from pipelines.live import run_live_flow
+    from pipelines.metrics import create_metrics
     from wattpay.collector import tune_for_long_lived_state
 
     settings = _settings(args)
@@ -35,22 +33,25 @@ def cmd_billing(args: argparse.Namespace) -> int:
     metrics = create_metrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
-    cli_main(
-        build_live_flow(settings, fresh_topics=args.fresh_topics, metrics=metrics),
-        workers_per_process=args.workers,
+    run_live_flow(
+        settings,
+        recovery,
+        workers=args.workers,
         process_id=args.process_id,
         addresses=addresses,
-        epoch_interval=timedelta(seconds=args.epoch_seconds),
-        recovery_config=RecoveryConfig(str(recovery)),
+        epoch_seconds=args.epoch_seconds,
+        fresh_topics=args.fresh_topics,
+        metrics=metrics,
     )
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Load the facts topic into ClickHouse until interrupted."""
-    from sinks.clickhouse import ClickHouseStore
-    from sinks.kafka import kafka_config, require_brokers
-    from sinks.loader import Loader
+    from bus.kafka import facts_feed, kafka_config, require_brokers
+    from bus.topics import FACTS
+    from store.clickhouse import ClickHouseStore
+    from store.loader import Loader
 
     settings = _settings(args)
     require_brokers(kafka_config(settings))
@@ -60,8 +61,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
         loader = Loader(
-            kafka_config(settings),
-            settings.topic("facts"),
+            facts_feed(kafka_config(settings), settings.topic(FACTS.name)),
             store,
             max_rows=settings.batch_rows,
             max_seconds=settings.batch_seconds,

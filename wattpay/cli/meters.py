@@ -58,9 +58,9 @@ def _run_async(main_coroutine: object) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve simulated meters over Modbus TCP, consuming like real households."""
-    from ingest.clock import SimClock
-    from ingest.modbus import quiet_modbus_logs
-    from ingest.registers import parse_relay
+    from meters.clock import SimClock
+    from meters.modbus import quiet_modbus_logs
+    from meters.registers import parse_relay
     from simulate.simulator import Simulator, serve
 
     quiet_modbus_logs()
@@ -115,13 +115,12 @@ def cmd_ingest_modbus(args: argparse.Namespace) -> int:
     """Poll Modbus meters listed in a registry and publish their readings."""
     import logging
 
-    from ingest.clock import SimClock
-    from ingest.meter_bus import KafkaPublisher
-    from ingest.modbus import ModbusClient, quiet_modbus_logs
-    from ingest.poller import JsonlPublisher, Poller, PollStats, Publisher
-    from ingest.registers import RegistryError, load_registry
-    from sinks.kafka import DeliveryError, kafka_config
-    from sinks.metrics import serve_poll_metrics
+    from bus.kafka import DeliveryError, KafkaPublisher, kafka_config
+    from meters.clock import SimClock
+    from meters.modbus import ModbusClient, quiet_modbus_logs
+    from meters.poller import JsonlPublisher, Poller, PollStats, Publisher
+    from meters.registers import RegistryError, load_registry
+    from pipelines.metrics import serve_poll_metrics
 
     quiet_modbus_logs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -191,9 +190,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from ingest.meter_bus import run_executor
-    from ingest.modbus import ModbusClient, quiet_modbus_logs
-    from ingest.registers import RegistryError, load_registry
+    from meters.modbus import ModbusClient, quiet_modbus_logs
+    from meters.registers import RegistryError, load_registry
+    from wattpay.executor_service import run_executor
 
     quiet_modbus_logs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -228,7 +227,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def add_meter_commands(commands: argparse._SubParsersAction) -> None:
     """``wattpay simulate``, ``wattpay ingest modbus`` and ``wattpay execute``."""
-    from ingest.registers import MAX_UNIT_ID, MODELS
+    from meters.registers import MAX_UNIT_ID, MODELS
 
     def with_clock(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(

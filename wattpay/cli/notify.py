@@ -30,9 +30,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
     """Render notifications and deliver them by SMS, email and webhook."""
     from prometheus_client import start_http_server
 
+    from bus.kafka import kafka_config
     from notify.metrics import create_notify_metrics
     from notify.worker import NotifyWorker, build_channels
-    from sinks.kafka import kafka_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = settings_from_args(args)

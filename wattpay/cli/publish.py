@@ -72,7 +72,7 @@ def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -
 
 def _publish(args: argparse.Namespace, topic: str, message: dict[str, object]) -> int:
     """Validate one input message, publish it keyed by account and wait for delivery."""
-    from sinks.kafka import DeliveryError, JsonProducer, KafkaException, encode_json, kafka_config
+    from bus.kafka import DeliveryError, JsonProducer, KafkaException, encode_json, kafka_config
 
     settings = _settings(args)
     command = " ".join(["wattpay", args.command, *([args.event] if "event" in args else [])])

@@ -21,6 +21,7 @@ examples:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """Serve the web pages and JSON API against a ClickHouse DSN until Ctrl-C."""
+    from bus.topics import RESULTS
     from wattpay.instance import running_instance
     from web.app import WebOptions
     from web.server import serve_foreground, url_of
@@ -53,13 +54,11 @@ def cmd_web(args: argparse.Namespace) -> int:
         return 2
     brokers = None
     if args.brokers:
-        from sinks.kafka import kafka_config
+        from bus.kafka import kafka_config
 
         brokers = kafka_config(settings)
     print(f"wattpay web on {url_of(options)}/  (Ctrl-C stops)", flush=True)
-    serve_foreground(
-        settings.clickhouse_dsn, options, brokers, settings.topic("meter-command-results")
-    )
+    serve_foreground(settings.clickhouse_dsn, options, brokers, settings.topic(RESULTS.name))
     return 0
 
 

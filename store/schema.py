@@ -1,6 +1,6 @@
 """ClickHouse table definitions (SPEC S8) as data, and the pure functions that build their SQL.
 
-Nothing here talks to ClickHouse: `sinks/clickhouse.py` runs what these functions return.
+Nothing here talks to ClickHouse: `store/clickhouse.py` runs what these functions return.
 
 Migrations are numbered and applied once each, in order; `schema_migrations` records the
 applied versions. `TABLES` always describes the current schema, and migration 1 creates the

@@ -15,12 +15,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ingest.clock import SimClock
-from ingest.modbus import ModbusClient, ModbusError
-from ingest.poller import Publisher
-from ingest.registers import MeterEntry
+from meters.clock import SimClock
+from meters.modbus import ModbusClient, ModbusError
+from meters.poller import Publisher
+from meters.registers import MeterEntry
 
-RESULTS_TOPIC = "meter-command-results"  # logical; the publisher adds the configured prefix
 ACTIONS = {"disconnect": False, "reconnect": True}  # the coil state each action asks for
 REMEMBERED = 100_000
 
@@ -34,15 +33,17 @@ class CommandExecutor:
         client: ModbusClient,
         publisher: Publisher | None = None,
         *,
-        topic: str = RESULTS_TOPIC,
+        topic: str | None = None,
         clock: SimClock | None = None,
         attempts: int = 4,
         backoff: float = 0.2,
     ) -> None:
         self.meters = {meter.meter_id: meter for meter in meters}
         self.client = client
+        if publisher is not None and not topic:
+            raise ValueError("a publisher needs the logical topic of the results")
         self.publisher = publisher
-        self.topic = topic
+        self.topic = topic or ""
         self.clock = clock or SimClock()
         self.attempts = max(1, attempts)
         self.backoff = backoff

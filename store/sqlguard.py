@@ -4,7 +4,7 @@
 which parses exactly one statement) and to print its tree (``EXPLAIN AST``); this module
 reads that tree and allows only a single ``SELECT`` / ``WITH … SELECT`` / ``SHOW TABLES`` /
 ``SHOW CREATE TABLE`` / ``DESCRIBE`` over wattpay's tables and ``system.tables`` /
-``system.columns``, calling only the functions of `sinks.sqlfunctions`: no table functions,
+``system.columns``, calling only the functions of `store.sqlfunctions`: no table functions,
 no ``SETTINGS``, no ``FORMAT``, no ``INTO OUTFILE``, no query parameters.
 
 ``EXPLAIN AST`` prints one node per line: indentation, node type, name or value, an optional
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.errors import OperatorError
-from sinks import schema
-from sinks.sqlfunctions import allowed_function
+from store import schema
+from store.sqlfunctions import allowed_function
 
 SYSTEM_TABLES = frozenset({"system.tables", "system.columns"})
 WATTPAY_TABLES = frozenset(t.name for t in (*schema.TABLES, schema.SCHEMA_MIGRATIONS))

@@ -12,7 +12,7 @@ from collections import defaultdict
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.outputs import Row
-from sinks.clickhouse import BatchWriter, ClickHouseStore
+from store.clickhouse import BatchWriter, ClickHouseStore
 
 
 class _ClickHousePartition(StatefulSinkPartition[Row, None]):

@@ -2,7 +2,7 @@
 
 The billing flow publishes every row it produces to the facts topic; the loader turns the
 messages back into typed rows and writes them to ClickHouse. Both sides use the table
-definitions in `sinks.schema`, so a round trip is exact (decimals as strings, timestamps as
+definitions in `store.schema`, so a round trip is exact (decimals as strings, timestamps as
 ISO-8601 with their offset).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from billing.decoding import decode_json
 from billing.outputs import Row
-from sinks import schema
+from store import schema
 
 # Columns added by a later migration, with the value a fact published before it means.
 _ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}

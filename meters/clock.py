@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta, tzinfo
 
 from billing.clock import LOCAL_ZONE
-from ingest.registers import ClockSpec
+from meters.registers import ClockSpec
 
 
 class SimClock:

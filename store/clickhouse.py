@@ -17,7 +17,7 @@ chdb facts this module relies on (chdb 4.4, clickhouse-connect 1.12):
   ``readonly=1`` but still writes files for ``INTO OUTFILE``; per-call settings ride as a
   trailing ``SETTINGS`` clause (``readonly`` must come last there, or the engine refuses the
   settings after it). `query_readonly` therefore decides on ClickHouse's own parse of the
-  statement (see `sinks.sqlguard`) before anything runs.
+  statement (see `store.sqlguard`) before anything runs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
 from config.errors import OperatorError
 from config.settings import mask_url, redact
-from sinks import schema
-from sinks.sqlguard import (
+from store import schema
+from store.sqlguard import (
     QueryLimits,
     RefusedQuery,
     check_identifiers,
@@ -285,7 +285,7 @@ class ClickHouseStore:
             raise QueryStopped(f"query stopped: it {reason}") from err
 
     def checked_statement(self, sql: str) -> str:
-        """ClickHouse's formatting of ``sql`` if `sinks.sqlguard` allows it, else RefusedQuery."""
+        """ClickHouse's formatting of ``sql`` if `store.sqlguard` allows it, else RefusedQuery."""
         check_size(sql)
         formatted = self._format_query(sql)
         check_identifiers(formatted)
@@ -342,7 +342,8 @@ class BatchWriter:
     ``max_seconds`` (checked on `add`; call `flush_if_due` from a timer when input is idle).
     Rows are checked on `add`, so a bad row fails its caller rather than a later batch.
     A failed write keeps the unwritten tables' rows; writes are repeatable (the tables
-    deduplicate), so retrying `flush` is safe.
+    deduplicate), so retrying `flush` is safe. With ``auto_flush=False`` the caller decides
+    when to write (``due``, then ``flush``): the loader commits its input after each write.
     """
 
     def __init__(
@@ -352,6 +353,7 @@ class BatchWriter:
         max_rows: int = 10_000,
         max_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        auto_flush: bool = True,
     ) -> None:
         if max_rows < 1 or max_seconds < 0:
             raise ValueError("max_rows must be >= 1 and max_seconds >= 0")
@@ -359,6 +361,7 @@ class BatchWriter:
         self._max_rows = max_rows
         self._max_seconds = max_seconds
         self._clock = clock
+        self._auto_flush = auto_flush
         self._buffers: dict[str, list[tuple[object, ...]]] = {}
         self._oldest: float | None = None
         self._closed = False
@@ -379,6 +382,10 @@ class BatchWriter:
         schema.table_spec(table)
         self._buffer(table, [schema.row_values(table, row) for row in rows])
 
+    def add_values(self, table: str, values: Sequence[tuple[object, ...]]) -> None:
+        """Buffer rows already in column order (``schema.row_values``)."""
+        self._buffer(table, list(values))
+
     def add_built(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Buffer rows the billing core built (its own exact types, not checked again)."""
         self._buffer(table, list(map(schema.built_values(table), rows)))
@@ -393,10 +400,20 @@ class BatchWriter:
             buffer.extend(values)
             if self._oldest is None:
                 self._oldest = self._clock()
+            if not self._auto_flush:
+                return
             if len(buffer) >= self._max_rows:
                 self.flush()
             else:
                 self.flush_if_due()
+
+    def due(self) -> bool:
+        """A bound is reached: ``max_rows`` rows buffered, or the oldest waited ``max_seconds``."""
+        with self._lock:
+            if self._oldest is None:
+                return False
+            waited = self._clock() - self._oldest >= self._max_seconds
+            return waited or self.pending >= self._max_rows
 
     def flush_if_due(self) -> bool:
         """Flush if the oldest buffered row has waited ``max_seconds``; return whether it did."""
@@ -406,13 +423,15 @@ class BatchWriter:
             self.flush()
             return True
 
-    def flush(self) -> None:
-        """Write every table's buffer, in the order the tables were first buffered."""
+    def flush(self) -> dict[str, int]:
+        """Write every table's buffer, in the order first buffered; the rows written per table."""
+        written: dict[str, int] = {}
         with self._lock:
             for table in list(self._buffers):
                 self._store.insert_values(table, self._buffers[table])
-                del self._buffers[table]
+                written[table] = len(self._buffers.pop(table))
             self._oldest = None
+        return written
 
     def close(self) -> None:
         """Flush what is buffered and refuse further rows; the store stays open."""

@@ -24,7 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.clock import LOCAL_ZONE
 from billing.messages import TOPIC_ORDER, Envelope, message_ts
-from sinks.kafka import Message, assign, is_end_of_partition, new_consumer
+from bus.kafka import Message, assign, is_end_of_partition, new_consumer
 
 POLL_BATCH = 2000
 RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum

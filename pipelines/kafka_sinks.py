@@ -13,10 +13,10 @@ from zlib import adler32
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.outputs import Row, TopicMessage
-from sinks.facts import encode_fact
-from sinks.kafka import KafkaException, encode_json, new_producer
+from bus.kafka import KafkaException, encode_json, new_producer
+from bus.topics import FACTS
+from store.facts import encode_fact
 
-FACTS = "facts"
 SINK_PARTITIONS = 4
 # The largest message these producers send. A rejected input travels whole on the DLQ and the
 # facts topic, JSON-escaped (up to six times its size), so a large input near the broker's
@@ -100,7 +100,7 @@ class KafkaFactSink(_KafkaSink):
 
     def __init__(self, config: Mapping[str, str], prefix: str) -> None:
         super().__init__(config)
-        self.topic = prefix + FACTS
+        self.topic = FACTS.full_name(prefix)
 
     def encode(self, item: object) -> tuple[str, str, bytes]:
         row = item[1] if isinstance(item, tuple) else item

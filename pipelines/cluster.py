@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from bytewax.dataflow import Dataflow
 
-from wattpay.broker import free_port
+from bus.ports import free_port
 
 # Replay runs without recovery: one long epoch avoids snapshotting state for nothing.
 REPLAY_EPOCH = timedelta(days=1)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from billing.messages import READINGS
-from ingest.clock import SimClock
-from ingest.modbus import MeterSample, ModbusClient, ModbusError
-from ingest.registers import MeterEntry
+from meters.clock import SimClock
+from meters.modbus import MeterSample, ModbusClient, ModbusError
+from meters.registers import MeterEntry
 
 READINGS_TOPIC = READINGS  # logical; a publisher adds the configured prefix
 _log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Publisher(Protocol):
     def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
         """Queue one message on logical ``topic``."""
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Deliver everything queued so far."""
 
 

@@ -10,6 +10,7 @@ their offset, keys as UTF-8 text (meter id or account id).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,14 +30,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from billing.messages import ACCOUNTS, PAYMENTS, READINGS
-from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS, json_default
+from billing.outputs import json_default
+from bus.topics import CATALOGUE, Topic
 from config.errors import OperatorError
 from config.settings import Settings
 
-METER_COMMAND_RESULTS = "meter-command-results"
-INPUT_TOPICS = (READINGS, PAYMENTS, ACCOUNTS)
-OUTPUT_TOPICS = (NOTIFICATIONS, METER_COMMANDS, PAYMENT_REQUESTS, DLQ, METER_COMMAND_RESULTS)
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(RuntimeError):
@@ -158,11 +157,9 @@ def is_end_of_partition(error: KafkaError) -> bool:
     return error.code() == KafkaError._PARTITION_EOF
 
 
-def topic_names(
-    settings: Settings, logical: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS
-) -> list[str]:
-    """Full topic names (with the configured prefix) for logical ones, all of S2 by default."""
-    return [settings.topic(name) for name in logical]
+def topic_names(settings: Settings, topics: Iterable[Topic] = CATALOGUE) -> list[str]:
+    """Full topic names (with the configured prefix), every topic of the catalogue by default."""
+    return [settings.topic(t.name) for t in topics]
 
 
 @dataclass(frozen=True)
@@ -313,9 +310,12 @@ class JsonProducer:
 
     def send(self, topic: str, key: str | None, value: Mapping[str, Any]) -> None:
         """Queue one message; the key is UTF-8 text (meter or account id)."""
+        self.send_encoded(topic, key, encode_json(value))
+
+    def send_encoded(self, topic: str, key: str | None, payload: bytes) -> None:
+        """Queue one message already encoded (a fact, ``store.facts.encode_fact``)."""
         if self._producer is None:
             self._producer = new_producer(self.config)
-        payload = encode_json(value)
         raw_key = key.encode("utf-8") if key is not None else None
         while True:
             try:
@@ -461,9 +461,12 @@ class PartitionReader:
     the beginning and commits nothing. ``commit`` takes the next offset to read per partition.
     """
 
-    def __init__(self, config: Mapping[str, str], topic: str, group: str | None) -> None:
+    def __init__(
+        self, config: Mapping[str, str], topic: str, group: str | None, *, strict: bool = True
+    ) -> None:
         self.topic = topic
         self.group = group
+        self.strict = strict
         self._consumer = new_consumer(
             {"fetch.wait.max.ms": "50", **config},
             group or f"wattpay-reader-{uuid.uuid4().hex}",
@@ -496,9 +499,12 @@ class PartitionReader:
         for message in [first, *rest]:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self.at_end.add(message.partition())
+                elif self.strict:
                     raise KafkaException(error)
-                self.at_end.add(message.partition())
+                else:  # a transient client error: the client retries on its own
+                    log.warning("%s: %s", self.topic, error)
                 continue
             self.at_end.discard(message.partition())
             key = message.key()
@@ -511,6 +517,11 @@ class PartitionReader:
                 )
             )
         return records
+
+    @property
+    def all_at_end(self) -> bool:
+        """Every partition has reported its end since its last record."""
+        return len(self.at_end) == len(self.partitions)
 
     def read_to_end(self, timeout: float) -> list[Record]:
         """Every record up to the end of each partition (as the broker reports it)."""
@@ -534,3 +545,67 @@ class PartitionReader:
     def close(self) -> None:
         """Leave; uncommitted progress is read again by the next reader of the group."""
         self._consumer.close()
+
+
+def open_reader(
+    config: Mapping[str, str],
+    topic: str,
+    group: str | None,
+    stop: Any,
+    *,
+    strict: bool = True,
+    wait: float = 0.5,
+) -> PartitionReader | None:
+    """A ``PartitionReader`` once ``topic`` exists; ``None`` if ``stop`` is set first.
+
+    ``stop`` is anything with ``is_set()`` (a threading or asyncio event).
+    """
+    warned = False
+    while not stop.is_set():
+        try:
+            return PartitionReader(config, topic, group, strict=strict)
+        except KafkaException as err:
+            if not warned:
+                log.warning("waiting for topic %s to exist (%s)", topic, err)
+                warned = True
+        time.sleep(wait)
+    return None
+
+
+class KafkaPublisher:
+    """Publishes JSON values to ``prefix`` + a logical topic, keyed by text.
+
+    ``flush`` raises ``DeliveryError`` when a message was not confirmed in time. It speaks
+    the ``Publisher`` protocol of the meter gateway (``meters.poller``).
+    """
+
+    def __init__(
+        self, config: Mapping[str, str], prefix: str, *, flush_timeout: float = 30.0
+    ) -> None:
+        self.producer = JsonProducer(config, flush_timeout=flush_timeout)
+        self.prefix = prefix
+
+    def __enter__(self) -> KafkaPublisher:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
+
+    def publish(self, topic: str, key: str, value: Mapping[str, Any]) -> None:
+        self.producer.send(self.prefix + topic, key or None, value)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.producer.flush(timeout)
+
+    def close(self) -> None:
+        """Release the client; anything not flushed is dropped."""
+        self.producer.close()
+
+
+def facts_feed(config: Mapping[str, str], topic: str) -> Callable[[], PartitionReader]:
+    """How the ClickHouse loader opens the facts topic: its group's committed positions."""
+    return lambda: PartitionReader(config, topic, "wattpay-loader", strict=False)

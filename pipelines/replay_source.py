@@ -12,7 +12,7 @@ from typing import TextIO
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.messages import READINGS, Envelope
-from ingest.files import count_lines, merged_envelopes
+from pipelines.replay_files import count_lines, merged_envelopes
 
 BATCH = 2000
 

@@ -1,6 +1,6 @@
 """ClickHouse cluster DDL: the tables replicated per shard, read through Distributed tables.
 
-A single server (or the embedded chdb) uses the ReplacingMergeTree tables of `sinks/schema.py`.
+A single server (or the embedded chdb) uses the ReplacingMergeTree tables of `store/schema.py`.
 A cluster keeps each table's rows in ``{table}_local``, a ReplicatedReplacingMergeTree on every
 replica of every shard, and serves ``{table}``, a Distributed table over them, to the loader and to
 analysts. Rows are sharded by account (by meter where a table has no account), so one account's
@@ -10,7 +10,7 @@ rows live on one shard and ``FINAL`` deduplicates within it. Nothing here talks 
 
 from __future__ import annotations
 
-from sinks.schema import DAY, TABLES, TIMESTAMP, TableSpec, quote_identifier
+from store.schema import DAY, TABLES, TIMESTAMP, TableSpec, quote_identifier
 
 TIME_COLUMNS = ("day", "ts", "start", "received_at")
 

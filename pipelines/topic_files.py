@@ -1,30 +1,17 @@
-"""Topic outputs written as JSON Lines files, one per topic (``wattpay replay``'s ``DIR/out``)."""
+"""The Bytewax sink of a replay's topic outputs: one JSON Lines file per topic (``DIR/out``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import IO
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS, TopicMessage
+from billing.outputs import TopicMessage
+from bus.files import encode_message, topic_file
+from bus.topics import BILLING_OUTPUTS, names
 
-OUTPUT_TOPICS = (NOTIFICATIONS, METER_COMMANDS, PAYMENT_REQUESTS, DLQ)
-
-
-# Characters that ``str.splitlines`` (and some JSON Lines readers) take for line breaks but
-# JSON leaves unescaped; they can only occur inside strings, where the escape means the same.
-_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def encode_message(message: TopicMessage) -> str:
-    """One topic message as a JSON line (key order as built, UTF-8 text kept).
-
-    Every line break inside strings is escaped, so the file splits into the same lines
-    whichever way a reader splits it.
-    """
-    return json.dumps(message.value, ensure_ascii=False).translate(_LINE_BREAKS)
+OUTPUT_TOPICS = tuple(names(BILLING_OUTPUTS))
 
 
 class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
@@ -67,9 +54,4 @@ class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _TopicFilePartition:
-        return _TopicFilePartition(self.directory / f"{self.prefix}{for_part}.jsonl", resume_state)
-
-
-def topic_file(directory: Path, topic: str, prefix: str) -> Path:
-    """Where a replay writes one topic's messages."""
-    return directory / f"{prefix}{topic}.jsonl"
+        return _TopicFilePartition(topic_file(self.directory, for_part, self.prefix), resume_state)

@@ -31,7 +31,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from ingest.registers import (
+from meters.registers import (
     MAX_UNIT_ID,
     READ_HOLDING,
     MeterEntry,

@@ -1,0 +1,42 @@
+"""The replay flow: a directory of JSONL inputs in, ClickHouse rows and topic files out (S11).
+
+``wattpay replay`` builds it here and runs it with ``pipelines.cluster``. In a cluster, the
+first process (``leader``) reads the files and writes ClickHouse and the topic files (the
+embedded ClickHouse opens in one process only); billing spreads over every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from bytewax.dataflow import Dataflow
+
+from config.settings import Settings
+from pipelines.billing import build_billing_flow
+from pipelines.clickhouse_sink import ClickHouseSink
+from pipelines.replay_source import ReplaySource
+from pipelines.topic_files import TopicFileSink
+
+
+def build_replay_flow(
+    settings: Settings,
+    directory: Path,
+    *,
+    leader: bool = True,
+    workers: int = 1,
+    progress: TextIO | None = None,
+) -> Dataflow:
+    """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``."""
+    return build_billing_flow(
+        settings.rules,
+        source=ReplaySource(directory, progress=progress, local=leader),
+        rows=ClickHouseSink(
+            settings.clickhouse_dsn,
+            writers=workers if leader else 0,
+            max_rows=settings.batch_rows,
+            max_seconds=settings.batch_seconds,
+        ),
+        messages=TopicFileSink(directory / "out", settings.topic_prefix, local=leader),
+        topic_prefix=settings.topic_prefix,
+    )
