@@ -1,8 +1,10 @@
-"""Replay input: the three JSONL files merged into processing order (SPEC S11, S14.1).
+"""Replay input: the JSONL files merged into processing order (SPEC S11, S14.1).
 
 Each file is a stream in its own line order (like a topic partition). The merge repeatedly
 applies the message at the head of the stream with the earliest timestamp (ties: accounts,
-payments, readings); a line with no valid timestamp is applied as soon as it is at the head.
+payments, readings, relay results); a line with no valid timestamp is applied as soon as it
+is at the head. The relay results file is optional (S2): without it, cuts are confirmed by
+the grace period of S14.16 (``has_command_results``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from billing.clock import LOCAL_ZONE
 from billing.messages import (
     ACCOUNTS,
+    COMMAND_RESULTS,
     PAYMENTS,
     READINGS,
     TOPIC_ORDER,
@@ -23,6 +26,9 @@ from billing.messages import (
 )
 
 INPUT_FILES = {ACCOUNTS: "accounts.jsonl", PAYMENTS: "payments.jsonl", READINGS: "readings.jsonl"}
+RESULTS_FILE = "meter-command-results.jsonl"
+REPLAY_FILES = {**INPUT_FILES, COMMAND_RESULTS: RESULTS_FILE}
+"""Every file a replay reads: the three inputs and the optional relay results."""
 EPOCH = datetime(1970, 1, 1, tzinfo=LOCAL_ZONE)
 
 
@@ -49,7 +55,7 @@ def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelo
 def count_lines(directory: Path) -> int:
     """How many input lines a replay directory holds (every line is applied or rejected)."""
     total = 0
-    for name in INPUT_FILES.values():
+    for name in REPLAY_FILES.values():
         path = directory / name
         if path.exists():
             with path.open("rb") as handle:
@@ -59,7 +65,7 @@ def count_lines(directory: Path) -> int:
 
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     """All input envelopes of a replay directory in processing order."""
-    streams = {topic: _envelopes(topic, directory / name) for topic, name in INPUT_FILES.items()}
+    streams = {topic: _envelopes(topic, directory / name) for topic, name in REPLAY_FILES.items()}
     heads: list[tuple[int, datetime, int, int, datetime | None, Envelope]] = []
     clock = EPOCH
     counter = 0
@@ -80,3 +86,8 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
         clock = ts or clock
         yield envelope.at(clock)
         push(envelope.topic)
+
+
+def has_command_results(directory: Path) -> bool:
+    """True when a replay directory has a relay results file (S14.16 confirms cuts by it)."""
+    return (directory / RESULTS_FILE).exists()

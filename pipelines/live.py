@@ -19,14 +19,14 @@ from sinks.kafka import kafka_config
 from sinks.live import KafkaFactSink, KafkaMessageSink
 from sinks.metrics import Metrics
 
-INPUT_TOPICS = ("accounts", "payments", "readings")
+INPUT_TOPICS = ("accounts", "payments", "readings", "meter-command-results")
+"""Relay results come from the command executor (S13); live, only they confirm a cut."""
 OUTPUT_TOPICS = (
     "notifications",
     "meter-commands",
     "payment-requests",
     "dlq",
     "facts",
-    "meter-command-results",
 )
 
 
@@ -42,7 +42,10 @@ def build_live_flow(
     config = kafka_config(settings)
     # Every snapshot of an account carries its duplicate memory: live keeps a shorter one.
     rules = replace(
-        settings.rules, duplicate_memory=settings.live_duplicate_memory, reject_future=True
+        settings.rules,
+        duplicate_memory=settings.live_duplicate_memory,
+        reject_future=True,
+        command_results=True,
     )
     return build_billing_flow(
         rules,

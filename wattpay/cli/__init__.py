@@ -28,6 +28,9 @@ from wattpay.cli.web import add_web_commands
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the billing dataflow over a directory of JSONL inputs into ClickHouse."""
+    from dataclasses import replace
+
+    from ingest.files import has_command_results
     from ingest.replay_source import ReplaySource
     from pipelines.billing import build_billing_flow
     from sinks.analytics import ClickHouseSink
@@ -59,8 +62,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # In a cluster, the first process reads the files and writes ClickHouse and the topic
     # files (the embedded ClickHouse opens in one process only); billing spreads over all.
+    # S14.16: with a relay results file, only its results confirm cuts; without, a grace does.
+    rules = replace(settings.rules, command_results=has_command_results(directory))
     flow = build_billing_flow(
-        settings.rules,
+        rules,
         source=ReplaySource(directory, progress=None if args.quiet else sys.stderr, local=leader),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
