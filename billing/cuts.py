@@ -9,6 +9,7 @@ from billing.notices import notify
 from billing.outputs import METER_COMMANDS, Emitter, money
 from billing.rules import BillingRules, DisconnectWindow
 from billing.state import ACTIVE, DISCONNECTED, AccountState
+from billing.tamper import end_cut, record_cut
 
 
 def next_window_opening(window: DisconnectWindow, moment: datetime) -> datetime:
@@ -30,8 +31,8 @@ def in_window(window: DisconnectWindow, moment: datetime) -> bool:
 
 def command(
     state: AccountState, out: Emitter, action: str, ts: datetime, cause: str, reason: str
-) -> None:
-    """Emit a relay command for the meter head-end."""
+) -> str:
+    """Emit a relay command for the meter head-end; return its ``command_id``."""
     command_id = f"{action}:{state.account_id}:{cause}"
     value = {
         "meter_id": state.meter_id,
@@ -52,6 +53,7 @@ def command(
         value=value,
         data=value,
     )
+    return command_id
 
 
 def disconnection(
@@ -67,8 +69,8 @@ def disconnection(
         if inside:
             state.status = DISCONNECTED
             state.pending_cut = False
-            state.warned_consumption = False
-            command(state, out, "disconnect", ts, cause, "overdraft_exhausted")
+            command_id = command(state, out, "disconnect", ts, cause, "overdraft_exhausted")
+            record_cut(state, command_id, ts)
             notify(
                 state,
                 out,
@@ -102,6 +104,7 @@ def reconnection(state: AccountState, out: Emitter, ts: datetime, cause: str) ->
     state.pending_cut = False
     if state.status == DISCONNECTED:
         state.status = ACTIVE
+        end_cut(state)
         command(state, out, "reconnect", ts, cause, "credit")
         notify(
             state,

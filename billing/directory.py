@@ -1,11 +1,12 @@
 """Which account owns which meter when, and whether an account event fits the lifecycle.
 
 Account lifecycle checks (SPEC S14.5) depend only on the sequence of account events, so
-they are decided once, in processing order (``Lifecycle``). A decision changes meter
-ownership (``OwnershipChange``), and readings are routed to the account that owned their
-meter at their timestamp (``MeterSpans``, S14.3 ``unknown_meter``). ``MeterDirectory`` is
-the two together, as the sequential reference keeps them; the billing flow keeps the
-lifecycle in one place and the spans with the readings of their meters.
+they are decided once, in processing order (``Lifecycle``); so is an ``invalid_amount`` in
+their settings (S14.2, after the lifecycle checks), since a refused ``open`` opens nothing.
+A decision changes meter ownership (``OwnershipChange``), and readings are routed to the
+account that owned their meter at their timestamp (``MeterSpans``, S14.3 ``unknown_meter``).
+``MeterDirectory`` is the two together, as the sequential reference keeps them; the billing
+flow keeps the lifecycle in one place and the spans with the readings of their meters.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from billing.account_settings import INVALID_AMOUNT, settings_problem
 from billing.messages import AccountEvent
 
 OPEN, CLOSED = "open", "closed"
@@ -74,12 +76,16 @@ class Lifecycle:
                 return "account_closed", []
             if state == OPEN or event.meter_id in self.owner_of:
                 return "conflict", []
+            if settings_problem(event) is not None:
+                return INVALID_AMOUNT, []
             self.status[event.account_id] = OPEN
             return None, [self._own(event.meter_id, event.account_id, event.ts)]
         if state is None:
             return "unknown_account", []
         if state == CLOSED:
             return "account_closed", []
+        if settings_problem(event) is not None:
+            return INVALID_AMOUNT, []
         if event.kind == "replace_meter":
             if event.fields["old_meter_id"] != self.meter_of[event.account_id]:
                 return "unknown_meter", []

@@ -18,6 +18,7 @@ from billing.follow_up import follow_status
 from billing.lifecycle import apply_account_event
 from billing.messages import (
     AccountEvent,
+    CommandResult,
     Envelope,
     Malformed,
     Message,
@@ -26,12 +27,14 @@ from billing.messages import (
     TopUp,
     parse_message,
 )
+from billing.notices import cause_of
 from billing.outputs import Emitter, Output
 from billing.payments import apply_redeem, apply_topup, claim_payment_id
 from billing.readings import apply_reading
-from billing.rejections import Rejected, Rejection, reject
+from billing.rejections import Ignored, Rejected, Rejection, reject
 from billing.rules import BillingRules
 from billing.state import CLOSED, AccountState, account_row
+from billing.tamper import apply_command_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,19 @@ class Outcome:
 
 def route(
     envelope: Envelope, directory: MeterDirectory, rules: BillingRules
-) -> tuple[str, Routed] | Rejected:
-    """Parse a message and find its account; return (account_id, routed) or the rejection."""
+) -> tuple[str, Routed] | Rejected | Ignored:
+    """Parse a message and find its account; return (account_id, routed) or the rejection.
+
+    A relay result for a meter that no account owns is ``Ignored``.
+    """
     message = parse_input(envelope, rules)
     if isinstance(message, Rejected):
         return message
     if isinstance(message, Reading):
         return route_reading(envelope, message, directory.owner_at(message.meter_id, message.ts))
+    if isinstance(message, CommandResult):
+        owner = directory.owner_at(message.meter_id, message.ts)
+        return route_command_result(envelope, message, owner)
     if isinstance(message, AccountEvent):
         return message.account_id, Routed(envelope, message, directory.check(message))
     is_open = directory.is_open(message.account_id)
@@ -93,6 +102,15 @@ def route_reading(
     return owner, Routed(envelope, reading)
 
 
+def route_command_result(
+    envelope: Envelope, result: CommandResult, owner: str | None
+) -> tuple[str, Routed] | Ignored:
+    """A relay result goes to the account owning its meter at its ts; with none, it is ignored."""
+    if owner is None:
+        return Ignored()
+    return owner, Routed(envelope, result)
+
+
 def route_payment(
     envelope: Envelope,
     payment: TopUp | Redeem,
@@ -118,6 +136,10 @@ def apply(state: AccountState | None, item: Routed, rules: BillingRules) -> Outc
         result = apply_topup(state, message, out, rules)
     elif isinstance(message, Redeem):
         result = apply_redeem(state, message, out, rules)
+    elif isinstance(message, CommandResult):
+        if state is not None:  # results never move money, so no follow-up (S14.16)
+            apply_command_result(state, message, out, cause_of(message))
+        return Outcome(state, out.outputs)
     else:
         result = apply_account_event(state, message, item.verdict, out, rules)
     if isinstance(result, Rejection):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from billing.account_settings import INVALID_AMOUNT, settings_problem
 from billing.days import close_day, close_days_until, open_day
 from billing.follow_up import follow_up
 from billing.ledger import post_ledger
@@ -59,7 +60,8 @@ def apply_account_event(
 ) -> AccountState | Rejection:
     """Apply an account event the directory accepted (``verdict`` None), or refuse it."""
     if verdict is not None:
-        return Rejection(verdict, f"{e.kind} does not fit the account's lifecycle")
+        detail = settings_problem(e) if verdict == INVALID_AMOUNT else None
+        return Rejection(verdict, detail or f"{e.kind} does not fit the account's lifecycle")
     if e.kind == "open":
         return open_account(e, out, rules)
     if state is None:

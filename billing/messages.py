@@ -22,7 +22,11 @@ from billing.numbers import (
 from billing.rules import CHANNELS, BillingRules
 
 READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
-TOPIC_ORDER = {ACCOUNTS: 0, PAYMENTS: 1, READINGS: 2}
+COMMAND_RESULTS = "meter-command-results"
+TOPIC_ORDER = {ACCOUNTS: 0, PAYMENTS: 1, READINGS: 2, COMMAND_RESULTS: 3}
+"""Ties in timestamp order (S14.1); a relay outcome follows the command it reports on."""
+METER_KEYED = frozenset({READINGS, COMMAND_RESULTS})
+"""Input topics keyed (and routed) by meter id; the others are keyed by account id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +73,9 @@ class Envelope:
 
     @property
     def key(self) -> str:
-        """The message key: meter id for readings, account id otherwise ('' if missing)."""
+        """The message key: meter id for readings and command results, else account id ('')."""
         if isinstance(self.payload, dict):
-            value = self.payload.get("meter_id" if self.topic == READINGS else "account_id")
+            value = self.payload.get("meter_id" if self.topic in METER_KEYED else "account_id")
             if isinstance(value, str):
                 return value
         return ""
@@ -135,7 +139,18 @@ class AccountEvent:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Message = Reading | TopUp | Redeem | AccountEvent
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A relay outcome from the command executor (S2, S13): ``ok``, or why it failed."""
+
+    command_id: str
+    meter_id: str
+    ok: bool
+    ts: datetime
+    error: str = ""
+
+
+Message = Reading | TopUp | Redeem | AccountEvent | CommandResult
 
 
 def _text(payload: dict[str, Any], name: str) -> str:
@@ -191,6 +206,8 @@ def parse_message(envelope: Envelope, rules: BillingRules) -> Message:
         return _payment(payload, rules)
     if envelope.topic == ACCOUNTS:
         return _account_event(payload, rules)
+    if envelope.topic == COMMAND_RESULTS:
+        return _command_result(payload, rules)
     raise Malformed(f"unknown topic {excerpt(envelope.topic)}")
 
 
@@ -204,6 +221,19 @@ def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
     if not isinstance(source, str):
         raise Malformed("source must be a string")
     return Reading(meter_id, ts, energy, source)
+
+
+def _command_result(payload: dict[str, Any], rules: BillingRules) -> CommandResult:
+    command_id = _text(payload, "command_id")
+    meter_id = _text(payload, "meter_id")
+    ok = payload.get("ok")
+    if not isinstance(ok, bool):
+        raise Malformed("ok must be true or false")
+    ts = _ts(payload, rules)
+    error = payload.get("error")
+    if error is not None and not isinstance(error, str):
+        raise Malformed("error must be a string")
+    return CommandResult(command_id, meter_id, ok, ts, error or "")
 
 
 def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
@@ -282,10 +312,7 @@ def _optional_settings(payload: dict[str, Any], fields: dict[str, Any]) -> None:
         if payload["auto_topup_amount"] is None:
             fields["auto_topup_amount"] = None
         else:
-            amount = _money(payload, "auto_topup_amount")
-            if amount <= 0:
-                raise Malformed("auto_topup_amount must be > 0")
-            fields["auto_topup_amount"] = amount
+            fields["auto_topup_amount"] = _money(payload, "auto_topup_amount")  # > 0: S14.2
     for name in _UPDATE_TEXT:
         if payload.get(name) is not None:
             fields[name] = _text(payload, name)

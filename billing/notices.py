@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from billing.clock import ts_text
-from billing.messages import Message, Reading, Redeem, TopUp
+from billing.messages import CommandResult, Message, Reading, Redeem, TopUp
 from billing.outputs import NOTIFICATIONS, Emitter
 from billing.state import AccountState
 
@@ -16,6 +16,8 @@ def cause_of(message: Message) -> str:
         return f"{message.meter_id}@{ts_text(message.ts)}"
     if isinstance(message, TopUp | Redeem):
         return message.payment_id
+    if isinstance(message, CommandResult):
+        return f"{message.command_id}@{ts_text(message.ts)}"
     return f"{message.kind}@{ts_text(message.ts)}"
 
 

@@ -18,10 +18,10 @@ from billing.rating import rate_span
 from billing.reading_log import ReadingLog
 from billing.rejections import Rejection
 from billing.rules import BillingRules
-from billing.state import CLOSED, DISCONNECTED, AccountState
+from billing.state import CLOSED, AccountState
+from billing.tamper import is_tamper
 
 US_PER_HOUR = 3_600_000_000
-CONSUMPTION_NOTICE_MILLI = 10  # Δ > 0.01 kWh while disconnected is worth a notice
 METER_REGRESSION, IMPLAUSIBLE_JUMP = "meter_regression", "implausible_jump"
 ANOMALIES = (METER_REGRESSION, IMPLAUSIBLE_JUMP)
 """Rejections that also raise ``meter_anomaly``."""
@@ -114,11 +114,7 @@ def apply_reading(
         rate_span(state, out, rules, verdict.since, r.ts, verdict.delta)
     close_days_until(state, out, rules, r.ts)
     remember(state, r.ts, verdict.milli, rules)
-    if (
-        state.status == DISCONNECTED
-        and verdict.delta > CONSUMPTION_NOTICE_MILLI
-        and not state.warned_consumption
-    ):
+    if is_tamper(state, verdict.since, verdict.delta, rules):
         state.warned_consumption = True
         notify(
             state,

@@ -43,3 +43,10 @@ def reject(envelope: Envelope, why: Rejection) -> Rejected:
         received_at=envelope.received_at,
     )
     return Rejected(out.outputs, why.reason)
+
+
+class Ignored(list[Output]):
+    """An input applied with no effect and nothing to record: a relay result for no command.
+
+    S14.16: results are facts of the meter; one for an unknown command is not refused.
+    """

@@ -77,5 +77,10 @@ class BillingRules:
     reject_future: bool = False
     """Live mode only: refuse messages more than ``future_tolerance`` ahead of arrival."""
     future_tolerance: timedelta = timedelta(minutes=5)
+    tamper_grace_minutes: int = 30
+    """Without relay results, a cut counts as confirmed this long after its command (S14.16)."""
+    command_results: bool = False
+    """Relay results are part of the input (live; a replay with a results file): a cut is
+    confirmed only by its ``ok`` result. False: by ``tamper_grace_minutes`` instead."""
     duplicate_memory: int = 40_000
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""

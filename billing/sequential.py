@@ -8,7 +8,7 @@ from billing.directory import MeterDirectory
 from billing.engine import apply, finish, route
 from billing.messages import Envelope
 from billing.outputs import Output
-from billing.rejections import Rejected
+from billing.rejections import Ignored, Rejected
 from billing.rules import BillingRules
 from billing.state import AccountState
 
@@ -21,7 +21,7 @@ def run_sequential(
     states: dict[str, AccountState] = {}
     for envelope in envelopes:
         routed = route(envelope, directory, rules)
-        if isinstance(routed, Rejected):
+        if isinstance(routed, Rejected | Ignored):
             yield from routed
             continue
         account_id, item = routed

@@ -83,6 +83,10 @@ class AccountState:
     arrears_armed: bool = True
     pending_cut: bool = False
     warned_consumption: bool = False
+    cut_command: tuple[str, datetime] | None = None
+    """The disconnected period's ``disconnect`` command: its id and ts (S14.16)."""
+    cut_confirmed: datetime | None = None
+    """When a relay result confirmed that command's cut (None: not confirmed by a result)."""
     request: tuple[str, datetime] | None = None
     payment_ids: set[str] = field(default_factory=set)
     rebates: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -106,6 +110,7 @@ class AccountState:
         zone = self.opened_at.tzinfo
         day = self.day
         baseline, request = self.baseline, self.request
+        cut, confirmed = self.cut_command, self.cut_confirmed
         return (
             zone_name(zone),
             self.account_id,
@@ -146,6 +151,8 @@ class AccountState:
             self.ledger_seq,
             self.points_seq,
             self.version,
+            None if cut is None else (cut[0], instant(cut[1], zone)),
+            None if confirmed is None else instant(confirmed, zone),
         )
 
     def __setstate__(self, packed: tuple[Any, ...]) -> None:
@@ -157,7 +164,9 @@ class AccountState:
         (opening_balance, status, baseline, self.logs, maxlen, charges) = packed[22:28]
         (self.low_armed, self.arrears_armed, self.pending_cut) = packed[28:31]
         (self.warned_consumption, request, self.payment_ids, self.rebates, lots) = packed[31:36]
-        (self.ledger_seq, self.points_seq, self.version) = packed[36:]
+        (self.ledger_seq, self.points_seq, self.version) = packed[36:39]
+        # Snapshots from before S14.16's confirmed cuts end here: no cut on record.
+        (cut, confirmed) = packed[39:41] if len(packed) > 39 else (None, None)
         self.opened_at = moment_of(opened_at, zone)
         self.plans = unpacked_pairs(plans, zone)
         self.balance, self.threshold = Decimal(balance), Decimal(threshold)
@@ -172,6 +181,8 @@ class AccountState:
         self.charges = deque(charges, maxlen=maxlen)
         self.request = None if request is None else (request[0], moment_of(request[1], zone))
         self.wallet = PointsWallet(lots)
+        self.cut_command = None if cut is None else (cut[0], moment_of(cut[1], zone))
+        self.cut_confirmed = None if confirmed is None else moment_of(confirmed, zone)
 
     def plan_at(self, moment: datetime) -> str:
         """The plan in force at ``moment``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from billing.messages import ACCOUNTS, PAYMENTS, READINGS
+from billing.messages import ACCOUNTS, COMMAND_RESULTS, PAYMENTS, READINGS
 from billing.outputs import DLQ, METER_COMMANDS, NOTIFICATIONS, PAYMENT_REQUESTS
 
 
@@ -56,7 +56,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(PAYMENTS, "account_id", IN, "top-ups and redemptions", replay_file="payments.jsonl"),
     Topic(ACCOUNTS, "account_id", IN, "account lifecycle events", replay_file="accounts.jsonl"),
     Topic(
-        "meter-command-results",
+        COMMAND_RESULTS,
         "meter_id",
         IN,
         "relay outcomes from the command executor",
@@ -83,12 +83,15 @@ def topic(name: str) -> Topic:
     return _BY_NAME[name]
 
 
-# The topics billing reads, in the order S14.1 breaks a tie of timestamps.
-BILLING_INPUTS: tuple[Topic, ...] = (topic(ACCOUNTS), topic(PAYMENTS), topic(READINGS))
+# The topics billing reads, in the order S14.1 breaks a tie of timestamps; relay results come
+# from the command executor (S13), and live only they confirm a cut (S14.16).
+BILLING_INPUTS: tuple[Topic, ...] = tuple(
+    topic(name) for name in (ACCOUNTS, PAYMENTS, READINGS, COMMAND_RESULTS)
+)
 # The messages billing itself emits (one message per event, S2, S7).
 BILLING_OUTPUTS: tuple[Topic, ...] = tuple(t for t in CATALOGUE if t.direction is OUT)
 READINGS_TOPIC = topic(READINGS)
-RESULTS = topic("meter-command-results")
+RESULTS = topic(COMMAND_RESULTS)
 COMMANDS = topic(METER_COMMANDS)
 NOTICES = topic(NOTIFICATIONS)
 FACTS = topic("facts")

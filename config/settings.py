@@ -100,6 +100,7 @@ class Settings:
                     "holidays": sorted(d.isoformat() for d in rules.window.holidays),
                 },
                 "campaigns": [c.campaign_id for c in rules.campaigns],
+                "tamper_grace_minutes": rules.tamper_grace_minutes,
                 "duplicate_memory": {
                     "replay": rules.duplicate_memory,
                     "live": self.live_duplicate_memory,
@@ -313,6 +314,11 @@ def _rules(
         register_max_kwh=_decimal(billing, "register_max_kwh", base.register_max_kwh, problems),
         window=window,
         campaigns=_campaigns(campaigns, problems),
+        tamper_grace_minutes=_int(
+            billing.get("tamper_grace_minutes", base.tamper_grace_minutes),
+            "billing.tamper_grace_minutes",
+            problems,
+        ),
         duplicate_memory=_int(
             billing.get("duplicate_memory", base.duplicate_memory),
             "billing.duplicate_memory",

@@ -35,7 +35,10 @@ def build_live_flow(
     config = kafka_config(settings)
     # Every snapshot of an account carries its duplicate memory: live keeps a shorter one.
     rules = replace(
-        settings.rules, duplicate_memory=settings.live_duplicate_memory, reject_future=True
+        settings.rules,
+        duplicate_memory=settings.live_duplicate_memory,
+        reject_future=True,
+        command_results=True,
     )
     return build_billing_flow(
         rules,

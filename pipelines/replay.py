@@ -7,6 +7,7 @@ embedded ClickHouse opens in one process only); billing spreads over every proce
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -15,6 +16,7 @@ from bytewax.dataflow import Dataflow
 from config.settings import Settings
 from pipelines.billing import build_billing_flow
 from pipelines.clickhouse_sink import ClickHouseSink
+from pipelines.replay_files import has_command_results
 from pipelines.replay_source import ReplaySource
 from pipelines.topic_files import TopicFileSink
 
@@ -27,9 +29,13 @@ def build_replay_flow(
     workers: int = 1,
     progress: TextIO | None = None,
 ) -> Dataflow:
-    """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``."""
+    """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``.
+
+    S14.16: with a relay results file, only its results confirm cuts; without, a grace does.
+    """
+    rules = replace(settings.rules, command_results=has_command_results(directory))
     return build_billing_flow(
-        settings.rules,
+        rules,
         source=ReplaySource(directory, progress=progress, local=leader),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,

@@ -1,8 +1,10 @@
-"""Replay input: the three JSONL files merged into processing order (SPEC S11, S14.1).
+"""Replay input: the JSONL files merged into processing order (SPEC S11, S14.1).
 
 Each file is a stream in its own line order (like a topic partition). The merge repeatedly
 applies the message at the head of the stream with the earliest timestamp (ties: accounts,
-payments, readings); a line with no valid timestamp is applied as soon as it is at the head.
+payments, readings, relay results); a line with no valid timestamp is applied as soon as it
+is at the head. The relay results file is optional (S2): without it, cuts are confirmed by
+the grace period of S14.16 (``has_command_results``).
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from billing.clock import LOCAL_ZONE
-from billing.messages import (
-    ACCOUNTS,
-    PAYMENTS,
-    READINGS,
-    TOPIC_ORDER,
-    Envelope,
-    message_ts,
-)
+from billing.messages import TOPIC_ORDER, Envelope, message_ts
+from bus.topics import BILLING_INPUTS, RESULTS
 
-INPUT_FILES = {ACCOUNTS: "accounts.jsonl", PAYMENTS: "payments.jsonl", READINGS: "readings.jsonl"}
+REPLAY_FILES = {t.name: t.file_name() for t in BILLING_INPUTS}
+"""Every file a replay reads: the three inputs and the optional relay results."""
+RESULTS_FILE = REPLAY_FILES[RESULTS.name]
+INPUT_FILES = {name: file for name, file in REPLAY_FILES.items() if name != RESULTS.name}
 EPOCH = datetime(1970, 1, 1, tzinfo=LOCAL_ZONE)
 
 
@@ -49,7 +48,7 @@ def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelo
 def count_lines(directory: Path) -> int:
     """How many input lines a replay directory holds (every line is applied or rejected)."""
     total = 0
-    for name in INPUT_FILES.values():
+    for name in REPLAY_FILES.values():
         path = directory / name
         if path.exists():
             with path.open("rb") as handle:
@@ -59,7 +58,7 @@ def count_lines(directory: Path) -> int:
 
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     """All input envelopes of a replay directory in processing order."""
-    streams = {topic: _envelopes(topic, directory / name) for topic, name in INPUT_FILES.items()}
+    streams = {topic: _envelopes(topic, directory / name) for topic, name in REPLAY_FILES.items()}
     heads: list[tuple[int, datetime, int, int, datetime | None, Envelope]] = []
     clock = EPOCH
     counter = 0
@@ -80,3 +79,8 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
         clock = ts or clock
         yield envelope.at(clock)
         push(envelope.topic)
+
+
+def has_command_results(directory: Path) -> bool:
+    """True when a replay directory has a relay results file (S14.16 confirms cuts by it)."""
+    return (directory / RESULTS_FILE).exists()

@@ -3,8 +3,9 @@
 The input is one ordered stream (S14.1), numbered by the source (``seq``) and followed,
 after each batch, by a tick: "everything up to ``seq`` has been sent". From there:
 
-- **Readings** go straight to a route bucket chosen by their meter (``route_key``). The
-  bucket holds the ownership spans of its meters, so it finds each reading's account.
+- **Readings** (and relay results, keyed by meter too) go straight to a route bucket
+  chosen by their meter (``route_key``). The bucket holds the ownership spans of its
+  meters, so it finds each reading's account.
 - **Account events and payments** (a few per account a month) go to the one lifecycle
   key, which decides the S14.5 checks in input order and tells every route bucket the
   outcome: the ownership changes of its meters, and the event or payment itself to the
@@ -36,10 +37,16 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulLogic
 
 from billing.directory import Lifecycle, MeterSpans, OwnershipChange
-from billing.engine import Routed, parse_input, route_payment, route_reading
-from billing.messages import READINGS, AccountEvent, Envelope, Reading
+from billing.engine import (
+    Routed,
+    parse_input,
+    route_command_result,
+    route_payment,
+    route_reading,
+)
+from billing.messages import METER_KEYED, AccountEvent, CommandResult, Envelope, Reading
 from billing.outputs import Output
-from billing.rejections import Rejected
+from billing.rejections import Ignored, Rejected
 from billing.rules import BillingRules
 from pipelines.metrics import Metrics
 from pipelines.shelves import Shelved
@@ -148,7 +155,7 @@ def dispatch(metrics: Metrics | None, item: Numbered) -> list[tuple[str, tuple[A
     if metrics is not None:
         metrics.of(metrics.messages_in, envelope.topic).inc()
     packed = (INPUT, seq, pack_envelope(envelope))
-    if envelope.topic == READINGS:
+    if envelope.topic in METER_KEYED:
         return [(route_key(envelope.key), packed)]
     return [(LIFECYCLE_KEY, packed), *((key, (WAIT, seq)) for key in ROUTE_KEYS)]
 
@@ -276,7 +283,14 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         if not isinstance(reading, Rejected):
             spans = self.spans.get(reading.meter_id)  # type: ignore[union-attr]
             owner = None if spans is None else spans.owner_at(reading.ts)
-            reading = route_reading(envelope, reading, owner)  # type: ignore[arg-type]
+            if isinstance(reading, CommandResult):
+                reading = route_command_result(envelope, reading, owner)
+            else:
+                reading = route_reading(envelope, reading, owner)  # type: ignore[arg-type]
+        if isinstance(reading, Ignored):
+            if self.metrics is not None:  # a relay result for no account's command
+                self.metrics.of(self.metrics.messages_applied, envelope.topic).inc()
+            return
         if isinstance(reading, Rejected):
             _tally(self.metrics, envelope, reading)
             out.extend(reading)

@@ -13,12 +13,21 @@ from decimal import Decimal
 from typing import Any
 
 from billing.engine import Routed
-from billing.messages import READINGS, AccountEvent, Envelope, Message, Reading, Redeem, TopUp
+from billing.messages import (
+    METER_KEYED,
+    AccountEvent,
+    CommandResult,
+    Envelope,
+    Message,
+    Reading,
+    Redeem,
+    TopUp,
+)
 
 PackedEnvelope = tuple[Any, ...]
 PackedRouted = tuple[Any, ...]
 
-_READING, _TOPUP, _REDEEM, _EVENT = 0, 1, 2, 3
+_READING, _TOPUP, _REDEEM, _EVENT, _RESULT = 0, 1, 2, 3, 4
 
 
 def pack_envelope(envelope: Envelope) -> PackedEnvelope:
@@ -61,7 +70,7 @@ def pack_routed(routed: Routed) -> PackedRouted:
 def unpack_routed(packed: PackedRouted) -> Routed:
     """The routed message ``pack_routed`` packed; its envelope keeps only the key of its payload."""
     topic, position, key, raw, raw_base64, received_at, verdict = packed[:7]
-    field = "meter_id" if topic == READINGS else "account_id"
+    field = "meter_id" if topic in METER_KEYED else "account_id"
     payload = {field: key} if key else None
     envelope = Envelope(topic, position, raw, received_at, payload, raw_base64)
     return Routed(envelope, _unpack_message(packed[7:]), verdict)
@@ -82,6 +91,15 @@ def _pack_message(message: Message) -> tuple[Any, ...]:
         )
     if isinstance(message, Redeem):
         return (_REDEEM, message.payment_id, message.account_id, message.points, message.ts)
+    if isinstance(message, CommandResult):
+        return (
+            _RESULT,
+            message.command_id,
+            message.meter_id,
+            message.ok,
+            message.ts,
+            message.error,
+        )
     return (
         _EVENT,
         message.kind,
@@ -102,5 +120,7 @@ def _unpack_message(packed: tuple[Any, ...]) -> Message:
         return TopUp(payment_id, account_id, Decimal(amount), channel, ts, request_id)
     if kind == _REDEEM:
         return Redeem(*packed[1:])
+    if kind == _RESULT:
+        return CommandResult(*packed[1:])
     _, event_kind, account_id, ts, meter_id, plan, fields = packed
     return AccountEvent(event_kind, account_id, ts, meter_id, plan, fields)

@@ -10,7 +10,7 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +21,7 @@ from billing.messages import Envelope
 from billing.outputs import Output, Row, TopicMessage
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
-from pipelines.replay_files import merged_envelopes
+from pipelines.replay_files import RESULTS_FILE, has_command_results, merged_envelopes
 
 RULES = BillingRules()
 
@@ -139,17 +139,26 @@ def replay(
     accounts: Iterable[Any] = (),
     payments: Iterable[Any] = (),
     readings: Iterable[Any] = (),
+    results: Iterable[Any] | None = None,
     rules: BillingRules = RULES,
 ) -> Replay:
-    """Write the three JSONL files (dicts or raw lines) and run them in S14.1 order."""
+    """Write the JSONL files (dicts or raw lines) and run them in S14.1 order.
+
+    ``results`` (relay outcomes) writes the optional results file, even empty; as in
+    ``wattpay replay``, its presence makes results the only confirmation of a cut (S14.16).
+    """
     directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    for name, items in (
+    files = [
         ("accounts.jsonl", accounts),
         ("payments.jsonl", payments),
         ("readings.jsonl", readings),
-    ):
+    ]
+    if results is not None:
+        files.append((RESULTS_FILE, results))
+    for name, items in files:
         lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
         (directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    rules = replace(rules, command_results=has_command_results(directory))
     return run(merged_envelopes(directory), rules)
 
 
@@ -207,6 +216,17 @@ def redeem(payment_id: str, account_id: str, points: Any, when: str) -> dict:
 def event(kind: str, account_id: str, when: str, **extra: Any) -> dict:
     """An account event of type ``kind`` (``update``, ``close``, ``change_plan``, …)."""
     return {"type": kind, "account_id": account_id, "ts": ts(when), **extra}
+
+
+def command_result(
+    command_id: str, meter_id: str, when: str, *, ok: bool = True, error: str | None = None
+) -> dict:
+    """A relay outcome from the command executor (``error`` only when given)."""
+    result: dict[str, Any] = {"command_id": command_id, "meter_id": meter_id, "ok": ok}
+    result["ts"] = ts(when)
+    if error is not None:
+        result["error"] = error
+    return result
 
 
 def replace_meter(

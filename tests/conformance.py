@@ -67,8 +67,11 @@ FIELDS = {
         "overdraft_limit",
         "points",
         "ytd_kwh",
+        "opening_balance",
+        "plan",
     ],
 }
+"""Compared fields; ``tier_bounds`` of expected ``accounts`` is not a column of the table (S8)."""
 
 
 def differences(

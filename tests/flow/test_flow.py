@@ -95,3 +95,54 @@ def test_a_configured_prefix_names_every_topic_the_flow_writes(
     assert rejected and sorted(rejected) == sorted(dlq)
     assert {topic.split(".", 1)[0] for topic in rejected} == {"acme"}
     assert "acme.readings" in rejected
+
+
+def test_relay_results_reach_their_account_in_the_flow(run_flow: RunFlow, tmp_path: Path) -> None:
+    """Results are routed by meter like readings: the flow agrees with the reference (S14.16)."""
+    cut = "disconnect:A1:M1@2026-03-02T09:00:00+08:00"
+    files = {
+        "accounts.jsonl": [
+            '{"type": "open", "account_id": "A1", "meter_id": "M1", "plan": "zhejiang-tiered",'
+            ' "ts": "2026-03-02T00:00:00+08:00", "opening_balance": "-12.00"}'
+        ],
+        "readings.jsonl": [
+            f'{{"meter_id": "M1", "ts": "2026-03-02T{hh}:00:00+08:00", "energy_kwh": "{kwh}"}}'
+            for hh, kwh in (("00", "0.000"), ("09", "1.000"), ("10", "2.000"), ("11", "3.000"))
+        ],
+        "meter-command-results.jsonl": [
+            f'{{"command_id": "{cut}", "meter_id": "M1", "ok": false,'
+            ' "ts": "2026-03-02T09:01:00+08:00", "error": "timeout"}',
+            f'{{"command_id": "{cut}", "meter_id": "M9", "ok": true,'
+            ' "ts": "2026-03-02T09:02:00+08:00"}',
+            f'{{"command_id": "{cut}", "meter_id": "M1", "ok": "yes",'
+            ' "ts": "2026-03-02T09:03:00+08:00"}',
+            f'{{"command_id": "{cut}", "meter_id": "M1", "ok": true,'
+            ' "ts": "2026-03-02T10:00:00+08:00"}',
+        ],
+    }
+    for name, lines in files.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    rules = BillingRules(command_results=True)
+    envelopes = list(merged_envelopes(tmp_path))
+    rows: list = []
+    messages: list = []
+    flow = build_billing_flow(
+        rules,
+        source=TestingSource(envelopes),
+        rows=TestingSink(rows),
+        messages=TestingSink(messages),
+    )
+    run_flow(flow)
+    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
+    assert canonical(rows + messages) == expected
+    notes = [m.value for _, m in messages if m.topic == "notifications"]
+    quiet = {"arrears", "low_balance", "disconnect_scheduled"}
+    kinds = [(n["type"], n["ts"]) for n in notes if n["type"] not in quiet]
+    assert kinds == [
+        ("disconnected", "2026-03-02T09:00:00+08:00"),
+        ("meter_anomaly", "2026-03-02T09:01:00+08:00"),
+        ("consumption_while_disconnected", "2026-03-02T11:00:00+08:00"),
+    ]
+    assert [(r.values["topic"], r.values["reason"]) for _, r in rows if r.table == "rejected"] == [
+        ("wattpay.meter-command-results", "malformed")
+    ]

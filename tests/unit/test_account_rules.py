@@ -490,33 +490,37 @@ def test_negative_opening_balance_is_checked_for_a_cut_after_open(tmp_path: Path
 
 
 def test_consumption_while_disconnected_once_per_period(tmp_path: Path) -> None:
+    # No relay results in the input: a cut is confirmed 30 minutes after its command (S14.16).
     result = replay(
         tmp_path,
         accounts=[open_account(f"{MON}T00:00", "5.00")],
-        payments=[topup("P1", "30.00", f"{MON}T13:00")],  # 35 − 17.51 = 17.49 > 0 → reconnect
+        payments=[topup("P1", "30.00", f"{MON}T13:00")],  # 35 − 17.82 = 17.18 > 0 → reconnect
         readings=[
             reading(f"{MON}T00:00", "0.000"),
-            reading(f"{MON}T09:00", "16.000"),  # cut (−11)
-            reading(f"{MON}T10:00", "16.010"),  # Δ 0.010, not > 0.01: no notice
-            reading(f"{MON}T11:00", "16.510"),  # Δ 0.500 → notice
-            reading(f"{MON}T12:00", "17.510"),  # Δ 1.000, same period: no notice
+            reading(f"{MON}T09:00", "16.000"),  # cut (−11), confirmed at 09:30
+            reading(f"{MON}T09:15", "16.300"),  # starts 09:00, before confirmation: no notice
+            reading(f"{MON}T10:00", "16.310"),  # starts 09:15, before confirmation: no notice
+            reading(f"{MON}T11:00", "16.320"),  # Δ 0.010, not > 0.01: no notice
+            reading(f"{MON}T12:00", "16.820"),  # Δ 0.500 → notice
+            reading(f"{MON}T12:30", "17.820"),  # Δ 1.000, same period: no notice
             reading(f"{MON}T14:00", "45.010"),  # 35 − 45.01 = −10.01 < −10 → cut again
-            reading(f"{MON}T15:00", "45.100"),  # Δ 0.090 → notice (new period)
+            reading(f"{MON}T15:00", "45.100"),  # starts 14:00, before 14:30: no notice
+            reading(f"{MON}T16:00", "45.200"),  # Δ 0.100 → notice (new period)
         ],
     )
     notices = result.notes("consumption_while_disconnected")
-    assert times(notices) == [at(f"{MON}T11:00"), at(f"{MON}T15:00")]
+    assert times(notices) == [at(f"{MON}T12:00"), at(f"{MON}T16:00")]
     assert [(n["data"]["meter_id"], D(n["data"]["kwh"])) for n in notices] == [
         ("M1", D("0.500")),
-        ("M1", D("0.090")),
+        ("M1", D("0.100")),
     ]
     assert [c["action"] for c in result.commands()] == ["disconnect", "reconnect", "disconnect"]
-    # Consumption while disconnected is billed: 45.100 kWh → 45.10; 35 − 45.10 = −10.10.
+    # Consumption while disconnected is billed: 45.200 kWh → 45.20; 35 − 45.20 = −10.20.
     [day] = result.rows("daily_usage")
     assert (day["kwh"], day["charge"], day["closing_balance"]) == (
-        D("45.100"),
-        D("45.10"),
-        D("-10.10"),
+        D("45.200"),
+        D("45.20"),
+        D("-10.20"),
     )
 
 

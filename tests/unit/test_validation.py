@@ -645,6 +645,48 @@ def test_open_conflicts(tmp_path: Path) -> None:
     assert_rejected(result, "accounts:4", "conflict")  # M2 belongs to open A2
 
 
+def test_account_event_settings_out_of_range_are_invalid_amount(tmp_path: Path) -> None:
+    # S14.2: a negative threshold or an auto top-up amount ≤ 0; a negative opening is fine.
+    result = on_base(
+        tmp_path,
+        event("update", "A1", "2026-03-02T02:00", low_balance_threshold="-0.01"),
+        event("update", "A1", "2026-03-02T02:00", auto_topup_amount="0.00"),
+        event("update", "A1", "2026-03-02T02:00", auto_topup_amount="-5.00"),
+        open_account("A3", "M3", "zhejiang-tiered", "2026-03-02T02:00", auto_topup_amount="0"),
+        open_account(
+            "A4", "M4", "zhejiang-tiered", "2026-03-02T02:00", low_balance_threshold="-1.00"
+        ),
+        open_account("A5", "M5", "zhejiang-tiered", "2026-03-02T02:00", opening_balance="-30.00"),
+        event("update", "A1", "2026-03-02T03:00", low_balance_threshold="0.00"),
+        event("update", "A1", "2026-03-02T03:00", auto_topup_amount=None),
+        readings=[reading("M3", "2026-03-02T04:00", "1.000")],
+    )
+    for line in (3, 4, 5, 6, 7):
+        assert_rejected(result, f"accounts:{line}", "invalid_amount")
+    details = [r["detail"] for r in result.rows("rejected", reason="invalid_amount")]
+    assert "low_balance_threshold must be ≥ 0" in details[0]
+    assert "auto_topup_amount must be > 0" in details[1]
+    for line in (8, 9, 10):
+        assert_applied(result, f"accounts:{line}")
+    # The refused open opened nothing: its meter is still nobody's.
+    assert_rejected(result, "readings:3", "unknown_meter")
+    [threshold] = [r for r in result.rows("account_events") if r["type"] == "update"][:1]
+    assert threshold["ts"] == at("2026-03-02T03:00")
+
+
+def test_lifecycle_reasons_come_before_invalid_amount(tmp_path: Path) -> None:
+    result = on_base(
+        tmp_path,
+        event("update", "A9", "2026-03-02T02:00", low_balance_threshold="-1.00"),
+        open_account("A1", "M7", "zhejiang-tiered", "2026-03-02T02:00", auto_topup_amount="0"),
+        event("close", "A2", "2026-03-02T02:00"),
+        event("update", "A2", "2026-03-02T03:00", auto_topup_amount="0.00"),
+    )
+    assert_rejected(result, "accounts:3", "unknown_account")
+    assert_rejected(result, "accounts:4", "conflict")
+    assert_rejected(result, "accounts:6", "account_closed")
+
+
 def test_replace_meter_checks(tmp_path: Path) -> None:
     result = on_base(
         tmp_path,
