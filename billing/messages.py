@@ -266,7 +266,7 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
 
 ACCOUNT_EVENTS = frozenset({"open", "change_plan", "replace_meter", "update", "close"})
 _UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
-_UPDATE_TEXT = ("phone", "locale")
+_UPDATE_TEXT = ("phone", "email", "locale")
 
 
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
@@ -305,7 +305,7 @@ def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent
 
 
 def _optional_settings(payload: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Threshold, auto top-up amount (null turns it off), phone and locale."""
+    """Threshold, auto top-up amount (null turns it off), phone, e-mail and locale."""
     if payload.get("low_balance_threshold") is not None:
         fields["low_balance_threshold"] = _money(payload, "low_balance_threshold")
     if "auto_topup_amount" in payload:

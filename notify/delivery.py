@@ -53,7 +53,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``max_attempts``; the n-th wait is base × 2^(n−1), capped, with ±50 % jitter."""
+    """At most ``max_attempts``; the n-th wait is a random 50–100 % of base × 2^(n−1), capped."""
 
     max_attempts: int = 6
     base_seconds: float = 0.5

@@ -59,6 +59,10 @@ class UpOptions:
     memory_broker: bool = False
 
 
+class StartInterrupted(Exception):  # noqa: N818 - it is what happened, not an error
+    """SIGINT or SIGTERM arrived while ``up`` was starting."""
+
+
 @dataclass
 class Service:
     """One part of ``wattpay up``: ``start`` brings it up, ``stop`` waits for it to end.
@@ -120,12 +124,25 @@ class Up:
         ]
 
     def start(self) -> None:
-        """Bring every service up, in the declared order."""
+        """Bring every service up, in the declared order.
+
+        Raises ``StartInterrupted`` if the stop event is set meanwhile (a signal): the
+        services started so far are left for ``stop``.
+        """
         require_token_beyond_loopback(self.options.host, self.settings.query_token)
         for service in self.services():
+            if self.stop_event.is_set():
+                raise StartInterrupted
             service.start()
             self.started.append(service)
+        if self.stop_event.is_set():
+            raise StartInterrupted
         self._write_state()
+
+    def stop_on_signals(self) -> None:
+        """SIGINT and SIGTERM set the stop event, from now on (also while starting)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
 
     def _claim_state_dir(self) -> None:
         self.lock = claim_state_dir(self.options.state_dir)  # before anything else is touched
@@ -349,8 +366,7 @@ class Up:
 
     def wait(self) -> None:
         """Run until SIGINT or SIGTERM, then stop."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.stop_on_signals()
         while not self.stop_event.wait(0.5):
             pass
         self.stop()
@@ -399,10 +415,15 @@ def banner(state: dict[str, object], embedded: str | None) -> str:
 def run_up(settings: Settings, options: UpOptions) -> int:
     """Start, print where everything is, run until interrupted."""
     up = Up(settings, options)
+    up.stop_on_signals()  # before anything starts: an early Ctrl-C stops what did start
     try:
         up.start()
     except InstanceRunning:
         raise  # nothing was started, and the other instance's files stay as they are
+    except StartInterrupted:
+        up.stop()
+        print("wattpay stopped while starting; nothing is left running", flush=True)
+        return 0
     except OSError as err:
         up.stop()
         if err.errno != errno.EADDRINUSE:
@@ -413,6 +434,10 @@ def run_up(settings: Settings, options: UpOptions) -> int:
         ) from err
     except Exception:
         up.stop()
+        if up.stop_event.is_set() and up.problem is None:  # a signal broke a start under way
+            log.warning("interrupted while starting", exc_info=True)
+            print("wattpay stopped while starting; nothing is left running", flush=True)
+            return 0
         raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     print(banner(up.state, up.broker.description if up.broker else None), flush=True)

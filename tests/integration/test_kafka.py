@@ -185,7 +185,9 @@ def test_cli_account_events_are_published_keyed_by_account(settings: Settings) -
         *("--phone", "13800000000", "--ts", "2026-03-01T00:00:00+08:00"),
     )
     assert opened.returncode == 0, opened.stderr
-    updated = run_cli(settings, "account", "update", "A7", "--auto-topup", "off")
+    updated = run_cli(
+        settings, "account", "update", "A7", "--auto-topup", "off", "--email", "a7@example.cn"
+    )
     assert updated.returncode == 0, updated.stderr
     closed = run_cli(settings, "account", "close", "A7", "--final-kwh", "1300.5")
     assert closed.returncode == 0, closed.stderr
@@ -207,6 +209,7 @@ def test_cli_account_events_are_published_keyed_by_account(settings: Settings) -
         "type": "update",
         "account_id": "A7",
         "ts": pairs[1][1]["ts"],
+        "email": "a7@example.cn",
         "auto_topup_amount": None,
     }
     assert pairs[2][1]["type"] == "close" and pairs[2][1]["final_kwh"] == "1300.5"

@@ -2,7 +2,10 @@
 running instance, a real Prometheus scraping it, and a stop/restart that loses nothing."""
 
 import json
+import os
+import signal
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +18,13 @@ import pytest
 
 from billing.clock import LOCAL_ZONE
 from bus.ports import free_port
-from tests.live_harness import Instance, wait_until
+from tests.live_harness import (
+    Instance,
+    free_ports,
+    up_command,
+    up_environment,
+    wait_until,
+)
 from tests.tools import kcat_command, require_tool
 
 pytestmark = pytest.mark.live
@@ -244,3 +253,42 @@ def test_stop_and_restart_loses_nothing(instance: Instance) -> None:
     )
     row = instance.sql("SELECT balance_after FROM ledger FINAL WHERE ref = 'P-2'")[0]
     assert Decimal(row["balance_after"]) == Decimal("135.00")
+
+
+def _running_in(work: Path) -> list[str]:
+    """Command lines of the processes that work in ``work`` (the broker, the S3 store, billing)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(work) in command or cwd == str(work):
+            found.append(command)
+    return found
+
+
+@pytest.mark.parametrize("after", [0.0, 0.3, 1.5])
+def test_ctrl_c_while_starting_leaves_nothing_behind(tmp_path: Path, after: float) -> None:
+    """SIGINT at moments of the start (lock taken, store or broker starting, topics, ...)."""
+    ports = free_ports()
+    with (tmp_path / "up.log").open("ab") as log:
+        process = subprocess.Popen(
+            up_command(f"chdb://{tmp_path / 'clickhouse'}", ports),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=up_environment(ports),
+        )
+        # The state directory appears when `up` claims it, its first step.
+        wait_until(lambda: (tmp_path / ".wattpay").exists(), 60, "wattpay up to start")
+        time.sleep(after)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(90)
+    output = (tmp_path / "up.log").read_text()
+    assert code == 0, output[-3000:]
+    assert not (tmp_path / ".wattpay" / "up.json").exists(), output[-3000:]
+    wait_until(lambda: not _running_in(tmp_path), 20, "the broker and S3 store to exit")

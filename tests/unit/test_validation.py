@@ -267,6 +267,10 @@ MALFORMED = {
         "accounts",
         {"type": "update", "account_id": "A1", "ts": "2026-03-02T02:00:00", "phone": "138"},
     ),
+    "update-email-not-text": (
+        "accounts",
+        {"type": "update", "account_id": "A1", "ts": "2026-03-02T02:00:00+08:00", "email": 7},
+    ),
 }
 
 
@@ -290,6 +294,15 @@ def test_malformed(case: str, tmp_path: Path) -> None:
             open_account(
                 "A3", "M3", "zhejiang-tou", "2026-03-02T02:00", opening_balance="5.5", ytd_kwh="12"
             ),
+        ),
+        (
+            "accounts",
+            {
+                "type": "update",
+                "account_id": "A1",
+                "ts": "2026-03-02T02:00:00+08:00",
+                "email": "a1@example.cn",
+            },
         ),
     ],
 )

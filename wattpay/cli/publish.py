@@ -8,6 +8,7 @@ import sys
 import uuid
 from datetime import datetime
 
+from billing.messages import ACCOUNTS, PAYMENTS
 from config.settings import Settings
 from wattpay.cli.common import add_command
 from wattpay.cli.common import settings_from_args as _settings
@@ -116,13 +117,14 @@ def cmd_topup(args: argparse.Namespace) -> int:
         "ts": args.ts,
     }
     _put_optional(message, args, {"request_id": "request_id"})
-    return _publish(args, "payments", message)
+    return _publish(args, PAYMENTS, message)
 
 
 def cmd_account(args: argparse.Namespace) -> int:
     """Publish an account event (open, close or update) to the accounts topic."""
     if args.event == "update" and all(
-        getattr(args, name) is None for name in ("threshold", "auto_topup", "phone", "locale")
+        getattr(args, name) is None
+        for name in ("threshold", "auto_topup", "phone", "email", "locale")
     ):
         print("wattpay account update: nothing to update, nothing published", file=sys.stderr)
         return 2
@@ -143,6 +145,7 @@ def cmd_account(args: argparse.Namespace) -> int:
             "ytd_kwh": "ytd_kwh",
             "threshold": "low_balance_threshold",
             "phone": "phone",
+            "email": "email",
             "locale": "locale",
             "district": "district",
             "landlord": "landlord_id",
@@ -151,7 +154,7 @@ def cmd_account(args: argparse.Namespace) -> int:
     )
     if getattr(args, "auto_topup", None) is not None:
         message["auto_topup_amount"] = None if args.auto_topup == "off" else args.auto_topup
-    return _publish(args, "accounts", message)
+    return _publish(args, ACCOUNTS, message)
 
 
 def add_publish_commands(commands: argparse._SubParsersAction) -> None:
@@ -240,7 +243,7 @@ def add_publish_commands(commands: argparse._SubParsersAction) -> None:
         add_command(
             events,
             "update",
-            "change an account's alert threshold, auto top-up, phone or locale",
+            "change an account's alert threshold, auto top-up, phone, e-mail or locale",
             """
             wattpay account update H0001 --threshold 30.00
             wattpay account update H0001 --auto-topup off
@@ -254,6 +257,7 @@ def add_publish_commands(commands: argparse._SubParsersAction) -> None:
             "--auto-topup", metavar="YUAN|off", help="auto top-up amount in yuan, or 'off'"
         )
         event.add_argument("--phone", help="mobile number for notifications")
+        event.add_argument("--email", help="e-mail address for notifications (the email channel)")
         event.add_argument("--locale", help="notification language, e.g. zh-CN")
     opening.add_argument("--district", help="district, for reports")
     opening.add_argument("--landlord", help="landlord id, for landlord reports")
