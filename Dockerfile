@@ -15,11 +15,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY billing billing
 COPY config config
+COPY bus bus
+COPY store store
+COPY meters meters
 COPY simulate simulate
 COPY notify notify
 COPY pipelines pipelines
-COPY ingest ingest
-COPY sinks sinks
 COPY jobs jobs
 COPY wattpay wattpay
 COPY web web

@@ -21,6 +21,30 @@ def cause_of(message: Message) -> str:
     return f"{message.kind}@{ts_text(message.ts)}"
 
 
+def envelope(
+    event_id: str,
+    kind: str,
+    account_id: str,
+    ts: str,
+    *,
+    locale: str,
+    phone: str | None,
+    data: dict[str, object],
+) -> dict[str, object]:
+    """A notification message as SPEC S7 shapes it (billing's alerts and the monthly bill)."""
+    value: dict[str, object] = {
+        "event_id": event_id,
+        "type": kind,
+        "account_id": account_id,
+        "ts": ts,
+        "locale": locale,
+    }
+    if phone:
+        value["phone"] = phone
+    value["data"] = data
+    return value
+
+
 def notify(
     state: AccountState,
     out: Emitter,
@@ -31,19 +55,20 @@ def notify(
     data: dict[str, object],
 ) -> None:
     """Emit a notification for the account's household (S7)."""
-    value: dict[str, object] = {
-        "type": kind,
-        "account_id": state.account_id,
-        "ts": ts_text(ts),
-        "locale": state.locale,
-    }
-    if state.phone:
-        value["phone"] = state.phone
-    value["data"] = data
+    event_id = f"{kind}:{state.account_id}:{cause}"
+    value = envelope(
+        event_id,
+        kind,
+        state.account_id,
+        ts_text(ts),
+        locale=state.locale,
+        phone=state.phone,
+        data=data,
+    )
     out.event(
         NOTIFICATIONS,
         id_field="event_id",
-        event_id=f"{kind}:{state.account_id}:{cause}",
+        event_id=event_id,
         kind=kind,
         account_id=state.account_id,
         meter_id=state.meter_id,

@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from billing.notices import envelope
 from bus.files import topic_file
 from bus.topics import NOTICES
 
@@ -29,23 +30,21 @@ def contacts(account_events: pl.DataFrame) -> dict[str, dict[str, str]]:
 
 def monthly_bill(bill: dict[str, Any], ts: datetime, contact: dict[str, str]) -> dict[str, Any]:
     """The notification of one bill; its event_id makes a re-run send the same message."""
-    value: dict[str, Any] = {
-        "event_id": f"monthly_bill:{bill['account_id']}:{bill['month']:%Y-%m}",
-        "type": "monthly_bill",
-        "account_id": bill["account_id"],
-        "ts": ts.isoformat(),
-        "locale": contact.get("locale", "zh-CN"),
-    }
-    if contact.get("phone"):
-        value["phone"] = contact["phone"]
-    value["data"] = {
-        "month": f"{bill['month']:%Y-%m}",
-        "kwh": str(bill["kwh"]),
-        "charge": str(bill["charge"]),
-        "closing_balance": str(bill["closing_balance"]),
-        "invoice_no": bill["invoice_no"],
-    }
-    return value
+    return envelope(
+        f"monthly_bill:{bill['account_id']}:{bill['month']:%Y-%m}",
+        "monthly_bill",
+        bill["account_id"],
+        ts.isoformat(),
+        locale=contact.get("locale", "zh-CN"),
+        phone=contact.get("phone"),
+        data={
+            "month": f"{bill['month']:%Y-%m}",
+            "kwh": str(bill["kwh"]),
+            "charge": str(bill["charge"]),
+            "closing_balance": str(bill["closing_balance"]),
+            "invoice_no": bill["invoice_no"],
+        },
+    )
 
 
 def event_row(notice: dict[str, Any], meter_id: str, ts: datetime) -> dict[str, Any]:

@@ -31,18 +31,23 @@ from pipelines.routing import (
     NumberedSource,
     OrderLogic,
     RouteLogic,
+    account_key_of,
     dispatch,
     is_claim,
     is_keyed,
-    outputs_of,
 )
 from pipelines.wire import PackedRouted, unpack_routed
 
+REFUSALS_KEY = "refused"  # the key of the outputs of inputs refused before their account
 
-class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
-    """One account's state inside the flow; closes the open day at end of input if asked.
 
-    Snapshots are the pickled state (cheaper than a deep copy, and immutable).
+class AccountsLogic(StatefulLogic[list[tuple[str, PackedRouted]], list[Output], bytes]):
+    """The accounts of one key, each applying its messages in input order, a batch per call.
+
+    A batch is a loop around ``billing.engine.apply``, one message at a time. Its outputs
+    leave as one list. Keyed by order bucket (the replay), a chunk's readings reach their
+    accounts in a few calls; keyed by account (live), a snapshot holds one account. The
+    snapshot is the pickled states, taken again only after a change.
     """
 
     def __init__(
@@ -53,32 +58,50 @@ class AccountLogic(StatefulLogic[PackedRouted, Output, bytes]):
         metrics: Metrics | None = None,
     ) -> None:
         self.rules = rules
-        self.state: AccountState | None = pickle.loads(resume) if resume else None  # noqa: S301
+        self.states: dict[str, AccountState] = pickle.loads(resume) if resume else {}  # noqa: S301
+        self._frozen = resume
         self.close_at_eof = close_at_eof
         self.metrics = metrics
 
-    def on_item(self, packed: PackedRouted) -> tuple[Iterable[Output], bool]:
-        value: Routed = unpack_routed(packed)
-        outcome = apply(self.state, value, self.rules)
-        self.state = outcome.state
-        if self.metrics is not None:
-            self.metrics.of(self.metrics.step_items, "accounts").inc()
-            reason = outcome.rejection.reason if outcome.rejection else None
-            _tally(self.metrics, value.envelope, reason, outcome.outputs)
-            self.metrics.observe_event_time(value.message.ts, datetime.now(UTC))
-        return outcome.outputs, self.state is None
+    def on_item(self, batch: list[tuple[str, PackedRouted]]) -> tuple[Iterable[list[Output]], bool]:
+        outputs: list[Output] = []
+        states = self.states
+        rules = self.rules
+        metrics = self.metrics
+        value: Routed | None = None
+        for account_id, packed in batch:
+            value = unpack_routed(packed)
+            outcome = apply(states.get(account_id), value, rules)
+            if outcome.state is None:
+                states.pop(account_id, None)
+            else:
+                states[account_id] = outcome.state
+            outputs += outcome.outputs
+            if metrics is not None:
+                reason = outcome.rejection.reason if outcome.rejection else None
+                _tally(metrics, value.envelope, reason, outcome.outputs)
+        self._frozen = None
+        if metrics is not None and value is not None:
+            metrics.of(metrics.step_items, "accounts").inc(len(batch))
+            metrics.observe_event_time(value.message.ts, datetime.now(UTC))
+        return ([outputs] if outputs else []), not states
 
-    def on_eof(self) -> tuple[Iterable[Output], bool]:
-        if self.close_at_eof and self.state is not None:
-            outputs = finish(self.state, self.rules)
-            self.close_at_eof = False
-            if self.metrics is not None:
-                self.metrics.count_outputs(outputs)
-            return outputs, StatefulLogic.RETAIN
-        return (), StatefulLogic.RETAIN
+    def on_eof(self) -> tuple[Iterable[list[Output]], bool]:
+        if not self.close_at_eof or not self.states:
+            return (), StatefulLogic.RETAIN
+        self.close_at_eof = False
+        self._frozen = None
+        outputs: list[Output] = []
+        for state in self.states.values():
+            outputs += finish(state, self.rules)
+        if self.metrics is not None:
+            self.metrics.count_outputs(outputs)
+        return [outputs], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._frozen is None:
+            self._frozen = pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._frozen
 
 
 def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:
@@ -94,21 +117,26 @@ def build_billing_flow(
     rules: BillingRules,
     *,
     source: Source[Envelope],
-    rows: Sink[tuple[str, Row]],
-    messages: Sink[tuple[str, TopicMessage]],
+    rows: Sink[tuple[str, list[Row]]],
+    messages: Sink[tuple[str, list[TopicMessage]]],
     close_at_eof: bool = True,
     flow_id: str = "wattpay-billing",
     metrics: Metrics | None = None,
     topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+    accounts_by_bucket: bool = True,
 ) -> Dataflow:
-    """The billing dataflow from input envelopes to analytics rows and topic messages.
+    """The billing dataflow from input envelopes to batches of rows and topic messages.
 
     Readings are routed by route buckets keyed by meter, account events and payments by
     the lifecycle, payment ids claimed in buckets keyed by id, and each account's input
     order restored before its state applies them (``pipelines.routing``), so any number
-    of workers and processes gives the results of the sequential reference. Items cross
-    workers as plain tuples (``pipelines.wire``). The core names input topics by their
-    logical names; rejections leave the flow naming the full topic (``topic_prefix``).
+    of workers and processes gives the results of the sequential reference. Every step
+    takes a batch per key per call; batches cross workers as lists of plain tuples
+    (``pipelines.wire``). The sinks get ``(key, list)`` items: rows of many tables, or
+    messages of one topic (the key). ``accounts_by_bucket`` keys the accounts step by order
+    bucket (fewest calls) rather than by account (smallest recovery snapshots). The core
+    names input topics by their logical names; rejections leave the flow naming the full
+    topic (``topic_prefix``).
     """
     flow = Dataflow(flow_id)
     numbered = op.input("input", flow, NumberedSource(source))
@@ -146,19 +174,23 @@ def build_billing_flow(
         ),
         is_keyed,
     )
-    by_account = op.key_rm("by_account", op.stateful("order", routed.trues, OrderLogic))
+    account_key = account_key_of(accounts_by_bucket)
+    by_account = op.key_rm(
+        "by_account",
+        op.stateful("order", routed.trues, lambda resume: OrderLogic(account_key, resume)),
+    )
     applied = op.stateful(
-        "accounts", by_account, lambda resume: AccountLogic(rules, resume, close_at_eof, metrics)
+        "accounts", by_account, lambda resume: AccountsLogic(rules, resume, close_at_eof, metrics)
     )
-    rejected = op.flat_map(
-        "rejections",
+    refused = op.map(
+        "refusals",
         op.merge("refused", answers.falses, claimed.falses, routed.falses),
-        outputs_of,
+        lambda outputs: (REFUSALS_KEY, outputs),
     )
-    outputs = op.merge("outputs", rejected, op.key_rm("unkey", applied))
-    op.output("analytics", op.filter_map("rows", outputs, partial(_row, topic_prefix)), rows)
+    outputs = op.merge("outputs", refused, applied)
+    op.output("analytics", op.filter_map("rows", outputs, partial(_rows, topic_prefix)), rows)
     op.output(
-        "topics", op.filter_map("messages", outputs, partial(_message, topic_prefix)), messages
+        "topics", op.flat_map("messages", outputs, partial(_messages, topic_prefix)), messages
     )
     return flow
 
@@ -179,15 +211,22 @@ def full_topic_names(output: Output, prefix: str) -> Output:
     )
 
 
-def _row(prefix: str, output: Output) -> tuple[str, Row] | None:
-    if not isinstance(output, Row):
-        return None
-    if output.table == "rejected":
-        output = full_topic_names(output, prefix)  # type: ignore[assignment]
-    return str(output.values.get("account_id") or output.table), output
+def _rows(prefix: str, keyed: tuple[str, list[Output]]) -> tuple[str, list[Row]] | None:
+    """A batch's rows, rejections naming their topic in full; None when it has none."""
+    key, outputs = keyed
+    rows = [
+        full_topic_names(o, prefix) if o.table == "rejected" else o  # type: ignore[misc]
+        for o in outputs
+        if isinstance(o, Row)
+    ]
+    return (key, rows) if rows else None  # type: ignore[return-value]
 
 
-def _message(prefix: str, output: Output) -> tuple[str, TopicMessage] | None:
-    if not isinstance(output, TopicMessage):
-        return None
-    return output.topic, full_topic_names(output, prefix)  # type: ignore[return-value]
+def _messages(prefix: str, keyed: tuple[str, list[Output]]) -> list[tuple[str, list[TopicMessage]]]:
+    """A batch's topic messages, one list per topic (the sinks' partitions are by topic)."""
+    by_topic: dict[str, list[TopicMessage]] = {}
+    for output in keyed[1]:
+        if isinstance(output, TopicMessage):
+            message = full_topic_names(output, prefix)
+            by_topic.setdefault(output.topic, []).append(message)  # type: ignore[arg-type]
+    return list(by_topic.items())

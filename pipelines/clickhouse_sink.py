@@ -15,15 +15,16 @@ from billing.outputs import Row
 from store.clickhouse import BatchWriter, ClickHouseStore
 
 
-class _ClickHousePartition(StatefulSinkPartition[Row, None]):
+class _ClickHousePartition(StatefulSinkPartition[list[Row], None]):
     def __init__(self, dsn: str, max_rows: int, max_seconds: float) -> None:
         self._store = ClickHouseStore(dsn)
         self._writer = BatchWriter(self._store, max_rows=max_rows, max_seconds=max_seconds)
 
-    def write_batch(self, items: list[Row]) -> None:
+    def write_batch(self, items: list[list[Row]]) -> None:
         by_table: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for row in items:
-            by_table[row.table].append(row.values)
+        for rows in items:
+            for row in rows:
+                by_table[row.table].append(row.values)
         for table, rows in by_table.items():
             self._writer.add_built(table, rows)
         self._writer.flush_if_due()
@@ -36,8 +37,8 @@ class _ClickHousePartition(StatefulSinkPartition[Row, None]):
         self._store.close()
 
 
-class ClickHouseSink(FixedPartitionedSink[tuple[str, Row], None]):
-    """Rows batched by ``writers`` partitions of this process; repeated rows deduplicate by id."""
+class ClickHouseSink(FixedPartitionedSink[list[Row], None]):
+    """Batches of rows, written by ``writers`` partitions of this process (deduplicated by id)."""
 
     def __init__(
         self, dsn: str, *, writers: int = 1, max_rows: int = 10_000, max_seconds: float = 1.0

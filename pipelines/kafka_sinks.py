@@ -36,8 +36,8 @@ class _Producing(StatefulSinkPartition[object, None]):
         if error is not None:
             self._errors.append(str(error))
 
-    def write_batch(self, items: list[object]) -> None:
-        for item in items:
+    def write_batch(self, items: list[list[object]]) -> None:
+        for item in (item for batch in items for item in batch):
             topic, key, value = self._encode(item)  # type: ignore[operator]
             while True:
                 try:
@@ -79,7 +79,7 @@ class _KafkaSink(FixedPartitionedSink[object, None]):
 class KafkaMessageSink(_KafkaSink):
     """Notifications, meter commands, payment requests and the DLQ, on their topics.
 
-    Takes ``(topic, TopicMessage)`` pairs as the billing flow emits them; the logical topic
+    Takes ``(topic, [TopicMessage, …])`` batches as the billing flow emits them; the logical topic
     names of the messages get the configured ``prefix``.
     """
 
@@ -95,7 +95,7 @@ class KafkaMessageSink(_KafkaSink):
 class KafkaFactSink(_KafkaSink):
     """Every analytics row, as a fact on ``<prefix>facts`` for the ClickHouse loader.
 
-    Takes ``(key, Row)`` pairs.
+    Takes ``(key, [Row, …])`` batches; each row is one message.
     """
 
     def __init__(self, config: Mapping[str, str], prefix: str) -> None:

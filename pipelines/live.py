@@ -53,6 +53,8 @@ def build_live_flow(
         flow_id="wattpay-live-billing",
         metrics=metrics,
         topic_prefix=settings.topic_prefix,
+        # Each account its own key: an epoch's snapshot holds only the accounts it touched.
+        accounts_by_bucket=False,
     )
 
 

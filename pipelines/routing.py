@@ -1,26 +1,29 @@
-"""Routing every input to its account without a step that every message passes through.
+"""Routing every input to its account, a batch at a time, without a step every message passes.
 
-The input is one ordered stream (S14.1), numbered by the source (``seq``) and followed,
-after each batch, by a tick: "everything up to ``seq`` has been sent". From there:
+The input is one ordered stream (S14.1). The source numbers every message (``seq``) and
+hands on what one read returned as one chunk; the chunk's last ``seq`` is its tick
+("everything up to here has been sent"). Every step below takes a batch per key per call
+and returns batches, so the engine's cost is paid per batch, not per reading:
 
 - **Readings** (and relay results, keyed by meter too) go straight to a route bucket
-  chosen by their meter (``route_key``). The bucket holds the ownership spans of its
-  meters, so it finds each reading's account.
-- **Account events and payments** (a few per account a month) go to the one lifecycle
-  key, which decides the S14.5 checks in input order and tells every route bucket the
-  outcome: the ownership changes of its meters, and the event or payment itself to the
-  bucket that forwards it. Every route bucket also gets a placeholder of the message from
-  the input, so it holds back what follows until the lifecycle's answer is in.
+  chosen by their meter (``route_key``): ``dispatch`` splits a chunk into one sub-batch
+  per route bucket. The bucket holds the ownership spans of its meters, so it finds each
+  reading's account.
+- **Account events and payments** (a few per account a month) go, as one sub-batch per
+  chunk, to the one lifecycle key, which decides the S14.5 checks in input order and tells
+  every route bucket the outcome: the ownership changes of its meters, and the event or
+  payment itself to the bucket that forwards it. Every route bucket's sub-batch also holds
+  a placeholder of the message, so the bucket holds back what follows until the answer is in.
 - **Payment ids** are claimed in one of 1,024 claims shards, chosen by the id (S14.4),
   with the account's open/closed status the lifecycle sent along; the shard answers the
   bucket that forwards the payment. Only the shards a payment touched are snapshotted.
 - **Accounts** then receive from several route buckets, so their order is restored: an
-  order bucket per group of accounts keeps what arrives sorted by ``seq`` and releases
-  what lies below the smallest tick every route bucket has passed on. Each account then
-  has one sender again and sees its messages in input order.
+  order bucket per group of accounts keeps what arrives sorted by ``seq`` and releases what
+  lies below the smallest tick every route bucket has passed on, grouped by account key
+  (``account_key``: the order bucket itself, or each account on its own).
 
-What is held back lies within one input batch, and everything of a batch is released once
-its tick has passed, so a snapshot (taken between batches) holds almost nothing in flight.
+What is held back lies within one input chunk, and everything of a chunk is released once
+its tick has passed, so a snapshot (taken between chunks) holds almost nothing in flight.
 The buckets' counts are fixed: they are part of the recovery store's keys.
 """
 
@@ -30,7 +33,7 @@ import heapq
 import pickle
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -67,10 +70,12 @@ ORDER_KEYS = tuple(f"order-{b}" for b in range(ORDER_BUCKETS))
 CLAIM_PREFIX = "claims-"
 
 # What travels between the steps: plain tuples tagged by their first field.
-INPUT, WAIT, TICK, ANSWER, ROUTED, CLAIM = range(6)
+INPUT, WAIT, TICK, ANSWERS, ROUTED, CLAIMS, DECIDE = range(7)
 
-Numbered = tuple[int, Envelope | None]
-"""A numbered input (``seq``, envelope), or a tick (``seq``, None)."""
+Chunk = tuple[int, list[Envelope]]
+"""What one read of the source returned: the ``seq`` of its first message, and the messages."""
+Keyed = tuple[str, tuple[Any, ...]]
+"""A batch on its way to a key."""
 
 
 def bucket_of(text: str, buckets: int) -> int:
@@ -89,7 +94,7 @@ def claims_key(payment_id: str) -> str:
 
 
 def is_claim(pair: tuple[str, object]) -> bool:
-    """True for a payment on its way from the lifecycle to its claims shard."""
+    """True for payments on their way from the lifecycle to their claims shard."""
     return pair[0].startswith(CLAIM_PREFIX)
 
 
@@ -98,20 +103,27 @@ def order_key(account_id: str) -> str:
     return ORDER_KEYS[bucket_of(account_id, ORDER_BUCKETS)]
 
 
-class _NumberedPartition(StatefulSourcePartition[Numbered, tuple[Any, int]]):
+def account_key_of(by_bucket: bool) -> Callable[[str], str]:
+    """How accounts are keyed in the accounts step: by order bucket, or each on its own.
+
+    Keyed by bucket, a chunk's readings reach their accounts in a few calls (the replay);
+    keyed by account, a recovery snapshot holds only the accounts an epoch touched (live).
+    """
+    return order_key if by_bucket else str
+
+
+class _NumberedPartition(StatefulSourcePartition[Chunk, tuple[Any, int]]):
     def __init__(self, inner: StatefulSourcePartition[Envelope, Any], next_seq: int) -> None:
         self._inner = inner
         self._next = next_seq
 
-    def next_batch(self) -> list[Numbered]:
+    def next_batch(self) -> list[Chunk]:
         batch = self._inner.next_batch()
         if not batch:
             return []
         first = self._next
         self._next += len(batch)
-        numbered: list[Numbered] = list(zip(range(first, self._next), batch, strict=True))
-        numbered.append((self._next - 1, None))
-        return numbered
+        return [(first, batch)]
 
     def next_awake(self):  # noqa: ANN201 - Bytewax's own signature
         return self._inner.next_awake()
@@ -123,8 +135,8 @@ class _NumberedPartition(StatefulSourcePartition[Numbered, tuple[Any, int]]):
         self._inner.close()
 
 
-class NumberedSource(FixedPartitionedSource[Numbered, tuple[Any, int]]):
-    """An ordered one-partition source, its items numbered and each batch closed by a tick.
+class NumberedSource(FixedPartitionedSource[Chunk, tuple[Any, int]]):
+    """An ordered one-partition source whose reads become numbered chunks.
 
     The next number is part of the resume state, so a recovered run numbers on exactly
     where the snapshot's states stopped.
@@ -147,23 +159,55 @@ class NumberedSource(FixedPartitionedSource[Numbered, tuple[Any, int]]):
         return _NumberedPartition(self.inner.build_part(step_id, for_part, inner_resume), next_seq)
 
 
-def dispatch(metrics: Metrics | None, item: Numbered) -> list[tuple[str, tuple[Any, ...]]]:
-    """Where a numbered input goes: its route bucket, or the lifecycle and a placeholder."""
-    seq, envelope = item
-    if envelope is None:
-        return [(key, (TICK, seq, bucket)) for bucket, key in enumerate(ROUTE_KEYS)]
-    if metrics is not None:
-        metrics.of(metrics.messages_in, envelope.topic).inc()
-    packed = (INPUT, seq, pack_envelope(envelope))
-    if envelope.topic in METER_KEYED:
-        return [(route_key(envelope.key), packed)]
-    return [(LIFECYCLE_KEY, packed), *((key, (WAIT, seq)) for key in ROUTE_KEYS)]
+def dispatch(metrics: Metrics | None, chunk: Chunk) -> list[Keyed]:
+    """A chunk split by destination: one sub-batch per route bucket, one for the lifecycle.
+
+    Every route bucket gets its sub-batch, empty or not, since it carries the chunk's tick.
+    """
+    first, envelopes = chunk
+    per_bucket: list[list[tuple[Any, ...]]] = [[] for _ in ROUTE_KEYS]
+    decide: list[tuple[int, PackedEnvelope]] = []
+    for seq, envelope in enumerate(envelopes, first):
+        if metrics is not None:
+            metrics.of(metrics.messages_in, envelope.topic).inc()
+        packed = pack_envelope(envelope)
+        if envelope.topic in METER_KEYED:
+            per_bucket[bucket_of(envelope.key, ROUTE_BUCKETS)].append((INPUT, seq, packed))
+        else:
+            decide.append((seq, packed))
+            for entries in per_bucket:
+                entries.append((WAIT, seq))
+    tick = first + len(envelopes) - 1
+    out: list[Keyed] = [(LIFECYCLE_KEY, (DECIDE, decide))] if decide else []
+    for bucket, key in enumerate(ROUTE_KEYS):
+        out.append((key, (INPUT, bucket, per_bucket[bucket], tick)))
+    return out
 
 
 def _tally(metrics: Metrics | None, envelope: Envelope, rejected: Rejected) -> None:
     if metrics is not None:
         metrics.of(metrics.messages_rejected, envelope.topic, rejected.reason).inc()
         metrics.count_outputs(rejected)
+
+
+class _Batches:
+    """What a step sends on: one batch per destination key, and the outputs of refusals."""
+
+    def __init__(self) -> None:
+        self.keyed: dict[str, list[Any]] = {}
+        self.refused: list[Output] = []
+
+    def add(self, key: str, entry: Any) -> None:  # noqa: ANN401 - entries are plain tuples
+        entries = self.keyed.get(key)
+        if entries is None:
+            entries = self.keyed[key] = []
+        entries.append(entry)
+
+    def items(self, tag: int) -> list[object]:
+        items: list[object] = [(key, (tag, entries)) for key, entries in self.keyed.items()]
+        if self.refused:
+            items.append(self.refused)
+        return items
 
 
 class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
@@ -179,21 +223,30 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         self._frozen = resume
 
     def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
-        _, seq, packed = value
+        answers = _Batches()
+        claims = _Batches()
+        for seq, packed in value[1]:
+            self._decide(seq, packed, answers, claims)
+        if self.metrics is not None:
+            self.metrics.of(self.metrics.step_items, "lifecycle").inc(len(value[1]))
+        return [*claims.items(CLAIMS), *answers.items(ANSWERS)], StatefulLogic.RETAIN
+
+    def _decide(
+        self, seq: int, packed: PackedEnvelope, answers: _Batches, claims: _Batches
+    ) -> None:
         envelope = unpack_envelope(packed)
         message = parse_input(envelope, self.rules)
-        if self.metrics is not None:
-            self.metrics.of(self.metrics.step_items, "lifecycle").inc()
-        answers: list[tuple[str, tuple[Any, ...]]] = []
         if isinstance(message, Rejected):
             _tally(self.metrics, envelope, message)
-            return [*message, *self._answers(seq)], StatefulLogic.RETAIN
+            answers.refused.extend(message)
+            _answer_all(answers, seq)
+            return
         if isinstance(message, AccountEvent):
             self._frozen = None
             verdict, changes = self.lifecycle.check(message)
             item = pack_routed(Routed(envelope, message, verdict))
             target = route_key(message.account_id)
-            answers = self._answers(seq, changes, target, message.account_id, item)
+            _answer_all(answers, seq, changes, target, message.account_id, item)
         elif isinstance(message, Reading):  # a reading on another topic cannot happen
             msg = "a reading reached the lifecycle"
             raise TypeError(msg)
@@ -202,29 +255,10 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
             is_open = self.lifecycle.is_open(message.account_id)
             item = pack_routed(Routed(envelope, message))
             target = route_key(message.account_id)
-            claim = (CLAIM, seq, target, message.account_id, item, is_open)
-            answers = [(claims_key(message.payment_id), claim)]
-            answers += [a for a in self._answers(seq) if a[0] != target]
-        return answers, StatefulLogic.RETAIN
-
-    @staticmethod
-    def _answers(
-        seq: int,
-        changes: Iterable[OwnershipChange] = (),
-        target: str | None = None,
-        account_id: str | None = None,
-        item: tuple[Any, ...] | None = None,
-    ) -> list[tuple[str, tuple[Any, ...]]]:
-        """One answer per route bucket: its meters' changes, and the item for ``target``."""
-        mine: dict[str, list[tuple[str, str | None, Any]]] = {key: [] for key in ROUTE_KEYS}
-        for change in changes:
-            mine[route_key(change.meter_id)].append(tuple(change))  # type: ignore[arg-type]
-        return [
-            (key, (ANSWER, seq, tuple(mine[key]), account_id, item))
-            if key == target
-            else (key, (ANSWER, seq, tuple(mine[key]), None, None))
-            for key in ROUTE_KEYS
-        ]
+            claims.add(
+                claims_key(message.payment_id), (seq, target, message.account_id, item, is_open)
+            )
+            _answer_all(answers, seq, skip=target)
 
     def snapshot(self) -> bytes:
         if self._frozen is None:
@@ -232,86 +266,27 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         return self._frozen
 
 
-class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
-    """A route bucket: the ownership spans of its meters.
-
-    They change only with account events; a snapshot re-pickles only the shelves that
-    changed (``pipelines.shelves``).
-
-    Inputs arrive in input order from the source; the lifecycle's answers arrive on their
-    own path, so a placeholder holds everything behind it until its answer is in.
-    """
-
-    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
-        self.rules = rules
-        self.metrics = metrics
-        self.queue: deque[tuple[Any, ...]] = deque()
-        self.answers: dict[int, tuple[Any, ...]] = {}
-        spans = None
-        if resume:
-            spans, self.queue, self.answers = pickle.loads(resume)  # noqa: S301
-        self.spans: Shelved[MeterSpans] = Shelved(spans)
-
-    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
-        out: list[object] = []
-        if value[0] == ANSWER:
-            self.answers[value[1]] = value
-        elif not self.queue and value[0] == INPUT:
-            self._reading(value[1], value[2], out)  # the common case: nothing held back
-            return out, StatefulLogic.RETAIN
+def _answer_all(
+    answers: _Batches,
+    seq: int,
+    changes: Iterable[OwnershipChange] = (),
+    target: str | None = None,
+    account_id: str | None = None,
+    item: tuple[Any, ...] | None = None,
+    *,
+    skip: str | None = None,
+) -> None:
+    """One answer per route bucket (but ``skip``): its meters' changes, the item for ``target``."""
+    mine: dict[str, list[tuple[str, str | None, Any]]] = {}
+    for change in changes:
+        mine.setdefault(route_key(change.meter_id), []).append(tuple(change))  # type: ignore[arg-type]
+    for key in ROUTE_KEYS:
+        if key == skip:
+            continue
+        if key == target:
+            answers.add(key, (seq, tuple(mine.get(key, ())), account_id, item))
         else:
-            self.queue.append(value)
-        while self.queue:
-            head = self.queue[0]
-            if head[0] == WAIT:
-                answer = self.answers.pop(head[1], None)
-                if answer is None:
-                    break
-                self._answer(answer, out)
-            elif head[0] == TICK:
-                out.extend((key, (TICK, head[2], head[1])) for key in ORDER_KEYS)
-            else:
-                self._reading(head[1], head[2], out)
-            self.queue.popleft()
-        return out, StatefulLogic.RETAIN
-
-    def _reading(self, seq: int, packed: PackedEnvelope, out: list[object]) -> None:
-        envelope = unpack_envelope(packed)
-        if self.metrics is not None:
-            self.metrics.of(self.metrics.step_items, "route").inc()
-        reading = parse_input(envelope, self.rules)
-        if not isinstance(reading, Rejected):
-            spans = self.spans.get(reading.meter_id)  # type: ignore[union-attr]
-            owner = None if spans is None else spans.owner_at(reading.ts)
-            if isinstance(reading, CommandResult):
-                reading = route_command_result(envelope, reading, owner)
-            else:
-                reading = route_reading(envelope, reading, owner)  # type: ignore[arg-type]
-        if isinstance(reading, Ignored):
-            if self.metrics is not None:  # a relay result for no account's command
-                self.metrics.of(self.metrics.messages_applied, envelope.topic).inc()
-            return
-        if isinstance(reading, Rejected):
-            _tally(self.metrics, envelope, reading)
-            out.extend(reading)
-            return
-        account_id, item = reading
-        out.append((order_key(account_id), (ROUTED, seq, account_id, pack_routed(item))))
-
-    def _answer(self, answer: tuple[Any, ...], out: list[object]) -> None:
-        _, seq, changes, account_id, item = answer
-        for change in changes:
-            spans = self.spans.get(change[0])
-            if spans is None:
-                spans = self.spans[change[0]] = MeterSpans()
-            spans.change(OwnershipChange(*change))
-            self.spans.touched(change[0])
-        if item is not None:
-            out.append((order_key(account_id), (ROUTED, seq, account_id, item)))
-
-    def snapshot(self) -> bytes:
-        state = (self.spans.snapshot(), self.queue, self.answers)
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            answers.add(key, (seq, tuple(mine.get(key, ())), None, None))
 
 
 class ClaimLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
@@ -328,65 +303,194 @@ class ClaimLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         self.claims: dict[str, tuple[str, bool]] = pickle.loads(resume) if resume else {}  # noqa: S301
 
     def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
-        _, seq, target, account_id, item, is_open = value
-        routed = unpack_routed(item)
-        claimed = route_payment(
-            routed.envelope,
-            routed.message,  # type: ignore[arg-type]
-            self.claims,
-            is_open,
-            self.rules,
-        )
-        if isinstance(claimed, Rejected):
-            _tally(self.metrics, routed.envelope, claimed)
-            return [*claimed, (target, (ANSWER, seq, (), None, None))], StatefulLogic.RETAIN
-        return [(target, (ANSWER, seq, (), account_id, item))], StatefulLogic.RETAIN
+        answers = _Batches()
+        for seq, target, account_id, item, is_open in value[1]:
+            routed = unpack_routed(item)
+            claimed = route_payment(
+                routed.envelope,
+                routed.message,  # type: ignore[arg-type]
+                self.claims,
+                is_open,
+                self.rules,
+            )
+            if isinstance(claimed, Rejected):
+                _tally(self.metrics, routed.envelope, claimed)
+                answers.refused.extend(claimed)
+                answers.add(target, (seq, (), None, None))
+            else:
+                answers.add(target, (seq, (), account_id, item))
+        return answers.items(ANSWERS), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.claims, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class OrderLogic(StatefulLogic[tuple[Any, ...], tuple[str, tuple[Any, ...]], bytes]):
+class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
+    """A route bucket: the ownership spans of its meters.
+
+    They change only with account events; a snapshot re-pickles only the shelves that
+    changed (``pipelines.shelves``).
+
+    Inputs arrive in input order from the source; the lifecycle's answers arrive on their
+    own path, so a placeholder holds everything behind it until its answer is in. What it
+    sends on is one batch per order bucket per call, with the tick it has passed.
+    """
+
+    def __init__(self, rules: BillingRules, metrics: Metrics | None, resume: bytes | None) -> None:
+        self.rules = rules
+        self.metrics = metrics
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.answers: dict[int, tuple[Any, ...]] = {}
+        spans = None
+        if resume:
+            spans, self.queue, self.answers = pickle.loads(resume)  # noqa: S301
+        self.spans: Shelved[MeterSpans] = Shelved(spans)
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
+        out = _Routed()
+        if value[0] == ANSWERS:
+            for answer in value[1]:
+                self.answers[answer[0]] = answer
+        else:
+            _, bucket, entries, tick = value
+            queue = self.queue
+            for entry in entries:
+                if not queue and entry[0] == INPUT:
+                    self._reading(entry[1], entry[2], out)  # the common case: nothing held back
+                else:
+                    queue.append(entry)
+            if queue:
+                queue.append((TICK, tick, bucket))
+            else:
+                out.tick = (bucket, tick)
+        self._drain(out)
+        if self.metrics is not None and out.readings:
+            self.metrics.of(self.metrics.step_items, "route").inc(out.readings)
+        return out.items(), StatefulLogic.RETAIN
+
+    def _drain(self, out: _Routed) -> None:
+        queue = self.queue
+        while queue:
+            head = queue[0]
+            if head[0] == WAIT:
+                answer = self.answers.pop(head[1], None)
+                if answer is None:
+                    break
+                self._answer(answer, out)
+            elif head[0] == TICK:
+                out.tick = (head[2], head[1])
+            else:
+                self._reading(head[1], head[2], out)
+            queue.popleft()
+
+    def _reading(self, seq: int, packed: PackedEnvelope, out: _Routed) -> None:
+        envelope = unpack_envelope(packed)
+        out.readings += 1
+        reading = parse_input(envelope, self.rules)
+        if not isinstance(reading, Rejected):
+            spans = self.spans.get(reading.meter_id)  # type: ignore[union-attr]
+            owner = None if spans is None else spans.owner_at(reading.ts)
+            if isinstance(reading, CommandResult):
+                reading = route_command_result(envelope, reading, owner)
+            else:
+                reading = route_reading(envelope, reading, owner)  # type: ignore[arg-type]
+        if isinstance(reading, Ignored):
+            if self.metrics is not None:  # a relay result for no account's command
+                self.metrics.of(self.metrics.messages_applied, envelope.topic).inc()
+            return
+        if isinstance(reading, Rejected):
+            _tally(self.metrics, envelope, reading)
+            out.batches.refused.extend(reading)
+            return
+        account_id, item = reading
+        out.batches.add(order_key(account_id), (seq, account_id, pack_routed(item)))
+
+    def _answer(self, answer: tuple[Any, ...], out: _Routed) -> None:
+        seq, changes, account_id, item = answer
+        for change in changes:
+            spans = self.spans.get(change[0])
+            if spans is None:
+                spans = self.spans[change[0]] = MeterSpans()
+            spans.change(OwnershipChange(*change))
+            self.spans.touched(change[0])
+        if item is not None:
+            out.batches.add(order_key(account_id), (seq, account_id, item))
+
+    def snapshot(self) -> bytes:
+        state = (self.spans.snapshot(), self.queue, self.answers)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Routed:
+    """What one call of a route bucket sends on: batches per order bucket, and its tick."""
+
+    def __init__(self) -> None:
+        self.batches = _Batches()
+        self.tick: tuple[int, int] | None = None  # (route bucket, seq) passed in this call
+        self.readings = 0
+
+    def items(self) -> list[object]:
+        keyed = self.batches.keyed
+        items: list[object] = []
+        tick = self.tick
+        for key in ORDER_KEYS if tick is not None else keyed:
+            items.append((key, (ROUTED, keyed.get(key, []), tick)))
+        if self.batches.refused:
+            items.append(self.batches.refused)
+        return items
+
+
+class OrderLogic(StatefulLogic[tuple[Any, ...], Keyed, bytes]):
     """Restores input order for a group of accounts from what every route bucket sends.
 
     An item is released once every route bucket's tick has passed its ``seq``: by then
-    nothing earlier can still arrive, since each bucket sends in input order.
+    nothing earlier can still arrive, since each bucket sends in input order. Released
+    items leave as one batch per account key, in input order.
     """
 
-    def __init__(self, resume: bytes | None) -> None:
+    def __init__(self, account_key: Callable[[str], str], resume: bytes | None) -> None:
+        self.account_key = account_key
         self.held: list[tuple[int, str, tuple[Any, ...]]] = []
         self.ticks = [-1] * ROUTE_BUCKETS
         if resume:
             self.held, self.ticks = pickle.loads(resume)  # noqa: S301 - our own snapshot
 
-    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[tuple[str, tuple[Any, ...]]], bool]:
-        if value[0] == ROUTED:
-            heapq.heappush(self.held, value[1:])
+    def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[Keyed], bool]:
+        _, entries, tick = value
+        held = self.held
+        for entry in entries:
+            heapq.heappush(held, entry)
+        if tick is None:
             return (), StatefulLogic.RETAIN
-        _, bucket, seq = value
+        bucket, seq = tick
         self.ticks[bucket] = seq
         return self._release(min(self.ticks)), StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[tuple[str, tuple[Any, ...]]], bool]:
+    def on_eof(self) -> tuple[Iterable[Keyed], bool]:
         return self._release(None), StatefulLogic.RETAIN
 
-    def _release(self, upto: int | None) -> list[tuple[str, tuple[Any, ...]]]:
-        released = []
+    def _release(self, upto: int | None) -> list[Keyed]:
+        released: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
         held = self.held
+        key_of = self.account_key
         while held and (upto is None or held[0][0] <= upto):
             _, account_id, item = heapq.heappop(held)
-            released.append((account_id, item))
-        return released
+            key = key_of(account_id)
+            batch = released.get(key)
+            if batch is None:
+                batch = released[key] = []
+            batch.append((account_id, item))
+        return list(released.items())  # type: ignore[arg-type]
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.held, self.ticks), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def is_keyed(item: object) -> bool:
-    """True for an item on its way to a key; False for an output (a rejection's rows)."""
+    """True for a batch on its way to a key; False for the outputs of refusals (a list)."""
     return isinstance(item, tuple)
 
 
 def outputs_of(item: object) -> list[Output]:
-    """An output on its own, as a list for ``flat_map``."""
-    return [item]  # type: ignore[list-item]
+    """The outputs of refusals, as they were sent."""
+    return item  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from bus.topics import BILLING_OUTPUTS, names
 OUTPUT_TOPICS = tuple(names(BILLING_OUTPUTS))
 
 
-class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
+class _TopicFilePartition(StatefulSinkPartition[list[TopicMessage], int]):
     """Appends one topic's messages to its file; the state is the byte offset written."""
 
     def __init__(self, path: Path, resume_offset: int | None) -> None:
@@ -24,8 +24,8 @@ class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
             self._file.seek(resume_offset)
             self._file.truncate()
 
-    def write_batch(self, items: list[TopicMessage]) -> None:
-        self._file.writelines(encode_message(m) + "\n" for m in items)
+    def write_batch(self, items: list[list[TopicMessage]]) -> None:
+        self._file.writelines(encode_message(m) + "\n" for batch in items for m in batch)
         self._file.flush()
 
     def snapshot(self) -> int:
@@ -35,8 +35,8 @@ class _TopicFilePartition(StatefulSinkPartition[TopicMessage, int]):
         self._file.close()
 
 
-class TopicFileSink(FixedPartitionedSink[TopicMessage, int]):
-    """Writes each output topic to ``directory/<prefix><topic>.jsonl``."""
+class TopicFileSink(FixedPartitionedSink[list[TopicMessage], int]):
+    """Writes batches of each output topic's messages to ``directory/<prefix><topic>.jsonl``."""
 
     def __init__(self, directory: Path, prefix: str, *, local: bool = True) -> None:
         self.directory = directory

@@ -8,14 +8,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from bytewax.testing import TestingSink, TestingSource
+from bytewax.testing import TestingSource
 
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.billing import build_billing_flow, full_topic_names
 from pipelines.replay_files import merged_envelopes
 from simulate.example import write_example
-from tests.flow.conftest import RunFlow
+from tests.flow.conftest import BatchesSink, RunFlow
 from tests.flow.test_flow import canonical
 from tests.paths import CONFORMANCE
 
@@ -39,8 +39,8 @@ def test_flow_outputs_equal_the_sequential_reference(
     flow = build_billing_flow(
         rules,
         source=TestingSource(envelopes),
-        rows=TestingSink(rows),
-        messages=TestingSink(messages),
+        rows=BatchesSink(rows),
+        messages=BatchesSink(messages),
     )
     run_flow(flow)
     expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))

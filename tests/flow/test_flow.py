@@ -4,7 +4,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from bytewax.testing import TestingSink, TestingSource
+import pytest
+from bytewax.testing import TestingSource
 
 from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
@@ -12,7 +13,7 @@ from billing.sequential import run_sequential
 from pipelines.billing import build_billing_flow, full_topic_names
 from pipelines.replay_files import merged_envelopes
 from pipelines.topic_files import OUTPUT_TOPICS, TopicFileSink
-from tests.flow.conftest import RunFlow
+from tests.flow.conftest import BatchesSink, RunFlow
 from tests.paths import CONFORMANCE
 
 
@@ -38,13 +39,35 @@ def test_flow_matches_sequential_reference(run_flow: RunFlow) -> None:
     flow = build_billing_flow(
         rules,
         source=TestingSource(envelopes),
-        rows=TestingSink(rows),
-        messages=TestingSink(messages),
+        rows=BatchesSink(rows),
+        messages=BatchesSink(messages),
     )
     run_flow(flow)
     expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
     assert canonical(rows + messages) == expected
     assert sum(1 for _, r in rows if r.table == "daily_usage") == 92
+
+
+@pytest.mark.parametrize("by_bucket", [True, False], ids=["accounts-by-bucket", "by-account"])
+@pytest.mark.parametrize("batch_size", [1, 7, 10_000])
+def test_any_batch_size_and_account_keying_give_the_same_rows(
+    run_flow: RunFlow, batch_size: int, by_bucket: bool
+) -> None:
+    """A chunk of one message, of 7, or the whole input at once: the sequential reference."""
+    rules = BillingRules()
+    envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
+    rows: list = []
+    messages: list = []
+    flow = build_billing_flow(
+        rules,
+        source=TestingSource(envelopes, batch_size=batch_size),
+        rows=BatchesSink(rows),
+        messages=BatchesSink(messages),
+        accounts_by_bucket=by_bucket,
+    )
+    run_flow(flow)
+    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
+    assert canonical(rows + messages) == expected
 
 
 def test_account_rows_follow_day_closes_without_end_of_input(run_flow: RunFlow) -> None:
@@ -55,8 +78,8 @@ def test_account_rows_follow_day_closes_without_end_of_input(run_flow: RunFlow) 
     flow = build_billing_flow(
         rules,
         source=TestingSource(envelopes),
-        rows=TestingSink(rows),
-        messages=TestingSink([]),
+        rows=BatchesSink(rows),
+        messages=BatchesSink([]),
         close_at_eof=False,
     )
     run_flow(flow)
@@ -83,7 +106,7 @@ def test_a_configured_prefix_names_every_topic_the_flow_writes(
     flow = build_billing_flow(
         BillingRules(),
         source=TestingSource(envelopes),
-        rows=TestingSink(rows),
+        rows=BatchesSink(rows),
         messages=TopicFileSink(tmp_path, "acme."),
         topic_prefix="acme.",
     )
@@ -129,8 +152,8 @@ def test_relay_results_reach_their_account_in_the_flow(run_flow: RunFlow, tmp_pa
     flow = build_billing_flow(
         rules,
         source=TestingSource(envelopes),
-        rows=TestingSink(rows),
-        messages=TestingSink(messages),
+        rows=BatchesSink(rows),
+        messages=BatchesSink(messages),
     )
     run_flow(flow)
     expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))

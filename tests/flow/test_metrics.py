@@ -3,13 +3,13 @@
 import json
 from collections import Counter
 
-from bytewax.testing import TestingSink, TestingSource
+from bytewax.testing import TestingSource
 
 from billing.rules import BillingRules
 from pipelines.billing import build_billing_flow
 from pipelines.metrics import create_metrics
 from pipelines.replay_files import merged_envelopes
-from tests.flow.conftest import RunFlow
+from tests.flow.conftest import BatchesSink, RunFlow
 from tests.paths import CONFORMANCE
 
 
@@ -24,8 +24,8 @@ def test_messages_in_equal_applied_plus_rejected_per_topic(run_flow: RunFlow) ->
     flow = build_billing_flow(
         BillingRules(),
         source=TestingSource(envelopes),
-        rows=TestingSink([]),
-        messages=TestingSink([]),
+        rows=BatchesSink([]),
+        messages=BatchesSink([]),
         metrics=metrics,
     )
     run_flow(flow)

@@ -11,24 +11,26 @@ from billing.clock import LOCAL_ZONE
 from billing.messages import Envelope
 from billing.rules import BillingRules
 from pipelines.routing import (
-    ANSWER,
-    CLAIM,
+    ANSWERS,
+    CLAIMS,
+    DECIDE,
     INPUT,
     LIFECYCLE_KEY,
     ORDER_KEYS,
     ROUTE_BUCKETS,
     ROUTE_KEYS,
     ROUTED,
-    TICK,
     WAIT,
     ClaimLogic,
     LifecycleLogic,
     NumberedSource,
     OrderLogic,
     RouteLogic,
+    account_key_of,
     bucket_of,
     claims_key,
     dispatch,
+    order_key,
     route_key,
 )
 from pipelines.shelves import Shelved
@@ -60,69 +62,82 @@ def test_buckets_are_stable_across_processes_and_runs() -> None:
     assert bucket_of("\ud800", 8) in range(8)  # a lone surrogate still has a bucket
 
 
-def test_the_source_numbers_its_items_and_closes_each_batch_with_a_tick() -> None:
+def test_the_source_numbers_what_each_read_returns_as_one_chunk() -> None:
     items = [OPEN, READING, READING, READING, READING]
     source = NumberedSource(TestingSource(items, batch_size=2))
     part = source.build_part("input", "iterable", None)
     first, second = part.next_batch(), part.next_batch()
-    assert first == [(0, OPEN), (1, READING), (1, None)]
-    assert second == [(2, READING), (3, READING), (3, None)]
+    assert first == [(0, [OPEN, READING])]
+    assert second == [(2, [READING, READING])]
     resumed = source.build_part("input", "iterable", part.snapshot())
-    assert resumed.next_batch() == [(4, READING), (4, None)]
+    assert resumed.next_batch() == [(4, [READING])]
 
 
-def test_readings_go_to_their_meter_bucket_and_other_messages_to_the_lifecycle() -> None:
-    assert dispatch(None, (7, READING)) == [(route_key("M1"), (INPUT, 7, pack_envelope(READING)))]
-    to_lifecycle, *waits = dispatch(None, (3, OPEN))
-    assert to_lifecycle == (LIFECYCLE_KEY, (INPUT, 3, pack_envelope(OPEN)))
-    assert waits == [(key, (WAIT, 3)) for key in ROUTE_KEYS]
-    ticks = dispatch(None, (9, None))
-    assert ticks == [(key, (TICK, 9, bucket)) for bucket, key in enumerate(ROUTE_KEYS)]
+def test_a_chunk_is_split_into_one_batch_per_route_bucket_and_one_for_the_lifecycle() -> None:
+    keyed = dispatch(None, (3, [OPEN, READING]))
+    assert keyed[0] == (LIFECYCLE_KEY, (DECIDE, [(3, pack_envelope(OPEN))]))
+    batches = dict(keyed[1:])
+    assert list(batches) == list(ROUTE_KEYS)  # every bucket: each batch carries the tick
+    for bucket, key in enumerate(ROUTE_KEYS):
+        tag, to, entries, tick = batches[key]
+        assert (tag, to, tick) == (INPUT, bucket, 4)
+        reading = [(INPUT, 4, pack_envelope(READING))] if key == route_key("M1") else []
+        assert entries == [(WAIT, 3), *reading]
+    only_readings = dispatch(None, (9, [READING]))
+    assert [key for key, _ in only_readings] == list(ROUTE_KEYS)  # nothing for the lifecycle
 
 
 def test_a_bucket_holds_what_follows_a_placeholder_until_the_lifecycle_answers() -> None:
     rules = BillingRules()
+    me = ROUTE_KEYS.index(route_key("M1"))
     bucket = RouteLogic(rules, None, None)
     lifecycle = LifecycleLogic(rules, None, None)
     # The reading (seq 1) reaches the meter's bucket before the lifecycle answered the open.
-    held, _ = bucket.on_item((WAIT, 0))
-    assert list(held) == []
-    held, _ = bucket.on_item((INPUT, 1, pack_envelope(READING)))
+    held, _ = bucket.on_item((INPUT, me, [(WAIT, 0), (INPUT, 1, pack_envelope(READING))], 1))
     assert list(held) == []  # without the open it would be refused as unknown_meter
-    answers, _ = lifecycle.on_item((INPUT, 0, pack_envelope(OPEN)))
+    answers, _ = lifecycle.on_item((DECIDE, [(0, pack_envelope(OPEN))]))
     answer = dict(answers)[route_key("M1")]
-    assert answer[0] == ANSWER
+    assert answer[0] == ANSWERS
     released, _ = bucket.on_item(answer)
-    keyed = [item for item in released if isinstance(item, tuple)]
-    targets = [(key, value[0], value[1], value[2]) for key, value in keyed]
-    if route_key("A1") == route_key("M1"):  # this bucket also forwards the open itself
-        assert targets[0][1:] == (ROUTED, 0, "A1")
-        targets = targets[1:]
-    assert [t[1:] for t in targets] == [(ROUTED, 1, "A1")]
+    keyed = dict(item for item in released if isinstance(item, tuple))
+    assert list(keyed) == list(ORDER_KEYS)  # the tick passed: every order bucket hears it
+    routed = [entry for _, entries, _ in keyed.values() for entry in entries]
+    expected = [(0, "A1"), (1, "A1")] if route_key("A1") == route_key("M1") else [(1, "A1")]
+    assert [entry[:2] for entry in routed] == expected
+    assert {tick for _, _, tick in keyed.values()} == {(me, 1)}
     # Restored from its snapshot, the bucket still knows the meter's owner.
     again = RouteLogic(rules, None, bucket.snapshot())
-    routed, _ = again.on_item((INPUT, 2, pack_envelope(READING)))
-    assert [value[2] for _, value in routed] == ["A1"]
+    routed_again, _ = again.on_item((INPUT, me, [(INPUT, 2, pack_envelope(READING))], 2))
+    batch = dict(routed_again)[order_key("A1")]
+    assert [entry[1] for entry in batch[1]] == ["A1"]
 
 
 def test_order_is_restored_below_the_smallest_tick_of_every_route_bucket() -> None:
-    order = OrderLogic(None)
-    assert list(order.on_item((ROUTED, 5, "A1", ("five",)))[0]) == []
-    assert list(order.on_item((ROUTED, 2, "A2", ("two",)))[0]) == []
+    order = OrderLogic(account_key_of(False), None)
+    assert list(order.on_item((ROUTED, [(5, "A1", ("five",)), (2, "A2", ("two",))], None))[0]) == []
     for bucket in range(ROUTE_BUCKETS - 1):
-        assert list(order.on_item((TICK, bucket, 6))[0]) == []  # one bucket still behind
-    released, _ = order.on_item((TICK, ROUTE_BUCKETS - 1, 3))
-    assert list(released) == [("A2", ("two",))]
-    resumed = OrderLogic(order.snapshot())
-    released, _ = resumed.on_item((TICK, ROUTE_BUCKETS - 1, 6))
-    assert list(released) == [("A1", ("five",))]
+        assert list(order.on_item((ROUTED, [], (bucket, 6)))[0]) == []  # one bucket behind
+    released, _ = order.on_item((ROUTED, [], (ROUTE_BUCKETS - 1, 3)))
+    assert list(released) == [("A2", [("A2", ("two",))])]
+    resumed = OrderLogic(account_key_of(False), order.snapshot())
+    released, _ = resumed.on_item((ROUTED, [], (ROUTE_BUCKETS - 1, 6)))
+    assert list(released) == [("A1", [("A1", ("five",))])]
     assert ORDER_KEYS and list(resumed.on_eof()[0]) == []
 
 
+def test_released_items_leave_as_one_batch_per_account_bucket_in_input_order() -> None:
+    order = OrderLogic(account_key_of(True), None)
+    order.on_item((ROUTED, [(seq, f"A{seq}", (seq,)) for seq in (9, 4, 7, 12)], None))
+    released = dict(order.on_eof()[0])
+    assert sum(len(batch) for batch in released.values()) == 4
+    for key, batch in released.items():
+        assert all(order_key(account) == key for account, _ in batch)
+        assert [item for _, item in batch] == sorted(item for _, item in batch)
+
+
 def test_the_order_step_releases_everything_it_holds_at_end_of_input() -> None:
-    order = OrderLogic(None)
-    for seq in (9, 4, 7):
-        order.on_item((ROUTED, seq, f"A{seq}", ()))
+    order = OrderLogic(account_key_of(False), None)
+    order.on_item((ROUTED, [(seq, f"A{seq}", ()) for seq in (9, 4, 7)], None))
     assert [account for account, _ in order.on_eof()[0]] == ["A4", "A7", "A9"]
 
 
@@ -144,7 +159,7 @@ def test_shelves_pickle_again_only_what_changed() -> None:
 def test_a_claims_shard_refuses_a_repeated_payment_id_even_after_a_restart() -> None:
     rules = BillingRules()
     lifecycle = LifecycleLogic(rules, None, None)
-    lifecycle.on_item((INPUT, 0, pack_envelope(OPEN)))
+    lifecycle.on_item((DECIDE, [(0, pack_envelope(OPEN))]))
     topup = envelope(
         "payments",
         1,
@@ -155,15 +170,20 @@ def test_a_claims_shard_refuses_a_repeated_payment_id_even_after_a_restart() -> 
         channel="app",
         ts="2026-06-01T01:00:00+08:00",
     )
-    answers, _ = lifecycle.on_item((INPUT, 1, pack_envelope(topup)))
+    answers, _ = lifecycle.on_item((DECIDE, [(1, pack_envelope(topup))]))
     to_claims = [pair for pair in answers if pair[0] == claims_key("P1")]
-    assert len(to_claims) == 1 and to_claims[0][1][0] == CLAIM
-    assert len(list(answers)) == ROUTE_BUCKETS  # the other buckets are answered directly
+    assert len(to_claims) == 1 and to_claims[0][1][0] == CLAIMS
+    claim = to_claims[0][1][1][0]
+    # The other buckets are answered directly; the account's own by the shard.
+    direct = [key for key, _ in answers if key != claims_key("P1")]
+    assert sorted(direct) == sorted(k for k in ROUTE_KEYS if k != route_key("A1"))
     shard = ClaimLogic(rules, None, None)
     first, _ = shard.on_item(to_claims[0][1])
-    assert [(key, value[0], value[3]) for key, value in first] == [(route_key("A1"), ANSWER, "A1")]
+    assert [(key, value[0], value[1][0][2]) for key, value in first] == [
+        (route_key("A1"), ANSWERS, "A1")
+    ]
     restarted = ClaimLogic(rules, None, shard.snapshot())
-    again, _ = restarted.on_item((CLAIM, 2, *to_claims[0][1][2:]))
+    again, _ = restarted.on_item((CLAIMS, [(2, *claim[1:])]))
     refused = [item for item in again if not isinstance(item, tuple)]
     assert refused and all("duplicate_payment" in repr(item) for item in refused)
-    assert [item[1][3] for item in again if isinstance(item, tuple)] == [None]
+    assert [item[1][1][0][2] for item in again if isinstance(item, tuple)] == [None]
