@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.clock import TimestampError, parse_ts
+from billing.contacts import CONTACT_FIELDS
 from billing.decoding import decode_json
 from billing.excerpt import excerpt
 from billing.numbers import (
@@ -265,8 +266,8 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
 
 
 ACCOUNT_EVENTS = frozenset({"open", "change_plan", "replace_meter", "update", "close"})
-_UPDATE_MONEY = ("low_balance_threshold", "auto_topup_amount")
-_UPDATE_TEXT = ("phone", "email", "locale")
+
+
 
 
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
@@ -313,6 +314,6 @@ def _optional_settings(payload: dict[str, Any], fields: dict[str, Any]) -> None:
             fields["auto_topup_amount"] = None
         else:
             fields["auto_topup_amount"] = _money(payload, "auto_topup_amount")  # > 0: S14.2
-    for name in _UPDATE_TEXT:
+    for name in CONTACT_FIELDS:
         if payload.get(name) is not None:
             fields[name] = _text(payload, name)

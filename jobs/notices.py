@@ -10,21 +10,21 @@ from typing import Any
 
 import polars as pl
 
+from billing.contacts import CONTACT_EVENTS, DEFAULT_LOCALE, contact_fields
 from billing.notices import envelope
 from bus.files import topic_file
 from bus.topics import NOTICES
 
 
 def contacts(account_events: pl.DataFrame) -> dict[str, dict[str, str]]:
-    """Per account, the latest ``locale`` and ``phone`` given at ``open`` or ``update``."""
+    """Per account, the latest contact fields (locale, phone, e-mail) of ``open`` and ``update``."""
     found: dict[str, dict[str, str]] = {}
-    rows = account_events.filter(pl.col("type").is_in(["open", "update"])).sort("us")
+    rows = account_events.filter(pl.col("type").is_in(sorted(CONTACT_EVENTS))).sort("us")
     for aid, payload in rows.select("account_id", "payload").iter_rows():
         body = json.loads(payload)
-        entry = found.setdefault(aid, {"locale": "zh-CN"})
-        for name in ("locale", "phone"):
-            if isinstance(body.get(name), str):
-                entry[name] = body[name]
+        entry = found.setdefault(aid, {"locale": DEFAULT_LOCALE})
+        if isinstance(body, dict):
+            entry.update(contact_fields(body))
     return found
 
 
@@ -35,7 +35,7 @@ def monthly_bill(bill: dict[str, Any], ts: datetime, contact: dict[str, str]) ->
         "monthly_bill",
         bill["account_id"],
         ts.isoformat(),
-        locale=contact.get("locale", "zh-CN"),
+        locale=contact.get("locale", DEFAULT_LOCALE),
         phone=contact.get("phone"),
         data={
             "month": f"{bill['month']:%Y-%m}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from billing.contacts import contact_fields
 from bus.kafka import PartitionReader, Record
 
 
@@ -25,10 +26,10 @@ class AccountDirectory:
 
     def apply(self, event: object) -> None:
         """Take one accounts-topic message into account (anything unusable is ignored)."""
-        if not isinstance(event, dict) or event.get("type") not in ("open", "update"):
+        if not isinstance(event, dict):
             return
-        account, email = event.get("account_id"), event.get("email")
-        if isinstance(account, str) and isinstance(email, str) and "@" in email:
+        account, email = event.get("account_id"), contact_fields(event).get("email")
+        if isinstance(account, str) and email is not None and "@" in email:
             self.emails[account] = email
 
     def follow(self, timeout: float = 0.0) -> int:
