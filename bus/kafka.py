@@ -547,6 +547,89 @@ class PartitionReader:
         self._consumer.close()
 
 
+class GroupReader:
+    """The partitions of a topic that group assignment gives this member of ``group``.
+
+    Members of one group split the topic's partitions between them; when a member leaves or
+    dies, the others take its partitions over from the committed offsets (the beginning
+    where none are). ``on_revoke`` is called with the partitions about to be taken away,
+    on the thread that polls, while their offsets can still be committed.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, str],
+        topic: str,
+        group: str,
+        *,
+        on_revoke: Callable[[list[int]], None] | None = None,
+        session_seconds: float = 10.0,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.on_revoke = on_revoke
+        self.assigned: set[int] = set()
+        self._consumer = new_consumer(
+            {
+                "fetch.wait.max.ms": "50",
+                "session.timeout.ms": str(int(session_seconds * 1000)),
+                "heartbeat.interval.ms": str(max(100, int(session_seconds * 1000) // 5)),
+                **config,
+            },
+            group,
+            extra={"enable.auto.offset.store": "false"},
+        )
+        self._consumer.subscribe(
+            [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {p.partition for p in partitions}
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = sorted(p.partition for p in partitions)
+        if self.on_revoke is not None and gone:
+            self.on_revoke(gone)
+        self.assigned -= set(gone)
+
+    def poll(self, max_messages: int, timeout: float) -> list[Record]:
+        """Up to ``max_messages`` records of the assigned partitions (rebalances happen here)."""
+        records: list[Record] = []
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return records
+        rest = self._consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
+        for message in [first, *rest]:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: %s", self.topic, error)
+                continue
+            key = message.key()
+            records.append(
+                Record(
+                    message.partition(),
+                    message.offset(),
+                    key.decode("utf-8", "replace") if key is not None else None,
+                    message.value() or b"",
+                )
+            )
+        return records
+
+    def commit(self, next_offsets: Mapping[int, int]) -> None:
+        """Commit, synchronously, the next offset to read of the given partitions still ours."""
+        mine = {p: o for p, o in next_offsets.items() if p in self.assigned}
+        if mine:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in mine.items()],
+                asynchronous=False,
+            )
+
+    def close(self) -> None:
+        """Leave the group (its partitions go to the other members); uncommitted work is redone."""
+        self._consumer.close()
+
+
 def open_reader(
     config: Mapping[str, str],
     topic: str,

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from billing.outputs import Row
-from bus.kafka import JsonProducer, PartitionReader, Record, ensure_topics
+from bus.kafka import GroupReader, JsonProducer, KafkaException, Record, ensure_topics
 from bus.topics import ACCOUNT_EVENTS, FACTS, FAILURES, NOTICES
 from config.settings import Settings
 from notify.channels import (
@@ -48,7 +48,7 @@ from notify.delivery import (
     deliver,
     quiet_release,
 )
-from notify.directory import AccountDirectory
+from notify.directory import AccountDirectory, ReportedFailures, failure_id
 from notify.metrics import NotifyMetrics, create_notify_metrics
 from notify.texts import TemplateError, locale_of, render
 from store.facts import encode_fact
@@ -91,7 +91,14 @@ class _Positions:
         self.next[partition] = max(self.next.get(partition, 0), offset + 1)
 
     def finish(self, partition: int, offset: int) -> None:
-        self.pending[partition].discard(offset)
+        if partition in self.pending:  # not if the partition went to another worker
+            self.pending[partition].discard(offset)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions now another worker's: their progress is its to record."""
+        for partition in partitions:
+            for table in (self.pending, self.next, self.committed):
+                table.pop(partition, None)
 
     def committable(self) -> dict[int, int]:
         ready = {}
@@ -132,27 +139,33 @@ class NotifyWorker:
         self.events_done = 0
         self._lock = threading.Lock()
         self._finished: list[_Event] = []
-        self._held: list[tuple[float, int, Callable[[], None]]] = []
+        # Reminders held for quiet hours: (due, sequence, event, channel, submit).
+        self._held: list[tuple[float, int, _Event, str, Callable[[], None]]] = []
         self._sequence = 0
+        self._dropped = 0  # events finished by a rebalance's commit, not yet counted
 
     def run(self, stop: threading.Event) -> None:
         """Consume, deliver and commit until ``stop``; in-flight events stay uncommitted."""
         topic = self.settings.topic(NOTICES.name)
         ensure_topics(self.config, [self.settings.topic(FAILURES.name)], 1)
-        reader = PartitionReader(self.config, topic, self.group)
+        # One consumer group: workers share the partitions, and take over a dead one's.
+        reader = GroupReader(self.config, topic, self.group, on_revoke=self._revoked)
         directory = AccountDirectory(self.config, self.settings.topic(ACCOUNT_EVENTS.name))
         self.directory = directory
+        self.reported = ReportedFailures(self.config, self.settings.topic(FAILURES.name))
         self.producer = JsonProducer(self.config)
         pools = {
             name: ThreadPoolExecutor(self.notify.concurrency, thread_name_prefix=f"notify-{name}")
             for name in self.channels
         }
         positions = _Positions()
+        self._reader, self._positions = reader, positions
         in_flight = 0
         self._stop = stop
         try:
             while not stop.is_set():
                 directory.follow()
+                self.reported.follow()
                 self._release_held(pools)
                 # SMS reminders held for quiet hours do not take room: urgent ones still flow.
                 room = self.max_in_flight - in_flight + len(self._held)
@@ -163,13 +176,16 @@ class NotifyWorker:
                     positions.start(record.partition, record.offset)
                     in_flight += 1
                     self._dispatch(record, pools)
-                in_flight -= self._commit(reader, positions)
+                in_flight -= self._commit(reader, positions) + self._dropped
+                self._dropped = 0
         finally:
             for pool in pools.values():
                 pool.shutdown(wait=True, cancel_futures=True)
             self._commit(reader, positions)
+            self._closing = True
             reader.close()
             directory.close()
+            self.reported.close()
             self.producer.close()
 
     def _dispatch(self, record: Record, pools: Mapping[str, ThreadPoolExecutor]) -> None:
@@ -222,6 +238,8 @@ class NotifyWorker:
                     (
                         time.monotonic() + wait,
                         self._sequence,
+                        event,
+                        name,
                         lambda n=name, t=task: pools[n].submit(t),
                     ),
                 )
@@ -231,9 +249,35 @@ class NotifyWorker:
         with self._lock:
             due = []
             while self._held and self._held[0][0] <= now:
-                due.append(heapq.heappop(self._held)[2])
+                due.append(heapq.heappop(self._held)[4])
         for submit in due:
             submit()
+
+    def _revoked(self, partitions: list[int]) -> None:
+        """Partitions going to another worker: record what finished, drop what waits on them.
+
+        Reminders held for quiet hours on them are dropped, uncommitted: the new owner reads
+        them again and holds them itself. Deliveries under way finish here; at most those
+        (the events in flight) are delivered again by the new owner.
+        """
+        gone = set(partitions)
+        with self._lock:
+            kept = [h for h in self._held if h[2].record.partition not in gone]
+            dropped = [h for h in self._held if h[2].record.partition in gone]
+            self._held = kept
+            heapq.heapify(self._held)
+        for _, _, event, _, _ in dropped:
+            event.interrupted = True
+            with self._lock:
+                event.waiting -= 1
+                if event.waiting == 0:
+                    self._finished.append(event)
+        if not getattr(self, "_closing", False):
+            try:
+                self._dropped += self._commit(self._reader, self._positions)
+            except KafkaException as err:  # the next owner redoes what was not committed
+                log.warning("committing before a rebalance failed: %s", err)
+        self._positions.forget(gone)
 
     def _task(self, event: _Event, channel: Channel, message: Outgoing) -> Callable[[], None]:
         def run() -> None:
@@ -292,21 +336,19 @@ class NotifyWorker:
         log.error(
             "notification at %s@%s cannot be rendered: %s", record.partition, record.offset, error
         )
-        self._send(
-            FAILURES.name,
-            record.key,
-            {
-                "event_id": None,
-                "channel": None,
-                "error": f"unrenderable: {error}",
-                "partition": record.partition,
-                "offset": record.offset,
-                "payload": record.value.decode("utf-8", "replace"),
-            },
-        )
+        report = {
+            "event_id": None,
+            "channel": None,
+            "error": f"unrenderable: {error}",
+            "partition": record.partition,
+            "offset": record.offset,
+            "payload": record.value.decode("utf-8", "replace"),
+        }
+        if self.reported.first(failure_id(report)):
+            self._send(FAILURES.name, record.key, report)
         self._finish(_Event(record, time.monotonic(), 0))
 
-    def _commit(self, reader: PartitionReader, positions: _Positions) -> int:
+    def _commit(self, reader: GroupReader, positions: _Positions) -> int:
         """Publish the outcomes of finished events, confirm them, then commit. Events done."""
         with self._lock:
             finished, self._finished = self._finished, []
@@ -314,7 +356,8 @@ class NotifyWorker:
             return 0
         for event in finished:
             for failure in event.failures:
-                self._send(FAILURES.name, failure["account_id"], failure)
+                if self.reported.first(failure_id(failure)):
+                    self._send(FAILURES.name, failure["account_id"], failure)
         self.producer.flush()
         for event in finished:
             if not event.interrupted:

@@ -130,5 +130,21 @@ def test_refused_sms_goes_to_the_failure_topic_and_reminders_wait_for_morning(
                 *(e["event_id"] for e in EVENTS),
                 None,
             ]
+            # Another worker meeting the same events (here: a group with no progress yet)
+            # fails the same SMS again, but reports no failure a second time.
+            later = NotifyWorker(
+                settings, broker.config, clock=lambda: late, group="wattpay-notify-again"
+            )
+            stop_later = threading.Event()
+            thread = threading.Thread(target=later.run, args=(stop_later,))
+            thread.start()
+            try:
+                wait_until(lambda: sum(sms.log.hits.values()) == 4, 30, "the SMS refused again")
+                wait_until(lambda: later.events_done == 3, 30, "the second worker's events")
+            finally:
+                stop_later.set()
+                thread.join(30)
+            repeated = consume_json(broker.config, "wattpay.notification-failures", timeout=20)
+            assert sorted(map(str, repeated)) == sorted(map(str, failures))
     finally:
         broker.stop()
