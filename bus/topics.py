@@ -74,6 +74,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(DLQ, "original key", OUT, "rejected inputs with their reason", replay_file="dlq.jsonl"),
     Topic("facts", "account_id", INTERNAL, "analytics rows on their way to ClickHouse"),
     Topic("notification-failures", "account_id", INTERNAL, "notifications no channel delivered"),
+    Topic("notification-held", "account_id", INTERNAL, "reminders held for quiet hours"),
 )
 _BY_NAME = {t.name: t for t in CATALOGUE}
 
@@ -96,6 +97,7 @@ COMMANDS = topic(METER_COMMANDS)
 NOTICES = topic(NOTIFICATIONS)
 FACTS = topic("facts")
 FAILURES = topic("notification-failures")
+HELD = topic("notification-held")
 ACCOUNT_EVENTS = topic(ACCOUNTS)
 
 

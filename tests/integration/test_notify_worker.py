@@ -96,11 +96,11 @@ def test_refused_sms_goes_to_the_failure_topic_and_reminders_wait_for_morning(
             try:
                 wait_until(lambda: len(hook.log.accepted) == 3, 30, "three webhooks")
                 wait_until(lambda: sum(sms.log.hits.values()) == 2, 30, "two SMS refused")
+                wait_until(lambda: worker.events_done == 4, 30, "every event done or held")
             finally:
                 stop.set()
                 thread.join(30)
-            # The low-balance SMS is held until 08:00: never sent, so its event stays in
-            # flight and the position stops before it (offset 0); the others are done.
+            # The low-balance SMS is held until 08:00 on the held topic; every event is done.
             assert set(sms.log.hits) == {"disconnected:A2:t1", "topup_received:A3:t1"}
             assert all(count == 1 for count in sms.log.hits.values())  # 400: no retry
             failures = consume_json(broker.config, "wattpay.notification-failures", timeout=20)
@@ -121,15 +121,16 @@ def test_refused_sms_goes_to_the_failure_topic_and_reminders_wait_for_morning(
             assert metrics.delivered.labels("webhook", "low_balance")._value.get() == 1
             assert metrics.failed.labels("sms", "disconnected")._value.get() == 1
             assert metrics.held.labels("sms", "low_balance")._value.get() == 1
-            assert worker.events_done == 3  # two delivered-or-failed and the unrenderable
+            assert worker.events_done == 4  # the held reminder waits on its own topic
             again = consume_json(
                 broker.config, "wattpay.notifications", group="wattpay-notify", timeout=20
             )
-            # nothing at or past the held event was committed: a restart reads all four again
-            assert [value.get("event_id") for _, value in again] == [
-                *(e["event_id"] for e in EVENTS),
-                None,
+            assert again == []  # committed past the held reminder: a restart re-sends nothing
+            held_topic = consume_json(broker.config, "wattpay.notification-held", timeout=20)
+            assert [(v["event_id"], v["channel"]) for _, v in held_topic] == [
+                ("low_balance:A1:t1", "sms")
             ]
+            assert held_topic[0][1]["release_at"] == "2026-03-02T08:00:00+08:00"
             # Another worker meeting the same events (here: a group with no progress yet)
             # fails the same SMS again, but reports no failure a second time.
             later = NotifyWorker(
@@ -140,7 +141,7 @@ def test_refused_sms_goes_to_the_failure_topic_and_reminders_wait_for_morning(
             thread.start()
             try:
                 wait_until(lambda: sum(sms.log.hits.values()) == 4, 30, "the SMS refused again")
-                wait_until(lambda: later.events_done == 3, 30, "the second worker's events")
+                wait_until(lambda: later.events_done >= 4, 30, "the second worker's events")
             finally:
                 stop_later.set()
                 thread.join(30)

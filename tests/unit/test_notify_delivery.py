@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 from notify.channels import retry_after_seconds
 from notify.delivery import RetryPolicy
-from notify.worker import _Positions
+from notify.progress import Positions
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
@@ -31,7 +31,7 @@ def test_retry_after_in_seconds_or_as_an_http_date() -> None:
 
 
 def test_the_position_stops_before_the_oldest_event_in_flight() -> None:
-    positions = _Positions()
+    positions = Positions()
     for offset in range(5):
         positions.start(0, offset)
     positions.start(1, 7)
