@@ -453,6 +453,28 @@ class Record:
     value: bytes
 
 
+def _take(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Wait for the first message only, then take what is already there.
+
+    A batch call with a timeout would wait for a full batch and add that wait to every
+    delivery.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *(consumer.consume(max_messages - 1, 0) if max_messages > 1 else [])]
+
+
+def _record(message: Message) -> Record:
+    key = message.key()
+    return Record(
+        message.partition(),
+        message.offset(),
+        key.decode("utf-8", "replace") if key is not None else None,
+        message.value() or b"",
+    )
+
+
 class PartitionReader:
     """Every partition of a topic, assigned statically, from the group's committed offsets.
 
@@ -490,13 +512,7 @@ class PartitionReader:
     def poll(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
         records: list[Record] = []
-        # Wait for the first message only, then take what is already there: a batch call
-        # with a timeout would wait for a full batch and add that wait to every delivery.
-        first = self._consumer.poll(timeout)
-        if first is None:
-            return records
-        rest = self._consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
-        for message in [first, *rest]:
+        for message in _take(self._consumer, max_messages, timeout):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -507,15 +523,7 @@ class PartitionReader:
                     log.warning("%s: %s", self.topic, error)
                 continue
             self.at_end.discard(message.partition())
-            key = message.key()
-            records.append(
-                Record(
-                    message.partition(),
-                    message.offset(),
-                    key.decode("utf-8", "replace") if key is not None else None,
-                    message.value() or b"",
-                )
-            )
+            records.append(_record(message))
         return records
 
     @property
@@ -595,25 +603,12 @@ class GroupReader:
     def poll(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records of the assigned partitions (rebalances happen here)."""
         records: list[Record] = []
-        first = self._consumer.poll(timeout)
-        if first is None:
-            return records
-        rest = self._consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
-        for message in [first, *rest]:
+        for message in _take(self._consumer, max_messages, timeout):
             error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: %s", self.topic, error)
-                continue
-            key = message.key()
-            records.append(
-                Record(
-                    message.partition(),
-                    message.offset(),
-                    key.decode("utf-8", "replace") if key is not None else None,
-                    message.value() or b"",
-                )
-            )
+            if error is None:
+                records.append(_record(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: %s", self.topic, error)
         return records
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:

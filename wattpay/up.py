@@ -433,8 +433,9 @@ def run_up(settings: Settings, options: UpOptions) -> int:
             "--metrics-port and --billing-metrics-port"
         ) from err
     except Exception:
+        interrupted = up.stop_event.is_set() and up.problem is None  # a signal, mid-start
         up.stop()
-        if up.stop_event.is_set() and up.problem is None:  # a signal broke a start under way
+        if interrupted:
             log.warning("interrupted while starting", exc_info=True)
             print("wattpay stopped while starting; nothing is left running", flush=True)
             return 0
