@@ -650,7 +650,7 @@ def open_reader(
     return None
 
 
-class KafkaPublisher:
+class KafkaPublisher(JsonProducer):
     """Publishes JSON values to ``prefix`` + a logical topic, keyed by text.
 
     ``flush`` raises ``DeliveryError`` when a message was not confirmed in time. It speaks
@@ -660,28 +660,12 @@ class KafkaPublisher:
     def __init__(
         self, config: Mapping[str, str], prefix: str, *, flush_timeout: float = 30.0
     ) -> None:
-        self.producer = JsonProducer(config, flush_timeout=flush_timeout)
+        super().__init__(config, flush_timeout=flush_timeout)
         self.prefix = prefix
 
-    def __enter__(self) -> KafkaPublisher:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                self.flush()
-        finally:
-            self.close()
-
     def publish(self, topic: str, key: str, value: Mapping[str, Any]) -> None:
-        self.producer.send(self.prefix + topic, key or None, value)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.producer.flush(timeout)
-
-    def close(self) -> None:
-        """Release the client; anything not flushed is dropped."""
-        self.producer.close()
+        """Queue one message on logical ``topic`` (an empty key goes without one)."""
+        self.send(self.prefix + topic, key or None, value)
 
 
 def facts_feed(config: Mapping[str, str], topic: str) -> Callable[[], PartitionReader]:

@@ -13,7 +13,6 @@ idempotency key (the event_id).
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import threading
 import time
@@ -24,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from billing.decoding import decode_json
 from billing.outputs import Row
 from bus.kafka import GroupReader, JsonProducer, KafkaException, Record, ensure_topics
 from bus.topics import ACCOUNT_EVENTS, FACTS, FAILURES, NOTICES
@@ -168,7 +168,7 @@ class NotifyWorker:
     def _dispatch(self, record: Record, pools: Mapping[str, ThreadPoolExecutor]) -> None:
         received = time.monotonic()
         try:
-            notification = json.loads(record.value)
+            notification = _decoded(record)
             if not isinstance(notification, dict):
                 raise TemplateError("not a JSON object")
             event_id = notification.get("event_id") or f"offset:{record.partition}:{record.offset}"
@@ -227,7 +227,7 @@ class NotifyWorker:
     def _dispatch_held(self, record: Record, pools: Mapping[str, ThreadPoolExecutor]) -> None:
         """A held reminder: delivered on its channel when its quiet hours end."""
         try:
-            entry = json.loads(record.value)
+            entry = _decoded(record)
             channel = str(entry["channel"])
             release = datetime.fromisoformat(str(entry["release_at"]))
             notification = entry["notification"]
@@ -422,3 +422,15 @@ class NotifyWorker:
     def _send(self, logical: str, key: str | None, value: Mapping[str, Any]) -> None:
         with self._lock:
             self.producer.send(self.settings.topic(logical), key, value)
+
+
+def _decoded(record: Record) -> Any:  # noqa: ANN401 - any JSON value
+    """A record's JSON value; raises ``ValueError`` for bytes no decoder should take.
+
+    Bytes that are not UTF-8, nesting too deep for the parser, duplicate keys and lone
+    surrogates are refused here instead of raising out of the worker.
+    """
+    value, problem = decode_json(record.value.decode("utf-8"))
+    if problem:
+        raise ValueError(problem)
+    return value

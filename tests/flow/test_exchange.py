@@ -8,15 +8,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from bytewax.testing import TestingSource
 
 from billing.rules import BillingRules
-from billing.sequential import run_sequential
-from pipelines.billing import build_billing_flow, full_topic_names
 from pipelines.replay_files import merged_envelopes
 from simulate.example import write_example
-from tests.flow.conftest import BatchesSink, RunFlow
-from tests.flow.test_flow import canonical
+from tests.flow.conftest import RunFlow
+from tests.flow.test_flow import canonical, flow_and_reference
 from tests.paths import CONFORMANCE
 
 
@@ -34,15 +31,6 @@ def test_flow_outputs_equal_the_sequential_reference(
     directory = year_end if name == "year-end" else CONFORMANCE / name
     rules = BillingRules()
     envelopes = list(merged_envelopes(directory))
-    rows: list = []
-    messages: list = []
-    flow = build_billing_flow(
-        rules,
-        source=TestingSource(envelopes),
-        rows=BatchesSink(rows),
-        messages=BatchesSink(messages),
-    )
-    run_flow(flow)
-    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
+    rows, messages, expected = flow_and_reference(run_flow, envelopes, rules)
     got = canonical(rows + messages)
     assert got == expected, (got - expected, expected - got)

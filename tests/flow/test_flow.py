@@ -31,19 +31,28 @@ def canonical(outputs) -> Counter:
     return result
 
 
-def test_flow_matches_sequential_reference(run_flow: RunFlow) -> None:
-    rules = BillingRules()
-    envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
+def flow_and_reference(
+    run_flow: RunFlow, envelopes: list, rules: BillingRules, batch_size: int = 1, **options
+) -> tuple[list, list, Counter]:
+    """The flow's rows and messages, and the sequential reference's outputs as ``canonical``."""
     rows: list = []
     messages: list = []
     flow = build_billing_flow(
         rules,
-        source=TestingSource(envelopes),
+        source=TestingSource(envelopes, batch_size=batch_size),
         rows=BatchesSink(rows),
         messages=BatchesSink(messages),
+        **options,
     )
     run_flow(flow)
     expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
+    return rows, messages, expected
+
+
+def test_flow_matches_sequential_reference(run_flow: RunFlow) -> None:
+    rules = BillingRules()
+    envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
+    rows, messages, expected = flow_and_reference(run_flow, envelopes, rules)
     assert canonical(rows + messages) == expected
     assert sum(1 for _, r in rows if r.table == "daily_usage") == 92
 
@@ -59,17 +68,9 @@ def test_any_batch_size_and_account_keying_give_the_same_rows(
     """A chunk of one message, of 7, or the whole input at once: the sequential reference."""
     rules = BillingRules()
     envelopes = list(merged_envelopes(CONFORMANCE / "sample1"))
-    rows: list = []
-    messages: list = []
-    flow = build_billing_flow(
-        rules,
-        source=TestingSource(envelopes, batch_size=batch_size),
-        rows=BatchesSink(rows),
-        messages=BatchesSink(messages),
-        accounts_by_bucket=by_bucket,
+    rows, messages, expected = flow_and_reference(
+        run_flow, envelopes, rules, batch_size=batch_size, accounts_by_bucket=by_bucket
     )
-    run_flow(flow)
-    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
     assert canonical(rows + messages) == expected
 
 
@@ -150,16 +151,7 @@ def test_relay_results_reach_their_account_in_the_flow(run_flow: RunFlow, tmp_pa
         (tmp_path / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     rules = BillingRules(command_results=True)
     envelopes = list(merged_envelopes(tmp_path))
-    rows: list = []
-    messages: list = []
-    flow = build_billing_flow(
-        rules,
-        source=TestingSource(envelopes),
-        rows=BatchesSink(rows),
-        messages=BatchesSink(messages),
-    )
-    run_flow(flow)
-    expected = canonical(full_topic_names(o, "wattpay.") for o in run_sequential(envelopes, rules))
+    rows, messages, expected = flow_and_reference(run_flow, envelopes, rules)
     assert canonical(rows + messages) == expected
     notes = [m.value for _, m in messages if m.topic == "notifications"]
     quiet = {"arrears", "low_balance", "disconnect_scheduled"}

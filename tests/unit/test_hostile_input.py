@@ -24,7 +24,9 @@ from billing.outputs import Row, TopicMessage
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from bus.files import encode_message
+from bus.kafka import Record
 from meters.meter_bus import _command
+from notify.worker import _decoded
 from pipelines.kafka_sinks import KafkaFactSink, KafkaMessageSink
 from store import schema
 from store.facts import decode_fact, encode_fact
@@ -285,3 +287,11 @@ def test_future_check_survives_the_latest_plausible_timestamp() -> None:
     )
     outputs = list(run_sequential([envelope], LIVE))
     assert [o.values["reason"] for o in outputs if isinstance(o, Row)] == ["future"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"\xff", b"[" * 100_000 + b"]" * 100_000, b'{"a": 1, "a": 2}', b'"\\ud800"']
+)
+def test_a_hostile_notification_is_refused_by_the_worker_not_raised(value: bytes) -> None:
+    with pytest.raises(ValueError):
+        _decoded(Record(0, 0, None, value))
