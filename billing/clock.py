@@ -63,17 +63,30 @@ def _parse_text(value: str, zone: tzinfo) -> datetime:
 
 def ts_text(value: datetime) -> str:
     """Render a timestamp as ISO-8601 with its offset (seconds precision unless finer)."""
-    return value.isoformat()
+    return _iso_text(value, value.tzinfo, value.fold)
 
 
 def epoch_us(moment: datetime) -> int:
     """Microseconds since 1970-01-01 UTC: an instant as one int."""
-    return (moment - EPOCH) // MICROSECOND
+    return _epoch_us(moment, moment.tzinfo, moment.fold)
 
 
 def elapsed_us(start: datetime, end: datetime) -> int:
     """Microseconds from ``start`` to ``end`` measured on the UTC time line."""
-    return (end.astimezone(UTC) - start.astimezone(UTC)) // MICROSECOND
+    return epoch_us(end) - epoch_us(start)
+
+
+# Both are remembered: a zone-aware offset costs about a microsecond each time, and a fleet's
+# readings share their quarter-hour stamps (parse_ts hands out the same objects). Equal
+# datetimes in different zones or folds render differently, so those are part of the key.
+@lru_cache(maxsize=8192)
+def _iso_text(value: datetime, zone: tzinfo | None, fold: int) -> str:
+    return value.isoformat()
+
+
+@lru_cache(maxsize=8192)
+def _epoch_us(moment: datetime, zone: tzinfo | None, fold: int) -> int:
+    return (moment - EPOCH) // MICROSECOND
 
 
 def local_midnight(day: date, zone: tzinfo) -> datetime:

@@ -25,8 +25,7 @@ def next_window_opening(window: DisconnectWindow, moment: datetime) -> datetime:
 
 def in_window(window: DisconnectWindow, moment: datetime) -> bool:
     """True inside [start, end) on a window day."""
-    clock = moment.timetz().replace(tzinfo=None)
-    return window.is_window_day(moment.date()) and window.start <= clock < window.end
+    return window.start <= moment.time() < window.end and window.is_window_day(moment.date())
 
 
 def command(
@@ -64,9 +63,8 @@ def disconnection(
         return
     available = state.available
     limit = state.overdraft_limit
-    inside = in_window(rules.window, ts)
     if available < -limit:
-        if inside:
+        if in_window(rules.window, ts):
             state.status = DISCONNECTED
             state.pending_cut = False
             command_id = command(state, out, "disconnect", ts, cause, "overdraft_exhausted")
@@ -93,7 +91,7 @@ def disconnection(
                     "scheduled_for": ts_text(next_window_opening(rules.window, ts)),
                 },
             )
-    elif state.pending_cut and inside:
+    elif state.pending_cut and in_window(rules.window, ts):
         state.pending_cut = False
 
 

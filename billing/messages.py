@@ -15,6 +15,7 @@ from billing.excerpt import excerpt
 from billing.numbers import (
     ENERGY_LIMIT,
     MONEY_LIMIT,
+    PLAIN_ENERGY,
     DecimalFormatError,
     check_points,
     decimal_places,
@@ -176,6 +177,9 @@ def _decimal(payload: dict[str, Any], name: str, limit: Decimal = MONEY_LIMIT) -
 
 
 def _energy(payload: dict[str, Any], name: str) -> Decimal:
+    text = payload.get(name)
+    if type(text) is str and PLAIN_ENERGY.fullmatch(text):
+        return Decimal(text)  # the usual register text, valid by its shape alone
     value = _decimal(payload, name, ENERGY_LIMIT)
     if value < 0 or decimal_places(value) > 3:
         raise Malformed(f"{name} must be ≥ 0 with at most 3 decimals")

@@ -15,6 +15,8 @@ _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 MONEY_LIMIT = Decimal(10) ** 12
 ENERGY_LIMIT = Decimal(10) ** 12
 POINTS_LIMIT = 10**12
+PLAIN_ENERGY = re.compile(r"[0-9]{1,12}(\.[0-9]{1,3})?")
+"""A non-negative energy of at most 3 decimals below ENERGY_LIMIT: valid without more checks."""
 # Longest decimal string read at all: a 12-digit integer part, a sign and 3 decimals fit in 17;
 # longer strings (leading zeros, many decimals) are still parsed up to this length.
 TEXT_LIMIT = 64

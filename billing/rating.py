@@ -6,12 +6,11 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 
 from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
 from billing.days import close_days_until
-from billing.numbers import from_milli, to_milli
+from billing.numbers import from_milli
 from billing.outputs import Emitter
 from billing.rules import BillingRules
 from billing.state import AccountState
@@ -41,7 +40,7 @@ def rate_part(
     """
     period = plan.period_at(start)
     row = plan.prices[period]
-    bounds = _milli_bounds(plan.tier_bounds)
+    bounds = plan.milli_bounds
     slices: list[RatedSlice] = []
     remaining = milli_kwh
     cumulative = cumulative_milli
@@ -61,24 +60,12 @@ def rate_part(
         tier += 1
 
 
-@lru_cache(maxsize=64)
-def _milli_bounds(tier_bounds: tuple[Decimal, ...]) -> tuple[int, ...]:
-    return tuple(to_milli(b) for b in tier_bounds)
-
-
-def rate_span(
-    state: AccountState,
-    out: Emitter,
-    rules: BillingRules,
-    start: datetime,
-    end: datetime,
-    milli_kwh: int,
-) -> None:
-    """Apportion and rate consumption over [start, end), closing days as midnight passes."""
+def span_cuts(
+    state: AccountState, rules: BillingRules, start: datetime, end: datetime
+) -> set[datetime]:
+    """Where consumption over [start, end) must be split: midnights, plan changes, TOU periods."""
     cuts: set[datetime] = set()
-    # Both local and on one date: no midnight inside, skip computing the next one.
-    same_day = start.tzinfo is end.tzinfo is rules.zone and start.date() == end.date()
-    midnight = end if same_day else local_midnight(start.date() + timedelta(days=1), rules.zone)
+    midnight = local_midnight(start.date() + timedelta(days=1), rules.zone)
     while midnight < end:
         cuts.add(midnight)
         midnight = local_midnight(midnight.date() + timedelta(days=1), rules.zone)
@@ -90,32 +77,53 @@ def rate_span(
         plan = rules.plans[state.plan_at(segment_start) if changes else state.plans[0][1]]
         if plan.is_tou:
             cuts.update(plan.period_boundaries(segment_start, segment_end))
+    return cuts
+
+
+def rate_span(
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    start: datetime,
+    end: datetime,
+    milli_kwh: int,
+) -> None:
+    """Apportion and rate consumption over [start, end), closing days as midnight passes."""
+    changes = len(state.plans) > 1
+    # Both local and on one date: no midnight inside.
+    one_day = start.tzinfo is end.tzinfo is rules.zone and start.date() == end.date()
+    cuts = span_cuts(state, rules, start, end) if changes or not one_day else None
+    if cuts is None:  # one plan, one day: the usual quarter hour needs no apportioning
+        plan = rules.plans[state.plans[0][1]]
+        if plan.is_tou and plan.changes_within_day(start, end):
+            cuts = set(plan.period_boundaries(start, end))
     parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
-    aid = state.account_id
+    aid, meter_id, row = state.account_id, state.meter_id, out.row
     for part in parts:
         if part.start >= state.day.end:
             close_days_until(state, out, rules, part.start)
         if part.start.year != state.ytd_year:
             state.ytd_milli, state.ytd_year = 0, part.start.year
         plan = rules.plans[state.plan_at(part.start) if changes else state.plans[0][1]]
+        totals = state.day
         for piece in rate_part(plan, part.start, part.end, part.milli_kwh, state.ytd_milli):
-            totals = state.day
-            totals.milli += piece.milli_kwh
-            totals.tiers[piece.tier - 1] += piece.milli_kwh
+            milli = piece.milli_kwh
+            totals.milli += milli
+            totals.tiers[piece.tier - 1] += milli
             if piece.period == "peak":
-                totals.peak += piece.milli_kwh
+                totals.peak += milli
             elif piece.period == "valley":
-                totals.valley += piece.milli_kwh
+                totals.valley += milli
             totals.cost += piece.cost
-            state.ytd_milli += piece.milli_kwh
-            out.row(
+            state.ytd_milli += milli
+            row(
                 "intervals",
                 interval_id=f"{aid}:{ts_text(piece.start)}:{piece.tier}",
                 account_id=aid,
-                meter_id=state.meter_id,
+                meter_id=meter_id,
                 start=piece.start,
                 end=piece.end,
-                kwh=from_milli(piece.milli_kwh),
+                kwh=from_milli(milli),
                 period=piece.period,
                 tier=piece.tier,
                 price=piece.price,

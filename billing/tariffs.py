@@ -10,7 +10,7 @@ Provincial Development and Reform Commission (浙江省发展改革委, 浙发�
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -44,6 +44,12 @@ class Plan:
     effective_from: date | None = None
     effective_to: date | None = None
     tier_cycle: str = "year"
+    milli_bounds: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    """``tier_bounds`` in thousandths of a kWh, for rating in integers."""
+
+    def __post_init__(self) -> None:
+        bounds = tuple(int(bound * 1000) for bound in self.tier_bounds)
+        object.__setattr__(self, "milli_bounds", bounds)
 
     @property
     def is_tou(self) -> bool:
@@ -70,7 +76,7 @@ class Plan:
         """The period name in force at a local ``moment``."""
         if not self.periods:
             return FLAT
-        clock = moment.timetz().replace(tzinfo=None)
+        clock = moment.time()
         current = self.periods[-1].name
         for period in self.periods:
             if period.start <= clock:
@@ -90,6 +96,13 @@ class Plan:
                 if moment > start:
                     yield moment
             day += timedelta(days=1)
+
+    def changes_within_day(self, start: datetime, end: datetime) -> bool:
+        """True when the period changes strictly inside (start, end), two moments of one day."""
+        if not self.periods:
+            return False
+        first, last = start.time(), end.time()
+        return any(first < period.start < last for period in self.periods)
 
     def tier_of(self, cumulative_kwh: Decimal) -> int:
         """0-based tier covering the kWh just above ``cumulative_kwh``."""
