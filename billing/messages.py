@@ -272,8 +272,6 @@ def _payment(payload: dict[str, Any], rules: BillingRules) -> TopUp | Redeem:
 ACCOUNT_EVENTS = frozenset({"open", "change_plan", "replace_meter", "update", "close"})
 
 
-
-
 def _account_event(payload: dict[str, Any], rules: BillingRules) -> AccountEvent:
     kind = payload.get("type")
     if not isinstance(kind, str) or kind not in ACCOUNT_EVENTS:

@@ -36,12 +36,11 @@ from pipelines.routing import (
     is_claim,
     is_keyed,
 )
-from pipelines.wire import PackedRouted, unpack_routed
 
 REFUSALS_KEY = "refused"  # the key of the outputs of inputs refused before their account
 
 
-class AccountsLogic(StatefulLogic[list[tuple[str, PackedRouted]], list[Output], bytes]):
+class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
     """The accounts of one key, each applying its messages in input order, a batch per call.
 
     A batch is a loop around ``billing.engine.apply``, one message at a time. Its outputs
@@ -63,14 +62,13 @@ class AccountsLogic(StatefulLogic[list[tuple[str, PackedRouted]], list[Output], 
         self.close_at_eof = close_at_eof
         self.metrics = metrics
 
-    def on_item(self, batch: list[tuple[str, PackedRouted]]) -> tuple[Iterable[list[Output]], bool]:
+    def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         outputs: list[Output] = []
         states = self.states
         rules = self.rules
         metrics = self.metrics
         value: Routed | None = None
-        for account_id, packed in batch:
-            value = unpack_routed(packed)
+        for account_id, value in batch:
             outcome = apply(states.get(account_id), value, rules)
             if outcome.state is None:
                 states.pop(account_id, None)

@@ -53,13 +53,7 @@ from billing.rejections import Ignored, Rejected
 from billing.rules import BillingRules
 from pipelines.metrics import Metrics
 from pipelines.shelves import Shelved
-from pipelines.wire import (
-    PackedEnvelope,
-    pack_envelope,
-    pack_routed,
-    unpack_envelope,
-    unpack_routed,
-)
+from pipelines.wire import PICKLED_AS_TUPLES  # noqa: F401 - how envelopes cross processes
 
 ROUTE_BUCKETS = 8
 ORDER_BUCKETS = 8
@@ -166,15 +160,14 @@ def dispatch(metrics: Metrics | None, chunk: Chunk) -> list[Keyed]:
     """
     first, envelopes = chunk
     per_bucket: list[list[tuple[Any, ...]]] = [[] for _ in ROUTE_KEYS]
-    decide: list[tuple[int, PackedEnvelope]] = []
+    decide: list[tuple[int, Envelope]] = []
     for seq, envelope in enumerate(envelopes, first):
         if metrics is not None:
             metrics.of(metrics.messages_in, envelope.topic).inc()
-        packed = pack_envelope(envelope)
         if envelope.topic in METER_KEYED:
-            per_bucket[bucket_of(envelope.key, ROUTE_BUCKETS)].append((INPUT, seq, packed))
+            per_bucket[bucket_of(envelope.key, ROUTE_BUCKETS)].append((INPUT, seq, envelope))
         else:
-            decide.append((seq, packed))
+            decide.append((seq, envelope))
             for entries in per_bucket:
                 entries.append((WAIT, seq))
     tick = first + len(envelopes) - 1
@@ -225,16 +218,13 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
     def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
         answers = _Batches()
         claims = _Batches()
-        for seq, packed in value[1]:
-            self._decide(seq, packed, answers, claims)
+        for seq, envelope in value[1]:
+            self._decide(seq, envelope, answers, claims)
         if self.metrics is not None:
             self.metrics.of(self.metrics.step_items, "lifecycle").inc(len(value[1]))
         return [*claims.items(CLAIMS), *answers.items(ANSWERS)], StatefulLogic.RETAIN
 
-    def _decide(
-        self, seq: int, packed: PackedEnvelope, answers: _Batches, claims: _Batches
-    ) -> None:
-        envelope = unpack_envelope(packed)
+    def _decide(self, seq: int, envelope: Envelope, answers: _Batches, claims: _Batches) -> None:
         message = parse_input(envelope, self.rules)
         if isinstance(message, Rejected):
             _tally(self.metrics, envelope, message)
@@ -244,7 +234,7 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         if isinstance(message, AccountEvent):
             self._frozen = None
             verdict, changes = self.lifecycle.check(message)
-            item = pack_routed(Routed(envelope, message, verdict))
+            item = Routed(envelope, message, verdict)
             target = route_key(message.account_id)
             _answer_all(answers, seq, changes, target, message.account_id, item)
         elif isinstance(message, Reading):  # a reading on another topic cannot happen
@@ -253,7 +243,7 @@ class LifecycleLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
         else:
             # The payment's answer comes from its claims shard; the other buckets' from here.
             is_open = self.lifecycle.is_open(message.account_id)
-            item = pack_routed(Routed(envelope, message))
+            item = Routed(envelope, message)
             target = route_key(message.account_id)
             claims.add(
                 claims_key(message.payment_id), (seq, target, message.account_id, item, is_open)
@@ -305,16 +295,15 @@ class ClaimLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
     def on_item(self, value: tuple[Any, ...]) -> tuple[Iterable[object], bool]:
         answers = _Batches()
         for seq, target, account_id, item, is_open in value[1]:
-            routed = unpack_routed(item)
             claimed = route_payment(
-                routed.envelope,
-                routed.message,  # type: ignore[arg-type]
+                item.envelope,
+                item.message,
                 self.claims,
                 is_open,
                 self.rules,
             )
             if isinstance(claimed, Rejected):
-                _tally(self.metrics, routed.envelope, claimed)
+                _tally(self.metrics, item.envelope, claimed)
                 answers.refused.extend(claimed)
                 answers.add(target, (seq, (), None, None))
             else:
@@ -383,8 +372,7 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
                 self._reading(head[1], head[2], out)
             queue.popleft()
 
-    def _reading(self, seq: int, packed: PackedEnvelope, out: _Routed) -> None:
-        envelope = unpack_envelope(packed)
+    def _reading(self, seq: int, envelope: Envelope, out: _Routed) -> None:
         out.readings += 1
         reading = parse_input(envelope, self.rules)
         if not isinstance(reading, Rejected):
@@ -403,7 +391,7 @@ class RouteLogic(StatefulLogic[tuple[Any, ...], object, bytes]):
             out.batches.refused.extend(reading)
             return
         account_id, item = reading
-        out.batches.add(order_key(account_id), (seq, account_id, pack_routed(item)))
+        out.batches.add(order_key(account_id), (seq, account_id, item))
 
     def _answer(self, answer: tuple[Any, ...], out: _Routed) -> None:
         seq, changes, account_id, item = answer

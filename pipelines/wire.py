@@ -2,13 +2,15 @@
 
 Bytewax pickles every item that moves to another process. Pickling a frozen dataclass
 (an ``Envelope``, a ``Routed`` holding an envelope and a message) costs several times a
-tuple of the same fields, so items are packed into tuples just before an exchange and
-unpacked just after it (see BENCHMARKS.md "Exchange"). Amounts travel as the text of
-their Decimal, which gives back the very same Decimal (digits and exponent).
+tuple of the same fields, so they pickle as those tuples (see BENCHMARKS.md "Exchange"):
+importing this module registers the packers below with ``copyreg``. Inside one process
+the objects pass as they are, packed by nobody. Amounts travel as the text of their
+Decimal, which gives back the very same Decimal (digits and exponent).
 """
 
 from __future__ import annotations
 
+import copyreg
 from decimal import Decimal
 from typing import Any
 
@@ -124,3 +126,17 @@ def _unpack_message(packed: tuple[Any, ...]) -> Message:
         return CommandResult(*packed[1:])
     _, event_kind, account_id, ts, meter_id, plan, fields = packed
     return AccountEvent(event_kind, account_id, ts, meter_id, plan, fields)
+
+
+def _reduce_envelope(envelope: Envelope) -> tuple[object, tuple[PackedEnvelope]]:
+    return unpack_envelope, (pack_envelope(envelope),)
+
+
+def _reduce_routed(routed: Routed) -> tuple[object, tuple[PackedRouted]]:
+    return unpack_routed, (pack_routed(routed),)
+
+
+copyreg.pickle(Envelope, _reduce_envelope)
+copyreg.pickle(Routed, _reduce_routed)
+PICKLED_AS_TUPLES = (Envelope, Routed)
+"""The classes registered above: import this name where they are sent to other workers."""

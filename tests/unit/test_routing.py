@@ -34,7 +34,6 @@ from pipelines.routing import (
     route_key,
 )
 from pipelines.shelves import Shelved
-from pipelines.wire import pack_envelope
 
 ARRIVED = datetime(2026, 6, 1, 12, tzinfo=LOCAL_ZONE)
 
@@ -75,13 +74,13 @@ def test_the_source_numbers_what_each_read_returns_as_one_chunk() -> None:
 
 def test_a_chunk_is_split_into_one_batch_per_route_bucket_and_one_for_the_lifecycle() -> None:
     keyed = dispatch(None, (3, [OPEN, READING]))
-    assert keyed[0] == (LIFECYCLE_KEY, (DECIDE, [(3, pack_envelope(OPEN))]))
+    assert keyed[0] == (LIFECYCLE_KEY, (DECIDE, [(3, OPEN)]))
     batches = dict(keyed[1:])
     assert list(batches) == list(ROUTE_KEYS)  # every bucket: each batch carries the tick
     for bucket, key in enumerate(ROUTE_KEYS):
         tag, to, entries, tick = batches[key]
         assert (tag, to, tick) == (INPUT, bucket, 4)
-        reading = [(INPUT, 4, pack_envelope(READING))] if key == route_key("M1") else []
+        reading = [(INPUT, 4, READING)] if key == route_key("M1") else []
         assert entries == [(WAIT, 3), *reading]
     only_readings = dispatch(None, (9, [READING]))
     assert [key for key, _ in only_readings] == list(ROUTE_KEYS)  # nothing for the lifecycle
@@ -93,9 +92,9 @@ def test_a_bucket_holds_what_follows_a_placeholder_until_the_lifecycle_answers()
     bucket = RouteLogic(rules, None, None)
     lifecycle = LifecycleLogic(rules, None, None)
     # The reading (seq 1) reaches the meter's bucket before the lifecycle answered the open.
-    held, _ = bucket.on_item((INPUT, me, [(WAIT, 0), (INPUT, 1, pack_envelope(READING))], 1))
+    held, _ = bucket.on_item((INPUT, me, [(WAIT, 0), (INPUT, 1, READING)], 1))
     assert list(held) == []  # without the open it would be refused as unknown_meter
-    answers, _ = lifecycle.on_item((DECIDE, [(0, pack_envelope(OPEN))]))
+    answers, _ = lifecycle.on_item((DECIDE, [(0, OPEN)]))
     answer = dict(answers)[route_key("M1")]
     assert answer[0] == ANSWERS
     released, _ = bucket.on_item(answer)
@@ -107,7 +106,7 @@ def test_a_bucket_holds_what_follows_a_placeholder_until_the_lifecycle_answers()
     assert {tick for _, _, tick in keyed.values()} == {(me, 1)}
     # Restored from its snapshot, the bucket still knows the meter's owner.
     again = RouteLogic(rules, None, bucket.snapshot())
-    routed_again, _ = again.on_item((INPUT, me, [(INPUT, 2, pack_envelope(READING))], 2))
+    routed_again, _ = again.on_item((INPUT, me, [(INPUT, 2, READING)], 2))
     batch = dict(routed_again)[order_key("A1")]
     assert [entry[1] for entry in batch[1]] == ["A1"]
 
@@ -159,7 +158,7 @@ def test_shelves_pickle_again_only_what_changed() -> None:
 def test_a_claims_shard_refuses_a_repeated_payment_id_even_after_a_restart() -> None:
     rules = BillingRules()
     lifecycle = LifecycleLogic(rules, None, None)
-    lifecycle.on_item((DECIDE, [(0, pack_envelope(OPEN))]))
+    lifecycle.on_item((DECIDE, [(0, OPEN)]))
     topup = envelope(
         "payments",
         1,
@@ -170,7 +169,7 @@ def test_a_claims_shard_refuses_a_repeated_payment_id_even_after_a_restart() -> 
         channel="app",
         ts="2026-06-01T01:00:00+08:00",
     )
-    answers, _ = lifecycle.on_item((DECIDE, [(1, pack_envelope(topup))]))
+    answers, _ = lifecycle.on_item((DECIDE, [(1, topup)]))
     to_claims = [pair for pair in answers if pair[0] == claims_key("P1")]
     assert len(to_claims) == 1 and to_claims[0][1][0] == CLAIMS
     claim = to_claims[0][1][1][0]

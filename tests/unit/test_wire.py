@@ -1,5 +1,7 @@
 """Packing routed messages for an exchange loses nothing the account side uses."""
 
+import pickle
+
 from billing.directory import MeterDirectory
 from billing.engine import route
 from billing.rejections import Rejected, Rejection, reject
@@ -20,6 +22,11 @@ def test_every_packed_message_unpacks_to_the_same_message_and_refusal() -> None:
             continue
         _, item = routed
         back = unpack_routed(pack_routed(item))
+        pickled = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        assert b"unpack_routed" in pickled  # crosses as the packed tuple
+        again = pickle.loads(pickled)  # noqa: S301 - our own bytes
+        assert (again.message, again.verdict) == (item.message, item.verdict)
+        assert pickle.loads(pickle.dumps(envelope)) == envelope  # noqa: S301
         assert back.message == item.message
         assert type(back.message.ts) is type(item.message.ts)
         assert back.verdict == item.verdict
