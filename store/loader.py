@@ -24,7 +24,6 @@ from store.facts import decode_fact
 log = logging.getLogger(__name__)
 
 
-
 class FactRecord(Protocol):
     """One fact as read: where it sits and its raw value."""
 

@@ -144,7 +144,7 @@ def check_identifiers(formatted: str) -> None:
             i += 1
             while i < n and formatted[i] != "'":
                 i += 2 if formatted[i] == "\\" else 1
-        elif ch in "`\"":
+        elif ch in '`"':
             close = formatted.find(ch, i + 1)
             name = formatted[i + 1 : close] if close > 0 else formatted[i + 1 :]
             if close < 0 or any(c in name for c in "\\()") or not name.isprintable():
