@@ -31,7 +31,7 @@ METER_KEYED = frozenset({READINGS, COMMAND_RESULTS})
 """Input topics keyed (and routed) by meter id; the others are keyed by account id."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one or two per message, and frozen ones cost 3× to build
 class Envelope:
     """One input message as it arrived: its topic, a unique source position and its bytes.
 
