@@ -34,6 +34,7 @@ import pickle
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -77,9 +78,16 @@ def bucket_of(text: str, buckets: int) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % buckets
 
 
+@lru_cache(maxsize=1 << 16)  # meters and accounts come back every quarter hour
 def route_key(meter_or_account_id: str) -> str:
     """The route bucket of a meter's readings, or the one that forwards an account's events."""
     return ROUTE_KEYS[bucket_of(meter_or_account_id, ROUTE_BUCKETS)]
+
+
+@lru_cache(maxsize=1 << 16)
+def route_bucket(meter_id: str) -> int:
+    """The index of ``route_key(meter_id)`` in ``ROUTE_KEYS``."""
+    return bucket_of(meter_id, ROUTE_BUCKETS)
 
 
 def claims_key(payment_id: str) -> str:
@@ -92,6 +100,7 @@ def is_claim(pair: tuple[str, object]) -> bool:
     return pair[0].startswith(CLAIM_PREFIX)
 
 
+@lru_cache(maxsize=1 << 16)
 def order_key(account_id: str) -> str:
     """The order bucket that restores an account's input order."""
     return ORDER_KEYS[bucket_of(account_id, ORDER_BUCKETS)]
@@ -165,7 +174,7 @@ def dispatch(metrics: Metrics | None, chunk: Chunk) -> list[Keyed]:
         if metrics is not None:
             metrics.of(metrics.messages_in, envelope.topic).inc()
         if envelope.topic in METER_KEYED:
-            per_bucket[bucket_of(envelope.key, ROUTE_BUCKETS)].append((INPUT, seq, envelope))
+            per_bucket[route_bucket(envelope.key)].append((INPUT, seq, envelope))
         else:
             decide.append((seq, envelope))
             for entries in per_bucket:
