@@ -23,6 +23,7 @@ chdb facts this module relies on (chdb 4.4, clickhouse-connect 1.12):
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import logging
 import os
 import threading
@@ -36,7 +37,11 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import clickhouse_connect
+from clickhouse_connect.datatypes.base import ClickHouseType
+from clickhouse_connect.datatypes.numeric import Decimal as DecimalType
+from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
 from config.errors import OperatorError
@@ -119,13 +124,66 @@ class _Shared:
 
 
 @lru_cache(maxsize=8192)
-def _milli_ticks(value: dt.datetime, zone: dt.tzinfo | None, fold: int) -> int:
-    """A DateTime64(3) column's value: whole milliseconds since the epoch, rounded down.
+def _ticks(value: dt.datetime, zone: dt.tzinfo | None, fold: int) -> int:
+    return (value - _EPOCH) // _MILLISECOND
+
+
+def _milli_ticks(value: dt.datetime) -> int:
+    """A DateTime64(3) value as the column stores it: whole milliseconds since the epoch.
 
     Remembered per instant, zone and fold (equal instants in other zones are other keys):
-    the rows of a batch share their timestamps.
+    the rows of a batch share their timestamps, and the driver's own conversion costs a
+    microsecond a value.
     """
-    return (value - _EPOCH) // _MILLISECOND
+    return _ticks(value, value.tzinfo, value.fold)
+
+
+class _ScaledDecimal(DecimalType, registered=False):
+    """A Decimal column handed to the driver as ints already scaled by 10^scale.
+
+    The driver's own encoder formats every ``Decimal`` as text and parses it again; the
+    native format of a Decimal(P, S) is the int value × 10^S, so these are written as is.
+    """
+
+    def _write_column_binary(self, column: Sequence[int], dest: bytearray, ctx: Any) -> None:  # noqa: ANN401
+        if self.byte_size <= 8:
+            write_array(self._array_type, column, dest, ctx.column_name)
+        else:
+            size = self.byte_size
+            dest += b"".join(v.to_bytes(size, "little", signed=True) for v in column)
+
+
+_WIDE = decimal.Context(prec=100)
+"""Scaling by 10^S in this context is exact for any value a Decimal(76, S) column holds."""
+
+
+def _scaled(scale: int) -> Callable[[object], int]:
+    def encode(value: object) -> int:
+        if isinstance(value, int):
+            return value * 10**scale
+        return int(value.scaleb(scale, _WIDE))  # type: ignore[attr-defined]
+
+    return encode
+
+
+@lru_cache(maxsize=None)
+def _column_plan(
+    table: str,
+) -> tuple[list[ClickHouseType], list[tuple[int, Callable[[Any], object]]]]:
+    """A table's driver types, and how its timestamp and decimal columns are encoded first."""
+    types: list[ClickHouseType] = []
+    encoders: list[tuple[int, Callable[[Any], object]]] = []
+    for index, column in enumerate(schema.table_spec(table).columns):
+        driver_type = get_from_name(column.type)
+        if column.type == schema.TIMESTAMP:
+            encoders.append((index, _milli_ticks))
+        elif isinstance(driver_type, DecimalType) and not driver_type.nullable:
+            driver_type = _ScaledDecimal(
+                driver_type.type_def, driver_type.prec, driver_type.byte_size * 8, driver_type.scale
+            )
+            encoders.append((index, _scaled(driver_type.scale)))
+        types.append(driver_type)
+    return types, encoders
 
 
 _SHARED: dict[str, _Shared] = {}
@@ -245,17 +303,16 @@ class ClickHouseStore:
         names = spec.column_names
         # Passing the types spares the driver a DESCRIBE TABLE round trip per insert;
         # columns (one transpose here) spare it the row-by-row encoding.
-        types = [c.type for c in spec.columns]
+        types, encoders = _column_plan(table)
         columns: list[Sequence[object]] = list(zip(*values, strict=True))
-        for index, column in enumerate(spec.columns):
-            if column.type == schema.TIMESTAMP:  # as ticks: the driver's own way is 1 µs a value
-                columns[index] = [_milli_ticks(v, v.tzinfo, v.fold) for v in columns[index]]  # type: ignore[attr-defined]
+        for index, encode in encoders:
+            columns[index] = list(map(encode, columns[index]))
         self._call(
             lambda c: c.insert(
                 spec.name,
                 columns,
                 column_names=names,
-                column_type_names=types,
+                column_types=types,
                 column_oriented=True,
             )
         )
