@@ -22,7 +22,6 @@ def encode_message(message: TopicMessage) -> str:
     return json.dumps(message.value, ensure_ascii=False).translate(_LINE_BREAKS)
 
 
-
 def topic_file(directory: Path, name: str, prefix: str) -> Path:
     """Where a replay writes one output topic's messages (``<prefix><topic>.jsonl``)."""
     return directory / topic(name).file_name(prefix)

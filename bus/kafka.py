@@ -255,14 +255,25 @@ def encode_json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, default=json_default).encode("utf-8")
 
 
-def _delivery_recorder(failures: list[str]) -> Callable[[KafkaError | None, Message], None]:
-    """A delivery callback that appends failures (a closure, so the producer holds no cycle)."""
+def _delivery_recorder(
+    failures: list[str], acknowledged: dict[tuple[str, int], int]
+) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback: failures appended, and per partition the end acknowledged.
+
+    ``acknowledged`` gets the offset after the last message the broker confirmed. A closure,
+    so the producer holds no reference cycle.
+    """
 
     def delivered(error: KafkaError | None, message: Message) -> None:
         if error is not None:
             key = message.key()
             shown = key.decode("utf-8", "replace") if key is not None else None
             failures.append(f"{message.topic()} key={shown!r}: {error.str()}")
+            return
+        where = (message.topic(), message.partition())
+        offset = message.offset()
+        if offset is not None and offset >= 0:
+            acknowledged[where] = max(acknowledged.get(where, 0), offset + 1)
 
     return delivered
 
@@ -295,8 +306,12 @@ class JsonProducer:
         self.config = {**PUBLISHER_SETTINGS, **config}
         self.flush_timeout = flush_timeout
         self.failures: list[str] = []
+        self.acknowledged: dict[tuple[str, int], int] = {}
+        """Per (topic, partition): the offset after the last message the broker acknowledged.
+
+        An end that does not depend on what the broker reports later (``PartitionEnds``)."""
         self._producer: Producer | None = None
-        self._on_delivery = _delivery_recorder(self.failures)
+        self._on_delivery = _delivery_recorder(self.failures, self.acknowledged)
 
     def __enter__(self) -> JsonProducer:
         return self
@@ -344,6 +359,96 @@ class JsonProducer:
         if producer is not None:
             producer.purge()
             producer.close()
+
+
+QUIET_SECONDS = 2.0
+"""How long a partition may send nothing before a reader takes it as read to its end."""
+
+
+class PartitionEnds:
+    """Which partitions a reader has read to their end: by the broker's word, or by silence.
+
+    The embedded broker's ends are not to be trusted alone (docs/operations.md "The
+    broker's ends"): after its store crashed, it answers a high watermark (ListOffsets)
+    below what it acknowledged, while its fetches report the right one; and a partition
+    can end in an offset gap, below that high watermark, where no end-of-partition event
+    ever comes. So a partition counts as at its end when the broker said so since its last
+    record, or when it has sent nothing at all for ``quiet`` seconds while being read. A
+    slow broker taken for an end costs nothing: the next record makes it live again.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[Any],
+        *,
+        quiet: float = QUIET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.quiet = quiet
+        self._clock = clock
+        now = clock()
+        self._heard: dict[Any, float] = dict.fromkeys(keys, now)
+        self._ended: set[Any] = set()
+
+    @property
+    def keys(self) -> list[Any]:
+        """The partitions tracked."""
+        return list(self._heard)
+
+    def record(self, key: Any) -> None:  # noqa: ANN401 - a partition number or (topic, partition)
+        """A record of ``key`` was read: more may follow."""
+        self._heard[key] = self._clock()
+        self._ended.discard(key)
+
+    def end(self, key: Any) -> None:  # noqa: ANN401
+        """The broker reported the end of ``key``."""
+        self._heard[key] = self._clock()
+        self._ended.add(key)
+
+    def restart(self) -> None:
+        """Forget the ends seen so far: read until each partition reports or falls silent again."""
+        now = self._clock()
+        self._ended.clear()
+        for key in self._heard:
+            self._heard[key] = now
+
+    def at_end(self, key: Any) -> bool:  # noqa: ANN401
+        """Read to its end: the broker said so since the last record, or it fell silent."""
+        return key in self._ended or self.silent(key)
+
+    def silent(self, key: Any) -> bool:  # noqa: ANN401
+        """Nothing from ``key`` (no record, no end) for ``quiet`` seconds."""
+        return key not in self._ended and self._clock() - self._heard[key] >= self.quiet
+
+    @property
+    def all_at_end(self) -> bool:
+        """Every partition is at its end."""
+        return all(self.at_end(key) for key in self._heard)
+
+
+def consumer_lag(
+    consumer: Consumer,
+    topic: str,
+    partitions: Iterable[int],
+    positions: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    """Messages behind the broker's end per partition, from ``positions`` or the fetch position.
+
+    ``positions`` are the next offsets to read (by default: where the client fetches next).
+    The end is the high watermark of the latest fetch response, which the client keeps; a
+    broker query (ListOffsets) is not used, since the embedded broker can answer it with an
+    end below what it acknowledged. Partitions not fetched yet are left out.
+    """
+    lag: dict[int, int] = {}
+    for partition in partitions:
+        tp = TopicPartition(topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        position = (
+            consumer.position([tp])[0].offset if positions is None else positions.get(partition, -1)
+        )
+        if high >= 0 and position >= 0:
+            lag[partition] = max(high - position, 0)
+    return lag
 
 
 def consume_json(
@@ -404,31 +509,59 @@ def _read(
 ) -> tuple[list[tuple[str | None, Any]], dict[int, int]]:
     pairs: list[tuple[str | None, Any]] = []
     positions: dict[int, int] = {}
-    at_end: set[int] = set()
+    ends = PartitionEnds(partition for _, partition in _assigned(consumer))
     while max_messages is None or len(pairs) < max_messages:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if max_messages is None:
+                behind = [p for p in ends.keys if not ends.at_end(p)]
                 raise TimeoutError(
                     f"read {len(pairs)} messages but did not reach the end of "
-                    f"{partition_count - len(at_end)} partition(s) in time"
+                    f"{len(behind)} partition(s) in time"
                 )
             break
-        message = consumer.poll(min(remaining, 0.5))
+        message = consumer.poll(min(remaining, 0.2))
+        if max_messages is None and ends.all_at_end:
+            _report_silent(consumer, ends)
+            if message is None:
+                break
         if message is None:
             continue
         error = message.error()
         if error is not None:
             if not is_end_of_partition(error):
                 raise KafkaException(error)
-            at_end.add(message.partition())
-            if max_messages is None and len(at_end) == partition_count:
-                break
+            ends.end(message.partition())
             continue
-        at_end.discard(message.partition())
+        ends.record(message.partition())
         positions[message.partition()] = message.offset() + 1
         pairs.append(_decode(message))
     return pairs, positions
+
+
+def _assigned(consumer: Consumer) -> list[tuple[str, int]]:
+    return [(tp.topic, tp.partition) for tp in consumer.assignment()]
+
+
+def _report_silent(
+    consumer: Consumer, ends: PartitionEnds, key: Callable[[str, int], Any] = lambda _, p: p
+) -> None:
+    """Log the partitions taken as ended by silence below the broker's end (an offset gap)."""
+    for topic, partition in _assigned(consumer):
+        if not ends.silent(key(topic, partition)):
+            continue
+        tp = TopicPartition(topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        position = consumer.position([tp])[0].offset
+        if 0 <= position < high:
+            log.warning(
+                "%s[%d]: nothing at offset %d though the broker's end is %d (an offset gap); "
+                "taken as read to its end",
+                topic,
+                partition,
+                position,
+                high,
+            )
 
 
 def _decode(message: Message) -> tuple[str | None, Any]:
@@ -484,7 +617,13 @@ class PartitionReader:
     """
 
     def __init__(
-        self, config: Mapping[str, str], topic: str, group: str | None, *, strict: bool = True
+        self,
+        config: Mapping[str, str],
+        topic: str,
+        group: str | None,
+        *,
+        strict: bool = True,
+        quiet: float = QUIET_SECONDS,
     ) -> None:
         self.topic = topic
         self.group = group
@@ -495,7 +634,6 @@ class PartitionReader:
             end_of_partition=True,
             extra={"enable.auto.offset.store": "false"},
         )
-        self.at_end: set[int] = set()
         metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
@@ -508,6 +646,8 @@ class PartitionReader:
             ]
         )
         self.partitions = [p.partition for p in partitions]
+        self.ends = PartitionEnds(self.partitions, quiet=quiet)
+        self._starts = {p.partition: p.offset for p in starts if p.offset >= 0}
 
     def poll(self, max_messages: int, timeout: float) -> list[Record]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
@@ -516,30 +656,51 @@ class PartitionReader:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self.at_end.add(message.partition())
+                    self.ends.end(message.partition())
                 elif self.strict:
                     raise KafkaException(error)
                 else:  # a transient client error: the client retries on its own
                     log.warning("%s: %s", self.topic, error)
                 continue
-            self.at_end.discard(message.partition())
+            self.ends.record(message.partition())
             records.append(_record(message))
         return records
 
     @property
     def all_at_end(self) -> bool:
-        """Every partition has reported its end since its last record."""
-        return len(self.at_end) == len(self.partitions)
+        """Every partition read to its end: reported by the broker, or silent (PartitionEnds)."""
+        return self.ends.all_at_end
+
+    def lag(self) -> dict[int, int]:
+        """Messages still to read per partition fetched so far (0 for one at its end).
+
+        Counted from the latest fetch response's end (``consumer_lag``), so it stays right
+        when the embedded broker's ListOffsets answer lags behind what it acknowledged.
+        """
+        positions: dict[int, int] = {}
+        for partition in self.partitions:
+            tp = TopicPartition(self.topic, partition)
+            position = self._consumer.position([tp])[0].offset
+            if position < 0:  # nothing read yet: from where reading starts
+                low, _ = self._consumer.get_watermark_offsets(tp, cached=True)
+                position = self._starts.get(partition, low)
+            positions[partition] = position
+        behind = consumer_lag(self._consumer, self.topic, self.partitions, positions)
+        return {p: 0 if self.ends.at_end(p) else n for p, n in behind.items()}
 
     def read_to_end(self, timeout: float) -> list[Record]:
-        """Every record up to the end of each partition (as the broker reports it)."""
+        """Every record up to the end of each partition (PartitionEnds: the broker's or silence).
+
+        Raises ``TimeoutError`` only when records still arrive after ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
-        self.at_end.clear()
+        self.ends.restart()
         records: list[Record] = []
-        while len(self.at_end) < len(self.partitions):
+        while not self.ends.all_at_end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.topic}: did not reach the end in {timeout}s")
             records.extend(self.poll(1000, 0.2))
+        _report_silent(self._consumer, self.ends)
         return records
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:

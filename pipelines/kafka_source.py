@@ -14,6 +14,7 @@ epoch, so recovery re-reads exactly what the snapshot's state has not seen.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,9 +25,21 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.clock import LOCAL_ZONE
 from billing.messages import TOPIC_ORDER, Envelope, message_ts
-from bus.kafka import Message, assign, is_end_of_partition, new_consumer
+from bus.kafka import (
+    Message,
+    PartitionEnds,
+    assign,
+    consumer_lag,
+    is_end_of_partition,
+    new_consumer,
+)
+from pipelines.metrics import Metrics
 
 POLL_BATCH = 2000
+GAP_SECONDS = 5.0
+"""A partition silent this long counts as caught up: it may sit in an offset gap, where the
+embedded broker never reports an end (``bus.kafka.PartitionEnds``), and must not stop billing."""
+LAG_EVERY_SECONDS = 1.0
 RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum
 EMIT_LIMIT = 5000
 
@@ -49,6 +62,7 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         topics: Mapping[str, str],
         resume: dict[str, int] | None,
         fresh: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._logical = {full: logical for logical, full in topics.items()}
         # Read a message of any size the broker holds: one larger than the default 100 MB
@@ -61,8 +75,9 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         )
         self._positions: dict[str, int] = dict(resume or {})
         self._buffers: dict[str, deque[_Head]] = {}
-        self._caught_up: dict[str, bool] = {}
         self._sequence = count()
+        self._metrics = metrics
+        self._lag_at = 0.0
         assignments = []
         metadata = self._consumer.list_topics(timeout=10)
         for full in topics.values():
@@ -73,9 +88,9 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 # state restored from the snapshot carries on.
                 offset = None if fresh else self._positions.get(key)
                 self._buffers[key] = deque()
-                self._caught_up[key] = False
                 assignments.append((full, partition, offset))
         assign(self._consumer, assignments)
+        self._ends = PartitionEnds(self._buffers, quiet=GAP_SECONDS)
 
     def next_batch(self) -> list[Envelope]:
         for message in self._consumer.consume(POLL_BATCH, 0.05):
@@ -83,12 +98,29 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
             error = message.error()
             if error is not None:
                 if is_end_of_partition(error):
-                    self._caught_up[key] = True
+                    self._ends.end(key)
                     continue
                 raise RuntimeError(f"consuming {key}: {error}")
-            self._caught_up[key] = False
+            self._ends.record(key)
             self._buffers[key].append(self._head(key, message))
-        return self._emit()
+        emitted = self._emit()
+        if self._metrics is not None and time.monotonic() >= self._lag_at:
+            self._lag_at = time.monotonic() + LAG_EVERY_SECONDS
+            self._report_lag(self._metrics)
+        return emitted
+
+    def _report_lag(self, metrics: Metrics) -> None:
+        """Input messages not yet billed, per topic: fetched and waiting, plus not yet fetched."""
+        behind: dict[str, int] = {}
+        for key, buffer in self._buffers.items():
+            full, partition = key.rsplit(":", 1)
+            lag = len(buffer)
+            if not self._ends.at_end(key):  # at its end (or in a gap) nothing is left to fetch
+                lag += consumer_lag(self._consumer, full, [int(partition)]).get(int(partition), 0)
+            topic = self._logical[full]
+            behind[topic] = behind.get(topic, 0) + lag
+        for topic, lag in behind.items():
+            metrics.of(metrics.input_lag, topic).set(lag)
 
     def _head(self, key: str, message: Message) -> _Head:
         topic = self._logical[message.topic()]
@@ -109,15 +141,15 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         )
 
     def _emit(self) -> list[Envelope]:
+        """The heads in merge order while every partition not at its end has one waiting."""
         emitted: list[Envelope] = []
+        live = [key for key in self._buffers if not self._ends.at_end(key)]
+        if any(not self._buffers[key] for key in live):
+            return emitted  # a partition with more to come holds the merge
+        live_keys = set(live)
         heads = [buffer[0] for buffer in self._buffers.values() if buffer]
         heapq.heapify(heads)
         while heads and len(emitted) < EMIT_LIMIT:
-            waiting = any(
-                not buffer and not self._caught_up[key] for key, buffer in self._buffers.items()
-            )
-            if waiting:
-                break
             head = heapq.heappop(heads)
             buffer = self._buffers[head.key]
             buffer.popleft()
@@ -125,6 +157,8 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
             emitted.append(head.envelope)
             if buffer:
                 heapq.heappush(heads, buffer[0])
+            elif head.key in live_keys:
+                break
         return emitted
 
     def snapshot(self) -> dict[str, int]:
@@ -138,11 +172,17 @@ class MergedKafkaSource(FixedPartitionedSource[Envelope, dict[str, int]]):
     """The readings, payments and accounts topics as one ordered, resumable stream."""
 
     def __init__(
-        self, config: Mapping[str, str], topics: Mapping[str, str], *, fresh_topics: bool = False
+        self,
+        config: Mapping[str, str],
+        topics: Mapping[str, str],
+        *,
+        fresh_topics: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = dict(config)
         self.topics = dict(topics)
         self.fresh_topics = fresh_topics
+        self.metrics = metrics
 
     def list_parts(self) -> list[str]:
         return ["merged-input"]
@@ -150,4 +190,6 @@ class MergedKafkaSource(FixedPartitionedSource[Envelope, dict[str, int]]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: dict[str, int] | None
     ) -> _MergedPartition:
-        return _MergedPartition(self.config, self.topics, resume_state, self.fresh_topics)
+        return _MergedPartition(
+            self.config, self.topics, resume_state, self.fresh_topics, self.metrics
+        )

@@ -46,6 +46,7 @@ def build_live_flow(
             config,
             {t.name: settings.topic(t.name) for t in BILLING_INPUTS},
             fresh_topics=fresh_topics,
+            metrics=metrics,
         ),
         rows=KafkaFactSink(config, settings.topic_prefix),
         messages=KafkaMessageSink(config, settings.topic_prefix),

@@ -43,6 +43,7 @@ class Metrics:
     payment_requests: Counter
     accounts: Gauge
     event_time_lag: Gauge
+    input_lag: Gauge
     clickhouse_insert_seconds: Histogram
     clickhouse_batch_rows: Histogram
     step_items: Counter
@@ -140,6 +141,12 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         event_time_lag=Gauge(
             "wattpay_event_time_lag_seconds",
             "Wall clock minus the timestamp of the latest processed message",
+            registry=registry,
+        ),
+        input_lag=Gauge(
+            "wattpay_input_lag_messages",
+            "Input messages not yet billed: behind the end of the latest fetch, plus buffered",
+            ["topic"],
             registry=registry,
         ),
         clickhouse_insert_seconds=Histogram(

@@ -77,7 +77,8 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     while heads:
         _, _, _, _, ts, envelope = heapq.heappop(heads)
         clock = ts or clock
-        yield envelope.at(clock)
+        envelope.received_at = clock  # made above for this merge alone, so set in place
+        yield envelope
         push(envelope.topic)
 
 
