@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.live_harness import (
     start_loader,
     stop,
     tables,
+    wait_until,
 )
 
 pytestmark = pytest.mark.live
@@ -53,6 +55,15 @@ def wait_idle(port: int, process: subprocess.Popen[bytes], quiet: float = 3.0) -
             return
         time.sleep(0.3)
     raise AssertionError("the billing flow never went idle")
+
+
+def input_lag(port: int) -> float | None:
+    """``wattpay_input_lag_messages`` summed over the input topics (None before it is reported)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    if 'wattpay_input_lag_messages{topic="readings"}' not in text:
+        return None
+    return metric(port, "wattpay_input_lag_messages")
 
 
 def live_run(
@@ -106,6 +117,8 @@ def live_run(
             loader = start_loader(broker, dsn)
         for process, port in zip(billing, ports, strict=True):
             wait_idle(port, process)
+        if processes == 1:  # all read: nothing left behind the fetch responses' end
+            wait_until(lambda: input_lag(ports[0]) == 0.0, 15, "billing's input lag to reach 0")
         ids = output_ids(broker)
         for process in billing:
             stop(process, signal.SIGINT)
