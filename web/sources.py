@@ -25,6 +25,7 @@ TOTALS = {
     "wattpay_messages_applied": "messages_applied",
     "wattpay_messages_rejected": "messages_rejected",
     "wattpay_event_time_lag_seconds": "lag_seconds",
+    "wattpay_input_lag_messages": "input_lag",
     "wattpay_meter_polls": "meter_polls",
 }
 

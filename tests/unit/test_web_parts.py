@@ -134,10 +134,14 @@ def test_metrics_totals_from_an_exposition() -> None:
         'wattpay_messages_in_created{topic="readings"} 1.7e9\n'
         "# TYPE wattpay_event_time_lag_seconds gauge\n"
         "wattpay_event_time_lag_seconds 3.5\n"
+        "# TYPE wattpay_input_lag_messages gauge\n"
+        'wattpay_input_lag_messages{topic="readings"} 40.0\n'
+        'wattpay_input_lag_messages{topic="payments"} 2.0\n'
         "# TYPE other_metric gauge\n"
         "other_metric 1\n"
     )
-    assert parse_metrics(text) == {"messages_in": 12.0, "lag_seconds": 3.5}
+    totals = parse_metrics(text)
+    assert totals == {"messages_in": 12.0, "lag_seconds": 3.5, "input_lag": 42.0}
 
 
 def test_durations_read_like_a_person_says_them() -> None:
