@@ -1,9 +1,10 @@
 """``wattpay replay --processes N``: the replay as a Bytewax cluster of processes on loopback.
 
 The first process is the one the user started: it starts the others with the same
-options, reads the input files and writes ClickHouse and the topic files; billing is
-spread over the workers of every process. A process that fails ends the whole replay
-with its exit code instead of leaving the others waiting for it.
+options and writes ClickHouse and the topic files; the last one reads the input files
+(and reports the progress); billing is spread over the workers of every process. A
+process that fails ends the whole replay with its exit code instead of leaving the others
+waiting for it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _follower_command(args: argparse.Namespace, index: int, addresses: list[str]
         str(args.directory),
         "--workers",
         str(args.workers),
-        "--quiet",
+        *(["--quiet"] if args.quiet else []),
         "--process-id",
         str(index),
         "--addresses",

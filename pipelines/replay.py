@@ -1,8 +1,9 @@
 """The replay flow: a directory of JSONL inputs in, ClickHouse rows and topic files out (S11).
 
 ``wattpay replay`` builds it here and runs it with ``pipelines.cluster``. In a cluster, the
-first process (``leader``) reads the files and writes ClickHouse and the topic files (the
-embedded ClickHouse opens in one process only); billing spreads over every process.
+first process (``leader``) writes ClickHouse and the topic files (the embedded ClickHouse
+opens in one process only) and the last one (``reader``) reads and merges the files, so
+the two heaviest single-process parts run side by side; billing spreads over every process.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def build_replay_flow(
     directory: Path,
     *,
     leader: bool = True,
+    reader: bool = True,
     workers: int = 1,
     progress: TextIO | None = None,
 ) -> Dataflow:
@@ -36,7 +38,7 @@ def build_replay_flow(
     rules = replace(settings.rules, command_results=has_command_results(directory))
     return build_billing_flow(
         rules,
-        source=ReplaySource(directory, progress=progress, local=leader),
+        source=ReplaySource(directory, progress=progress, local=reader),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
             writers=workers if leader else 0,

@@ -48,6 +48,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     tune_for_long_lived_state()
     leader = args.process_id in (None, 0)
+    # The last process of a cluster reads the files; the first writes ClickHouse.
+    processes = args.processes if args.addresses is None else len(str(args.addresses).split(";"))
+    reader = (args.process_id or 0) == processes - 1
     out = directory / "out"
     if leader:
         with ClickHouseStore(settings.clickhouse_dsn) as store:
@@ -56,7 +59,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     progress = None if args.quiet else sys.stderr
     flow = build_replay_flow(
-        settings, directory, leader=leader, workers=args.workers, progress=progress
+        settings, directory, leader=leader, reader=reader, workers=args.workers, progress=progress
     )
     run_replay_cluster(flow, args)
     elapsed = time.monotonic() - started
