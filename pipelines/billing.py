@@ -7,7 +7,7 @@ supplies the source and sinks; tests hand the same factory Bytewax's testing sou
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -122,6 +122,7 @@ def build_billing_flow(
     metrics: Metrics | None = None,
     topic_prefix: str = DEFAULT_TOPIC_PREFIX,
     accounts_by_bucket: bool = True,
+    encode_rows: Callable[[list[Row]], object] | None = None,
 ) -> Dataflow:
     """The billing dataflow from input envelopes to batches of rows and topic messages.
 
@@ -132,7 +133,9 @@ def build_billing_flow(
     takes a batch per key per call; batches cross workers as lists of plain tuples
     (``pipelines.wire``). The sinks get ``(key, list)`` items: rows of many tables, or
     messages of one topic (the key). ``accounts_by_bucket`` keys the accounts step by order
-    bucket (fewest calls) rather than by account (smallest recovery snapshots). The core
+    bucket (fewest calls) rather than by account (smallest recovery snapshots).
+    ``encode_rows`` turns a batch's rows into what the rows sink takes, in the worker that
+    made them (the replay: columns per table, cheap to send to the process that writes). The core
     names input topics by their logical names; rejections leave the flow naming the full
     topic (``topic_prefix``).
     """
@@ -186,7 +189,10 @@ def build_billing_flow(
         lambda outputs: (REFUSALS_KEY, outputs),
     )
     outputs = op.merge("outputs", refused, applied)
-    op.output("analytics", op.filter_map("rows", outputs, partial(_rows, topic_prefix)), rows)
+    batches = op.filter_map("rows", outputs, partial(_rows, topic_prefix))
+    if encode_rows is not None:
+        batches = op.map("encode_rows", batches, lambda keyed: (keyed[0], encode_rows(keyed[1])))
+    op.output("analytics", batches, rows)
     op.output(
         "topics", op.flat_map("messages", outputs, partial(_messages, topic_prefix)), messages
     )

@@ -12,7 +12,7 @@ from collections import defaultdict
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.outputs import Row
-from store.clickhouse import BatchWriter, ClickHouseStore
+from store.clickhouse import BatchWriter, ClickHouseStore, Columns
 
 
 class _ClickHousePartition(StatefulSinkPartition[list[Row], None]):
@@ -20,13 +20,17 @@ class _ClickHousePartition(StatefulSinkPartition[list[Row], None]):
         self._store = ClickHouseStore(dsn)
         self._writer = BatchWriter(self._store, max_rows=max_rows, max_seconds=max_seconds)
 
-    def write_batch(self, items: list[list[Row]]) -> None:
+    def write_batch(self, items: list[list[Row] | dict[str, Columns]]) -> None:
         by_table: dict[str, list[dict[str, object]]] = defaultdict(list)
         for rows in items:
+            if isinstance(rows, dict):  # already columns (``encode_rows``)
+                for table, columns in rows.items():
+                    self._writer.add_columns(table, columns)
+                continue
             for row in rows:
                 by_table[row.table].append(row.values)
-        for table, rows in by_table.items():
-            self._writer.add_built(table, rows)
+        for table, built in by_table.items():
+            self._writer.add_built(table, built)
         self._writer.flush_if_due()
 
     def snapshot(self) -> None:
@@ -37,7 +41,7 @@ class _ClickHousePartition(StatefulSinkPartition[list[Row], None]):
         self._store.close()
 
 
-class ClickHouseSink(FixedPartitionedSink[list[Row], None]):
+class ClickHouseSink(FixedPartitionedSink[list[Row] | dict[str, Columns], None]):
     """Batches of rows, written by ``writers`` partitions of this process (deduplicated by id)."""
 
     def __init__(

@@ -14,12 +14,14 @@ from typing import TextIO
 
 from bytewax.dataflow import Dataflow
 
+from billing.outputs import Row
 from config.settings import Settings
 from pipelines.billing import build_billing_flow
 from pipelines.clickhouse_sink import ClickHouseSink
 from pipelines.replay_files import has_command_results
 from pipelines.replay_source import ReplaySource
 from pipelines.topic_files import TopicFileSink
+from store.clickhouse import Columns, encode_built
 
 
 def build_replay_flow(
@@ -47,4 +49,10 @@ def build_replay_flow(
         ),
         messages=TopicFileSink(directory / "out", settings.topic_prefix, local=leader),
         topic_prefix=settings.topic_prefix,
+        encode_rows=_columns,
     )
+
+
+def _columns(rows: list[Row]) -> dict[str, Columns]:
+    """A batch's rows as columns per table, made where they were billed."""
+    return encode_built((row.table, row.values) for row in rows)

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
@@ -186,6 +186,36 @@ def _column_plan(
     return types, encoders
 
 
+Columns = list[list[Any]]
+"""A table's values column by column, as an insert sends them (``encode_columns``)."""
+
+
+def encode_columns(table: str, values: Sequence[Sequence[object]]) -> Columns:
+    """Rows in column order (``schema.row_values``) as the columns an insert sends.
+
+    Timestamps become millisecond ticks and decimals scaled ints (``_column_plan``): plain
+    ints and strings, which also pickle cheaply when a batch crosses processes.
+    """
+    _, encoders = _column_plan(table)
+    if not values:
+        return [[] for _ in schema.table_spec(table).columns]
+    columns: Columns = [list(column) for column in zip(*values, strict=True)]
+    for index, encode in encoders:
+        columns[index] = list(map(encode, columns[index]))
+    return columns
+
+
+def encode_built(rows: Iterable[tuple[str, Mapping[str, object]]]) -> dict[str, Columns]:
+    """Rows the billing core built, ``(table, values)``, as columns per table."""
+    by_table: dict[str, list[tuple[object, ...]]] = {}
+    for table, values in rows:
+        built = by_table.get(table)
+        if built is None:
+            built = by_table[table] = []
+        built.append(schema.built_values(table)(values))
+    return {table: encode_columns(table, values) for table, values in by_table.items()}
+
+
 _SHARED: dict[str, _Shared] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -297,21 +327,21 @@ class ClickHouseStore:
 
     def insert_values(self, table: str, values: Sequence[Sequence[object]]) -> None:
         """Insert rows already checked by `schema.row_values` (tuples in column order)."""
-        if not values:
+        self.insert_columns(table, encode_columns(table, values))
+
+    def insert_columns(self, table: str, columns: Columns) -> None:
+        """Insert columns as `encode_columns` makes them (nothing is sent for no rows)."""
+        if not columns or not columns[0]:
             return
         spec = schema.table_spec(table)
-        names = spec.column_names
         # Passing the types spares the driver a DESCRIBE TABLE round trip per insert;
-        # columns (one transpose here) spare it the row-by-row encoding.
-        types, encoders = _column_plan(table)
-        columns: list[Sequence[object]] = list(zip(*values, strict=True))
-        for index, encode in encoders:
-            columns[index] = list(map(encode, columns[index]))
+        # columns spare it the row-by-row encoding.
+        types, _ = _column_plan(table)
         self._call(
             lambda c: c.insert(
                 spec.name,
                 columns,
-                column_names=names,
+                column_names=spec.column_names,
                 column_types=types,
                 column_oriented=True,
             )
@@ -435,7 +465,7 @@ class BatchWriter:
         self._max_seconds = max_seconds
         self._clock = clock
         self._auto_flush = auto_flush
-        self._buffers: dict[str, list[tuple[object, ...]]] = {}
+        self._buffers: dict[str, Columns] = {}
         self._oldest: float | None = None
         self._closed = False
         self._lock = threading.RLock()
@@ -444,7 +474,7 @@ class BatchWriter:
     def pending(self) -> int:
         """Number of buffered rows not yet written."""
         with self._lock:
-            return sum(len(b) for b in self._buffers.values())
+            return sum(len(columns[0]) for columns in self._buffers.values())
 
     def add(self, table: str, row: Mapping[str, object]) -> None:
         """Buffer one row, then flush if a bound is reached."""
@@ -453,29 +483,40 @@ class BatchWriter:
     def add_many(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Check rows from outside for one table, buffer them, then flush if a bound is reached."""
         schema.table_spec(table)
-        self._buffer(table, [schema.row_values(table, row) for row in rows])
+        self._buffer(table, encode_columns(table, [schema.row_values(table, row) for row in rows]))
 
     def add_values(self, table: str, values: Sequence[tuple[object, ...]]) -> None:
         """Buffer rows already in column order (``schema.row_values``)."""
-        self._buffer(table, list(values))
+        self._buffer(table, encode_columns(table, values))
 
     def add_built(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Buffer rows the billing core built (its own exact types, not checked again)."""
-        self._buffer(table, list(map(schema.built_values(table), rows)))
+        self._buffer(table, encode_columns(table, list(map(schema.built_values(table), rows))))
 
-    def _buffer(self, table: str, values: list[tuple[object, ...]]) -> None:
+    def add_columns(self, table: str, columns: Columns) -> None:
+        """Buffer columns ``encode_columns`` made (elsewhere: another worker or process).
+
+        The writer keeps the lists it is given: the caller does not use them again.
+        """
+        self._buffer(table, columns)
+
+    def _buffer(self, table: str, columns: Columns) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("BatchWriter is closed")
-            if not values:
+            if not columns or not columns[0]:
                 return
-            buffer = self._buffers.setdefault(table, [])
-            buffer.extend(values)
+            buffer = self._buffers.get(table)
+            if buffer is None:
+                buffer = self._buffers[table] = columns
+            else:
+                for kept, more in zip(buffer, columns, strict=True):
+                    kept.extend(more)
             if self._oldest is None:
                 self._oldest = self._clock()
             if not self._auto_flush:
                 return
-            if len(buffer) >= self._max_rows:
+            if len(buffer[0]) >= self._max_rows:
                 self.flush()
             else:
                 self.flush_if_due()
@@ -501,8 +542,8 @@ class BatchWriter:
         written: dict[str, int] = {}
         with self._lock:
             for table in list(self._buffers):
-                self._store.insert_values(table, self._buffers[table])
-                written[table] = len(self._buffers.pop(table))
+                self._store.insert_columns(table, self._buffers[table])
+                written[table] = len(self._buffers.pop(table)[0])
             self._oldest = None
         return written
 
