@@ -18,9 +18,13 @@ from store.clickhouse import ClickHouseStore
 US = "us"
 
 
-def _frame(store: ClickHouseStore, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    columns = store.query_columns(sql)
-    return pl.DataFrame(columns, schema=schema)
+def _frame(
+    store: ClickHouseStore,
+    sql: str,
+    schema: dict[str, pl.DataType],
+    parameters: dict[str, object] | None = None,
+) -> pl.DataFrame:
+    return pl.DataFrame(store.query_arrow(sql, parameters)).cast(schema)  # type: ignore[arg-type]
 
 
 def local_ts(column: str | pl.Expr, zone: str) -> pl.Expr:
@@ -136,12 +140,11 @@ def accounts(store: ClickHouseStore) -> pl.DataFrame:
 
 def events_of_type(store: ClickHouseStore, kind: str) -> pl.DataFrame:
     """Events of one type (``disconnected``…): account_id, us."""
-    columns = store.query_columns(
+    sql = (
         "SELECT account_id, toUnixTimestamp64Micro(ts) AS us FROM events FINAL"
-        " WHERE type = {kind:String}",
-        {"kind": kind},
+        " WHERE type = {kind:String}"
     )
-    return pl.DataFrame(columns, schema={"account_id": _STR, US: _I64})
+    return _frame(store, sql, {"account_id": _STR, US: _I64}, {"kind": kind})
 
 
 def intervals(store: ClickHouseStore, start: date, end: date) -> pl.DataFrame:
