@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from jobs.rater import TIERS, PlanData, _plan_tables
+from jobs.rater import TIERS, PlanData, _plan_tables, sorted_by
 from jobs.tables import local_ts
 
 BY_SPAN = "span"
@@ -38,7 +38,18 @@ def _with_local(
     picked = local.select(
         pl.col("us").alias(column), *(pl.col(f).alias(n) for f, n in names.items())
     )
-    return frame.join(picked, on=column, how="left")
+    return frame.join(picked, on=column, how="left", maintain_order="left")
+
+
+def _with_period(frame: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the period its plan is in at each clock, found once per (plan, clock)."""
+    found = (
+        frame.select("plan", "clock")
+        .unique()
+        .sort("clock")
+        .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
+    )
+    return frame.join(found, on=["plan", "clock"], how="left", maintain_order="left")
 
 
 def cut_points(
@@ -144,8 +155,10 @@ def rate(
     """
     periods, prices, _ = _plan_tables(plans)
     local = _local_days(parts_frame, ("start",), zone)
+    # In account and time order from the start: every step below keeps the order, and the
+    # plan timeline needs it only within each account.
     rated = (
-        parts_frame.sort("start")
+        sorted_by(parts_frame, ["account_id"], "start")
         .join_asof(
             timeline.rename({"us": "start"}),
             on="start",
@@ -154,11 +167,9 @@ def rate(
             check_sortedness=False,
         )
         .pipe(_with_local, local, "start", day="day", year="year", clock="clock")
-        .sort("clock")
-        .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
-        .join(prices, on=["plan", "period"], how="left")
-        .join(bases, on=["account_id", "year"], how="left")
-        .sort("account_id", "start")
+        .pipe(_with_period, periods)
+        .join(prices, on=["plan", "period"], how="left", maintain_order="left")
+        .join(bases, on=["account_id", "year"], how="left", maintain_order="left")
         .with_columns(
             c1=pl.col("base").fill_null(0) + pl.col("milli").cum_sum().over("account_id", "year")
         )
@@ -179,8 +190,9 @@ def rate(
 
 def daily(rated: pl.DataFrame) -> pl.DataFrame:
     """Per account × local day: kWh, peak, valley, tiers, charge (fen, rounded once), ytd."""
+    used = ("account_id", "day", "start", "milli", "period", "q1", "q2", "q3", "cost", "c1")
     return (
-        rated.sort("account_id", "start")
+        sorted_by(rated.select(used), ["account_id"], "start")
         .group_by("account_id", "day")
         .agg(
             kwh=pl.col("milli").sum(),
