@@ -36,6 +36,17 @@ def local_ts(column: str | pl.Expr, zone: str) -> pl.Expr:
     )
 
 
+def with_local(frame: pl.DataFrame, column: str, zone: str, name: str = "local") -> pl.DataFrame:
+    """``frame`` with ``column`` (epoch µs) as a local datetime ``name``, in the same order.
+
+    The zone's rules run once per distinct instant: meters read on a shared quarter-hour
+    clock, so millions of rows share a few thousand instants.
+    """
+    instants = frame.select(pl.col(column).unique())
+    local = instants.with_columns(local_ts(column, zone).alias(name))
+    return frame.join(local, on=column, how="left", maintain_order="left")
+
+
 _STR, _I64 = pl.String(), pl.Int64()
 
 
