@@ -41,13 +41,14 @@ def _with_local(
     return frame.join(picked, on=column, how="left", maintain_order="left")
 
 
-def _with_period(frame: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with the period its plan is in at each clock, found once per (plan, clock)."""
+def _with_tariff(frame: pl.DataFrame, periods: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each part's period, prices and tier bounds, found once per (plan, clock)."""
     found = (
         frame.select("plan", "clock")
         .unique()
         .sort("clock")
         .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
+        .join(prices, on=["plan", "period"], how="left")
     )
     return frame.join(found, on=["plan", "clock"], how="left", maintain_order="left")
 
@@ -167,8 +168,7 @@ def rate(
             check_sortedness=False,
         )
         .pipe(_with_local, local, "start", day="day", year="year", clock="clock")
-        .pipe(_with_period, periods)
-        .join(prices, on=["plan", "period"], how="left", maintain_order="left")
+        .pipe(_with_tariff, periods, prices)
         .join(bases, on=["account_id", "year"], how="left", maintain_order="left")
         .with_columns(
             c1=pl.col("base").fill_null(0) + pl.col("milli").cum_sum().over("account_id", "year")
