@@ -88,7 +88,11 @@ def analysis_rows(
     rating = read_rating_inputs(store, zone)
     alternative = alt_plans(settings.rules.plans)
     register_max = int(settings.rules.register_max_kwh * 1000)
-    alt_daily, _ = recompute(rating, settings.rules.plans, zone, register_max, alternative)
+    # The month's days need the spans from 1 January on (the tier cumulative), none after it.
+    new_year = (tables.midnight_us(month.replace(month=1), zone), tables.midnight_us(end, zone))
+    alt_daily, _ = recompute(
+        rating, settings.rules.plans, zone, register_max, alternative, within=new_year
+    )
     alt_charge = dict(
         alt_daily.filter((pl.col("day") >= month) & (pl.col("day") < end))
         .group_by("account_id")

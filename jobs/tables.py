@@ -8,8 +8,9 @@ float ever holds an amount.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -74,6 +75,11 @@ def regressions(store: ClickHouseStore) -> pl.DataFrame:
         out[US].append(_epoch_us(ts))
         out["milli"].append(int(Decimal(str(body["energy_kwh"])) * 1000))
     return pl.DataFrame(out, schema={"meter_id": _STR, US: _I64, "milli": _I64})
+
+
+def midnight_us(day: date, zone: str) -> int:
+    """Epoch microseconds of 00:00 local time on ``day``."""
+    return _epoch_us(datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)))
 
 
 def _epoch_us(ts: datetime) -> int:
