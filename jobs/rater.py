@@ -144,8 +144,10 @@ def spans(readings: pl.DataFrame, rebases: pl.DataFrame, register_max_milli: int
         )
         accepted = pl.concat([accepted, located])
     series = ["account_id", "meter_id"]
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in series)
     points = sorted_by(accepted, series, "us").with_columns(
-        t0=pl.col("us").shift(1).over(series), e0=pl.col("milli").shift(1).over(series)
+        t0=pl.when(same).then(pl.col("us").shift(1)),
+        e0=pl.when(same).then(pl.col("milli").shift(1)),
     )
     raw = pl.col("milli") - pl.col("e0")
     return (

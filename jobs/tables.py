@@ -52,12 +52,12 @@ _STR, _I64 = pl.String(), pl.Int64()
 
 
 def readings(store: ClickHouseStore, zone: str) -> pl.DataFrame:
-    """Accepted readings: account_id, meter_id, us, milli, source."""
+    """Accepted readings: account_id, meter_id, us, milli."""
     sql = (
         "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts) AS us,"
-        " toInt64(energy_kwh * 1000) AS milli, source FROM readings FINAL"
+        " toInt64(energy_kwh * 1000) AS milli FROM readings FINAL"
     )
-    schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64, "source": _STR}
+    schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64}
     return _frame(store, sql, schema)
 
 
