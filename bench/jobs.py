@@ -5,6 +5,13 @@ Replays the set into a fresh embedded ClickHouse (the stream's throughput, the b
 this same run), then times `wattpay reconcile` over every accepted reading and
 `wattpay bills` for the month, with and without the PDF documents. Prints Markdown rows
 for BENCHMARKS.md.
+
+       .venv/bin/python bench/jobs.py --baseline DIR [--sizes 100,400,1600] [--days 35]
+       [--rounds 2]
+Times the rows-only `wattpay bills` (no PDFs) of DIR, another checkout of this repository,
+against this one, taking turns ``--rounds`` times on a fresh copy of each size's replayed
+ClickHouse, so both see the same noise; prints seconds, the growth per account between
+sizes, and the projection to the city's 274,000 households.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from replay import replay_pass  # noqa: E402
 from simulate.example import write_example  # noqa: E402
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
+CITY = 274_000
 
 
 def timed(args: list[str]) -> tuple[float, str, str]:
@@ -40,23 +48,86 @@ def timed(args: list[str]) -> tuple[float, str, str]:
     return elapsed, done.stdout, done.stderr
 
 
+def example_set(households: int, days: int, seed: int) -> Path:
+    """The input directory of an example set, written if missing."""
+    inputs = ROOT / "bench" / "data" / f"h{households}-d{days}-s{seed}" / "input"
+    if not (inputs / "readings.jsonl").exists():
+        write_example(inputs, households=households, days=days, seed=seed, start=date(2026, 3, 2))
+    return inputs
+
+
+def rows_only(tree: Path, clickhouse: Path, month: str, out: Path) -> tuple[float, int]:
+    """(seconds, bills) of a rows-only `wattpay bills` from ``tree`` on a copy of ``clickhouse``.
+
+    The run writes its rows into the copy, so every run starts from the same state.
+    """
+    copy = out / "clickhouse"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(clickhouse, copy, symlinks=True)
+    args = ["bills", "--month", month, "--clickhouse", f"chdb://{copy}"]
+    args += ["--out", str(out / "documents"), "--quiet", "--no-documents"]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    started = time.perf_counter()
+    done = subprocess.run([*WATTPAY, *args], cwd=tree, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bills in {tree} failed:\n{done.stderr}")
+    bills = json.loads(done.stdout)["bills"]
+    shutil.rmtree(out, ignore_errors=True)
+    return elapsed, bills
+
+
+def compare_bills(args: argparse.Namespace) -> None:
+    """Rows-only `wattpay bills`, the baseline tree and this one taking turns, per size."""
+    trees = {"before": Path(args.baseline).resolve(), "after": ROOT}
+    best: dict[tuple[str, int], float] = {}
+    bills: dict[int, int] = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        inputs = example_set(size, args.days, args.seed)
+        clickhouse = inputs.parent / "clickhouse"
+        if not clickhouse.exists():
+            replay_pass(inputs, 1)
+        for round_no in range(1, args.rounds + 1):
+            for name, tree in trees.items():
+                out = ROOT / "bench" / "data" / f"bills-{name}"
+                seconds, bills[size] = rows_only(tree, clickhouse, args.month, out)
+                print(f"{size} households, round {round_no}, {name}: {seconds:.2f} s")
+                key = (name, size)
+                best[key] = min(best.get(key, seconds), seconds)
+    sizes = sorted(bills)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print("| households | bills | before s | after s | after ÷ before |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        before, after = best["before", size], best["after", size]
+        print(f"| {size:,} | {bills[size]:,} | {before:.2f} | {after:.2f} | {after / before:.2f} |")
+    first, last = sizes[0], sizes[-1]
+    for name in trees:
+        slope = (best[name, last] - best[name, first]) / (bills[last] - bills[first])
+        fixed = best[name, first] - slope * bills[first]
+        print(
+            f"{name}: {1000 * slope:.2f} ms per account ({first}→{last}), fixed {fixed:.1f} s; "
+            f"{CITY:,} households ≈ {(fixed + slope * CITY) / 60:.1f} min"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--households", type=int, default=400)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--month", default="2026-03")
+    parser.add_argument("--baseline", help="another checkout: compare rows-only bills with it")
+    parser.add_argument("--sizes", default="100,400,1600", help="households, with --baseline")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each, with --baseline")
     args = parser.parse_args()
-    data = ROOT / "bench" / "data" / f"h{args.households}-d{args.days}-s{args.seed}"
-    inputs = data / "input"
-    if not (inputs / "readings.jsonl").exists():
-        write_example(
-            inputs,
-            households=args.households,
-            days=args.days,
-            seed=args.seed,
-            start=date(2026, 3, 2),
-        )
+    if args.baseline:
+        compare_bills(args)
+        return
+    inputs = example_set(args.households, args.days, args.seed)
+    data = inputs.parent
     replay = replay_pass(inputs, 1)
     dsn = f"chdb://{data / 'clickhouse'}"
     reconcile, _, err = timed(["reconcile", "--clickhouse", dsn])

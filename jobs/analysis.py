@@ -33,8 +33,8 @@ def _median_twice(values: list[int]) -> int:
     return 2 * ordered[n // 2] if n % 2 else ordered[n // 2 - 1] + ordered[n // 2]
 
 
-def _hourly(intervals: pl.DataFrame, zone: str) -> dict[str, list[int]]:
-    hours = intervals.with_columns(hour=tables.local_ts("us", zone).dt.hour())
+def _hourly(intervals: pl.DataFrame) -> dict[str, list[int]]:
+    hours = intervals.with_columns(hour=pl.col("local").dt.hour())
     sums = hours.group_by("account_id", "hour").agg(pl.col("milli").sum())
     found: dict[str, list[int]] = {}
     for aid, hour, milli in sums.iter_rows():
@@ -42,13 +42,12 @@ def _hourly(intervals: pl.DataFrame, zone: str) -> dict[str, list[int]]:
     return found
 
 
-def _base_load(intervals: pl.DataFrame, zone: str) -> dict[str, int]:
+def _base_load(intervals: pl.DataFrame) -> dict[str, int]:
     """Median over days of each day's lowest mean power (W) among intervals starting 00–06."""
     night = (
-        intervals.group_by("account_id", "us", "end_us")
+        intervals.filter(pl.col("local").dt.hour() < 6)
+        .group_by("account_id", "us", "end_us", "local")
         .agg(pl.col("milli").sum())
-        .with_columns(local=tables.local_ts("us", zone))
-        .filter(pl.col("local").dt.hour() < 6)
         .with_columns(
             day=pl.col("local").dt.date(),
             # W = kWh ÷ h × 1000 = milli × 3.6e9 ÷ µs, rounded half up to whole watts.
@@ -78,10 +77,10 @@ def analysis_rows(
         return []
     zone = inputs.zone
     end = month_after(month)
-    intervals = tables.intervals(store, month, end)
-    hourly, base = _hourly(intervals, zone), _base_load(intervals, zone)
+    intervals = tables.with_local(tables.intervals(store, month, end), "us", zone)
+    hourly, base = _hourly(intervals), _base_load(intervals)
     peak = (
-        intervals.filter(tables.local_ts("us", zone).dt.hour().is_in(list(PEAK_HOURS)))
+        intervals.filter(pl.col("local").dt.hour().is_in(list(PEAK_HOURS)))
         .group_by("account_id")
         .agg(pl.col("milli").sum())
     )
@@ -89,7 +88,11 @@ def analysis_rows(
     rating = read_rating_inputs(store, zone)
     alternative = alt_plans(settings.rules.plans)
     register_max = int(settings.rules.register_max_kwh * 1000)
-    alt_daily, _ = recompute(rating, settings.rules.plans, zone, register_max, alternative)
+    # The month's days need the spans from 1 January on (the tier cumulative), none after it.
+    new_year = (tables.midnight_us(month.replace(month=1), zone), tables.midnight_us(end, zone))
+    alt_daily, _ = recompute(
+        rating, settings.rules.plans, zone, register_max, alternative, within=new_year
+    )
     alt_charge = dict(
         alt_daily.filter((pl.col("day") >= month) & (pl.col("day") < end))
         .group_by("account_id")

@@ -90,7 +90,7 @@ def run_monthly(
         events = tables.account_events(store)
         who = contacts(events)
         render = _renderers() if documents else None
-        series = daily_kwh(inputs.daily_usage, month)
+        series = daily_kwh(inputs.daily_usage, month) if documents else {}
         bar = Progress(f"bills {month:%Y-%m}", len(result.bills), progress)
         for bill in result.bills:
             aid = bill["account_id"]

@@ -5,20 +5,52 @@ Independent of the stream's code: see `jobs.rater` for the inputs and units.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from jobs.rater import TIERS, PlanData, _plan_tables
+from jobs.rater import TIERS, PlanData, _plan_tables, sorted_by
 from jobs.tables import local_ts
 
 BY_SPAN = "span"
 
 
-def _tod(column: str, zone: str) -> pl.Expr:
-    """Microseconds since local midnight."""
-    local = local_ts(column, zone)
-    return (local - local.dt.truncate("1d")).dt.total_microseconds()
+def _local_days(frame: pl.DataFrame, columns: Sequence[str], zone: str) -> pl.DataFrame:
+    """Each distinct instant in ``columns`` (as ``us``) with its local day, year and clock.
+
+    The readings share a few thousand instants, so the zone's rules run once per instant
+    rather than once per row.
+    """
+    local = local_ts("us", zone)
+    instants = pl.concat([frame.select(us=pl.col(c)) for c in columns]).unique()
+    return instants.select(
+        "us",
+        day=local.dt.date(),
+        year=local.dt.year(),
+        clock=(local - local.dt.truncate("1d")).dt.total_microseconds(),
+    )
+
+
+def _with_local(
+    frame: pl.DataFrame, local: pl.DataFrame, column: str, **names: str
+) -> pl.DataFrame:
+    """``frame`` with the local fields of ``column``'s instants, named ``field=name``."""
+    picked = local.select(
+        pl.col("us").alias(column), *(pl.col(f).alias(n) for f, n in names.items())
+    )
+    return frame.join(picked, on=column, how="left", maintain_order="left")
+
+
+def _with_tariff(frame: pl.DataFrame, periods: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each part's period, prices and tier bounds, found once per (plan, clock)."""
+    found = (
+        frame.select("plan", "clock")
+        .unique()
+        .sort("clock")
+        .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
+        .join(prices, on=["plan", "period"], how="left")
+    )
+    return frame.join(found, on=["plan", "clock"], how="left", maintain_order="left")
 
 
 def cut_points(
@@ -30,16 +62,16 @@ def cut_points(
     """
     _, _, tou_cuts = _plan_tables(plans)
     clocks = sorted({0, *tou_cuts["clock"].to_list()})
-    local0, local1 = local_ts("t0", zone), local_ts("t1", zone)
-    tod0, tod1 = _tod("t0", zone), _tod("t1", zone)
-    crosses = local0.dt.date() != local1.dt.date()
+    local = _local_days(spans, ("t0", "t1"), zone)
+    ends = _with_local(spans, local, "t0", day="day0", clock="tod0")
+    ends = _with_local(ends, local, "t1", day="day1", clock="tod1")
+    tod0, tod1 = pl.col("tod0"), pl.col("tod1")
+    crosses = pl.col("day0") != pl.col("day1")
     for clock in clocks[1:]:
         crosses = crosses | ((tod0 < clock) & (tod1 > clock))
     candidates = (
-        spans.filter(crosses)
-        .select(
-            BY_SPAN, "account_id", "t0", "t1", d=pl.date_ranges(local0.dt.date(), local1.dt.date())
-        )
+        ends.filter(crosses)
+        .select(BY_SPAN, "account_id", "t0", "t1", d=pl.date_ranges("day0", "day1"))
         .explode("d")
         .join(pl.DataFrame({"clock": clocks}, schema={"clock": pl.Int64}), how="cross")
         .with_columns(
@@ -74,8 +106,21 @@ def parts(spans: pl.DataFrame, cuts: pl.DataFrame) -> pl.DataFrame:
     """Apportion each span at its cuts by cumulative rounding (S4): account_id, start, end, milli.
 
     The energy up to cut i is round_half_up(Δ × (c_i − t0) ÷ (t1 − t0)) thousandths; each
-    part is the difference of consecutive cumulative values.
+    part is the difference of consecutive cumulative values. A span without cuts is one part.
     """
+    cut = spans.join(cuts.select(BY_SPAN).unique(), on=BY_SPAN, how="semi")
+    whole = spans.join(cut.select(BY_SPAN), on=BY_SPAN, how="anti").select(
+        BY_SPAN, "account_id", start="t0", end="t1", milli="delta"
+    )
+    return (
+        pl.concat([whole, _apportioned(cut, cuts)])
+        .sort(BY_SPAN, "end")
+        .select("account_id", "start", "end", "milli")
+    )
+
+
+def _apportioned(spans: pl.DataFrame, cuts: pl.DataFrame) -> pl.DataFrame:
+    """The parts of spans that have cuts, with their span."""
     ends = spans.select(BY_SPAN, c="t1")
     rows = pl.concat([cuts, ends]).join(spans, on=BY_SPAN).sort(BY_SPAN, "c")
     wide = pl.Int128
@@ -93,7 +138,7 @@ def parts(spans: pl.DataFrame, cuts: pl.DataFrame) -> pl.DataFrame:
             start=pl.col("c").shift(1).over(BY_SPAN).fill_null(pl.col("t0")),
             milli=pl.col("cum") - pl.col("cum").shift(1).over(BY_SPAN).fill_null(0),
         )
-        .select("account_id", "start", end="c", milli="milli")
+        .select(BY_SPAN, "account_id", "start", end="c", milli="milli")
     )
 
 
@@ -110,9 +155,11 @@ def rate(
     tier) and cost (1/10^7 yuan).
     """
     periods, prices, _ = _plan_tables(plans)
-    local = local_ts("start", zone)
+    local = _local_days(parts_frame, ("start",), zone)
+    # In account and time order from the start: every step below keeps the order, and the
+    # plan timeline needs it only within each account.
     rated = (
-        parts_frame.sort("start")
+        sorted_by(parts_frame, ["account_id"], "start")
         .join_asof(
             timeline.rename({"us": "start"}),
             on="start",
@@ -120,12 +167,9 @@ def rate(
             strategy="backward",
             check_sortedness=False,
         )
-        .with_columns(day=local.dt.date(), year=local.dt.year(), clock=_tod("start", zone))
-        .sort("clock")
-        .join_asof(periods, on="clock", by="plan", strategy="backward", check_sortedness=False)
-        .join(prices, on=["plan", "period"], how="left")
-        .join(bases, on=["account_id", "year"], how="left")
-        .sort("account_id", "start")
+        .pipe(_with_local, local, "start", day="day", year="year", clock="clock")
+        .pipe(_with_tariff, periods, prices)
+        .join(bases, on=["account_id", "year"], how="left", maintain_order="left")
         .with_columns(
             c1=pl.col("base").fill_null(0) + pl.col("milli").cum_sum().over("account_id", "year")
         )
@@ -146,8 +190,9 @@ def rate(
 
 def daily(rated: pl.DataFrame) -> pl.DataFrame:
     """Per account × local day: kWh, peak, valley, tiers, charge (fen, rounded once), ytd."""
+    used = ("account_id", "day", "start", "milli", "period", "q1", "q2", "q3", "cost", "c1")
     return (
-        rated.sort("account_id", "start")
+        sorted_by(rated.select(used), ["account_id"], "start")
         .group_by("account_id", "day")
         .agg(
             kwh=pl.col("milli").sum(),

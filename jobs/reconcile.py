@@ -52,12 +52,21 @@ def recompute(
     zone: str,
     register_max_milli: int,
     override: Mapping[str, str] | None = None,
+    within: tuple[int, int] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(daily totals, opening ytd bases) re-rated from the readings; ``override`` maps plans."""
+    """(daily totals, opening ytd bases) re-rated from the readings; ``override`` maps plans.
+
+    With ``within`` (epoch µs, [start, end)), only the spans that overlap it are rated: the
+    totals of the days inside it are exact when it starts at a local 1 January, where the
+    tier cumulative starts again (other days may miss parts).
+    """
     data = plan_data(plans)
     timeline = plan_timeline(inputs.account_events, override)
     bases = opening_ytd(inputs.account_events, zone)
     span_frame = spans(inputs.readings, inputs.regressions, register_max_milli)
+    if within is not None:
+        start, end = within
+        span_frame = span_frame.filter((pl.col("t1") > start) & (pl.col("t0") < end))
     cuts = cut_points(span_frame, timeline, data, zone)
     rated = rate(parts(span_frame, cuts), timeline, bases, data, zone)
     return daily(rated), bases

@@ -8,8 +8,9 @@ float ever holds an amount.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -18,9 +19,13 @@ from store.clickhouse import ClickHouseStore
 US = "us"
 
 
-def _frame(store: ClickHouseStore, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    columns = store.query_columns(sql)
-    return pl.DataFrame(columns, schema=schema)
+def _frame(
+    store: ClickHouseStore,
+    sql: str,
+    schema: dict[str, pl.DataType],
+    parameters: dict[str, object] | None = None,
+) -> pl.DataFrame:
+    return pl.DataFrame(store.query_arrow(sql, parameters)).cast(schema)  # type: ignore[arg-type]
 
 
 def local_ts(column: str | pl.Expr, zone: str) -> pl.Expr:
@@ -32,16 +37,27 @@ def local_ts(column: str | pl.Expr, zone: str) -> pl.Expr:
     )
 
 
+def with_local(frame: pl.DataFrame, column: str, zone: str, name: str = "local") -> pl.DataFrame:
+    """``frame`` with ``column`` (epoch µs) as a local datetime ``name``, in the same order.
+
+    The zone's rules run once per distinct instant: meters read on a shared quarter-hour
+    clock, so millions of rows share a few thousand instants.
+    """
+    instants = frame.select(pl.col(column).unique())
+    local = instants.with_columns(local_ts(column, zone).alias(name))
+    return frame.join(local, on=column, how="left", maintain_order="left")
+
+
 _STR, _I64 = pl.String(), pl.Int64()
 
 
 def readings(store: ClickHouseStore, zone: str) -> pl.DataFrame:
-    """Accepted readings: account_id, meter_id, us, milli, source."""
+    """Accepted readings: account_id, meter_id, us, milli."""
     sql = (
         "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts) AS us,"
-        " toInt64(energy_kwh * 1000) AS milli, source FROM readings FINAL"
+        " toInt64(energy_kwh * 1000) AS milli FROM readings FINAL"
     )
-    schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64, "source": _STR}
+    schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64}
     return _frame(store, sql, schema)
 
 
@@ -59,6 +75,11 @@ def regressions(store: ClickHouseStore) -> pl.DataFrame:
         out[US].append(_epoch_us(ts))
         out["milli"].append(int(Decimal(str(body["energy_kwh"])) * 1000))
     return pl.DataFrame(out, schema={"meter_id": _STR, US: _I64, "milli": _I64})
+
+
+def midnight_us(day: date, zone: str) -> int:
+    """Epoch microseconds of 00:00 local time on ``day``."""
+    return _epoch_us(datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)))
 
 
 def _epoch_us(ts: datetime) -> int:
@@ -136,12 +157,11 @@ def accounts(store: ClickHouseStore) -> pl.DataFrame:
 
 def events_of_type(store: ClickHouseStore, kind: str) -> pl.DataFrame:
     """Events of one type (``disconnected``…): account_id, us."""
-    columns = store.query_columns(
+    sql = (
         "SELECT account_id, toUnixTimestamp64Micro(ts) AS us FROM events FINAL"
-        " WHERE type = {kind:String}",
-        {"kind": kind},
+        " WHERE type = {kind:String}"
     )
-    return pl.DataFrame(columns, schema={"account_id": _STR, US: _I64})
+    return _frame(store, sql, {"account_id": _STR, US: _I64}, {"kind": kind})
 
 
 def intervals(store: ClickHouseStore, start: date, end: date) -> pl.DataFrame:

@@ -410,22 +410,19 @@ class ClickHouseStore:
             raise RefusedQuery(f"not one valid statement: {reason}") from err
         return str(rows[0][0])
 
-    def query_columns(
-        self, sql: str, parameters: Mapping[str, object] | None = None
-    ) -> dict[str, list[Any]]:
-        """Run a read-only query and return its result column by column (for batch jobs).
+    def query_arrow(self, sql: str, parameters: Mapping[str, object] | None = None) -> Any:
+        """Run a read-only query and return its result as an Arrow table (for batch jobs).
 
         Jobs select money and energy as scaled integers or strings, so nothing passes
-        through a float on the way to polars. The SQL is the jobs' own (never a user's:
-        that goes through `query_readonly`); user values arrive as bound ``parameters``.
+        through a float on the way to polars, and the columns reach it without a Python
+        object per value. The SQL is the jobs' own (never a user's: that goes through
+        `query_readonly`); user values arrive as bound ``parameters``. ``readonly`` rides in
+        the statement: the driver applies an Arrow query's settings with ``SET`` and restores
+        them after, which a read-only session refuses, leaving the engine read-only.
         """
         params = dict(parameters) if parameters else None
-        result = self._call(lambda c: c.query(sql, parameters=params, settings={"readonly": 1}))
-        names = list(result.column_names)
-        columns = result.result_columns
-        if not columns:
-            return {name: [] for name in names}
-        return {name: list(values) for name, values in zip(names, columns, strict=True)}
+        statement = f"{sql} SETTINGS readonly = 1"
+        return self._call(lambda c: c.query_arrow(statement, parameters=params, use_strings=True))
 
     def _query(
         self,
