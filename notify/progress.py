@@ -71,5 +71,3 @@ class Stream:
     def room(self) -> int:
         """How many more events this stream may open."""
         return self.limit - self.in_flight
-
-

@@ -212,9 +212,7 @@ class NotifyWorker:
 
     def _hold(self, message: Outgoing, channel: str, release: datetime, key: str | None) -> None:
         """A reminder for quiet hours: a ``held`` row, and the reminder on the held topic."""
-        self._record(
-            self._attempt(message, channel, 0, HELD, f"quiet hours until {release:%H:%M}")
-        )
+        self._record(self._attempt(message, channel, 0, HELD, f"quiet hours until {release:%H:%M}"))
         self.metrics.held.labels(channel, message.kind).inc()
         entry = {
             "event_id": message.event_id,

@@ -151,8 +151,9 @@ url = "{sms.url}"
                 sent = {e["event_id"] for e in urgent}
                 total = len(urgent) + len(reminders)
                 wait_until(
-                    lambda s=sent, n=total: set(sms.log.hits) == s
-                    and _committed(broker.config) == n,
+                    lambda s=sent, n=total: (
+                        set(sms.log.hits) == s and _committed(broker.config) == n
+                    ),
                     60,
                     "every urgent SMS sent and the notifications committed",
                 )

@@ -53,7 +53,10 @@ def test_names_are_quoted_so_a_cluster_name_cannot_inject_sql() -> None:
 def test_migrate_cluster_prints_the_statements() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "wattpay.cli", "migrate", "--cluster", "province"],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("ON CLUSTER `province`") == 1 + 2 * len(TABLES)

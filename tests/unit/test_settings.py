@@ -134,6 +134,8 @@ def test_a_bad_dsn_is_reported_without_its_password(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env={"WATTPAY_CLICKHOUSE_DSN": "mysql://u:pw-secret@h/db?token=t-secret"})
     assert "secret" not in str(err.value) and "clickhouse.dsn" in str(err.value)
+
+
 def test_invoice_seller_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "w.toml"
     path.write_text('[invoice]\nseller_name = "某某供电公司"\nseller_tax_id = "123"\n', "utf-8")
