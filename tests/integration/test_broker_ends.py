@@ -9,15 +9,14 @@ lag must count from the fetch responses' end.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bus.kafka import DeliveryError, JsonProducer, PartitionReader, ensure_topics
+from bus.kafka import JsonProducer, PartitionReader, ensure_topics
+from tests.store_crash import kill_store, send_until_confirmed, supervise
 from wattpay.durable import EmbeddedKafka
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -30,7 +29,7 @@ def test_readers_reach_what_was_acknowledged_promptly_and_count_lag_from_it(
 ) -> None:
     kafka = EmbeddedKafka(tmp_path / "state").start()
     stop = threading.Event()
-    supervisor = threading.Thread(target=_supervise, args=(kafka, stop), daemon=True)
+    supervisor = threading.Thread(target=supervise, args=(kafka, stop), daemon=True)
     supervisor.start()
     try:
         ensure_topics(kafka.config, [TOPIC], 4)
@@ -74,29 +73,9 @@ def _publish_through_a_store_crash(kafka: EmbeddedKafka) -> dict[int, int]:
     deadline = time.monotonic() + 120
     for number in range(24):
         batch = [{"i": number * BATCH + i} for i in range(BATCH)]
-        while True:
-            for value in batch:
-                producer.send(TOPIC, f"k{value['i']}", value)
-            try:
-                producer.flush()
-                break
-            except DeliveryError:  # what wattpay's publishers do: send it again
-                assert time.monotonic() < deadline, "the publisher never recovered"
-                time.sleep(0.5)
+        send_until_confirmed(producer, TOPIC, batch, deadline)
         if number == 8:
-            threading.Timer(0.2, _kill_store, (kafka,)).start()
+            threading.Timer(0.2, kill_store, (kafka,)).start()
         time.sleep(0.05)
     producer.close()
     return {p: end for (topic, p), end in producer.acknowledged.items() if topic == TOPIC}
-
-
-def _kill_store(kafka: EmbeddedKafka) -> None:
-    pid = kafka.pids()["store"]
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-
-
-def _supervise(kafka: EmbeddedKafka, stop: threading.Event) -> None:
-    """What `up` does every second: start a dead store or broker again."""
-    while not stop.wait(1.0):
-        kafka.check()

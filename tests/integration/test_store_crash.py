@@ -10,8 +10,6 @@ idempotence, one request in flight, and send again what was not confirmed.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -19,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.kafka import DeliveryError, JsonProducer, consume_json, ensure_topics
+from bus.kafka import JsonProducer, consume_json, ensure_topics
+from tests.store_crash import kill_store, send_until_confirmed, supervise
 from wattpay.durable import EmbeddedKafka
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -30,7 +29,7 @@ BATCH = 40
 def test_publisher_survives_its_brokers_store_killed_and_loses_nothing(tmp_path: Path) -> None:
     kafka = EmbeddedKafka(tmp_path / "state").start()
     restarted, stop = threading.Event(), threading.Event()
-    supervisor = threading.Thread(target=_supervise, args=(kafka, restarted, stop), daemon=True)
+    supervisor = threading.Thread(target=supervise, args=(kafka, stop, restarted), daemon=True)
     supervisor.start()
     try:
         ensure_topics(kafka.config, [TOPIC], 2)
@@ -42,20 +41,11 @@ def test_publisher_survives_its_brokers_store_killed_and_loses_nothing(tmp_path:
                 f"the publisher still fails after the store came back ({failed_batches} failures)"
             )
             batch = [{"i": i} for i in range(sent, sent + BATCH)]
-            while True:
-                for value in batch:
-                    producer.send(TOPIC, f"k{value['i']}", value)
-                try:
-                    producer.flush()
-                    break
-                except DeliveryError:  # what wattpay's publishers do: send it again
-                    failed_batches += 1
-                    time.sleep(0.5)
-                    assert time.monotonic() < deadline, "the publisher never recovered"
+            failed_batches += send_until_confirmed(producer, TOPIC, batch, deadline)
             sent += BATCH
             after_restart += restarted.is_set()
             if sent == 10 * BATCH:  # killed while the next batches are on their way
-                threading.Timer(0.3, _kill_store, (kafka,)).start()
+                threading.Timer(0.3, kill_store, (kafka,)).start()
             time.sleep(0.01)
         producer.close()
         values = Counter(
@@ -70,16 +60,3 @@ def test_publisher_survives_its_brokers_store_killed_and_loses_nothing(tmp_path:
     assert set(values) == expected
     # A copy can only come from a batch sent again after a reported failure.
     assert sum(n - 1 for n in values.values()) <= failed_batches * BATCH
-
-
-def _kill_store(kafka: EmbeddedKafka) -> None:
-    pid = kafka.pids()["store"]
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-
-
-def _supervise(kafka: EmbeddedKafka, restarted: threading.Event, stop: threading.Event) -> None:
-    """What `up` does every second: start a dead store or broker again."""
-    while not stop.wait(1.0):
-        if any("S3 store restarted" in line for line in kafka.check()):
-            restarted.set()
