@@ -368,7 +368,7 @@ QUIET_SECONDS = 2.0
 class PartitionEnds:
     """Which partitions a reader has read to their end: by the broker's word, or by silence.
 
-    The embedded broker's ends are not to be trusted alone (docs/operations.md "The
+    The embedded broker's ends are not to be trusted alone (docs/architecture.md, "The
     broker's ends"): after its store crashed, it answers a high watermark (ListOffsets)
     below what it acknowledged, while its fetches report the right one; and a partition
     can end in an offset gap, below that high watermark, where no end-of-partition event
@@ -483,7 +483,7 @@ def consume_json(
             assign_committed(consumer, topic, partitions, timeout=deadline - time.monotonic())
         else:
             assign(consumer, ((topic, p, None) for p in partitions))
-        pairs, positions = _read(consumer, len(partitions), deadline, max_messages)
+        pairs, positions = _read(consumer, deadline, max_messages)
         if group and positions:
             commit_positions(consumer, {(topic, p): o for p, o in positions.items()})
         return pairs
@@ -505,7 +505,7 @@ def _wait_for_partitions(
 
 
 def _read(
-    consumer: Consumer, partition_count: int, deadline: float, max_messages: int | None
+    consumer: Consumer, deadline: float, max_messages: int | None
 ) -> tuple[list[tuple[str | None, Any]], dict[int, int]]:
     pairs: list[tuple[str | None, Any]] = []
     positions: dict[int, int] = {}
@@ -543,12 +543,10 @@ def _assigned(consumer: Consumer) -> list[tuple[str, int]]:
     return [(tp.topic, tp.partition) for tp in consumer.assignment()]
 
 
-def _report_silent(
-    consumer: Consumer, ends: PartitionEnds, key: Callable[[str, int], Any] = lambda _, p: p
-) -> None:
+def _report_silent(consumer: Consumer, ends: PartitionEnds) -> None:
     """Log the partitions taken as ended by silence below the broker's end (an offset gap)."""
     for topic, partition in _assigned(consumer):
-        if not ends.silent(key(topic, partition)):
+        if not ends.silent(partition):
             continue
         tp = TopicPartition(topic, partition)
         _, high = consumer.get_watermark_offsets(tp, cached=True)
