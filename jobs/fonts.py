@@ -89,7 +89,9 @@ def _subset(source: Path, chars: str, target: Path) -> Path:
     logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # tables it cannot subset
     options = subset.Options()
     options.notdef_outline = True
-    font = ttLib.TTFont(str(source))
+    # The subset keeps the font's own date: saved with the clock's, it made a document
+    # rendered in another process, or after new characters appeared, differ in those bytes.
+    font = ttLib.TTFont(str(source), recalcTimestamp=False)
     subsetter = subset.Subsetter(options)
     subsetter.populate(text=chars)
     subsetter.subset(font)

@@ -8,8 +8,10 @@ the month, so a second run rewrites the same rows, files and notifications.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -24,6 +26,7 @@ from jobs.money import month_after
 from jobs.notices import contacts, event_row, file_notices, monthly_bill
 from jobs.progress import Progress
 from store.clickhouse import BatchWriter, ClickHouseStore
+from store.schema import as_stored
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -144,8 +147,31 @@ def _invoice(
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
     (out_dir / xml).write_bytes(invoice_xml(row))
     if render is not None:
-        render[1](row, out_dir / pdf)
+        render_invoice_pdf(row, out_dir)
     return row
+
+
+def render_invoice_pdf(invoice: Mapping[str, Any], out_dir: Path) -> Path:
+    """Write an invoice's PDF at its ``pdf_path`` under ``out_dir``; return where.
+
+    The same bytes from the job's row and from the row read back from ClickHouse, so the
+    web pages may render one on demand (``wattpay bills --no-documents``) and keep it. The
+    file appears whole or not at all: it is written beside and renamed into place.
+    """
+    root = out_dir.resolve()
+    path = (root / str(invoice["pdf_path"])).resolve()
+    if not path.is_relative_to(root) or path.suffix != ".pdf":
+        raise ValueError(f"an invoice PDF must be a .pdf under {root}: {invoice['pdf_path']!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from jobs.documents import render_invoice
+
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        render_invoice(as_stored("invoices", invoice), partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def _renderers() -> tuple[Callable[..., None], Callable[..., None]]:

@@ -539,3 +539,20 @@ def row_values(table_name: str, row: Mapping[str, object]) -> tuple[object, ...]
             _check_value(table_name, column, row[column.name])
         raise
     return tuple([row[name] for name in names])
+
+
+def as_stored(table_name: str, row: Mapping[str, object]) -> dict[str, object]:
+    """A row's values as reading it back gives them: decimals at their column's scale.
+
+    What is rendered from a row (an invoice PDF) is then the same whether the row comes
+    from the job that wrote it or from the table.
+    """
+    stored = dict(row)
+    for column in table_spec(table_name).columns:
+        match = _DECIMAL.fullmatch(column.type.removeprefix("Nullable(").removesuffix(")"))
+        value = stored.get(column.name)
+        if match is not None and isinstance(value, Decimal):
+            with localcontext() as ctx:
+                ctx.prec = 100
+                stored[column.name] = value.quantize(Decimal(1).scaleb(-int(match.group(2))))
+    return stored

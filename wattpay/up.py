@@ -34,6 +34,7 @@ from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
+from wattpay.documents import render_invoice_on_demand
 from wattpay.durable import EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
@@ -238,6 +239,7 @@ class Up:
         # Without a token of its own, the one the rest of ``up`` requires beyond loopback.
         web.token = web.token or self.settings.query_token or None
         web.documents = web.documents or options.state_dir / "jobs"  # the monthly jobs' output
+        web.render_invoice = render_invoice_on_demand
         web.metrics_urls = (
             f"http://{options.host}:{options.metrics_port}/metrics",
             f"http://{options.host}:{options.billing_metrics_port}/metrics",

@@ -24,7 +24,7 @@ from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
 from web.charts import bar_chart, line_chart
-from web.documents import DOCUMENT_TYPES, document_path
+from web.documents import DOCUMENT_TYPES, document_path, invoice
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
 from web.operations import operations
@@ -58,6 +58,8 @@ class WebOptions:
     require_token: bool = False
     allowed_hosts: tuple[str, ...] = ()
     documents: Path | None = None
+    render_invoice: Callable[[dict[str, Any], Path], Path] | None = None
+    """Renders an invoice's PDF from its row under ``documents`` (on demand, then kept)."""
     metrics_urls: tuple[str, ...] = ()
     refresh_seconds: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
@@ -200,13 +202,24 @@ def create_app(
         text = files("web").joinpath("openapi.json").read_text(encoding="utf-8")
         return Response(text, media_type="application/json")
 
+    rendering = threading.Lock()
+
     def document(request: Request) -> Response:
         name = request.path_params["name"]
         stem, _, kind = name.rpartition(".")
         path = document_path(options.documents, stem, kind)
+        if path is None and kind == "pdf" and options.render_invoice is not None:
+            with rendering:  # one rendering of a document at a time; the next finds the file
+                path = document_path(options.documents, stem, kind) or _rendered(stem)
         if path is None:
             raise ApiError(404, "no such document")
         return FileResponse(path, media_type=DOCUMENT_TYPES[kind])
+
+    def _rendered(invoice_no: str) -> Path | None:
+        """An invoice's PDF rendered now from its row (``wattpay bills --no-documents``)."""
+        assert options.render_invoice is not None and options.documents is not None
+        row = invoice(reader, invoice_no)
+        return None if row is None else options.render_invoice(row, options.documents)
 
     def health(request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")

@@ -39,6 +39,16 @@ def bills(reader: Reader, account_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def invoice(reader: Reader, invoice_no: str) -> dict[str, Any] | None:
+    """The ``invoices`` row of a 20-digit invoice number, if there is one."""
+    if not INVOICE_NO.fullmatch(invoice_no) or not reader.has_table("invoices"):
+        return None
+    return reader.one(
+        "SELECT * FROM invoices FINAL WHERE invoice_no = {invoice_no:String} LIMIT 1",
+        invoice_no=invoice_no,
+    )
+
+
 def document_path(directory: Path | None, invoice_no: str, kind: str) -> Path | None:
     """The invoice's PDF or XML under the jobs' output directory, if it has been written.
 

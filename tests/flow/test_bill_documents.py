@@ -1,6 +1,7 @@
 """Bill and invoice PDFs: Chinese text embedded with a real CJK font, rendered by poppler."""
 
 import subprocess
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_bill_pdf_in_chinese_and_english(tmp_path: Path) -> None:
     assert "Monthly electricity bill" in _text(en) and "613.86" in _text(en)
     _renders(zh, tmp_path)
     again = tmp_path / "again.pdf"
+    _next_second()
     render_bill(BILL, daily, {"locale": "zh-CN"}, again)
     assert again.read_bytes() == zh.read_bytes()  # a re-run writes the same document
 
@@ -110,3 +112,24 @@ def test_invoice_pdf(tmp_path: Path) -> None:
     ):
         assert words in text
     _renders(pdf, tmp_path)
+    again = tmp_path / "again.pdf"
+    _next_second()  # the clock must not reach the document (an embedded font's date did)
+    render_invoice(row, again)
+    assert again.read_bytes() == pdf.read_bytes()
+
+
+def _next_second() -> None:
+    """Wait until the wall clock's second changes."""
+    second = int(time.time())
+    while int(time.time()) == second:
+        time.sleep(0.02)
+
+
+def test_font_subsets_made_in_another_process_are_the_same_bytes() -> None:
+    from jobs.fonts import _Fonts
+
+    first = _Fonts().for_text("户1 電費")  # each process makes its own subsets, when it needs them
+    _next_second()
+    second = _Fonts().for_text("户1 電費")
+    for one, other in zip(first, second, strict=True):
+        assert one != other and one.read_bytes() == other.read_bytes()

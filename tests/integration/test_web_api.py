@@ -299,6 +299,22 @@ def test_bills_link_their_invoice_documents(web: WebProcess, database: Database)
     assert get(f"{web.url}/documents/..%2F..%2Fetc%2Fpasswd.pdf").status == 404
 
 
+def test_an_invoice_pdf_not_rendered_by_the_job_is_rendered_on_demand_and_kept(
+    web: WebProcess, database: Database
+) -> None:
+    (bill,) = database.bills
+    number = bill["invoice_no"]
+    batch = get(f"{web.url}/documents/{number}.pdf").body  # rendered by `wattpay bills`
+    (kept,) = (database.work / "documents").rglob(f"*{number}.pdf")
+    kept.unlink()  # as after `wattpay bills --no-documents`
+    on_demand = get(f"{web.url}/documents/{number}.pdf")
+    assert on_demand.status == 200 and on_demand.headers["content-type"] == "application/pdf"
+    assert on_demand.body == batch  # from the row in ClickHouse: the same invoice, byte for byte
+    assert kept.read_bytes() == batch  # kept where the job would have put it
+    assert get(f"{web.url}/documents/{number}.pdf").body == batch
+    assert not list((database.work / "documents").rglob("*.part"))
+
+
 def test_landlord_before_and_after_the_column_exists(web: WebProcess, database: Database) -> None:
     before = database.before_migration
     assert before["known"] is False and "landlord_id" in before["reason"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from wattpay.cli.common import settings_from_args as _settings
+from wattpay.documents import render_invoice_on_demand
 
 EXAMPLES = """\
 examples:
@@ -42,6 +43,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         require_token=args.require_token,
         allowed_hosts=tuple(args.allowed_host or ()),
         documents=Path(args.documents) if args.documents else None,
+        render_invoice=render_invoice_on_demand,
         metrics_urls=tuple(args.metrics or ()),
         refresh_seconds=args.refresh,
     )
