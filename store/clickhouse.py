@@ -534,6 +534,15 @@ class BatchWriter:
             self.flush()
             return True
 
+    def take(self) -> dict[str, Columns]:
+        """Hand over every table's buffer; writing it is the caller's (``insert_columns``).
+
+        The writer is empty afterwards.
+        """
+        with self._lock:
+            taken, self._buffers, self._oldest = self._buffers, {}, None
+            return taken
+
     def flush(self) -> dict[str, int]:
         """Write every table's buffer, in the order first buffered; the rows written per table."""
         written: dict[str, int] = {}
