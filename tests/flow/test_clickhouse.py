@@ -491,3 +491,31 @@ def test_migration_4_adds_deliveries_to_a_database_of_version_1(store: ClickHous
     row = SAMPLE_ROWS["deliveries"]
     store.insert_rows("deliveries", [row])
     assert select_final(store, "deliveries") == [tuple(row.values())]
+
+
+def test_the_replay_sink_writes_on_its_thread_and_a_failed_write_fails_the_next_call(
+    tmp_path: Path,
+) -> None:
+    from billing.outputs import Row
+    from pipelines.clickhouse_sink import ClickHouseSink
+
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    with ClickHouseStore(dsn) as store:
+        store.migrate()
+    sink = ClickHouseSink(dsn, max_rows=1, max_seconds=3600)
+    part = sink.build_part("rows", "clickhouse-0", None)
+    row = SAMPLE_ROWS["readings"]
+    part.write_batch([[Row("readings", row)]])  # due at once: written on the sink's thread
+    part.write_batch([[Row("readings", {**row, "meter_id": "M-002"})]])
+    part._written()  # noqa: SLF001 - wait for the thread
+    assert len(select_final(part._store, "readings")) == 2  # noqa: SLF001
+
+    def refuse(table: str, columns: object) -> None:
+        raise ClickHouseError("the server went away")
+
+    part._store.insert_columns = refuse  # type: ignore[method-assign] # noqa: SLF001
+    part.write_batch([[Row("readings", {**row, "meter_id": "M-003"})]])  # handed to the thread
+    with pytest.raises(ClickHouseError, match="went away"):
+        part.write_batch([[Row("readings", {**row, "meter_id": "M-004"})]])
+    with pytest.raises(ClickHouseError, match="went away"):
+        part.close()  # the rows still buffered cannot be written either
