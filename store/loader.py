@@ -102,16 +102,20 @@ class Loader:
                     deadline = deadline or time.monotonic() + drain
                     if feed.all_at_end or time.monotonic() > deadline:
                         break
+                polled: dict[str, list[tuple[object, ...]]] = {}
                 for record in feed.poll(2000, 0.2):
-                    self._buffer(writer, record.value)
+                    self._decode(polled, record.value)
                     read[record.partition] = record.offset + 1
+                for table, values in polled.items():  # one columns' encoding per table
+                    writer.add_values(table, values)
                 if writer.due():
                     self._write_and_commit(writer, feed, read, stop)
             self._write_and_commit(writer, feed, read, stop, attempts=3)
         finally:
             feed.close()
 
-    def _buffer(self, writer: BatchWriter, payload: bytes) -> None:
+    def _decode(self, polled: dict[str, list[tuple[object, ...]]], payload: bytes) -> None:
+        """Add a fact's checked row to ``polled`` (by table), or count it as a bad fact."""
         try:
             row = decode_fact(payload)
             values = schema.row_values(row.table, row.values)
@@ -119,7 +123,7 @@ class Loader:
             self.stats.bad_facts += 1
             log.error("skipping a fact that does not fit the schema: %s", err)
             return
-        writer.add_values(row.table, [values])
+        polled.setdefault(row.table, []).append(values)
 
     def _write_and_commit(
         self,
