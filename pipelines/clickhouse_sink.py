@@ -73,7 +73,7 @@ class ClickHouseSink(FixedPartitionedSink[list[Row] | dict[str, Columns], None])
     """Batches of rows, written by ``writers`` partitions of this process (deduplicated by id)."""
 
     def __init__(
-        self, dsn: str, *, writers: int = 1, max_rows: int = 10_000, max_seconds: float = 1.0
+        self, dsn: str, *, writers: int = 1, max_rows: int = 100_000, max_seconds: float = 1.0
     ) -> None:
         self.dsn = dsn
         self.writers = writers

@@ -158,7 +158,7 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         clickhouse_batch_rows=Histogram(
             "wattpay_clickhouse_batch_rows",
             "Rows in one ClickHouse batch",
-            buckets=(1, 10, 100, 1000, 5000, 10000, 50000),
+            buckets=(1, 10, 100, 1000, 5000, 10000, 50000, 100000),
             registry=registry,
         ),
         step_items=Counter(

@@ -14,7 +14,7 @@ from pathlib import Path
 from config.errors import OperatorError
 
 RECOVERY_PARTITIONS = 4
-STATE_FORMAT = "5"
+STATE_FORMAT = "6"
 """The layout of the pickled states; raise it whenever billing/ state classes change shape."""
 FORMAT_FILE = "FORMAT"
 

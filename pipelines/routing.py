@@ -60,8 +60,30 @@ ROUTE_BUCKETS = 8
 ORDER_BUCKETS = 8
 CLAIM_SHARDS = 1024
 LIFECYCLE_KEY = "lifecycle"
-ROUTE_KEYS = tuple(f"route-{b}" for b in range(ROUTE_BUCKETS))
-ORDER_KEYS = tuple(f"order-{b}" for b in range(ORDER_BUCKETS))
+# Bytewax sends a key to a worker by a hash of its own; these names put bucket b on worker
+# b mod n for 2, 4 and 8 workers (and 3: 3, 3 and 2 buckets), so every worker routes and
+# orders its share. "route-0" … "route-7" put 6 route buckets of 8 on one of two workers.
+# tests/unit/test_bucket_workers.py checks the placement with Bytewax itself.
+ROUTE_KEYS = (
+    "route-0.5",
+    "route-1.31",
+    "route-2",
+    "route-3.16",
+    "route-4.14",
+    "route-5.5",
+    "route-6.34",
+    "route-7.11",
+)
+ORDER_KEYS = (
+    "order-0.14",
+    "order-1.71",
+    "order-2",
+    "order-3.4",
+    "order-4.24",
+    "order-5.32",
+    "order-6.46",
+    "order-7.12",
+)
 CLAIM_PREFIX = "claims-"
 
 # What travels between the steps: plain tuples tagged by their first field.
