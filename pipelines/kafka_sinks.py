@@ -7,7 +7,7 @@ epoch ends (its snapshot), so a recovery snapshot never runs ahead of what reach
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from zlib import adler32
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -15,7 +15,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from billing.outputs import Row, TopicMessage
 from bus.kafka import KafkaException, encode_json, new_producer
 from bus.topics import FACTS
-from store.facts import encode_fact
+from store.facts import encode_facts
 
 SINK_PARTITIONS = 4
 # The largest message these producers send. A rejected input travels whole on the DLQ and the
@@ -25,9 +25,13 @@ MAX_MESSAGE_BYTES = 1_000_000_000
 
 
 class _Producing(StatefulSinkPartition[object, None]):
-    """One producer; items are encoded by the owning sink's ``encode``."""
+    """One producer; a call's batches are encoded by the owning sink's ``encode``."""
 
-    def __init__(self, config: Mapping[str, str], encode: object) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, str],
+        encode: Callable[[list[list[object]]], Iterable[tuple[str, str, bytes]]],
+    ) -> None:
         self._producer = new_producer(config, extra={"message.max.bytes": str(MAX_MESSAGE_BYTES)})
         self._encode = encode
         self._errors: list[str] = []
@@ -37,8 +41,7 @@ class _Producing(StatefulSinkPartition[object, None]):
             self._errors.append(str(error))
 
     def write_batch(self, items: list[list[object]]) -> None:
-        for item in (item for batch in items for item in batch):
-            topic, key, value = self._encode(item)  # type: ignore[operator]
+        for topic, key, value in self._encode(items):
             while True:
                 try:
                     self._producer.produce(
@@ -72,7 +75,8 @@ class _KafkaSink(FixedPartitionedSink[object, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Producing:
         return _Producing(self.config, self.encode)
 
-    def encode(self, item: object) -> tuple[str, str, bytes]:
+    def encode(self, batches: list[list[object]]) -> Iterable[tuple[str, str, bytes]]:
+        """The messages ``(topic, key, value)`` of one call's batches."""
         raise NotImplementedError
 
 
@@ -87,23 +91,24 @@ class KafkaMessageSink(_KafkaSink):
         super().__init__(config)
         self.prefix = prefix
 
-    def encode(self, item: object) -> tuple[str, str, bytes]:
-        message = item if isinstance(item, TopicMessage) else item[1]  # type: ignore[index]
-        return self.prefix + message.topic, message.key, encode_json(message.value)
+    def encode(self, batches: list[list[object]]) -> Iterable[tuple[str, str, bytes]]:
+        for item in (item for batch in batches for item in batch):
+            message = item if isinstance(item, TopicMessage) else item[1]  # type: ignore[index]
+            yield self.prefix + message.topic, message.key, encode_json(message.value)
 
 
 class KafkaFactSink(_KafkaSink):
-    """Every analytics row, as a fact on ``<prefix>facts`` for the ClickHouse loader.
+    """Every analytics row, as facts on ``<prefix>facts`` for the ClickHouse loader.
 
-    Takes ``(key, [Row, …])`` batches; each row is one message.
+    Takes ``(key, [Row, …])`` batches; a call's rows leave as batch messages, up to
+    ``store.facts.FACTS_PER_MESSAGE`` rows of one table each (``store.facts.encode_facts``).
     """
 
     def __init__(self, config: Mapping[str, str], prefix: str) -> None:
         super().__init__(config)
         self.topic = FACTS.full_name(prefix)
 
-    def encode(self, item: object) -> tuple[str, str, bytes]:
-        row = item[1] if isinstance(item, tuple) else item
-        assert isinstance(row, Row)  # noqa: S101 - the flow only routes rows here
-        key, value = encode_fact(row)
-        return self.topic, key, value
+    def encode(self, batches: list[list[object]]) -> Iterable[tuple[str, str, bytes]]:
+        rows = [row for batch in batches for row in batch]
+        assert all(isinstance(row, Row) for row in rows)  # noqa: S101 - the flow sends rows
+        return [(self.topic, key, value) for key, value in encode_facts(rows)]  # type: ignore[arg-type]

@@ -186,6 +186,30 @@ def _column_plan(
     return types, encoders
 
 
+TICKS, SCALED = "ticks", "scaled"
+
+
+@lru_cache(maxsize=None)
+def column_encodings(table: str) -> tuple[tuple[str, int, int] | None, ...]:
+    """How ``encode_columns`` sends each column of a table.
+
+    ``(TICKS, 3, 0)`` for timestamps (whole milliseconds since the epoch), ``(SCALED,
+    scale, precision)`` for non-null decimals (ints × 10^scale), None for a column sent
+    as it is.
+    """
+    types, encoders = _column_plan(table)
+    encoded = {index for index, _ in encoders}
+    plan: list[tuple[str, int, int] | None] = []
+    for index, driver_type in enumerate(types):
+        if index not in encoded:
+            plan.append(None)
+        elif isinstance(driver_type, _ScaledDecimal):
+            plan.append((SCALED, driver_type.scale, driver_type.prec))
+        else:
+            plan.append((TICKS, 3, 0))
+    return tuple(plan)
+
+
 Columns = list[list[Any]]
 """A table's values column by column, as an insert sends them (``encode_columns``)."""
 

@@ -17,9 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from store import schema
 from store.clickhouse import BatchWriter, ClickHouseError, ClickHouseStore
-from store.facts import decode_fact
+from store.facts import fact_columns
 
 log = logging.getLogger(__name__)
 
@@ -102,28 +101,24 @@ class Loader:
                     deadline = deadline or time.monotonic() + drain
                     if feed.all_at_end or time.monotonic() > deadline:
                         break
-                polled: dict[str, list[tuple[object, ...]]] = {}
                 for record in feed.poll(2000, 0.2):
-                    self._decode(polled, record.value)
+                    self._decode(writer, record.value)
                     read[record.partition] = record.offset + 1
-                for table, values in polled.items():  # one columns' encoding per table
-                    writer.add_values(table, values)
                 if writer.due():
                     self._write_and_commit(writer, feed, read, stop)
             self._write_and_commit(writer, feed, read, stop, attempts=3)
         finally:
             feed.close()
 
-    def _decode(self, polled: dict[str, list[tuple[object, ...]]], payload: bytes) -> None:
-        """Add a fact's checked row to ``polled`` (by table), or count it as a bad fact."""
+    def _decode(self, writer: BatchWriter, payload: bytes) -> None:
+        """Buffer a fact message's checked rows, or count it as a bad fact (all its rows)."""
         try:
-            row = decode_fact(payload)
-            values = schema.row_values(row.table, row.values)
+            table, columns, _ = fact_columns(payload)
         except ValueError as err:
             self.stats.bad_facts += 1
-            log.error("skipping a fact that does not fit the schema: %s", err)
+            log.error("skipping a fact message that does not fit the schema: %s", err)
             return
-        polled.setdefault(row.table, []).append(values)
+        writer.add_columns(table, columns)
 
     def _write_and_commit(
         self,

@@ -510,6 +510,12 @@ def _row_plan(table_name: str) -> tuple[tuple[str, ...], frozenset[str], tuple, 
     return names, frozenset(names), checks, texts
 
 
+def column_checks(table_name: str) -> tuple[tuple[str, Callable[[object], object]], ...]:
+    """Every column's value check, ``(name, check)``: what `row_values` applies per row."""
+    names, _, checks, texts = _row_plan(table_name)
+    return (*checks, *((name, _check_text) for name in texts))
+
+
 @lru_cache(maxsize=None)
 def built_values(table_name: str) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
     """The tuple in `insert_columns` order of a row the billing core built, unchecked.

@@ -29,7 +29,7 @@ import pytest
 from bus.kafka import consume_json
 from simulate.example import write_example
 from store.clickhouse import ClickHouseStore
-from store.facts import decode_fact
+from store.facts import decode_facts
 from tests.crash_harness import INPUT_TOPICS, Feeder, UpProcess, feed_messages, read_values
 from tests.hostile import original_bytes
 from tests.live_harness import output_ids, tables, wait_until
@@ -116,7 +116,8 @@ def run(inputs: Path, work: Path, *, kills: int = 0, servers: bool = False) -> O
         fed = Counter(read_values(bootstrap, INPUT_TOPICS, settle=5.0))
         account_facts = [
             row.values
-            for row in map(decode_fact, read_values(bootstrap, ("wattpay.facts",), settle=5.0))
+            for fact in read_values(bootstrap, ("wattpay.facts",), settle=5.0)
+            for row in decode_facts(fact)
             if row.table == "accounts"
         ]
     finally:

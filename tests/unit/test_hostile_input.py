@@ -29,7 +29,8 @@ from meters.meter_bus import _command
 from notify.worker import _decoded
 from pipelines.kafka_sinks import KafkaFactSink, KafkaMessageSink
 from store import schema
-from store.facts import decode_fact, encode_fact
+from store.clickhouse import encode_columns
+from store.facts import decode_fact, encode_fact, fact_columns
 from tests.hostile import corpus, corpus_cases, original_bytes
 from tests.hostile_strategies import hostile_lines, near_valid_messages
 from wattpay.cli import main
@@ -64,10 +65,14 @@ def assert_encodable(outputs: list) -> None:
             key, value = encode_fact(output)
             key.encode("utf-8")
             assert decode_fact(value) == Row(output.table, dict(output.values))
-            FACTS.encode(("k", output))
+            # The batch form the flow publishes gives the loader what a direct insert sends.
+            [(_, key, value)] = FACTS.encode([[output]])
+            key.encode("utf-8")
+            direct = encode_columns(output.table, [schema.row_values(output.table, output.values)])
+            assert fact_columns(value) == (output.table, direct, 1)
         else:
             assert isinstance(output, TopicMessage)
-            topic, key, value = MESSAGES.encode(("k", output))
+            [(topic, key, value)] = MESSAGES.encode([[output]])
             key.encode("utf-8")
             encode_message(output).encode("utf-8")
             json.loads(value)
@@ -144,6 +149,8 @@ def test_a_hostile_fact_is_refused_not_raised(data: bytes) -> None:
     # The loader skips (and counts) a fact that does not fit; nothing else may escape.
     with pytest.raises(ValueError, match="not a fact message"):
         decode_fact(data)
+    with pytest.raises(ValueError, match="not a fact message"):
+        fact_columns(data)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +164,47 @@ def test_a_hostile_fact_is_refused_not_raised(data: bytes) -> None:
 def test_hostile_facts_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a fact message"):
         decode_fact(data)
+    with pytest.raises(ValueError, match="not a fact message"):
+        fact_columns(data)
+
+
+_TICK = '"received_at": [1700000000000]'
+_REJECTED = (
+    '{"table": "rejected", "columns": {"rejection_id": ["r"], "topic": ["t"], "key": ["k"], '
+    '"payload": ["p"], "payload_base64": [0], "reason": ["x"], "detail": ["d"], %s}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (_REJECTED % _TICK.replace("1700000000000", "1.5e12"), "not an int in range"),
+        (_REJECTED % _TICK.replace("1700000000000", "99999999999999999"), "not an int in range"),
+        (_REJECTED % _TICK.replace("1700000000000", "true"), "not an int in range"),
+        (_REJECTED % _TICK.replace("[1700000000000]", "[1, 2]"), "not a list of 1 values"),
+        (_REJECTED % _TICK.replace("[1700000000000]", "{}"), "not a list of 1 values"),
+        (_REJECTED % ('"extra": [1], ' + _TICK), "columns"),
+        (_REJECTED.replace('"topic": ["t"], ', "") % _TICK, "columns"),
+        (_REJECTED.replace('["k"]', "[7]") % _TICK, "expected str"),
+        (_REJECTED.replace("[0]", '["0"]') % _TICK, "expected an int"),
+        (_REJECTED.replace('["r"]', "[]") % _TICK, "not a list of 0 values|without rows"),
+        ('{"table": "intervals", "columns": []}', "columns is not an object"),
+        (
+            '{"table": "accounts", "columns": {"balance": [10000000000000000000]}}',
+            "columns",
+        ),
+    ],
+)
+def test_hostile_fact_batches_are_refused(data: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"not a fact message: .*({why})"):
+        fact_columns(data.encode())
+
+
+def test_a_fact_batch_is_what_an_insert_sends() -> None:
+    data = (_REJECTED % _TICK).encode()
+    table, columns, count = fact_columns(data)
+    assert (table, count) == ("rejected", 1)
+    assert columns == [["r"], ["t"], ["k"], ["p"], [0], ["x"], ["d"], [1700000000000]]
 
 
 @pytest.mark.parametrize(
