@@ -1,0 +1,243 @@
+"""Tariff what-if: every household's consumption of a period re-rated under proposed plans.
+
+The batch rater of the reconciliation (`jobs.rater`, `jobs.rating`) rates the accepted
+readings twice: under today's plans, where the result must equal the billed ``daily_usage``
+to the fen (the reconciliation's own check), and with the proposed ``[plans.ID]`` tables in
+place of the plans of those ids. Money stays in fen, energy in thousandths of a kWh.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import IO
+
+import polars as pl
+
+from billing.tariffs import Plan
+from config.errors import OperatorError
+from jobs import tables
+from jobs.money import month_after
+from jobs.progress import Progress
+from jobs.rater import TIERS, opening_ytd, plan_data, plan_timeline, spans
+from jobs.rating import cut_points, daily, parts, rate
+from jobs.reconcile import RatingInputs, differences
+
+COST_PER_FEN = 100_000  # costs are in 1/10^7 yuan
+PEAK_FROM_US, PEAK_TO_US = 8 * 3_600_000_000, 22 * 3_600_000_000
+
+
+class BilledMismatch(OperatorError, ValueError):
+    """Today's plans re-rated do not give the billed ``daily_usage``: no report is made."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole calendar months: ``first`` day to ``last`` day, both included."""
+
+    first: date
+    last: date
+
+    @property
+    def after(self) -> date:
+        """The day after the period."""
+        return month_after(self.last.replace(day=1))
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """The what-if's figures (fen and thousandths of a kWh, integers)."""
+
+    period: Period
+    accounts: pl.DataFrame  # account_id, plan, district, kwh, current, proposed, change, ...
+    months: pl.DataFrame  # month, current, proposed
+    districts: pl.DataFrame  # district, accounts, current, proposed
+    tiers: pl.DataFrame  # tier, kwh_current, kwh_proposed, current, proposed
+    alternatives: pl.DataFrame  # account_id, plan, proposed, best_plan, best
+    days_checked: int
+
+
+def _rated(
+    inputs: RatingInputs,
+    span_frame: pl.DataFrame,
+    plans: Mapping[str, Plan],
+    zone: str,
+    override: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """Every part of the spans rated under ``plans`` (the reconciliation's rater)."""
+    data = plan_data(plans)
+    timeline = plan_timeline(inputs.account_events, override)
+    bases = opening_ytd(inputs.account_events, zone)
+    cuts = cut_points(span_frame, timeline, data, zone)
+    return rate(parts(span_frame, cuts), timeline, bases, data, zone)
+
+
+def _in_period(frame: pl.DataFrame, period: Period) -> pl.DataFrame:
+    return frame.filter((pl.col("day") >= period.first) & (pl.col("day") <= period.last))
+
+
+def _per_account(days: pl.DataFrame, name: str) -> pl.DataFrame:
+    return days.group_by("account_id").agg(pl.col("charge").sum().alias(name))
+
+
+def _tiers(rated: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Energy and exact cost per tier over the period (cost rounded once, half up, to the fen)."""
+    sums = rated.select(
+        *(pl.col(f"q{k}").sum().alias(f"kwh{k}") for k in range(1, TIERS + 1)),
+        *((pl.col(f"q{k}") * pl.col(f"p{k}")).sum().alias(f"cost{k}") for k in range(1, TIERS + 1)),
+    ).row(0)
+    kwh = [int(v or 0) for v in sums[:TIERS]]
+    cost = [(2 * int(v or 0) + COST_PER_FEN) // (2 * COST_PER_FEN) for v in sums[TIERS:]]
+    return pl.DataFrame(
+        {"tier": list(range(1, TIERS + 1)), f"kwh_{name}": kwh, name: cost},
+        schema={"tier": pl.Int64, f"kwh_{name}": pl.Int64, name: pl.Int64},
+    )
+
+
+def _profiles(rated: pl.DataFrame) -> pl.DataFrame:
+    """Per account: days with consumption, kWh starting 08:00–22:00 local, kWh above tier 1."""
+    peak = (pl.col("clock") >= PEAK_FROM_US) & (pl.col("clock") < PEAK_TO_US)
+    return rated.group_by("account_id").agg(
+        days_used=pl.col("day").filter(pl.col("milli") > 0).n_unique(),
+        kwh_peak_hours=pl.col("milli").filter(peak).sum(),
+        kwh_above_tier1=(pl.col("q2") + pl.col("q3")).sum(),
+    )
+
+
+def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
+    """account_id, plan (in force at ``at_us``), district (given at ``open``)."""
+    plans = (
+        events.filter(pl.col("type").is_in(["open", "change_plan"]) & (pl.col("us") < at_us))
+        .sort("us")
+        .group_by("account_id")
+        .agg(pl.col("plan").last())
+    )
+    opens = events.filter(pl.col("type") == "open")
+    districts = [
+        str(json.loads(p).get("district") or "") if p else "" for p in opens["payload"].to_list()
+    ]
+    located = opens.select("account_id").with_columns(
+        district=pl.Series(districts, dtype=pl.String)
+    )
+    return plans.join(located.unique("account_id", keep="last"), on="account_id", how="left")
+
+
+def run_whatif(
+    inputs: RatingInputs,
+    billed: pl.DataFrame,
+    plans: Mapping[str, Plan],
+    proposed: Mapping[str, Plan],
+    period: Period,
+    zone: str,
+    register_max_milli: int,
+    progress: IO[str] | None = None,
+) -> WhatIf:
+    """Re-rate the period under today's plans and the proposed ones; check, then sum up.
+
+    ``billed`` is ``daily_usage`` (fen, milli). Raises BilledMismatch when today's plans
+    re-rated differ from it on any day of the period.
+    """
+    catalog = {**plans, **proposed}
+    alternatives = sorted(plans)
+    bar = Progress("tariff what-if", 3 + len(alternatives), progress)
+    # The tier cumulative starts again on 1 January: rate from there to the period's end.
+    start = tables.midnight_us(period.first.replace(month=1, day=1), zone)
+    end = tables.midnight_us(period.after, zone)
+    span_frame = spans(inputs.readings, inputs.regressions, register_max_milli).filter(
+        (pl.col("t1") > start) & (pl.col("t0") < end)
+    )
+    current_rated = _rated(inputs, span_frame, plans, zone)
+    current_days = daily(current_rated)
+    bases = opening_ytd(inputs.account_events, zone)
+    found = differences(billed, current_days, bases, period.first, period.last)
+    bar.advance()
+    if found.height:
+        first = found.row(0, named=True)
+        bar.finish()
+        raise BilledMismatch(
+            f"today's plans re-rated differ from daily_usage on {found.height} row(s) "
+            f"(first: {first['account_id']} {first['day']} {first['column']} billed "
+            f"{first['stream']} ≠ {first['batch']}); run `wattpay reconcile` and fix that first"
+        )
+    proposed_rated = _rated(inputs, span_frame, catalog, zone)
+    proposed_days = daily(proposed_rated)
+    bar.advance()
+    current_days = _in_period(current_days, period)
+    proposed_days = _in_period(proposed_days, period)
+    billed_accounts = _in_period(billed, period).select("account_id").unique()
+    facts = _account_facts(inputs.account_events, end)
+    accounts = (
+        pl.concat([billed_accounts, current_days.select("account_id").unique()])
+        .unique()
+        .join(facts, on="account_id", how="left")
+        .join(
+            current_days.group_by("account_id").agg(kwh=pl.col("kwh").sum()),
+            on="account_id",
+            how="left",
+        )
+        .join(_per_account(current_days, "current"), on="account_id", how="left")
+        .join(_per_account(proposed_days, "proposed"), on="account_id", how="left")
+        .join(_profiles(_in_period(proposed_rated, period)), on="account_id", how="left")
+        .with_columns(
+            pl.col("plan", "district").fill_null(""),
+            pl.col("kwh", "current", "proposed", "days_used", "kwh_peak_hours", "kwh_above_tier1")
+            .fill_null(0)
+            .cast(pl.Int64),
+        )
+        .with_columns(change=pl.col("proposed") - pl.col("current"))
+        .sort("account_id")
+    )
+    best = []
+    for plan_id in alternatives:
+        mapped = {pid: plan_id for pid in catalog}
+        rated = _rated(inputs, span_frame, catalog, zone, mapped)
+        best.append(
+            _per_account(_in_period(daily(rated), period), "charge").with_columns(
+                best_plan=pl.lit(plan_id)
+            )
+        )
+        bar.advance()
+    cheaper = (
+        pl.concat(best)
+        .join(accounts.select("account_id", "plan", "proposed"), on="account_id")
+        .filter(pl.col("best_plan") != pl.col("plan"))
+        .sort("charge", "best_plan")
+        .group_by("account_id", maintain_order=True)
+        .first()
+        .filter(pl.col("charge") < pl.col("proposed"))
+        .select("account_id", "plan", "proposed", "best_plan", best="charge")
+        .sort("account_id")
+    )
+    months = (
+        current_days.group_by(month=pl.col("day").dt.truncate("1mo"))
+        .agg(current=pl.col("charge").sum())
+        .join(
+            proposed_days.group_by(month=pl.col("day").dt.truncate("1mo")).agg(
+                proposed=pl.col("charge").sum()
+            ),
+            on="month",
+            how="full",
+            coalesce=True,
+        )
+        .fill_null(0)
+        .sort("month")
+    )
+    districts = (
+        accounts.group_by("district")
+        .agg(
+            accounts=pl.len(),
+            current=pl.col("current").sum(),
+            proposed=pl.col("proposed").sum(),
+        )
+        .sort("district")
+    )
+    tiers = _tiers(_in_period(current_rated, period), "current").join(
+        _tiers(_in_period(proposed_rated, period), "proposed"), on="tier"
+    )
+    bar.advance()
+    bar.finish()
+    return WhatIf(
+        period, accounts, months, districts, tiers, cheaper, _in_period(billed, period).height
+    )
