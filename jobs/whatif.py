@@ -19,7 +19,7 @@ import polars as pl
 from billing.tariffs import Plan
 from config.errors import OperatorError
 from jobs import tables
-from jobs.money import month_after
+from jobs.money import fen, kwh, month_after
 from jobs.progress import Progress
 from jobs.rater import TIERS, opening_ytd, plan_data, plan_timeline, spans
 from jobs.rating import cut_points, daily, parts, rate
@@ -97,11 +97,20 @@ def _tiers(rated: pl.DataFrame, name: str) -> pl.DataFrame:
 
 
 def _profiles(rated: pl.DataFrame) -> pl.DataFrame:
-    """Per account: days with consumption, kWh starting 08:00–22:00 local, kWh above tier 1."""
-    peak = (pl.col("clock") >= PEAK_FROM_US) & (pl.col("clock") < PEAK_TO_US)
+    """Per account: days with consumption, kWh used 08:00–22:00 local, kWh above tier 1.
+
+    A part's kWh counts in 08:00–22:00 in proportion to the time it overlaps those hours
+    (parts never cross midnight); a usage profile, not money, so the division truncates.
+    """
+    length = pl.col("end") - pl.col("start")
+    overlap = (
+        pl.min_horizontal(pl.col("clock") + length, pl.lit(PEAK_TO_US))
+        - pl.max_horizontal(pl.col("clock"), pl.lit(PEAK_FROM_US))
+    ).clip(lower_bound=0)
+    share = (pl.col("milli").cast(pl.Int128) * overlap // length).cast(pl.Int64)
     return rated.group_by("account_id").agg(
         days_used=pl.col("day").filter(pl.col("milli") > 0).n_unique(),
-        kwh_peak_hours=pl.col("milli").filter(peak).sum(),
+        kwh_peak_hours=share.sum(),
         kwh_above_tier1=(pl.col("q2") + pl.col("q3")).sum(),
     )
 
@@ -156,10 +165,13 @@ def run_whatif(
     if found.height:
         first = found.row(0, named=True)
         bar.finish()
+        scaled = fen if first["column"] == "charge" else kwh
+        billed_value = "no row" if first["stream"] is None else scaled(first["stream"])
         raise BilledMismatch(
             f"today's plans re-rated differ from daily_usage on {found.height} row(s) "
             f"(first: {first['account_id']} {first['day']} {first['column']} billed "
-            f"{first['stream']} ≠ {first['batch']}); run `wattpay reconcile` and fix that first"
+            f"{billed_value}, re-rated {scaled(first['batch'])}); run `wattpay reconcile` "
+            "and fix that first"
         )
     proposed_rated = _rated(inputs, span_frame, catalog, zone)
     proposed_days = daily(proposed_rated)
