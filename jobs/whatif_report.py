@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from html import escape
 
@@ -221,7 +220,7 @@ def histogram_svg(bins: Sequence[tuple[int, int, int]], title: str) -> Markup:
             f'width="{_num(slot * 9 / 10)}" height="{_num(h)}"><title>{escape(label)}: '
             f"{count}</title></rect>"
         )
-        if i % 2 == 0 or len(bins) < 7:
+        if i % 2 == 0 or len(bins) < 7 or i == len(bins) - 1:
             parts.append(
                 f'<text class="tick" x="{_num(x + slot / 2)}" y="{TOP + plot_h + 14}" '
                 f'text-anchor="middle">{escape(label)}</text>'
@@ -344,8 +343,3 @@ def render_report(result: WhatIf, proposed: dict[str, Plan], scenario: str) -> s
     return env.get_template("tariff_whatif.html").render(
         locales=[(locale, TEXTS[locale]) for locale in LOCALES], **context
     )
-
-
-def period_text(first: date, last: date) -> str:
-    """``YYYY-MM – YYYY-MM``."""
-    return f"{first:%Y-%m} – {last:%Y-%m}"
