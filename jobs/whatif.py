@@ -159,6 +159,8 @@ def run_whatif(
     )
     current_rated = _rated(inputs, span_frame, plans, zone)
     current_days = daily(current_rated)
+    current_tiers = _tiers(_in_period(current_rated, period), "current")
+    del current_rated  # the rated parts are the run's largest frames: one at a time
     bases = opening_ytd(inputs.account_events, zone)
     found = differences(billed, current_days, bases, period.first, period.last)
     bar.advance()
@@ -173,8 +175,11 @@ def run_whatif(
             f"{billed_value}, re-rated {scaled(first['batch'])}); run `wattpay reconcile` "
             "and fix that first"
         )
-    proposed_rated = _rated(inputs, span_frame, catalog, zone)
+    proposed_rated = _in_period(_rated(inputs, span_frame, catalog, zone), period)
     proposed_days = daily(proposed_rated)
+    proposed_tiers = _tiers(proposed_rated, "proposed")
+    profiles = _profiles(proposed_rated)
+    del proposed_rated
     bar.advance()
     current_days = _in_period(current_days, period)
     proposed_days = _in_period(proposed_days, period)
@@ -191,7 +196,7 @@ def run_whatif(
         )
         .join(_per_account(current_days, "current"), on="account_id", how="left")
         .join(_per_account(proposed_days, "proposed"), on="account_id", how="left")
-        .join(_profiles(_in_period(proposed_rated, period)), on="account_id", how="left")
+        .join(profiles, on="account_id", how="left")
         .with_columns(
             pl.col("plan", "district").fill_null(""),
             pl.col("kwh", "current", "proposed", "days_used", "kwh_peak_hours", "kwh_above_tier1")
@@ -203,8 +208,11 @@ def run_whatif(
     )
     best = []
     for plan_id in alternatives:
+        # Households on this plan at the period's end are not asked about it again.
+        others = accounts.filter(pl.col("plan") != plan_id).select("account_id")
         mapped = {pid: plan_id for pid in catalog}
-        rated = _rated(inputs, span_frame, catalog, zone, mapped)
+        some = span_frame.join(others, on="account_id", how="semi")
+        rated = _rated(inputs, some, catalog, zone, mapped)
         best.append(
             _per_account(_in_period(daily(rated), period), "charge").with_columns(
                 best_plan=pl.lit(plan_id)
@@ -245,9 +253,7 @@ def run_whatif(
         )
         .sort("district")
     )
-    tiers = _tiers(_in_period(current_rated, period), "current").join(
-        _tiers(_in_period(proposed_rated, period), "proposed"), on="tier"
-    )
+    tiers = current_tiers.join(proposed_tiers, on="tier")
     bar.advance()
     bar.finish()
     return WhatIf(
