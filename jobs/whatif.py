@@ -115,6 +115,16 @@ def _profiles(rated: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _district(payload: str | None) -> str:
+    """The ``district`` given at ``open`` ("" when none, or when the payload is not an object)."""
+    try:
+        body = json.loads(payload or "{}")
+    except ValueError:
+        return ""
+    value = body.get("district") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
     """account_id, plan (in force at ``at_us``), district (given at ``open``)."""
     plans = (
@@ -124,9 +134,7 @@ def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
         .agg(pl.col("plan").last())
     )
     opens = events.filter(pl.col("type") == "open")
-    districts = [
-        str(json.loads(p).get("district") or "") if p else "" for p in opens["payload"].to_list()
-    ]
+    districts = [_district(p) for p in opens["payload"].to_list()]
     located = opens.select("account_id").with_columns(
         district=pl.Series(districts, dtype=pl.String)
     )

@@ -1,7 +1,7 @@
 """A small town for the tariff what-if tests: three households, one day, billed by ``replay``.
 
 H1 (flat, east) opens 10 kWh below the 2760 kWh tier bound and uses 30 kWh; H2 (TOU, east)
-uses 8 kWh across 08:00; H3 (flat, west) uses 10 kWh in tier 1. The proposal moves the flat
+uses 8 kWh across 08:00; H3 (flat, west<i>&) uses 10 kWh in tier 1. The proposal moves the flat
 tier bound to 2700 kWh and the TOU peak start to 09:00 with new TOU prices.
 """
 
@@ -19,7 +19,7 @@ ACCOUNTS = [
     {"account_id": "H2", "meter_id": "M2", "plan": "zhejiang-tou", "ytd_kwh": "0"},
     {"account_id": "H3", "meter_id": "M3", "plan": "zhejiang-tiered", "ytd_kwh": "0"},
 ]
-DISTRICTS = {"H1": "east", "H2": "east", "H3": "west"}
+DISTRICTS = {"H1": "east", "H2": "east", "H3": "west<i>&"}  # markup in a name stays text
 READINGS = [
     ("M1", "2026-06-01T00:00:00+08:00", "0.000"),
     ("M1", "2026-06-01T12:00:00+08:00", "30.000"),

@@ -65,7 +65,8 @@ def test_hand_computed_town_to_the_fen(town: str, tmp_path: Path) -> None:
     assert "<td>2</td><td>20.000</td><td>11.76</td><td>30.000</td><td>17.64</td>" in report
     # Districts: east = H1 + H2 = 17.14 + 3.42 = 20.56 → 17.64 + 3.00 = 20.64; west 5.38.
     assert "<td>east</td><td>2</td><td>20.56</td><td>20.64</td><td>0.08</td>" in report
-    assert "<td>west</td><td>1</td><td>5.38</td><td>5.38</td><td>0.00</td>" in report
+    assert "<td>west&lt;i&gt;&amp;</td><td>1</td><td>5.38</td><td>5.38</td><td>0.00</td>" in report
+    assert "<i>" not in report
     # Another existing plan, as proposed: H1 on the proposed TOU plan, cut at 09:00:
     # round(30 × 9/12) = 22.500 valley (10 at 0.300 = 3.000 to 2760, 12.5 at 0.350 = 4.375)
     # and 7.500 peak in tier 2 at 0.650 = 4.875 → 12.25, saving 17.64 − 12.25 = 5.39.

@@ -90,6 +90,7 @@ def test_report_opens_in_both_languages(
         == 3
     )
     assert "H1" in _text(browser, "table.hardest")
+    assert "west<i>&" in _text(browser, "table.districts")  # shown as text, not markup
     shots = Path(tempfile.mkdtemp(prefix="wattpay-whatif-report-"))
     print(f"\nscreenshot of the tariff what-if report: {shots}")
     assert browser.screenshot(shots / f"report-{lang}.png").stat().st_size > 10_000
