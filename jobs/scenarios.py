@@ -16,13 +16,15 @@ from billing.tariffs import Plan
 from config.settings import Settings
 from jobs import tables
 from jobs.money import fen, kwh
+from jobs.progress import Progress
 from jobs.proposal import scenario_id
-from jobs.reconcile import read_rating_inputs
-from jobs.whatif import Period, WhatIf, run_whatif
+from jobs.reconcile import RatingInputs
+from jobs.whatif import Period, WhatIf, combine, run_whatif, steps
 from jobs.whatif_report import render_report
 from store.clickhouse import ClickHouseStore
 
 CSV_COLUMNS = ("account_id", "plan", "kwh", "current", "proposed", "change")
+ACCOUNTS_PER_PASS = 20_000
 TABLE = "tariff_scenarios"
 
 
@@ -34,6 +36,15 @@ class ScenarioRun:
     result: WhatIf
     csv_path: Path
     report_path: Path
+
+
+def account_ranges(ids: list[str], per_pass: int) -> list[tables.AccountRange | None]:
+    """(first, last) of every ``per_pass`` sorted account ids; [None] (everything) for none."""
+    if per_pass < 1:
+        raise ValueError("per_pass must be 1 or more")
+    if not ids:
+        return [None]
+    return [(ids[i], ids[min(i + per_pass, len(ids)) - 1]) for i in range(0, len(ids), per_pass)]
 
 
 def write_accounts_csv(result: WhatIf, path: Path) -> None:
@@ -79,18 +90,33 @@ def run_tariff_whatif(
     period: Period,
     out: Path,
     progress: IO[str] | None = None,
+    per_pass: int = ACCOUNTS_PER_PASS,
 ) -> ScenarioRun:
-    """Re-rate the period under today's and the proposed plans; write CSV, report, rows."""
+    """Re-rate the period under today's and the proposed plans; write CSV, report, rows.
+
+    The accounts are re-rated ``per_pass`` at a time, each range from its own readings, so
+    the memory follows the range and not the city.
+    """
     zone = str(settings.rules.zone)
     register_max = int(settings.rules.register_max_kwh * 1000)
     scenario = scenario_id(proposed, period.first, period.last)
+    plans = settings.rules.plans
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
-        inputs = read_rating_inputs(store, zone)
-        billed = tables.daily_usage(store, until=period.after)
-        result = run_whatif(
-            inputs, billed, settings.rules.plans, proposed, period, zone, register_max, progress
-        )
+        events, rebases = tables.account_events(store), tables.regressions(store)
+        ranges = account_ranges(events["account_id"].unique().sort().to_list(), per_pass)
+        bar = Progress("tariff what-if", len(ranges) * steps(plans), progress)
+        parts = []
+        try:
+            for accounts in ranges:
+                inputs = RatingInputs(tables.readings(store, zone, accounts), rebases, events)
+                billed = tables.daily_usage(store, until=period.after, accounts=accounts)
+                parts.append(
+                    run_whatif(inputs, billed, plans, proposed, period, zone, register_max, bar)
+                )
+        finally:
+            bar.finish()
+        result = combine(parts)
         out.mkdir(parents=True, exist_ok=True)
         csv_path, report_path = out / "accounts.csv", out / "report.html"
         write_accounts_csv(result, csv_path)

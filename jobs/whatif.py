@@ -9,10 +9,9 @@ place of the plans of those ids. Money stays in fen, energy in thousandths of a 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import IO
 
 import polars as pl
 
@@ -25,7 +24,6 @@ from jobs.rater import TIERS, opening_ytd, plan_data, plan_timeline, spans
 from jobs.rating import cut_points, daily, parts, rate
 from jobs.reconcile import RatingInputs, differences
 
-COST_PER_FEN = 100_000  # costs are in 1/10^7 yuan
 PEAK_FROM_US, PEAK_TO_US = 8 * 3_600_000_000, 22 * 3_600_000_000
 
 
@@ -54,7 +52,7 @@ class WhatIf:
     accounts: pl.DataFrame  # account_id, plan, district, kwh, current, proposed, change, ...
     months: pl.DataFrame  # month, current, proposed
     districts: pl.DataFrame  # district, accounts, current, proposed
-    tiers: pl.DataFrame  # tier, kwh_current, kwh_proposed, current, proposed
+    tiers: pl.DataFrame  # tier, kwh_current, kwh_proposed, current, proposed (exact cost)
     alternatives: pl.DataFrame  # account_id, plan, proposed, best_plan, best
     days_checked: int
 
@@ -83,13 +81,13 @@ def _per_account(days: pl.DataFrame, name: str) -> pl.DataFrame:
 
 
 def _tiers(rated: pl.DataFrame, name: str) -> pl.DataFrame:
-    """Energy and exact cost per tier over the period (cost rounded once, half up, to the fen)."""
+    """Energy and exact cost (1/10^7 yuan) per tier over the period."""
     sums = rated.select(
         *(pl.col(f"q{k}").sum().alias(f"kwh{k}") for k in range(1, TIERS + 1)),
         *((pl.col(f"q{k}") * pl.col(f"p{k}")).sum().alias(f"cost{k}") for k in range(1, TIERS + 1)),
     ).row(0)
     kwh = [int(v or 0) for v in sums[:TIERS]]
-    cost = [(2 * int(v or 0) + COST_PER_FEN) // (2 * COST_PER_FEN) for v in sums[TIERS:]]
+    cost = [int(v or 0) for v in sums[TIERS:]]
     return pl.DataFrame(
         {"tier": list(range(1, TIERS + 1)), f"kwh_{name}": kwh, name: cost},
         schema={"tier": pl.Int64, f"kwh_{name}": pl.Int64, name: pl.Int64},
@@ -141,6 +139,46 @@ def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
     return plans.join(located.unique("account_id", keep="last"), on="account_id", how="left")
 
 
+def steps(plans: Mapping[str, Plan]) -> int:
+    """How many times `run_whatif` advances its progress bar."""
+    return 3 + len(plans)
+
+
+def _advance(bar: Progress | None) -> None:
+    if bar is not None:
+        bar.advance()
+
+
+def _districts(accounts: pl.DataFrame) -> pl.DataFrame:
+    return (
+        accounts.group_by("district")
+        .agg(
+            accounts=pl.len(),
+            current=pl.col("current").sum(),
+            proposed=pl.col("proposed").sum(),
+        )
+        .sort("district")
+    )
+
+
+def combine(parts: Sequence[WhatIf]) -> WhatIf:
+    """One what-if from the what-ifs of disjoint ranges of accounts over the same period."""
+    if len(parts) == 1:
+        return parts[0]
+    accounts = pl.concat([p.accounts for p in parts]).sort("account_id")
+    months = pl.concat([p.months for p in parts]).group_by("month").agg(pl.all().sum())
+    tiers = pl.concat([p.tiers for p in parts]).group_by("tier").agg(pl.all().sum())
+    return WhatIf(
+        parts[0].period,
+        accounts,
+        months.sort("month"),
+        _districts(accounts),
+        tiers.sort("tier"),
+        pl.concat([p.alternatives for p in parts]).sort("account_id"),
+        sum(p.days_checked for p in parts),
+    )
+
+
 def run_whatif(
     inputs: RatingInputs,
     billed: pl.DataFrame,
@@ -149,7 +187,7 @@ def run_whatif(
     period: Period,
     zone: str,
     register_max_milli: int,
-    progress: IO[str] | None = None,
+    bar: Progress | None = None,
 ) -> WhatIf:
     """Re-rate the period under today's plans and the proposed ones; check, then sum up.
 
@@ -158,7 +196,6 @@ def run_whatif(
     """
     catalog = {**plans, **proposed}
     alternatives = sorted(plans)
-    bar = Progress("tariff what-if", 3 + len(alternatives), progress)
     # The tier cumulative starts again on 1 January: rate from there to the period's end.
     start = tables.midnight_us(period.first.replace(month=1, day=1), zone)
     end = tables.midnight_us(period.after, zone)
@@ -171,10 +208,9 @@ def run_whatif(
     del current_rated  # the rated parts are the run's largest frames: one at a time
     bases = opening_ytd(inputs.account_events, zone)
     found = differences(billed, current_days, bases, period.first, period.last)
-    bar.advance()
+    _advance(bar)
     if found.height:
         first = found.row(0, named=True)
-        bar.finish()
         scaled = fen if first["column"] == "charge" else kwh
         billed_value = "no row" if first["stream"] is None else scaled(first["stream"])
         raise BilledMismatch(
@@ -188,7 +224,7 @@ def run_whatif(
     proposed_tiers = _tiers(proposed_rated, "proposed")
     profiles = _profiles(proposed_rated)
     del proposed_rated
-    bar.advance()
+    _advance(bar)
     current_days = _in_period(current_days, period)
     proposed_days = _in_period(proposed_days, period)
     billed_accounts = _in_period(billed, period).select("account_id").unique()
@@ -226,7 +262,7 @@ def run_whatif(
                 best_plan=pl.lit(plan_id)
             )
         )
-        bar.advance()
+        _advance(bar)
     cheaper = (
         pl.concat(best)
         .join(accounts.select("account_id", "plan", "proposed"), on="account_id")
@@ -252,18 +288,9 @@ def run_whatif(
         .fill_null(0)
         .sort("month")
     )
-    districts = (
-        accounts.group_by("district")
-        .agg(
-            accounts=pl.len(),
-            current=pl.col("current").sum(),
-            proposed=pl.col("proposed").sum(),
-        )
-        .sort("district")
-    )
+    districts = _districts(accounts)
     tiers = current_tiers.join(proposed_tiers, on="tier")
-    bar.advance()
-    bar.finish()
+    _advance(bar)
     return WhatIf(
         period, accounts, months, districts, tiers, cheaper, _in_period(billed, period).height
     )

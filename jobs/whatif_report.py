@@ -229,6 +229,11 @@ def histogram_svg(bins: Sequence[tuple[int, int, int]], title: str) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every text above is escaped
 
 
+def cost_fen(cost: int) -> int:
+    """An exact cost (1/10^7 yuan) rounded half up to the fen, once."""
+    return div_half_up(cost, 100_000)
+
+
 def _percent(part: int, whole: int) -> Decimal | None:
     return fen(div_half_up(part * 10_000, whole)) if whole else None
 
@@ -312,9 +317,9 @@ def report_context(result: WhatIf, proposed: dict[str, Plan], scenario: str) -> 
                 "tier": tier,
                 "kwh_current": kwh(kc),
                 "kwh_proposed": kwh(kp),
-                "current": fen(c),
-                "proposed": fen(p),
-                "change": fen(p - c),
+                "current": fen(cost_fen(c)),
+                "proposed": fen(cost_fen(p)),
+                "change": fen(cost_fen(p) - cost_fen(c)),
             }
             for tier, kc, c, kp, p in result.tiers.select(
                 "tier", "kwh_current", "current", "kwh_proposed", "proposed"

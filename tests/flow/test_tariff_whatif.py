@@ -26,19 +26,23 @@ def _rows(path: Path) -> dict[str, dict[str, str]]:
         return {row["account_id"]: row for row in csv.DictReader(handle)}
 
 
-def _whatif(dsn: str, proposal: Path, out: Path, first: str, last: str) -> int:
+def _whatif(
+    dsn: str, proposal: Path, out: Path, first: str, last: str, per_pass: str = "20000"
+) -> int:
     return main(
         [
             *("tariff-whatif", "--from", first, "--to", last, "--proposed", str(proposal)),
             *("--out", str(out), "--clickhouse", dsn, "--quiet"),
+            *("--accounts-per-pass", per_pass),
         ]
     )
 
 
-def test_hand_computed_town_to_the_fen(town: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_pass", ["20000", "1"])  # one range, and one account a range
+def test_hand_computed_town_to_the_fen(town: str, tmp_path: Path, per_pass: str) -> None:
     proposal = tmp_path / "proposal.toml"
     proposal.write_text(PROPOSAL, encoding="utf-8")
-    assert _whatif(town, proposal, tmp_path / "out", "2026-06", "2026-06") == 0
+    assert _whatif(town, proposal, tmp_path / "out", "2026-06", "2026-06", per_pass) == 0
     rows = _rows(tmp_path / "out" / "accounts.csv")
     # H1, flat, opens at 2750 kWh and uses 30 kWh (00:00–12:00, no cut on a flat plan).
     # Today: 10 kWh up to 2760 at 0.538 = 5.380, 20 kWh at 0.588 = 11.760 → 17.14.
@@ -100,9 +104,9 @@ def test_scenario_rows_are_rewritten_not_doubled(town: str, tmp_path: Path) -> N
     ]
 
 
-@pytest.mark.parametrize("name", ["town", "sample2"])
+@pytest.mark.parametrize(("name", "per_pass"), [("town", "20000"), ("sample2", "3")])
 def test_todays_plans_proposed_give_zero_change(
-    name: str, town: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, per_pass: str, town: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if name == "town":
         dsn, first, last = town, "2026-06", "2026-06"
@@ -116,7 +120,7 @@ def test_todays_plans_proposed_give_zero_change(
     assert main(["config", "--plan", "zhejiang-tiered", "--plan", "zhejiang-tou"]) == 0
     proposal = tmp_path / "same.toml"
     proposal.write_text(capsys.readouterr().out, encoding="utf-8")
-    assert _whatif(dsn, proposal, tmp_path / "out", first, last) == 0
+    assert _whatif(dsn, proposal, tmp_path / "out", first, last, per_pass) == 0
     rows = _rows(tmp_path / "out" / "accounts.csv")
     assert rows and all(r["change"] == "0.00" for r in rows.values())
     assert all(r["current"] == r["proposed"] for r in rows.values())

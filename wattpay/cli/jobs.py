@@ -42,6 +42,16 @@ def _month(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a month (YYYY-MM): {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of 1 or more: {text!r}")
+    return value
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -165,7 +175,12 @@ def cmd_tariff_whatif(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         run = run_tariff_whatif(
-            settings, proposed, period, Path(args.out), None if args.quiet else sys.stderr
+            settings,
+            proposed,
+            period,
+            Path(args.out),
+            None if args.quiet else sys.stderr,
+            per_pass=args.accounts_per_pass,
         )
     except BilledMismatch as err:
         print(f"wattpay tariff-whatif: {err}", file=sys.stderr)
@@ -291,6 +306,14 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         "--out",
         default=WHATIF_OUT,
         help=f"directory for accounts.csv and report.html ({WHATIF_OUT})",
+    )
+    whatif.add_argument(
+        "--accounts-per-pass",
+        metavar="N",
+        type=_positive,
+        default=20_000,
+        help="accounts re-rated together (20000); memory grows with it, about 44 KB per "
+        "account and day of the period",
     )
     whatif.add_argument("--quiet", action="store_true", help="no progress bar")
     _connections(whatif, brokers=False)
