@@ -37,7 +37,8 @@ import polars as pl  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from jobs import tables  # noqa: E402
 from jobs.money import fen, kwh  # noqa: E402
-from jobs.reconcile import read_rating_inputs, recompute  # noqa: E402
+from jobs.reconcile import RatingInputs, recompute  # noqa: E402
+from jobs.scenarios import ACCOUNTS_PER_PASS, account_ranges  # noqa: E402
 from store.clickhouse import ClickHouseStore  # noqa: E402
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
@@ -97,8 +98,17 @@ def write_daily_usage(store: ClickHouseStore, settings: object) -> int:
     """``daily_usage`` from the batch rater over the readings (the stream's rows, as it bills)."""
     rules = settings.rules  # type: ignore[attr-defined]
     zone = str(rules.zone)
-    inputs = read_rating_inputs(store, zone)
-    batch, _ = recompute(inputs, rules.plans, zone, int(rules.register_max_kwh * 1000))
+    events, rebases = tables.account_events(store), tables.regressions(store)
+    ids = events["account_id"].unique().sort().to_list()
+    written = 0
+    for accounts in account_ranges(ids, ACCOUNTS_PER_PASS):
+        inputs = RatingInputs(tables.readings(store, zone, accounts), rebases, events)
+        batch, _ = recompute(inputs, rules.plans, zone, int(rules.register_max_kwh * 1000))
+        written += _insert_days(store, batch)
+    return written
+
+
+def _insert_days(store: ClickHouseStore, batch: pl.DataFrame) -> int:
     rows = [
         {
             "account_id": r["account_id"],
