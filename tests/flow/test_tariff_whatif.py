@@ -150,3 +150,17 @@ def test_a_billed_fen_off_stops_the_report(tmp_path: Path, capsys: pytest.Captur
         "and fix that first"
     ]
     assert not (tmp_path / "out" / "accounts.csv").exists()
+
+
+def test_progress_bar_counts_every_step_of_every_range(
+    town: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "proposal.toml"
+    proposal.write_text(PROPOSAL, encoding="utf-8")
+    args = ["--from", "2026-06", "--to", "2026-06", "--proposed", str(proposal)]
+    args += ["--out", str(tmp_path / "out"), "--clickhouse", town, "--accounts-per-pass", "2"]
+    capsys.readouterr()
+    assert main(["tariff-whatif", *args]) == 0
+    err = capsys.readouterr().err
+    # Two ranges (H1–H2, H3) × 5 steps: check, proposal, each of 2 plans, the sums.
+    assert err.rstrip().endswith("tariff what-if [##############################] 10/10")
