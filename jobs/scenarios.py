@@ -1,4 +1,4 @@
-"""``wattpay tariff-whatif``: read ClickHouse, re-rate, write the CSV, report and scenario rows.
+"""``wattpay tariff-whatif``: read ClickHouse, re-rate, write the CSV, Parquet, report and rows.
 
 Re-running the same proposal over the same period rewrites the same ``tariff_scenarios``
 rows (the scenario id is a hash of the proposal and the period).
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+import polars as pl
 
 from billing.tariffs import Plan
 from config.settings import Settings
@@ -63,6 +65,25 @@ def write_accounts_csv(result: WhatIf, path: Path) -> None:
                     fen(row["change"]),
                 ]
             )
+
+
+def write_accounts_parquet(result: WhatIf, path: Path) -> None:
+    """The CSV's rows as Parquet, money Decimal(18, 2) and energy Decimal(18, 3)."""
+    frame = result.accounts
+    pl.DataFrame(
+        {
+            "account_id": frame["account_id"],
+            "plan": frame["plan"],
+            "kwh": [kwh(v) for v in frame["kwh"]],
+            **{c: [fen(v) for v in frame[c]] for c in ("current", "proposed", "change")},
+        },
+        schema={
+            "account_id": pl.String,
+            "plan": pl.String,
+            "kwh": pl.Decimal(18, 3),
+            **{c: pl.Decimal(18, 2) for c in ("current", "proposed", "change")},
+        },
+    ).write_parquet(path)
 
 
 def scenario_rows(result: WhatIf, scenario: str, generated_at: datetime) -> list[dict[str, Any]]:
@@ -120,6 +141,7 @@ def run_tariff_whatif(
         out.mkdir(parents=True, exist_ok=True)
         csv_path, report_path = out / "accounts.csv", out / "report.html"
         write_accounts_csv(result, csv_path)
+        write_accounts_parquet(result, out / "accounts.parquet")
         report_path.write_text(render_report(result, proposed, scenario), encoding="utf-8")
         rows = scenario_rows(result, scenario, datetime.now(UTC))
         for start in range(0, len(rows), 50_000):

@@ -8,6 +8,7 @@ import subprocess
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from store.clickhouse import ClickHouseStore
@@ -61,6 +62,9 @@ def test_hand_computed_town_to_the_fen(town: str, tmp_path: Path, per_pass: str)
         "H3": dict(account_id="H3", plan="zhejiang-tiered", kwh="10.000", current="5.38",
                    proposed="5.38", change="0.00"),
     }  # fmt: skip
+    parquet = pl.read_parquet(tmp_path / "out" / "accounts.parquet")
+    assert {r["account_id"]: {k: str(v) for k, v in r.items()} for r in parquet.to_dicts()} == rows
+    assert parquet.schema["change"] == pl.Decimal(18, 2)
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     # Tiers, today: tier 1 = 10 + 8 + 10 = 28 kWh, 5.380 + 3.424 + 5.380 = 14.184 → 14.18;
     # tier 2 = 20 kWh, 11.76. Proposed: tier 1 = 8 + 10 = 18 kWh, 3.000 + 5.380 = 8.38;

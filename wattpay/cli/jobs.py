@@ -276,7 +276,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         description=f"{cmd_tariff_whatif.__doc__} Every account's consumption of the months "
         "is re-rated under today's plans (which must give the billed daily_usage to the fen) "
         "and with the proposed [plans.ID] tables in place of the plans of those ids. Writes "
-        "OUT/accounts.csv, OUT/report.html (zh-CN and en) and tariff_scenarios rows.\n\n"
+        "OUT/accounts.csv (and .parquet), OUT/report.html (zh-CN and en) and "
+        "tariff_scenarios rows.\n\n"
         "Exit status: 0 done, 1 when today's plans re-rated differ from daily_usage, "
         "2 for a bad tariff file or option.",
     )
@@ -305,14 +306,14 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     whatif.add_argument(
         "--out",
         default=WHATIF_OUT,
-        help=f"directory for accounts.csv and report.html ({WHATIF_OUT})",
+        help=f"directory for accounts.csv/.parquet and report.html ({WHATIF_OUT})",
     )
     whatif.add_argument(
         "--accounts-per-pass",
         metavar="N",
         type=_positive,
         default=20_000,
-        help="accounts re-rated together (20000); memory grows with it, about 44 KB per "
+        help="accounts re-rated together (20000); memory grows with it, some 50 KB per "
         "account and day of the period",
     )
     whatif.add_argument("--quiet", action="store_true", help="no progress bar")
