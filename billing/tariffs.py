@@ -9,12 +9,16 @@ Provincial Development and Reform Commission (浙江省发展改革委, 浙发�
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 FLAT = "flat"
+PRICE_PLACES = 4  # yuan per kWh (S3)
+ENERGY_PLACES = 3  # kWh (S3)
 
 
 class PlanError(ValueError):
@@ -69,6 +73,21 @@ class Plan:
         for name, row in self.prices.items():
             if len(row) != tiers:
                 raise PlanError(f"{self.plan_id}: period {name} needs {tiers} prices")
+            if any(not _places_at_most(p, PRICE_PLACES) or p < 0 for p in row):
+                raise PlanError(
+                    f"{self.plan_id}: period {name}: prices must be 0 or more yuan/kWh "
+                    f"with at most {PRICE_PLACES} decimals"
+                )
+        if any(not _places_at_most(b, ENERGY_PLACES) for b in self.tier_bounds):
+            raise PlanError(
+                f"{self.plan_id}: tier bounds must be kWh with at most {ENERGY_PLACES} decimals"
+            )
+        starts = [p.start for p in self.periods]
+        if len(set(starts)) != len(starts):
+            raise PlanError(
+                f"{self.plan_id}: time-of-use periods must start at distinct times of day, "
+                "so that each moment of the day falls in exactly one"
+            )
         if self.tier_cycle != "year":
             raise PlanError(f"{self.plan_id}: only the calendar-year tier cycle is supported")
 
@@ -110,6 +129,11 @@ class Plan:
             if cumulative_kwh < bound:
                 return index
         return len(self.tier_bounds)
+
+
+def _places_at_most(value: Decimal, places: int) -> bool:
+    """True when ``value`` is finite with at most ``places`` decimals."""
+    return value.is_finite() and -value.as_tuple().exponent <= places  # type: ignore[operator]
 
 
 def _prices(*values: str) -> tuple[Decimal, ...]:
@@ -154,8 +178,8 @@ def plan_from_config(plan_id: str, spec: Mapping[str, object]) -> Plan:
         for item in spec.get("periods", []):  # type: ignore[union-attr]
             clock, name = str(item).split("=", 1)
             periods.append(Period(name.strip(), time.fromisoformat(clock.strip())))
-    except (KeyError, TypeError, ValueError, ArithmeticError) as err:
-        raise PlanError(f"plan {plan_id}: {err}") from err
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
+        raise PlanError(f"plan {plan_id}: {type(err).__name__}: {err}") from err
     plan = Plan(
         plan_id=plan_id,
         tier_bounds=bounds,
@@ -181,3 +205,35 @@ def plan_catalog(extra: Mapping[str, Plan] | None = None) -> dict[str, Plan]:
     catalog = dict(BUILTIN_PLANS)
     catalog.update(extra or {})
     return catalog
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it can be, else a quoted string."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+
+
+def _strings(values: object) -> str:
+    return "[" + ", ".join(json.dumps(str(v), ensure_ascii=False) for v in values) + "]"  # type: ignore[attr-defined]
+
+
+def _clock(moment: time) -> str:
+    return moment.isoformat(timespec="minutes" if moment == moment.replace(second=0) else "auto")
+
+
+def plan_toml(plan: Plan) -> str:
+    """The plan as a ``[plans.ID]`` table that `plan_from_config` reads back to the same plan."""
+    head = f"plans.{_key(plan.plan_id)}"
+    lines = [f"[{head}]", f"tier_bounds = {_strings(plan.tier_bounds)}"]
+    if plan.periods:
+        clocks = [f"{_clock(p.start)}={p.name}" for p in plan.periods]
+        lines.append(f"periods = {_strings(clocks)}")
+    for name in ("effective_from", "effective_to"):
+        value = getattr(plan, name)
+        if value is not None:
+            lines.append(f"{name} = {value.isoformat()}")
+    lines.append(f"[{head}.prices]")
+    lines.extend(f"{_key(name)} = {_strings(row)}" for name, row in plan.prices.items())
+    return "\n".join(lines) + "\n"

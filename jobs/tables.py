@@ -51,14 +51,35 @@ def with_local(frame: pl.DataFrame, column: str, zone: str, name: str = "local")
 _STR, _I64 = pl.String(), pl.Int64()
 
 
-def readings(store: ClickHouseStore, zone: str) -> pl.DataFrame:
-    """Accepted readings: account_id, meter_id, us, milli."""
+AccountRange = tuple[str, str]
+"""The first and last account id of a slice of the accounts (both included)."""
+
+_IN_RANGE = "account_id BETWEEN {first:String} AND {last:String}"
+
+
+def _range_parameters(accounts: AccountRange | None) -> dict[str, object] | None:
+    return None if accounts is None else {"first": accounts[0], "last": accounts[1]}
+
+
+def readings(
+    store: ClickHouseStore, zone: str, accounts: AccountRange | None = None
+) -> pl.DataFrame:
+    """Accepted readings: account_id, meter_id, us, milli (of a range of accounts if given).
+
+    A range reads the meters its accounts ever had (the table's key), then their readings.
+    """
+    where = ""
+    if accounts is not None:
+        where = (
+            " WHERE meter_id IN (SELECT meter_id FROM account_events"
+            f" WHERE {_IN_RANGE}) AND {_IN_RANGE}"
+        )
     sql = (
         "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts) AS us,"
-        " toInt64(energy_kwh * 1000) AS milli FROM readings FINAL"
+        f" toInt64(energy_kwh * 1000) AS milli FROM readings FINAL{where}"
     )
     schema = {"account_id": _STR, "meter_id": _STR, US: _I64, "milli": _I64}
-    return _frame(store, sql, schema)
+    return _frame(store, sql, schema, _range_parameters(accounts))
 
 
 def regressions(store: ClickHouseStore) -> pl.DataFrame:
@@ -104,9 +125,14 @@ def account_events(store: ClickHouseStore) -> pl.DataFrame:
     return _frame(store, sql, schema)
 
 
-def daily_usage(store: ClickHouseStore, until: date | None = None) -> pl.DataFrame:
-    """``daily_usage`` rows, energy in milli and money in fen."""
-    where = f" WHERE day < toDate('{until.isoformat()}')" if until else ""
+def daily_usage(
+    store: ClickHouseStore, until: date | None = None, accounts: AccountRange | None = None
+) -> pl.DataFrame:
+    """``daily_usage`` rows, energy in milli and money in fen (of a range of accounts if given)."""
+    conditions = [f"day < toDate('{until.isoformat()}')"] if until else []
+    if accounts is not None:
+        conditions.append(_IN_RANGE)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     energy = ("kwh", "kwh_peak", "kwh_valley", "kwh_tier1", "kwh_tier2", "kwh_tier3", "ytd_kwh")
     picks = ", ".join(f"toInt64({c} * 1000) AS {c}" for c in energy)
     sql = (
@@ -116,7 +142,7 @@ def daily_usage(store: ClickHouseStore, until: date | None = None) -> pl.DataFra
     schema: dict[str, pl.DataType] = {"account_id": _STR, "day": pl.Date()}
     schema.update({c: _I64 for c in energy})
     schema.update({"charge": _I64, "closing_balance": _I64})
-    return _frame(store, sql, schema)
+    return _frame(store, sql, schema, _range_parameters(accounts))
 
 
 def ledger(store: ClickHouseStore) -> pl.DataFrame:

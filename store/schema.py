@@ -301,6 +301,22 @@ TABLES: tuple[TableSpec, ...] = (
         ),
         ("event_id", "delivery_id"),
     ),
+    TableSpec(
+        "tariff_scenarios",
+        _cols(
+            ("scenario_id", STRING),
+            ("account_id", STRING),
+            ("period_from", DAY),
+            ("period_to", DAY),
+            ("plan", STRING),
+            ("kwh", ENERGY),
+            ("current", MONEY),
+            ("proposed", MONEY),
+            ("change", MONEY),
+            ("generated_at", TIMESTAMP),
+        ),
+        ("scenario_id", "account_id"),
+    ),
 )
 
 SCHEMA_MIGRATIONS = TableSpec(
@@ -374,6 +390,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(4, "deliveries table (S16)", (create_table_sql(_BY_NAME["deliveries"]),)),
+    Migration(
+        5,
+        "tariff_scenarios table (tariff what-if)",
+        (create_table_sql(_BY_NAME["tariff_scenarios"]),),
+    ),
 )
 
 

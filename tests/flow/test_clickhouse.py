@@ -223,6 +223,18 @@ SAMPLE_ROWS: dict[str, dict[str, object]] = {
         "segments": 1,
         "ts": dt.datetime(2024, 3, 1, 8, 0, 1, 250000, tzinfo=UTC),
     },
+    "tariff_scenarios": {
+        "scenario_id": "3f2a9c0d1e4b5a67",
+        "account_id": "A-001",
+        "period_from": dt.date(2024, 1, 1),
+        "period_to": dt.date(2024, 12, 31),
+        "plan": "zhejiang-tou",
+        "kwh": Decimal("3120.456"),
+        "current": Decimal("1502.33"),
+        "proposed": Decimal("1498.01"),
+        "change": Decimal("-4.32"),
+        "generated_at": dt.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+    },
 }
 
 

@@ -178,6 +178,16 @@ def cmd_example(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the configuration and print it with secrets masked."""
     settings = _settings(args)
+    if args.plan:
+        from billing.tariffs import plan_toml
+
+        plans = settings.rules.plans
+        unknown = [p for p in args.plan if p not in plans]
+        if unknown:
+            known = ", ".join(sorted(plans))
+            raise OperatorError(f"no plan {unknown[0]!r}; the plans are: {known}")
+        print("\n".join(plan_toml(plans[p]) for p in args.plan), end="")
+        return 0
     print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
     return 0
 
@@ -349,9 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
         wattpay config
         wattpay --config /etc/wattpay.toml config --check
         WATTPAY_TOPIC_PREFIX=acme. wattpay config
+        wattpay config --plan zhejiang-tou   # the plan as a [plans.ID] table, to edit
         """,
     )
     config.add_argument("--check", action="store_true", help="validate and print (the default)")
+    config.add_argument(
+        "--plan",
+        metavar="ID",
+        action="append",
+        help="print this plan (built-in or configured) as a [plans.ID] table instead; repeatable",
+    )
     config.set_defaults(handler=cmd_config)
     add_publish_commands(commands)
     add_meter_commands(commands)

@@ -13,6 +13,7 @@ from pathlib import Path
 from wattpay.cli.common import add_command, settings_from_args
 
 DEFAULT_OUT = ".wattpay/jobs"
+WHATIF_OUT = ".wattpay/tariff-whatif"
 
 BILLS_EXAMPLES = """
   wattpay bills --month 2026-06 --clickhouse chdb://.wattpay/demo/clickhouse
@@ -27,11 +28,28 @@ RECONCILE_EXAMPLES = """
 """
 
 
+WHATIF_EXAMPLES = """
+  wattpay config --plan zhejiang-tou > proposal.toml   # start from today's plan, then edit
+  wattpay tariff-whatif --from 2026-01 --to 2026-12 --proposed proposal.toml
+  wattpay tariff-whatif --from 2026-06 --to 2026-06 --proposed p.toml --out /tmp/whatif
+"""
+
+
 def _month(text: str) -> date:
     try:
         return datetime.strptime(text, "%Y-%m").date()  # noqa: DTZ007 - a calendar month
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a month (YYYY-MM): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of 1 or more: {text!r}")
+    return value
 
 
 def _day(text: str) -> date:
@@ -142,6 +160,62 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1 if found.height else 0
 
 
+def cmd_tariff_whatif(args: argparse.Namespace) -> int:
+    """What a proposed tariff would do to revenue and to every household's bill."""
+    from config.errors import OperatorError
+    from jobs.proposal import read_proposal
+    from jobs.scenarios import run_tariff_whatif
+    from jobs.whatif import BilledMismatch, Period
+
+    if args.month_to < args.month_from:
+        raise OperatorError(f"--to {args.month_to:%Y-%m} is before --from {args.month_from:%Y-%m}")
+    proposed = read_proposal(Path(args.proposed))
+    settings = settings_from_args(args)
+    period = Period(args.month_from, _month_end(args.month_to))
+    started = time.monotonic()
+    try:
+        run = run_tariff_whatif(
+            settings,
+            proposed,
+            period,
+            Path(args.out),
+            None if args.quiet else sys.stderr,
+            per_pass=args.accounts_per_pass,
+        )
+    except BilledMismatch as err:
+        print(f"wattpay tariff-whatif: {err}", file=sys.stderr)
+        return 1
+    accounts = run.result.accounts
+    summary = {
+        "scenario_id": run.scenario_id,
+        "from": f"{period.first:%Y-%m}",
+        "to": f"{period.last:%Y-%m}",
+        "accounts": accounts.height,
+        "current": str(_fen(int(accounts["current"].sum()))),
+        "proposed": str(_fen(int(accounts["proposed"].sum()))),
+        "worse_off": int((accounts["change"] > 0).sum()),
+        "better_off": int((accounts["change"] < 0).sum()),
+        "days_checked": run.result.days_checked,
+        "accounts_csv": str(run.csv_path),
+        "report": str(run.report_path),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _fen(value: int) -> object:
+    from jobs.money import fen
+
+    return fen(value)
+
+
+def _month_end(month: date) -> date:
+    from jobs.money import month_after
+
+    return date.fromordinal(month_after(month).toordinal() - 1)
+
+
 def _scaled(column: str, value: int | None) -> str:
     if value is None:
         return "(no row)"
@@ -151,7 +225,7 @@ def _scaled(column: str, value: int | None) -> str:
 
 
 def add_job_commands(commands: argparse._SubParsersAction) -> None:
-    """Register ``bills`` and ``reconcile``."""
+    """Register ``bills``, ``reconcile`` and ``tariff-whatif``."""
     bills = add_command(commands, "bills", cmd_bills.__doc__, BILLS_EXAMPLES)
     bills.add_argument(
         "--month", type=_month, help="the calendar month to bill (YYYY-MM; default this month)"
@@ -193,6 +267,58 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     reconcile.add_argument("--out", help="also write reconcile-summary.json into this directory")
     _connections(reconcile, brokers=False)
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    whatif = add_command(
+        commands,
+        "tariff-whatif",
+        "what a proposed tariff would do to revenue and to every household",
+        WHATIF_EXAMPLES,
+        description=f"{cmd_tariff_whatif.__doc__} Every account's consumption of the months "
+        "is re-rated under today's plans (which must give the billed daily_usage to the fen) "
+        "and with the proposed [plans.ID] tables in place of the plans of those ids. Writes "
+        "OUT/accounts.csv (and .parquet), OUT/report.html (zh-CN and en) and "
+        "tariff_scenarios rows.\n\n"
+        "Exit status: 0 done, 1 when today's plans re-rated differ from daily_usage, "
+        "2 for a bad tariff file or option.",
+    )
+    whatif.add_argument(
+        "--from",
+        dest="month_from",
+        metavar="YYYY-MM",
+        type=_month,
+        required=True,
+        help="first month re-rated",
+    )
+    whatif.add_argument(
+        "--to",
+        dest="month_to",
+        metavar="YYYY-MM",
+        type=_month,
+        required=True,
+        help="last month re-rated",
+    )
+    whatif.add_argument(
+        "--proposed",
+        metavar="FILE",
+        required=True,
+        help="TOML file of [plans.ID] tables, in the form of wattpay.toml",
+    )
+    whatif.add_argument(
+        "--out",
+        default=WHATIF_OUT,
+        help=f"directory for accounts.csv/.parquet and report.html ({WHATIF_OUT})",
+    )
+    whatif.add_argument(
+        "--accounts-per-pass",
+        metavar="N",
+        type=_positive,
+        default=20_000,
+        help="accounts re-rated together (20000); memory grows with it, some 50 KB per "
+        "account and day of the period",
+    )
+    whatif.add_argument("--quiet", action="store_true", help="no progress bar")
+    _connections(whatif, brokers=False)
+    whatif.set_defaults(handler=cmd_tariff_whatif)
 
 
 def _bills_or_usage(parser: argparse.ArgumentParser) -> object:
