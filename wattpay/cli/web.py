@@ -68,7 +68,7 @@ def add_web_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``web`` on the main parser."""
     web = commands.add_parser(
         "web",
-        help=cmd_web.__doc__,
+        help="serve the web pages and JSON API against a ClickHouse DSN",
         description=cmd_web.__doc__,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
