@@ -114,6 +114,18 @@ def daily(reader: Reader, account_id: str, first: date, last: date) -> list[dict
     )
 
 
+def chart_window(summary: dict[str, Any], days: int = CHART_DAYS) -> tuple[date, date]:
+    """The days a chart of the account shows: ``days`` days up to the latest that can be closed.
+
+    That is yesterday (the account's local day of ``updated_at`` minus one) for an open
+    account, and the day it closed for a closed one (its last day closes at the close, S5).
+    """
+    last = summary["today"]
+    if summary["status"] != "closed":
+        last -= timedelta(days=1)
+    return last - timedelta(days=days - 1), last
+
+
 def chart_days(rows: list[dict[str, Any]], last: date, days: int = CHART_DAYS) -> list[dict]:
     """One entry per day of the window ending ``last`` (None where no day has closed)."""
     by_day = {r["day"]: r for r in rows}
@@ -125,10 +137,10 @@ def chart_days(rows: list[dict[str, Any]], last: date, days: int = CHART_DAYS) -
 
 
 def month(reader: Reader, account_id: str, today: date) -> dict[str, Any]:
-    """The month so far by tier and by period, from the rated intervals (the open day too)."""
+    """The month so far by tier and by period, and what it has cost (`month_to_date_cost`)."""
     first = today.replace(day=1)
     rows = reader.rows(
-        "SELECT tier, period, sum(kwh) AS kwh, sum(cost) AS cost FROM intervals FINAL "
+        "SELECT tier, period, sum(kwh) AS kwh FROM intervals FINAL "
         "WHERE account_id = {account_id:String} "
         "AND toDate(start, 'Asia/Shanghai') BETWEEN {first:Date} AND {today:Date} "
         "GROUP BY tier, period ORDER BY tier, period",
@@ -141,14 +153,38 @@ def month(reader: Reader, account_id: str, today: date) -> dict[str, Any]:
     for r in rows:
         tiers[int(r["tier"])] = tiers.get(int(r["tier"]), Decimal(0)) + r["kwh"]
         periods[r["period"]] = periods.get(r["period"], Decimal(0)) + r["kwh"]
-    cost = sum((r["cost"] for r in rows), Decimal(0))
     return {
         "month": first,
         "kwh": sum(tiers.values(), Decimal(0)),
-        "cost": cost.quantize(FEN, ROUND_HALF_UP),
+        "cost": month_to_date_cost(reader, account_id, today),
         "by_tier": [{"tier": t, "kwh": k} for t, k in sorted(tiers.items())],
         "by_period": [{"period": p, "kwh": k} for p, k in sorted(periods.items())],
     }
+
+
+def month_to_date_cost(reader: Reader, account_id: str, today: date) -> Decimal:
+    """What the month has cost up to ``today``: the month's bill so far (S3, S5, S15.2).
+
+    The bill sums the closed days' posted charges (``daily_usage.charge``); a day not closed
+    yet adds its accrued cost, rounded once to the fen as its charge will be when it closes.
+    """
+    rows = reader.rows(
+        "SELECT day, charge AS amount, 1 AS closed FROM daily_usage FINAL "
+        "WHERE account_id = {account_id:String} AND day BETWEEN {first:Date} AND {today:Date} "
+        "UNION ALL SELECT toDate(start, 'Asia/Shanghai') AS day, sum(cost) AS amount, "
+        "0 AS closed FROM intervals FINAL WHERE account_id = {account_id:String} "
+        "AND toDate(start, 'Asia/Shanghai') BETWEEN {first:Date} AND {today:Date} GROUP BY day",
+        account_id=account_id,
+        first=today.replace(day=1),
+        today=today,
+    )
+    closed = {r["day"]: Decimal(r["amount"]) for r in rows if r["closed"]}
+    accrued = {r["day"]: Decimal(r["amount"]) for r in rows if not r["closed"]}
+    total = sum(closed.values(), Decimal("0.00"))
+    for day, cost in accrued.items():
+        if day not in closed:
+            total += cost.quantize(FEN, ROUND_HALF_UP)
+    return total.quantize(FEN)
 
 
 def credits(reader: Reader, account_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -184,8 +220,8 @@ def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
     if summary is None:
         return None
     today = summary["today"]
-    last = today - timedelta(days=1)  # the latest day that can have closed
-    rows = daily(reader, account_id, last - timedelta(days=CHART_DAYS - 1), last)
+    first, last = chart_window(summary)
+    rows = daily(reader, account_id, first, last)
     return {
         "account": summary,
         "daily": rows,

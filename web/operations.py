@@ -142,13 +142,24 @@ def recent_commands(reader: Reader, outcomes: dict[str, dict[str, Any]]) -> list
     return rows
 
 
-def rejected_last_hour(reader: Reader) -> list[dict[str, Any]]:
-    """Rejected inputs by topic and reason that arrived in the last wall-clock hour."""
+def last_hour(now: datetime) -> tuple[datetime, datetime]:
+    """The "last hour" of the rejected-inputs panel: [now − 1 h, now], ends included."""
+    return now - timedelta(hours=1), now
+
+
+def rejected_last_hour(reader: Reader, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Rejected inputs by topic and reason that arrived in the last wall-clock hour.
+
+    A row stamped after ``now`` (a replayed message's clock ahead of this one) is not in it.
+    """
+    since, until = last_hour(now or datetime.now(LOCAL_ZONE))
     return reader.rows(
         "SELECT topic, reason, count() AS n FROM rejected FINAL "
-        "WHERE received_at >= {since:DateTime64(3, 'Asia/Shanghai')} "
-        "GROUP BY topic, reason ORDER BY n DESC",
-        since=datetime.now(LOCAL_ZONE) - timedelta(hours=1),
+        "WHERE received_at BETWEEN {since:DateTime64(3, 'Asia/Shanghai')} "
+        "AND {until:DateTime64(3, 'Asia/Shanghai')} "
+        "GROUP BY topic, reason ORDER BY n DESC, topic, reason",
+        since=since,
+        until=until,
     )
 
 
