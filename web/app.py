@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -91,14 +92,25 @@ def _id(request: Request, name: str) -> str:
     return value
 
 
+DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)  # what a ClickHouse Date holds
+
+
 def _day(request: Request, name: str, default: date) -> date:
+    """A ``YYYY-MM-DD`` query parameter within the days the tables can hold, else a 400."""
     text = request.query_params.get(name)
-    if not text:
+    if text is None:
         return default
+    reason = f"{name} must be a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
+    if DAY_TEXT.fullmatch(text) is None:
+        raise ApiError(400, reason)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise ApiError(400, f"{name} must be a date YYYY-MM-DD") from None
+        raise ApiError(400, reason) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApiError(400, reason)
+    return day
 
 
 def create_app(
@@ -146,7 +158,9 @@ def create_app(
         account_id = _id(request, "account_id")
         data = households.household(reader, account_id)
         if data is None:
-            return page(request, "missing.html", lang(request), 404, what=account_id)
+            return page(
+                request, "missing.html", lang(request), 404, what=account_id, title="not_found"
+            )
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
         return page(request, "household.html", locale, h=data)
 
@@ -177,8 +191,14 @@ def create_app(
         data = households.account(reader, account_id)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
-        last = _day(request, "to", data["today"] - timedelta(days=1))
-        first = _day(request, "from", last - timedelta(days=households.CHART_DAYS - 1))
+        window_first, window_last = households.chart_window(data)
+        last = _day(request, "to", window_last)
+        span = timedelta(days=households.CHART_DAYS - 1)
+        first = _day(
+            request,
+            "from",
+            max(last - span, FIRST_DAY) if "to" in request.query_params else window_first,
+        )
         if first > last or (last - first).days >= MAX_DAILY_SPAN:
             raise ApiError(400, f"from must be on or before to, at most {MAX_DAILY_SPAN} days")
         rows = households.daily(reader, account_id, first, last)
@@ -228,7 +248,10 @@ def create_app(
         assert isinstance(exc, ApiError)
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": exc.reason}, exc.status)
-        return page(request, "missing.html", lang(request), exc.status, what=exc.reason)
+        title = "not_found" if exc.status == 404 else "bad_request"
+        return page(
+            request, "missing.html", lang(request), exc.status, what=exc.reason, title=title
+        )
 
     async def store_error(request: Request, exc: Exception) -> Response:
         reason = f"ClickHouse did not answer: {exc}"

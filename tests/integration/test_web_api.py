@@ -12,8 +12,9 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -37,6 +38,7 @@ class Database:
     with_events: dict = field(default_factory=dict)
     final_kwh: str | None = None
     operations: dict = field(default_factory=dict)
+    accrued: dict[str, dict[date, Decimal]] = field(default_factory=dict)
     bills: list[dict] = field(default_factory=list)
 
 
@@ -138,6 +140,12 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             "sumIf(kwh, toDate(start, 'Asia/Shanghai') = today - 1) AS kwh_yesterday "
             "FROM intervals FINAL",
         )
+        for row in rows(
+            store,
+            "SELECT account_id, toDate(start, 'Asia/Shanghai') AS day, sum(cost) AS cost "
+            "FROM intervals FINAL GROUP BY account_id, day",
+        ):
+            db.accrued.setdefault(row["account_id"], {})[row["day"]] = row["cost"]
         db.closed = next(a for a, row in db.accounts.items() if row["status"] == "closed")
         (event,) = rows(
             store,
@@ -191,7 +199,17 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
                     "reason": "malformed",
                     "detail": "not JSON",
                     "received_at": datetime.now(LOCAL_ZONE),
-                }
+                },
+                {  # stamped ahead of the page's clock: not in its last hour
+                    "rejection_id": "arrives-tomorrow",
+                    "topic": "readings",
+                    "key": "M0002",
+                    "payload": "{not json",
+                    "payload_base64": 0,
+                    "reason": "malformed",
+                    "detail": "not JSON",
+                    "received_at": datetime.now(LOCAL_ZONE) + timedelta(days=1),
+                },
             ],
         )
     yield db
@@ -255,6 +273,34 @@ def test_account_is_what_accounts_final_holds(web: WebProcess, database: Databas
             assert got["days_left"] == expected, account_id
 
 
+def test_month_to_date_cost_is_what_the_bill_will_say(web: WebProcess, database: Database) -> None:
+    """Closed days' posted charges plus the open day's accrued cost, rounded once (S3, S5)."""
+    for account_id in database.accounts:
+        got = get(f"{web.url}/api/accounts/{account_id}").json()
+        today = date.fromisoformat(got["today"])
+        month = today.replace(day=1)
+        closed = {d["day"]: d["charge"] for d in database.daily.get(account_id, [])}
+        expected = sum((c for d, c in closed.items() if month <= d <= today), Decimal("0.00"))
+        for day, cost in database.accrued.get(account_id, {}).items():
+            if month <= day <= today and day not in closed:
+                expected += cost.quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(got["month"]["cost"]) == expected, account_id
+
+
+def test_a_closed_accounts_last_day_is_in_its_charts(web: WebProcess, database: Database) -> None:
+    last = database.daily[database.closed][-1]
+    got = get(f"{web.url}/api/accounts/{database.closed}/daily").json()
+    assert got["days"][-1]["day"] == str(last["day"])
+    assert Decimal(got["days"][-1]["charge"]) == last["charge"]
+    landlord_id = next(k for k, v in database.landlords.items() if database.closed in v)
+    landlord = get(f"{web.url}/api/landlords/{landlord_id}").json()
+    (tenant,) = [t for t in landlord["tenants"] if t["account_id"] == database.closed]
+    assert tenant["daily"][-1]["day"] == str(last["day"])
+    assert tenant["chart"][-1]["day"] == str(last["day"])
+    page = get(f"{web.url}/accounts/{database.closed}?lang=en").text
+    assert f'data-label="{last["day"]}" data-value="{last["kwh"]}"' in page
+
+
 def test_daily_usage_range(web: WebProcess, database: Database) -> None:
     account_id = "A0014"
     days = database.daily[account_id]
@@ -278,6 +324,106 @@ def test_bad_requests_are_refused_with_a_reason(web: WebProcess) -> None:
     assert injected.status == 400 and "invalid account id" in injected.json()["error"]
     assert get(f"{base}/NOSUCH").status == 404
     assert get(f"{base}/NOSUCH/bills").status == 404
+
+
+ROUTES = (
+    "/",
+    "/fragments/operations",
+    "/accounts/A0014",
+    "/fragments/accounts/A0014",
+    "/landlords/L015",
+    "/api/operations",
+    "/api/openapi.json",
+    "/api/accounts/A0014",
+    "/api/accounts/A0014/daily",
+    "/api/accounts/A0014/bills",
+    "/api/landlords/L015",
+)
+BAD_DAYS = (
+    "",
+    "0001-01-01",
+    "1969-12-31",
+    "2149-06-07",
+    "9999-12-31",
+    "20261201",
+    "2026-W49-1",
+    "2026-339",
+    "2026-12-01T00:00:00",
+    "2026-12-1",
+    " 2026-12-01",
+    "2026-12-01 ",
+    "+2026-12-01",
+    "２０２６-１２-０１",
+    "2026-02-30",
+    "-001-01-01",
+    "%00",
+    "%FF%FE",
+    "2026-12-01%00",
+    "'; DROP TABLE accounts; --",
+    "9" * 5000,
+)
+HOSTILE_IDS = (
+    "A0014'%20OR%20'1'='1",
+    "..",
+    "%2E%2E",
+    "A" * 65,
+    "-A0014",
+    "A0014%00",
+    "%FF",
+    "%E4%B8%AD",
+    "A0014%0d%0aX-Injected:%201",
+    "{account_id}",
+)
+
+
+def clean_refusal(reply, status: int | None = None) -> bool:
+    """A 4xx (``status`` if given) that shows no traceback or internals."""
+    body = reply.body.decode("utf-8", "replace")
+    ok = 400 <= reply.status < 500 if status is None else reply.status == status
+    return ok and "Traceback" not in body and "Error:" not in body.split("\n")[0]
+
+
+def test_every_query_parameter_is_checked(web: WebProcess) -> None:
+    daily = f"{web.url}/api/accounts/A0014/daily"
+    for name in ("from", "to"):
+        for value in BAD_DAYS:
+            reply = get(f"{daily}?{name}={quote(value, safe='%')}")
+            assert clean_refusal(reply, 400), (name, value, reply.status, reply.text[:200])
+            assert reply.json()["error"].startswith(f"{name} must be a date YYYY-MM-DD")
+    assert get(f"{daily}?to=0001-01-01").status == 400  # was a 500 (date arithmetic overflow)
+    assert get(f"{daily}?to=1970-01-10").status == 200  # the window starts no earlier than 1970
+    for route in ROUTES:  # every other parameter is ignored or falls back, never fails
+        for query in ("lang=%FF", "lang=" + "x" * 5000, "lang=en&lang=zh", "x=%00", "lang="):
+            reply = get(f"{web.url}{route}?{query}")
+            assert reply.status == 200 and "Traceback" not in reply.text, (route, query)
+
+
+def test_hostile_ids_and_methods_are_refused(web: WebProcess) -> None:
+    for route in ROUTES:
+        if "A0014" not in route and "L015" not in route:
+            continue
+        for bad in HOSTILE_IDS:
+            url = web.url + route.replace("A0014", bad).replace("L015", bad)
+            reply = get(url)
+            assert clean_refusal(reply), (url, reply.status, reply.text[:200])
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert clean_refusal(get(web.url + route, method=method), 405), (route, method)
+    for path in ("/accounts", "/api/accounts/", "/documents/", "/static/../web/app.py", "/%FF"):
+        assert clean_refusal(get(web.url + path)), path
+    for host in ("attacker.example", "127.0.0.1.attacker.example", "[::1", "%00"):
+        assert clean_refusal(get(web.url + "/api/operations", {"Host": host}), 400), host
+
+
+def test_a_bad_id_is_called_a_bad_request_not_a_missing_page(web: WebProcess) -> None:
+    for lang, title, missing in (
+        ("zh-CN", "请求有误", "未找到"),
+        ("en", "Bad request", "Not found"),
+    ):
+        reply = get(f"{web.url}/accounts/A0014'%20OR%201?lang={lang}")
+        assert reply.status == 400
+        assert f"<h1>{title}</h1>" in reply.text and missing not in reply.text
+        absent = get(f"{web.url}/accounts/NOSUCH?lang={lang}")
+        assert absent.status == 404 and f"<h1>{missing}</h1>" in absent.text
 
 
 def test_bills_link_their_invoice_documents(web: WebProcess, database: Database) -> None:
@@ -357,7 +503,9 @@ def test_move_out_settlement(web: WebProcess, database: Database) -> None:
     else:
         assert Decimal(settlement["owed"]) == Decimal(database.closed_data["owed"])
     assert [Decimal(c["amount"]) for c in settlement["last_charges"]] == database.last_charges
-    final = Decimal(settlement["final_reading"]["energy_kwh"])
+    text = settlement["final_reading"]["energy_kwh"]
+    assert len(text.partition(".")[2]) == 3, text  # kWh with 3 decimals, as everywhere
+    final = Decimal(text)
     assert final == Decimal(database.final_kwh) if database.final_kwh else final > 0
     page = get(f"{web.url}/landlords/{landlord_id}?lang=en").text
     assert "Move-out settlement" in page and database.closed in page
