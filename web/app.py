@@ -24,8 +24,9 @@ from billing.outputs import json_default
 from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
+from web.analysis import usage_analysis
 from web.charts import bar_chart, line_chart
-from web.documents import DOCUMENT_TYPES, document_path, invoice
+from web.documents import DOCUMENT_TYPES, bill_pdf_path, document_path, invoice, link_bill_pdfs
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
 from web.operations import operations
@@ -61,6 +62,8 @@ class WebOptions:
     documents: Path | None = None
     render_invoice: Callable[[dict[str, Any], Path], Path] | None = None
     """Renders an invoice's PDF from its row under ``documents`` (on demand, then kept)."""
+    notification_text: Callable[[dict[str, Any], str], str | None] | None = None
+    """A recorded notification's text in a locale, as the household was sent it."""
     metrics_urls: tuple[str, ...] = ()
     refresh_seconds: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +130,7 @@ def create_app(
     )
     env.filters["money"] = lambda v: "—" if v is None else f"¥{v}"
     env.filters["duration"] = duration
+    env.filters["signed"] = lambda v: f"+{v}" if v > 0 else str(v)
     env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
 
     def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:
@@ -162,7 +166,21 @@ def create_app(
                 request, "missing.html", lang(request), 404, what=account_id, title="not_found"
             )
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
+        link_bill_pdfs(data["bills"], options.documents, account_id)
+        for entry in data["history"]:
+            entry["text"] = history_text(entry, account_id, locale)
         return page(request, "household.html", locale, h=data)
+
+    def history_text(entry: dict[str, Any], account_id: str, locale: str) -> str:
+        """An account history entry in the household's words (the notification's text)."""
+        t = Translator(locale)
+        if entry["type"] == "points_expired":
+            return t("points_expired_text", points=entry["data"].get("points", 0))
+        notification = {**entry, "account_id": account_id, "locale": locale}
+        text = (
+            options.notification_text(notification, locale) if options.notification_text else None
+        )
+        return text or t.label("event", entry["type"])
 
     def household_fragment(request: Request) -> Response:
         account_id = _id(request, "account_id")
@@ -181,9 +199,15 @@ def create_app(
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         today = data["today"]
+        locale = lang(request, pick_locale(data["locale"], "zh-CN"))
+        data["plan_name"] = Translator(locale).label("plan_name", data["plan"])
         data["month"] = households.month(reader, account_id, today)
         data["points_detail"] = households.points(reader, account_id)
         data["credits"] = households.credits(reader, account_id)
+        data["history"] = households.history(reader, account_id, today)
+        for entry in data["history"]:
+            entry["text"] = history_text(entry, account_id, locale)
+        data["analysis"] = usage_analysis(reader, account_id)
         return _json(data)
 
     def api_daily(request: Request) -> Response:
@@ -210,7 +234,22 @@ def create_app(
         account_id = _id(request, "account_id")
         if households.account(reader, account_id) is None:
             raise ApiError(404, f"no account {account_id}")
-        return _json({"account_id": account_id, "bills": bills(reader, account_id)})
+        rows = bills(reader, account_id)
+        link_bill_pdfs(rows, options.documents, account_id)
+        return _json({"account_id": account_id, "bills": rows})
+
+    def api_analysis(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        if households.account(reader, account_id) is None:
+            raise ApiError(404, f"no account {account_id}")
+        return _json({"account_id": account_id, "analysis": usage_analysis(reader, account_id)})
+
+    def bill_pdf(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        path = bill_pdf_path(options.documents, account_id, request.path_params["month"])
+        if path is None:
+            raise ApiError(404, "no such bill")
+        return FileResponse(path, media_type=DOCUMENT_TYPES["pdf"])
 
     def api_landlord(request: Request) -> Response:
         return _json(landlord(reader, _id(request, "landlord_id")))
@@ -266,12 +305,14 @@ def create_app(
             Route("/fragments/operations", operations_fragment),
             Route("/accounts/{account_id}", household_page),
             Route("/fragments/accounts/{account_id}", household_fragment),
+            Route("/accounts/{account_id}/bills/{month}.pdf", bill_pdf),
             Route("/landlords/{landlord_id}", landlord_page),
             Route("/api/openapi.json", openapi),
             Route("/api/operations", api_operations),
             Route("/api/accounts/{account_id}", api_account),
             Route("/api/accounts/{account_id}/daily", api_daily),
             Route("/api/accounts/{account_id}/bills", api_bills),
+            Route("/api/accounts/{account_id}/analysis", api_analysis),
             Route("/api/landlords/{landlord_id}", api_landlord),
             Route("/documents/{name}", document),
             Route("/health", health),

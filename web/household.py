@@ -37,6 +37,7 @@ def account(reader: Reader, account_id: str) -> dict[str, Any] | None:
     row["today"] = local_day(row["updated_at"])
     row["days_left"] = days_left(reader, account_id, row["available"])
     row["tier_position"] = tier_position(row["plan"], row["ytd_kwh"])
+    row["price_now"] = price_now(row["plan"], row["ytd_kwh"], row["updated_at"])
     return row
 
 
@@ -80,6 +81,19 @@ def days_left(reader: Reader, account_id: str, available: Decimal) -> int | None
     if not rows or spent <= 0:
         return None
     return max(int((available * len(rows) / spent).to_integral_value(ROUND_DOWN)), 0)
+
+
+def price_now(plan_id: str, ytd_kwh: Decimal, moment: datetime) -> dict[str, Any] | None:
+    """The price of the next kWh at ``moment`` (the account's clock): its tier and period (S4).
+
+    None for a plan the built-in catalogue does not know.
+    """
+    plan = plan_catalog().get(plan_id)
+    if plan is None:
+        return None
+    index = plan.tier_of(ytd_kwh)
+    period = plan.period_at(moment.astimezone(LOCAL_ZONE))
+    return {"tier": index + 1, "period": period, "price": plan.prices[period][index], "at": moment}
 
 
 def tier_position(plan_id: str, ytd_kwh: Decimal) -> dict[str, Any]:
@@ -198,6 +212,61 @@ def credits(reader: Reader, account_id: str, limit: int = 20) -> list[dict[str, 
     )
 
 
+HISTORY_DAYS = 90
+HISTORY_LIMIT = 200
+# What happened to an account, in the notifications the household was sent (S7, S16).
+HISTORY_TYPES = (
+    "low_balance",
+    "arrears",
+    "disconnect_scheduled",
+    "disconnected",
+    "reconnected",
+    "topup_received",
+    "points_expiring",
+    "account_closed",
+    "consumption_while_disconnected",
+    "meter_anomaly",
+    "monthly_bill",
+)
+
+
+def history(reader: Reader, account_id: str, today: date) -> list[dict[str, Any]]:
+    """Notifications and point expiries of the last `HISTORY_DAYS` days up to ``today``.
+
+    Newest first, at most `HISTORY_LIMIT`; each entry has ``ts``, ``type`` and ``data`` (a
+    notification's fields; an expiry's points).
+    """
+    first = today - timedelta(days=HISTORY_DAYS - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=LOCAL_ZONE)
+    rows = reader.rows(
+        "SELECT * FROM (SELECT event_id AS id, ts, toString(type) AS type, data FROM events "
+        "FINAL WHERE account_id = {account_id:String} AND type IN {types:Array(String)} "
+        "AND ts >= {since:DateTime64(3, 'Asia/Shanghai')} "
+        "UNION ALL SELECT toString(seq) AS id, ts, 'points_expired' AS type, "
+        "toString(-points) AS data FROM points_ledger FINAL "
+        "WHERE account_id = {account_id:String} AND kind = 'expiry' "
+        "AND ts >= {since:DateTime64(3, 'Asia/Shanghai')}) "
+        "ORDER BY ts DESC, id DESC LIMIT {limit:UInt32}",
+        account_id=account_id,
+        types=list(HISTORY_TYPES),
+        since=since,
+        limit=HISTORY_LIMIT,
+    )
+    out = []
+    for r in rows:
+        if r["type"] == "points_expired":
+            data: Any = {"points": int(r["data"])}
+        else:
+            try:
+                data = json.loads(r["data"]) if r["data"] else {}
+            except ValueError:
+                data = {}
+        out.append(
+            {"ts": r["ts"], "type": r["type"], "data": data if isinstance(data, dict) else {}}
+        )
+    return out
+
+
 def points(reader: Reader, account_id: str) -> dict[str, Any]:
     """Points entries, the lots still held by year and when each expires (S6)."""
     entries = reader.rows(
@@ -214,6 +283,7 @@ def points(reader: Reader, account_id: str) -> dict[str, Any]:
 
 def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
     """Everything on the household page."""
+    from web.analysis import usage_analysis
     from web.documents import bills
 
     summary = account(reader, account_id)
@@ -230,4 +300,6 @@ def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
         "credits": credits(reader, account_id),
         "points": points(reader, account_id),
         "bills": bills(reader, account_id),
+        "analysis": usage_analysis(reader, account_id),
+        "history": history(reader, account_id, today),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from markupsafe import escape
 
 from billing.clock import LOCAL_ZONE
 from store.clickhouse import ClickHouseStore
@@ -39,6 +40,9 @@ class Database:
     final_kwh: str | None = None
     operations: dict = field(default_factory=dict)
     accrued: dict[str, dict[date, Decimal]] = field(default_factory=dict)
+    analysis: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    expiries: list[dict] = field(default_factory=list)
     bills: list[dict] = field(default_factory=list)
 
 
@@ -187,6 +191,11 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     with ClickHouseStore(dsn) as store:
         simulate_landlord_migration(store, landlord_of)
         db.bills = rows(store, "SELECT * FROM bills FINAL WHERE account_id = 'A0014'")
+        db.analysis = rows(store, "SELECT * FROM usage_analysis FINAL WHERE account_id = 'A0014'")
+        db.events = rows(store, "SELECT account_id, ts, type, data FROM events FINAL")
+        db.expiries = rows(
+            store, "SELECT account_id, ts, points FROM points_ledger FINAL WHERE kind = 'expiry'"
+        )
         store.insert_rows(
             "rejected",
             [
@@ -253,6 +262,7 @@ def test_openapi_describes_every_api_route(web: WebProcess) -> None:
         "/api/accounts/{account_id}",
         "/api/accounts/{account_id}/daily",
         "/api/accounts/{account_id}/bills",
+        "/api/accounts/{account_id}/analysis",
         "/api/landlords/{landlord_id}",
     } <= set(spec["paths"])
 
@@ -337,6 +347,7 @@ ROUTES = (
     "/api/accounts/A0014",
     "/api/accounts/A0014/daily",
     "/api/accounts/A0014/bills",
+    "/api/accounts/A0014/analysis",
     "/api/landlords/L015",
 )
 BAD_DAYS = (
@@ -585,3 +596,147 @@ def test_the_read_path_binds_values_and_writes_nothing(tmp_path: Path) -> None:
             with pytest.raises(ClickHouseError):
                 store.read(statement)
         assert store.read("SELECT count() FROM accounts")[1] == [(0,)]
+
+
+# The Zhejiang prices of SPEC S4 (yuan/kWh), by plan, period and tier.
+PRICES = {
+    "zhejiang-tiered": {"flat": ("0.538", "0.588", "0.838")},
+    "zhejiang-tou": {"peak": ("0.568", "0.618", "0.868"), "valley": ("0.288", "0.338", "0.588")},
+}
+PLAN_NAMES = {
+    "en": {"zhejiang-tiered": "Zhejiang residential, tiered"},
+    "zh-CN": {"zhejiang-tiered": "浙江居民阶梯电价"},
+}
+
+
+def test_price_now_plan_name_and_units(web: WebProcess, database: Database) -> None:
+    for account_id, row in database.accounts.items():
+        got = get(f"{web.url}/api/accounts/{account_id}?lang=en").json()
+        ytd = row["ytd_kwh"]
+        tier = 1 if ytd < 2760 else 2 if ytd < 4800 else 3
+        hour = row["updated_at"].astimezone(LOCAL_ZONE).hour
+        period = (
+            "flat" if row["plan"] == "zhejiang-tiered" else "peak" if 8 <= hour < 22 else "valley"
+        )
+        price = got["price_now"]
+        assert (price["tier"], price["period"]) == (tier, period), account_id
+        assert Decimal(price["price"]) == Decimal(PRICES[row["plan"]][period][tier - 1])
+        assert got["plan_name"] != row["plan"]
+    account_id = next(a for a, r in database.accounts.items() if r["plan"] == "zhejiang-tiered")
+    for lang, names in PLAN_NAMES.items():
+        page = get(f"{web.url}/accounts/{account_id}?lang={lang}").text
+        assert f'data-plan="zhejiang-tiered">{names["zhejiang-tiered"]}</span>' in page
+        assert ">zhejiang-tiered<" not in page
+    got = get(f"{web.url}/api/accounts/A0014").json()
+    zh = get(f"{web.url}/accounts/A0014?lang=zh-CN").text
+    if got["days_left"] is not None:
+        assert f">{got['days_left']} 天</strong>" in zh
+    ytd = database.accounts["A0014"]["ytd_kwh"]
+    assert f"本年已用 {ytd} kWh" in zh and 'id="tier-bar"' in zh
+
+
+def expected_history(database: Database, account_id: str, today: date) -> list[tuple]:
+    """(ts, type) of the account's notifications and point expiries, 90 days, newest first."""
+    kinds = set(HISTORY_KINDS)
+    since = today - timedelta(days=89)
+    entries = [
+        (e["ts"], e["type"])
+        for e in database.events
+        if e["account_id"] == account_id
+        and e["type"] in kinds
+        and e["ts"].astimezone(LOCAL_ZONE).date() >= since
+    ]
+    entries += [
+        (x["ts"], "points_expired")
+        for x in database.expiries
+        if x["account_id"] == account_id and x["ts"].astimezone(LOCAL_ZONE).date() >= since
+    ]
+    return sorted(entries, key=lambda e: e[0], reverse=True)
+
+
+HISTORY_KINDS = (
+    "low_balance",
+    "arrears",
+    "disconnect_scheduled",
+    "disconnected",
+    "reconnected",
+    "topup_received",
+    "points_expiring",
+    "account_closed",
+    "consumption_while_disconnected",
+    "meter_anomaly",
+    "monthly_bill",
+)
+
+
+def test_account_history_in_the_households_words(web: WebProcess, database: Database) -> None:
+    from notify.texts import render
+
+    cut = {e["account_id"] for e in database.events if e["type"] == "disconnected"}
+    back = {e["account_id"] for e in database.events if e["type"] == "reconnected"}
+    assert cut & back, "the example needs an account cut and reconnected"
+    for account_id in sorted(cut & back)[:2] + [database.closed, "A0014"]:
+        for lang, signature in (("zh-CN", "国网示例供电"), ("en", "State Grid Example")):
+            got = get(f"{web.url}/api/accounts/{account_id}?lang={lang}").json()
+            today = date.fromisoformat(got["today"])
+            want = expected_history(database, account_id, today)
+            seen = [(datetime.fromisoformat(e["ts"]), e["type"]) for e in got["history"]]
+            assert sorted(seen) == sorted(want), account_id
+            assert [ts for ts, _ in seen] == sorted((ts for ts, _ in seen), reverse=True)
+            for entry in got["history"]:
+                if entry["type"] == "points_expired":
+                    continue
+                notification = {**entry, "account_id": account_id}
+                text = render(notification, signature, LOCAL_ZONE, lang).text
+                assert entry["text"] == text
+            page = get(f"{web.url}/accounts/{account_id}?lang={lang}").text
+            section = page.split('id="history"')[1].split("</section>")[0]
+            assert section.count("<tr ") == len(want)
+            for entry in got["history"][:5]:
+                assert escape(entry["text"]) in section
+
+
+def test_monthly_bill_pdf_is_linked_and_served(web: WebProcess, database: Database) -> None:
+    (bill,) = database.bills
+    month = f"{bill['month']:%Y-%m}"
+    link = f"/accounts/A0014/bills/{month}.pdf"
+    (got,) = get(f"{web.url}/api/accounts/A0014/bills").json()["bills"]
+    assert got["bill_pdf"] == link
+    assert f'href="{link}"' in get(f"{web.url}/accounts/A0014?lang=en").text
+    pdf = get(web.url + link)
+    assert pdf.status == 200 and pdf.body.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
+    (written,) = (database.work / "documents" / "bills" / month).glob("A0014.pdf")
+    assert pdf.body == written.read_bytes()
+    for bad in ("2026-13", "1999-01", "2026-4", "..%2F..", "%2e%2e", "2026-04%00"):
+        assert clean_refusal(get(f"{web.url}/accounts/A0014/bills/{bad}.pdf"), 404), bad
+    assert clean_refusal(get(f"{web.url}/accounts/A0015/bills/{month}.pdf"), 404)
+    assert clean_refusal(get(f"{web.url}/accounts/A0014'/bills/{month}.pdf"), 400)
+
+
+def test_usage_analysis_is_on_the_page(web: WebProcess, database: Database) -> None:
+    (row,) = database.analysis
+    (bill,) = database.bills
+    got = get(f"{web.url}/api/accounts/A0014/analysis").json()["analysis"]
+    assert Decimal(got["kwh"]) == row["kwh"] == bill["kwh"]
+    assert Decimal(got["peak_share_percent"]) == row["peak_share"] * 100
+    assert Decimal(got["kwh_peak"]) == bill["kwh_peak"]
+    assert Decimal(got["charge"]) == row["charge"]
+    assert got["alt_plan"] == row["alt_plan"] and Decimal(got["alt_charge"]) == row["alt_charge"]
+    assert Decimal(got["alt_difference"]) == row["alt_charge"] - row["charge"]
+    prev = bill["kwh_prev_month"]
+    if prev:
+        change = ((bill["kwh"] - prev) * 100 / prev).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(got["change_prev_month_percent"]) == change
+    else:
+        assert got["change_prev_month_percent"] is None
+    for lang in ("en", "zh-CN"):
+        page = get(f"{web.url}/accounts/A0014?lang={lang}").text
+        section = page.split('id="analysis"')[1].split("</section>")[0]
+        assert f'id="analysis-kwh">{row["kwh"]}<' in section
+        assert f'data-value="{(row["peak_share"] * 100).quantize(Decimal("0.01"))}"' in section
+        assert (
+            f'id="what-if" data-plan="{row["alt_plan"]}" data-value="{row["alt_charge"]}"'
+            in section
+        )
+    assert get(f"{web.url}/api/accounts/A0015/analysis").json()["analysis"] is None
