@@ -29,6 +29,7 @@ from web.charts import bar_chart, line_chart
 from web.documents import DOCUMENT_TYPES, bill_pdf_path, document_path, invoice, link_bill_pdfs
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
+from web.lists import LISTS, MAX_PAGE, account_list, search
 from web.operations import operations
 from web.reads import Reader, valid_id
 from web.sources import CommandOutcomes, scrape
@@ -116,6 +117,32 @@ def _day(request: Request, name: str, default: date) -> date:
     return day
 
 
+SEARCH_TEXT = re.compile(r"[^\x00-\x1f\x7f\ufffd]{1,64}")  # no control or undecodable byte
+PAGE_TEXT = re.compile(r"[1-9][0-9]{0,4}")
+
+
+def _query(request: Request) -> str:
+    """The ``q`` of a search: 1 to 64 characters, no control character, valid UTF-8."""
+    text = request.query_params.get("q", "").strip()
+    if SEARCH_TEXT.fullmatch(text) is None:
+        raise ApiError(
+            400,
+            "q must be 1 to 64 characters: an account, meter or landlord id, "
+            "or the last digits of a phone number",
+        )
+    return text
+
+
+def _page(request: Request) -> int:
+    """The ``page`` of a list: 1 (the default) to `MAX_PAGE`."""
+    text = request.query_params.get("page")
+    if text is None:
+        return 1
+    if PAGE_TEXT.fullmatch(text) is None or int(text) > MAX_PAGE:
+        raise ApiError(400, f"page must be a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
 def create_app(
     reader: Reader, options: WebOptions, outcomes: CommandOutcomes | None = None
 ) -> AccessControl:
@@ -153,7 +180,26 @@ def create_app(
         return pick_locale(request.query_params.get("lang"), default)
 
     def operations_page(request: Request) -> Response:
-        return page(request, "operations.html", lang(request), ops=ops_data())
+        return page(request, "operations.html", lang(request), ops=ops_data(), lists=LISTS)
+
+    def found_list(request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        if name not in LISTS:
+            raise ApiError(404, f"no list {name[:64]!r}; lists: {', '.join(LISTS)}")
+        known = outcomes.snapshot() if outcomes is not None else {}
+        return account_list(reader, name, _page(request), known)
+
+    def list_page(request: Request) -> Response:
+        return page(request, "list.html", lang(request), found=found_list(request))
+
+    def api_list(request: Request) -> Response:
+        return _json(found_list(request))
+
+    def search_page(request: Request) -> Response:
+        return page(request, "search.html", lang(request), found=search(reader, _query(request)))
+
+    def api_search(request: Request) -> Response:
+        return _json(search(reader, _query(request)))
 
     def operations_fragment(request: Request) -> Response:
         return page(request, "_panels.html", lang(request), ops=ops_data())
@@ -307,6 +353,10 @@ def create_app(
             Route("/fragments/accounts/{account_id}", household_fragment),
             Route("/accounts/{account_id}/bills/{month}.pdf", bill_pdf),
             Route("/landlords/{landlord_id}", landlord_page),
+            Route("/search", search_page),
+            Route("/lists/{name}", list_page),
+            Route("/api/search", api_search),
+            Route("/api/lists/{name}", api_list),
             Route("/api/openapi.json", openapi),
             Route("/api/operations", api_operations),
             Route("/api/accounts/{account_id}", api_account),

@@ -24,6 +24,7 @@ RECENT_INTERVALS = (
     "WHERE `end` > {since:DateTime64(3, 'Asia/Shanghai')} GROUP BY account_id, interval_id)"
 )
 RECENT_CUTS = 12
+NO_DISTRICT = None  # accounts opened without a district; the pages name it in their language
 STATUSES = ("active", "arrears", "disconnected", "closed")
 
 
@@ -72,7 +73,10 @@ def hourly(reader: Reader, now: datetime) -> dict[str, list[Decimal | None]]:
 
 
 def by_district(reader: Reader, now: datetime) -> list[dict[str, Any]] | None:
-    """Today's kWh by district (from the accounts' ``open`` events); None when not recorded."""
+    """Today's kWh by district (from the accounts' ``open`` events); None when not recorded.
+
+    Accounts opened without a district are counted under `NO_DISTRICT` (null in the API).
+    """
     if "district" in reader.columns("accounts"):
         districts = reader.rows(
             "SELECT account_id, district FROM accounts FINAL WHERE district != ''"
@@ -86,13 +90,13 @@ def by_district(reader: Reader, now: datetime) -> list[dict[str, Any]] | None:
         return None
     where = {r["account_id"]: r["district"] for r in districts}
     start = datetime.combine(now.date(), datetime.min.time(), LOCAL_ZONE)
-    totals: dict[str, Decimal] = {}
+    totals: dict[str | None, Decimal] = {}
     for r in reader.rows(
         f"SELECT account_id, sum(k0) AS kwh FROM {RECENT_INTERVALS} "
         "WHERE s0 >= {since:DateTime64(3, 'Asia/Shanghai')} GROUP BY account_id",
         since=start,
     ):
-        district = where.get(r["account_id"], "—")
+        district = where.get(r["account_id"], NO_DISTRICT)
         totals[district] = totals.get(district, Decimal(0)) + r["kwh"]
     return [{"district": d, "kwh": k} for d, k in sorted(totals.items(), key=lambda x: -x[1])]
 

@@ -11,7 +11,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +43,7 @@ class Database:
     analysis: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     expiries: list[dict] = field(default_factory=list)
+    opens: list[dict] = field(default_factory=list)
     bills: list[dict] = field(default_factory=list)
 
 
@@ -131,6 +132,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             events.append(event)
     opens = [e for e in events if e["type"] == "open" and e.get("landlord_id")]
     db = Database(dsn, work)
+    db.opens = opens
     with ClickHouseStore(dsn) as store:
         make_old(store)
         for row in rows(store, "SELECT * FROM accounts FINAL ORDER BY account_id"):
@@ -264,6 +266,8 @@ def test_openapi_describes_every_api_route(web: WebProcess) -> None:
         "/api/accounts/{account_id}/bills",
         "/api/accounts/{account_id}/analysis",
         "/api/landlords/{landlord_id}",
+        "/api/search",
+        "/api/lists/{name}",
     } <= set(spec["paths"])
 
 
@@ -349,6 +353,9 @@ ROUTES = (
     "/api/accounts/A0014/bills",
     "/api/accounts/A0014/analysis",
     "/api/landlords/L015",
+    "/lists/arrears",
+    "/api/lists/relay",
+    "/api/lists/pending_cut",
 )
 BAD_DAYS = (
     "",
@@ -498,7 +505,8 @@ def test_account_events_give_landlords_locales_and_districts(database: Database)
     )
     assert '<html lang="en">' in seen["page"]  # A0014 opened with locale en-US
     districts = seen["operations"]["districts"]
-    assert districts and any(d["district"] != "—" for d in districts)
+    assert districts and any(d["district"] is not None for d in districts)
+    assert all(d["district"] != "—" for d in districts)
     total = sum(Decimal(d["kwh"]) for d in districts)
     assert total == Decimal(seen["operations"]["kwh_today"])
 
@@ -740,3 +748,112 @@ def test_usage_analysis_is_on_the_page(web: WebProcess, database: Database) -> N
             in section
         )
     assert get(f"{web.url}/api/accounts/A0015/analysis").json()["analysis"] is None
+
+
+def test_search_by_account_meter_landlord_and_phone(web: WebProcess, database: Database) -> None:
+    def found(q: str) -> dict:
+        reply = get(f"{web.url}/api/search?q={quote(q)}")
+        assert reply.status == 200, (q, reply.text)
+        return reply.json()
+
+    prefix = sorted(a for a in database.accounts if a.startswith("A001"))
+    assert [a["account_id"] for a in found("a001")["accounts"]] == prefix
+    row = database.accounts["A0014"]
+    (hit,) = [a for a in found(row["meter_id"])["accounts"] if a["account_id"] == "A0014"]
+    assert Decimal(hit["available"]) == row["available"] and hit["status"] == row["status"]
+    by_landlord = found("L015")
+    assert "L015" in by_landlord["landlords"]
+    assert set(database.landlords["L015"]) <= {a["account_id"] for a in by_landlord["accounts"]}
+    phones = {o["account_id"]: o["phone"] for o in database.opens if o.get("phone")}
+    assert phones, "the example opens accounts with phone numbers"
+    account_id, phone = sorted(phones.items())[0]
+    suffix = phone[-6:]
+    want = {a for a, p in phones.items() if p.endswith(suffix)}
+    assert want <= {a["account_id"] for a in found(suffix)["accounts"]}
+    assert account_id in {a["account_id"] for a in found(suffix)["accounts"]}
+    assert found("NOSUCH-ZZZ")["accounts"] == []
+    for lang, none in (("en", "Nothing matches."), ("zh-CN", "没有匹配的账户。")):
+        page = get(f"{web.url}/search?q=A0014&lang={lang}").text
+        assert 'href="/accounts/A0014?lang=' in page
+        assert none in get(f"{web.url}/search?q=NOSUCH-ZZZ&lang={lang}").text
+    for bad in ("", "%20%20", "x" * 65, "%00", "a%0Ab", "%FF"):
+        reply = get(f"{web.url}/api/search?q={bad}")
+        assert clean_refusal(reply, 400), (bad, reply.status, reply.text[:200])
+        assert clean_refusal(get(f"{web.url}/search?q={bad}"), 400), bad
+    assert clean_refusal(get(f"{web.url}/api/search"), 400)
+    for odd in ("'; DROP TABLE accounts; --", "%25", "_", "\\", "中文", "{q:String}"):
+        assert get(f"{web.url}/api/search?q={quote(odd)}").status == 200, odd
+
+
+def latest(database: Database, account_id: str, kind: str) -> datetime | None:
+    times = [
+        e["ts"] for e in database.events if e["account_id"] == account_id and e["type"] == kind
+    ]
+    return max(times) if times else None
+
+
+def test_operator_lists_with_balance_and_since(web: WebProcess, database: Database) -> None:
+    for status in ("arrears", "disconnected"):
+        want = sorted(a for a, r in database.accounts.items() if r["status"] == status)
+        got = get(f"{web.url}/api/lists/{status}").json()
+        assert got["total"] == len(want) and got["page"] == 1
+        assert [a["account_id"] for a in got["accounts"]] == want[:50]
+        for a in got["accounts"]:
+            assert Decimal(a["available"]) == database.accounts[a["account_id"]]["available"]
+            since = latest(database, a["account_id"], status)
+            assert (a["since"] and datetime.fromisoformat(a["since"])) == since
+    # Pending cuts: the latest cut event of the account is a scheduled cut.
+    cut_kinds = ("disconnect_scheduled", "disconnected", "reconnected", "account_closed")
+    pending = []
+    for account_id in database.accounts:
+        cuts = [
+            e for e in database.events if e["account_id"] == account_id and e["type"] in cut_kinds
+        ]
+        if cuts and max(cuts, key=lambda e: e["ts"])["type"] == "disconnect_scheduled":
+            pending.append(account_id)
+    got = get(f"{web.url}/api/lists/pending_cut").json()
+    assert sorted(a["account_id"] for a in got["accounts"]) == sorted(pending)
+    # Relay commands: this server follows no results topic, so none is confirmed; a failure
+    # the billing recorded (meter_anomaly relay_failed) says failed.
+    commanded = {
+        e["account_id"] for e in database.events if e["type"] in ("disconnect", "reconnect")
+    }
+    got = get(f"{web.url}/api/lists/relay").json()
+    assert got["total"] == len(commanded) > 0
+    for a in got["accounts"]:
+        since = max(
+            latest(database, a["account_id"], "disconnect") or datetime.min.replace(tzinfo=UTC),
+            latest(database, a["account_id"], "reconnect") or datetime.min.replace(tzinfo=UTC),
+        )
+        assert datetime.fromisoformat(a["since"]) == since
+        assert a["outcome"] in ("failed", "unconfirmed")
+        assert Decimal(a["available"]) == database.accounts[a["account_id"]]["available"]
+    for lang, title in (("en", "Accounts in arrears"), ("zh-CN", "欠费账户")):
+        page = get(f"{web.url}/lists/arrears?lang={lang}").text
+        assert f"<h2>{title}" in page
+        ops = get(f"{web.url}/?lang={lang}").text
+        assert f'href="/lists/arrears?lang={lang}"' in ops
+    empty = get(f"{web.url}/api/lists/arrears?page=2").json()
+    assert empty["accounts"] == [] and empty["page"] == 2
+    for bad in ("0", "-1", "abc", "10001", "", "1.5", "%00", "99999999999999999999"):
+        assert clean_refusal(get(f"{web.url}/api/lists/arrears?page={bad}"), 400), bad
+    for name in ("nosuch", "ARREARS", "..", "%00"):
+        assert clean_refusal(get(f"{web.url}/api/lists/{name}"), 404), name
+        assert clean_refusal(get(f"{web.url}/lists/{name}"), 404), name
+
+
+def test_operations_names_what_it_shows(web: WebProcess, database: Database) -> None:
+    for lang, unknown, malformed, no_district in (
+        ("en", "unknown", "malformed", "(no district)"),
+        ("zh-CN", "未知", "格式错误", "（未填写区域）"),
+    ):
+        page = get(f"{web.url}/?lang={lang}").text
+        messages = page.split('id="messages"')[1].split("</span></div>")[0]
+        assert f" {unknown} " in messages and ">0<" not in messages  # no metrics: not 0
+        rejected = page.split('id="rejected"')[1].split("</section>")[0]
+        assert 'data-reason="malformed"><th>' in rejected and f"<td>{malformed}</td>" in rejected
+        districts = page.split('id="districts"')[1].split("</section>")[0]
+        assert "<th>—</th>" not in districts
+        ops = get(f"{web.url}/api/operations").json()
+        if any(d["district"] is None for d in ops["districts"] or []):
+            assert f"<th>{no_district}</th>" in districts
