@@ -171,9 +171,25 @@ class ClusterInfo:
     topics: dict[str, int]
 
 
+ADMIN_LOG_LEVEL = 5
+
+
+def quiet_admin(config: Mapping[str, str]) -> dict[str, str]:
+    """An admin client's settings with librdkafka's informational lines off.
+
+    A short-lived admin client logs its own teardown at level 6 straight to stderr ("Purging
+    N unserved events from background queue"), which lands among a command's output; its
+    notices, warnings and errors (levels 5 and below) are still printed.
+    """
+    given = str(config.get("log_level", "6")).strip()
+    if not given.isdigit():
+        return dict(config)  # librdkafka reports the setting it cannot use
+    return {**config, "log_level": str(min(int(given), ADMIN_LOG_LEVEL))}
+
+
 def cluster_info(config: Mapping[str, str], *, timeout: float = 5.0) -> ClusterInfo:
     """Ask the cluster for its metadata; raises ``KafkaException`` if none answers in time."""
-    metadata = AdminClient(dict(config)).list_topics(timeout=timeout)
+    metadata = AdminClient(quiet_admin(config)).list_topics(timeout=timeout)
     return ClusterInfo(
         cluster_id=metadata.cluster_id,
         brokers=tuple(f"{b.host}:{b.port}" for b in metadata.brokers.values()),
@@ -221,7 +237,7 @@ def ensure_topics(
     if not wanted:
         return []
     deadline = time.monotonic() + timeout
-    admin = AdminClient(dict(config))  # must outlive the futures below
+    admin = AdminClient(quiet_admin(config))  # must outlive the futures below
     futures = admin.create_topics(
         [NewTopic(name, partitions, replication) for name in wanted],
         operation_timeout=timeout,

@@ -37,6 +37,7 @@ from store.loader import Loader
 from wattpay.documents import render_invoice_on_demand
 from wattpay.durable import EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
+from wattpay.notices import notification_texts
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
 from web.server import WebServer, options_from_env, serve_web
 from web.sources import CommandOutcomes
@@ -240,6 +241,7 @@ class Up:
         web.token = web.token or self.settings.query_token or None
         web.documents = web.documents or options.state_dir / "jobs"  # the monthly jobs' output
         web.render_invoice = render_invoice_on_demand
+        web.notification_text = notification_texts(self.settings)
         web.metrics_urls = (
             f"http://{options.host}:{options.metrics_port}/metrics",
             f"http://{options.host}:{options.billing_metrics_port}/metrics",

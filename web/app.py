@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +24,12 @@ from billing.outputs import json_default
 from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
+from web.analysis import usage_analysis
 from web.charts import bar_chart, line_chart
-from web.documents import DOCUMENT_TYPES, document_path, invoice
+from web.documents import DOCUMENT_TYPES, bill_pdf_path, document_path, invoice, link_bill_pdfs
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
+from web.lists import LISTS, MAX_PAGE, account_list, search
 from web.operations import operations
 from web.reads import Reader, valid_id
 from web.sources import CommandOutcomes, scrape
@@ -60,6 +63,8 @@ class WebOptions:
     documents: Path | None = None
     render_invoice: Callable[[dict[str, Any], Path], Path] | None = None
     """Renders an invoice's PDF from its row under ``documents`` (on demand, then kept)."""
+    notification_text: Callable[[dict[str, Any], str], str | None] | None = None
+    """A recorded notification's text in a locale, as the household was sent it."""
     metrics_urls: tuple[str, ...] = ()
     refresh_seconds: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,14 +96,51 @@ def _id(request: Request, name: str) -> str:
     return value
 
 
+DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)  # what a ClickHouse Date holds
+
+
 def _day(request: Request, name: str, default: date) -> date:
+    """A ``YYYY-MM-DD`` query parameter within the days the tables can hold, else a 400."""
     text = request.query_params.get(name)
-    if not text:
+    if text is None:
         return default
+    reason = f"{name} must be a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
+    if DAY_TEXT.fullmatch(text) is None:
+        raise ApiError(400, reason)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise ApiError(400, f"{name} must be a date YYYY-MM-DD") from None
+        raise ApiError(400, reason) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApiError(400, reason)
+    return day
+
+
+SEARCH_TEXT = re.compile(r"[^\x00-\x1f\x7f\ufffd]{1,64}")  # no control or undecodable byte
+PAGE_TEXT = re.compile(r"[1-9][0-9]{0,4}")
+
+
+def _query(request: Request) -> str:
+    """The ``q`` of a search: 1 to 64 characters, no control character, valid UTF-8."""
+    text = request.query_params.get("q", "").strip()
+    if SEARCH_TEXT.fullmatch(text) is None:
+        raise ApiError(
+            400,
+            "q must be 1 to 64 characters: an account, meter or landlord id, "
+            "or the last digits of a phone number",
+        )
+    return text
+
+
+def _page(request: Request) -> int:
+    """The ``page`` of a list: 1 (the default) to `MAX_PAGE`."""
+    text = request.query_params.get("page")
+    if text is None:
+        return 1
+    if PAGE_TEXT.fullmatch(text) is None or int(text) > MAX_PAGE:
+        raise ApiError(400, f"page must be a whole number from 1 to {MAX_PAGE}")
+    return int(text)
 
 
 def create_app(
@@ -115,6 +157,7 @@ def create_app(
     )
     env.filters["money"] = lambda v: "—" if v is None else f"¥{v}"
     env.filters["duration"] = duration
+    env.filters["signed"] = lambda v: f"+{v}" if v > 0 else str(v)
     env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
 
     def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:
@@ -137,7 +180,26 @@ def create_app(
         return pick_locale(request.query_params.get("lang"), default)
 
     def operations_page(request: Request) -> Response:
-        return page(request, "operations.html", lang(request), ops=ops_data())
+        return page(request, "operations.html", lang(request), ops=ops_data(), lists=LISTS)
+
+    def found_list(request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        if name not in LISTS:
+            raise ApiError(404, f"no list {name[:64]!r}; lists: {', '.join(LISTS)}")
+        known = outcomes.snapshot() if outcomes is not None else {}
+        return account_list(reader, name, _page(request), known)
+
+    def list_page(request: Request) -> Response:
+        return page(request, "list.html", lang(request), found=found_list(request))
+
+    def api_list(request: Request) -> Response:
+        return _json(found_list(request))
+
+    def search_page(request: Request) -> Response:
+        return page(request, "search.html", lang(request), found=search(reader, _query(request)))
+
+    def api_search(request: Request) -> Response:
+        return _json(search(reader, _query(request)))
 
     def operations_fragment(request: Request) -> Response:
         return page(request, "_panels.html", lang(request), ops=ops_data())
@@ -146,9 +208,25 @@ def create_app(
         account_id = _id(request, "account_id")
         data = households.household(reader, account_id)
         if data is None:
-            return page(request, "missing.html", lang(request), 404, what=account_id)
+            return page(
+                request, "missing.html", lang(request), 404, what=account_id, title="not_found"
+            )
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
+        link_bill_pdfs(data["bills"], options.documents, account_id)
+        for entry in data["history"]:
+            entry["text"] = history_text(entry, account_id, locale)
         return page(request, "household.html", locale, h=data)
+
+    def history_text(entry: dict[str, Any], account_id: str, locale: str) -> str:
+        """An account history entry in the household's words (the notification's text)."""
+        t = Translator(locale)
+        if entry["type"] == "points_expired":
+            return t("points_expired_text", points=entry["data"].get("points", 0))
+        notification = {**entry, "account_id": account_id, "locale": locale}
+        text = (
+            options.notification_text(notification, locale) if options.notification_text else None
+        )
+        return text or t.label("event", entry["type"])
 
     def household_fragment(request: Request) -> Response:
         account_id = _id(request, "account_id")
@@ -167,9 +245,15 @@ def create_app(
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         today = data["today"]
+        locale = lang(request, pick_locale(data["locale"], "zh-CN"))
+        data["plan_name"] = Translator(locale).label("plan_name", data["plan"])
         data["month"] = households.month(reader, account_id, today)
         data["points_detail"] = households.points(reader, account_id)
         data["credits"] = households.credits(reader, account_id)
+        data["history"] = households.history(reader, account_id, today)
+        for entry in data["history"]:
+            entry["text"] = history_text(entry, account_id, locale)
+        data["analysis"] = usage_analysis(reader, account_id)
         return _json(data)
 
     def api_daily(request: Request) -> Response:
@@ -177,8 +261,14 @@ def create_app(
         data = households.account(reader, account_id)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
-        last = _day(request, "to", data["today"] - timedelta(days=1))
-        first = _day(request, "from", last - timedelta(days=households.CHART_DAYS - 1))
+        window_first, window_last = households.chart_window(data)
+        last = _day(request, "to", window_last)
+        span = timedelta(days=households.CHART_DAYS - 1)
+        first = _day(
+            request,
+            "from",
+            max(last - span, FIRST_DAY) if "to" in request.query_params else window_first,
+        )
         if first > last or (last - first).days >= MAX_DAILY_SPAN:
             raise ApiError(400, f"from must be on or before to, at most {MAX_DAILY_SPAN} days")
         rows = households.daily(reader, account_id, first, last)
@@ -190,7 +280,22 @@ def create_app(
         account_id = _id(request, "account_id")
         if households.account(reader, account_id) is None:
             raise ApiError(404, f"no account {account_id}")
-        return _json({"account_id": account_id, "bills": bills(reader, account_id)})
+        rows = bills(reader, account_id)
+        link_bill_pdfs(rows, options.documents, account_id)
+        return _json({"account_id": account_id, "bills": rows})
+
+    def api_analysis(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        if households.account(reader, account_id) is None:
+            raise ApiError(404, f"no account {account_id}")
+        return _json({"account_id": account_id, "analysis": usage_analysis(reader, account_id)})
+
+    def bill_pdf(request: Request) -> Response:
+        account_id = _id(request, "account_id")
+        path = bill_pdf_path(options.documents, account_id, request.path_params["month"])
+        if path is None:
+            raise ApiError(404, "no such bill")
+        return FileResponse(path, media_type=DOCUMENT_TYPES["pdf"])
 
     def api_landlord(request: Request) -> Response:
         return _json(landlord(reader, _id(request, "landlord_id")))
@@ -228,7 +333,10 @@ def create_app(
         assert isinstance(exc, ApiError)
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": exc.reason}, exc.status)
-        return page(request, "missing.html", lang(request), exc.status, what=exc.reason)
+        title = "not_found" if exc.status == 404 else "bad_request"
+        return page(
+            request, "missing.html", lang(request), exc.status, what=exc.reason, title=title
+        )
 
     async def store_error(request: Request, exc: Exception) -> Response:
         reason = f"ClickHouse did not answer: {exc}"
@@ -243,12 +351,18 @@ def create_app(
             Route("/fragments/operations", operations_fragment),
             Route("/accounts/{account_id}", household_page),
             Route("/fragments/accounts/{account_id}", household_fragment),
+            Route("/accounts/{account_id}/bills/{month}.pdf", bill_pdf),
             Route("/landlords/{landlord_id}", landlord_page),
+            Route("/search", search_page),
+            Route("/lists/{name}", list_page),
+            Route("/api/search", api_search),
+            Route("/api/lists/{name}", api_list),
             Route("/api/openapi.json", openapi),
             Route("/api/operations", api_operations),
             Route("/api/accounts/{account_id}", api_account),
             Route("/api/accounts/{account_id}/daily", api_daily),
             Route("/api/accounts/{account_id}/bills", api_bills),
+            Route("/api/accounts/{account_id}/analysis", api_analysis),
             Route("/api/landlords/{landlord_id}", api_landlord),
             Route("/documents/{name}", document),
             Route("/health", health),

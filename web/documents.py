@@ -13,6 +13,8 @@ from typing import Any
 from web.reads import Reader
 
 INVOICE_NO = re.compile(r"\d{20}")
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]")  # as the monthly job names an account's files
 DOCUMENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
 BILL_LIMIT = 24
 
@@ -63,3 +65,29 @@ def document_path(directory: Path | None, invoice_no: str, kind: str) -> Path | 
         if resolved.is_file() and resolved.is_relative_to(root):
             return resolved
     return None
+
+
+def bill_pdf_path(directory: Path | None, account_id: str, month: str) -> Path | None:
+    """The monthly bill PDF of an account (``bills/YYYY-MM/<account>.pdf``), if written.
+
+    ``month`` must read ``YYYY-MM``; the account id has been checked by the caller.
+    """
+    if directory is None or not MONTH.fullmatch(month):
+        return None
+    root = directory.resolve()
+    name = (UNSAFE_IN_NAMES.sub("_", account_id) or "_") + ".pdf"
+    path = (root / "bills" / month / name).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
+def bill_pdf_url(account_id: str, month: str) -> str:
+    """Where the pages serve a monthly bill PDF."""
+    return f"/accounts/{account_id}/bills/{month}.pdf"
+
+
+def link_bill_pdfs(rows: list[dict[str, Any]], directory: Path | None, account_id: str) -> None:
+    """Give each bill whose PDF has been written its link (``bill_pdf``), else None."""
+    for row in rows:
+        month = row["month"].strftime("%Y-%m") if hasattr(row["month"], "strftime") else ""
+        found = bill_pdf_path(directory, account_id, month)
+        row["bill_pdf"] = bill_pdf_url(account_id, month) if found else None

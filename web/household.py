@@ -37,6 +37,7 @@ def account(reader: Reader, account_id: str) -> dict[str, Any] | None:
     row["today"] = local_day(row["updated_at"])
     row["days_left"] = days_left(reader, account_id, row["available"])
     row["tier_position"] = tier_position(row["plan"], row["ytd_kwh"])
+    row["price_now"] = price_now(row["plan"], row["ytd_kwh"], row["updated_at"])
     return row
 
 
@@ -82,6 +83,19 @@ def days_left(reader: Reader, account_id: str, available: Decimal) -> int | None
     return max(int((available * len(rows) / spent).to_integral_value(ROUND_DOWN)), 0)
 
 
+def price_now(plan_id: str, ytd_kwh: Decimal, moment: datetime) -> dict[str, Any] | None:
+    """The price of the next kWh at ``moment`` (the account's clock): its tier and period (S4).
+
+    None for a plan the built-in catalogue does not know.
+    """
+    plan = plan_catalog().get(plan_id)
+    if plan is None:
+        return None
+    index = plan.tier_of(ytd_kwh)
+    period = plan.period_at(moment.astimezone(LOCAL_ZONE))
+    return {"tier": index + 1, "period": period, "price": plan.prices[period][index], "at": moment}
+
+
 def tier_position(plan_id: str, ytd_kwh: Decimal) -> dict[str, Any]:
     """Where the year's consumption stands among the plan's tiers (S4)."""
     plan = plan_catalog().get(plan_id)
@@ -114,6 +128,18 @@ def daily(reader: Reader, account_id: str, first: date, last: date) -> list[dict
     )
 
 
+def chart_window(summary: dict[str, Any], days: int = CHART_DAYS) -> tuple[date, date]:
+    """The days a chart of the account shows: ``days`` days up to the latest that can be closed.
+
+    That is yesterday (the account's local day of ``updated_at`` minus one) for an open
+    account, and the day it closed for a closed one (its last day closes at the close, S5).
+    """
+    last = summary["today"]
+    if summary["status"] != "closed":
+        last -= timedelta(days=1)
+    return last - timedelta(days=days - 1), last
+
+
 def chart_days(rows: list[dict[str, Any]], last: date, days: int = CHART_DAYS) -> list[dict]:
     """One entry per day of the window ending ``last`` (None where no day has closed)."""
     by_day = {r["day"]: r for r in rows}
@@ -125,10 +151,10 @@ def chart_days(rows: list[dict[str, Any]], last: date, days: int = CHART_DAYS) -
 
 
 def month(reader: Reader, account_id: str, today: date) -> dict[str, Any]:
-    """The month so far by tier and by period, from the rated intervals (the open day too)."""
+    """The month so far by tier and by period, and what it has cost (`month_to_date_cost`)."""
     first = today.replace(day=1)
     rows = reader.rows(
-        "SELECT tier, period, sum(kwh) AS kwh, sum(cost) AS cost FROM intervals FINAL "
+        "SELECT tier, period, sum(kwh) AS kwh FROM intervals FINAL "
         "WHERE account_id = {account_id:String} "
         "AND toDate(start, 'Asia/Shanghai') BETWEEN {first:Date} AND {today:Date} "
         "GROUP BY tier, period ORDER BY tier, period",
@@ -141,14 +167,38 @@ def month(reader: Reader, account_id: str, today: date) -> dict[str, Any]:
     for r in rows:
         tiers[int(r["tier"])] = tiers.get(int(r["tier"]), Decimal(0)) + r["kwh"]
         periods[r["period"]] = periods.get(r["period"], Decimal(0)) + r["kwh"]
-    cost = sum((r["cost"] for r in rows), Decimal(0))
     return {
         "month": first,
         "kwh": sum(tiers.values(), Decimal(0)),
-        "cost": cost.quantize(FEN, ROUND_HALF_UP),
+        "cost": month_to_date_cost(reader, account_id, today),
         "by_tier": [{"tier": t, "kwh": k} for t, k in sorted(tiers.items())],
         "by_period": [{"period": p, "kwh": k} for p, k in sorted(periods.items())],
     }
+
+
+def month_to_date_cost(reader: Reader, account_id: str, today: date) -> Decimal:
+    """What the month has cost up to ``today``: the month's bill so far (S3, S5, S15.2).
+
+    The bill sums the closed days' posted charges (``daily_usage.charge``); a day not closed
+    yet adds its accrued cost, rounded once to the fen as its charge will be when it closes.
+    """
+    rows = reader.rows(
+        "SELECT day, charge AS amount, 1 AS closed FROM daily_usage FINAL "
+        "WHERE account_id = {account_id:String} AND day BETWEEN {first:Date} AND {today:Date} "
+        "UNION ALL SELECT toDate(start, 'Asia/Shanghai') AS day, sum(cost) AS amount, "
+        "0 AS closed FROM intervals FINAL WHERE account_id = {account_id:String} "
+        "AND toDate(start, 'Asia/Shanghai') BETWEEN {first:Date} AND {today:Date} GROUP BY day",
+        account_id=account_id,
+        first=today.replace(day=1),
+        today=today,
+    )
+    closed = {r["day"]: Decimal(r["amount"]) for r in rows if r["closed"]}
+    accrued = {r["day"]: Decimal(r["amount"]) for r in rows if not r["closed"]}
+    total = sum(closed.values(), Decimal("0.00"))
+    for day, cost in accrued.items():
+        if day not in closed:
+            total += cost.quantize(FEN, ROUND_HALF_UP)
+    return total.quantize(FEN)
 
 
 def credits(reader: Reader, account_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -160,6 +210,61 @@ def credits(reader: Reader, account_id: str, limit: int = 20) -> list[dict[str, 
         account_id=account_id,
         limit=limit,
     )
+
+
+HISTORY_DAYS = 90
+HISTORY_LIMIT = 200
+# What happened to an account, in the notifications the household was sent (S7, S16).
+HISTORY_TYPES = (
+    "low_balance",
+    "arrears",
+    "disconnect_scheduled",
+    "disconnected",
+    "reconnected",
+    "topup_received",
+    "points_expiring",
+    "account_closed",
+    "consumption_while_disconnected",
+    "meter_anomaly",
+    "monthly_bill",
+)
+
+
+def history(reader: Reader, account_id: str, today: date) -> list[dict[str, Any]]:
+    """Notifications and point expiries of the last `HISTORY_DAYS` days up to ``today``.
+
+    Newest first, at most `HISTORY_LIMIT`; each entry has ``ts``, ``type`` and ``data`` (a
+    notification's fields; an expiry's points).
+    """
+    first = today - timedelta(days=HISTORY_DAYS - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=LOCAL_ZONE)
+    rows = reader.rows(
+        "SELECT * FROM (SELECT event_id AS id, ts, toString(type) AS type, data FROM events "
+        "FINAL WHERE account_id = {account_id:String} AND type IN {types:Array(String)} "
+        "AND ts >= {since:DateTime64(3, 'Asia/Shanghai')} "
+        "UNION ALL SELECT toString(seq) AS id, ts, 'points_expired' AS type, "
+        "toString(-points) AS data FROM points_ledger FINAL "
+        "WHERE account_id = {account_id:String} AND kind = 'expiry' "
+        "AND ts >= {since:DateTime64(3, 'Asia/Shanghai')}) "
+        "ORDER BY ts DESC, id DESC LIMIT {limit:UInt32}",
+        account_id=account_id,
+        types=list(HISTORY_TYPES),
+        since=since,
+        limit=HISTORY_LIMIT,
+    )
+    out = []
+    for r in rows:
+        if r["type"] == "points_expired":
+            data: Any = {"points": int(r["data"])}
+        else:
+            try:
+                data = json.loads(r["data"]) if r["data"] else {}
+            except ValueError:
+                data = {}
+        out.append(
+            {"ts": r["ts"], "type": r["type"], "data": data if isinstance(data, dict) else {}}
+        )
+    return out
 
 
 def points(reader: Reader, account_id: str) -> dict[str, Any]:
@@ -178,14 +283,15 @@ def points(reader: Reader, account_id: str) -> dict[str, Any]:
 
 def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
     """Everything on the household page."""
+    from web.analysis import usage_analysis
     from web.documents import bills
 
     summary = account(reader, account_id)
     if summary is None:
         return None
     today = summary["today"]
-    last = today - timedelta(days=1)  # the latest day that can have closed
-    rows = daily(reader, account_id, last - timedelta(days=CHART_DAYS - 1), last)
+    first, last = chart_window(summary)
+    rows = daily(reader, account_id, first, last)
     return {
         "account": summary,
         "daily": rows,
@@ -194,4 +300,6 @@ def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
         "credits": credits(reader, account_id),
         "points": points(reader, account_id),
         "bills": bills(reader, account_id),
+        "analysis": usage_analysis(reader, account_id),
+        "history": history(reader, account_id, today),
     }

@@ -35,3 +35,8 @@ class Translator:
     def __call__(self, key: str, **values: object) -> str:
         text = _texts(self.locale).get(key) or _texts("en").get(key) or key
         return text.format(**values) if values else text
+
+    def label(self, group: str, name: object) -> str:
+        """The text of ``group.name`` (a plan, a reason code) in the locale, else the name."""
+        key = f"{group}.{name}"
+        return _texts(self.locale).get(key) or _texts("en").get(key) or str(name)

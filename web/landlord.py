@@ -8,13 +8,13 @@ neither cannot tell, and the page says so instead of showing an empty list.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from web.household import CHART_DAYS, chart_days, daily, local_day
+from web.household import chart_days, chart_window, daily, local_day
 from web.reads import Reader
 
+KWH = Decimal("0.001")
 NO_LANDLORDS = (
     "this database records no landlord ids yet: it needs the accounts.landlord_id column "
     "or the account_events table (SPEC S8)"
@@ -41,6 +41,17 @@ def tenant_ids(reader: Reader, landlord_id: str) -> list[str] | None:
     return [r["account_id"] for r in rows]
 
 
+def energy(value: object) -> Decimal | None:
+    """A register reading as kWh with 3 decimals, as everywhere else (S3); None if not one."""
+    try:
+        kwh = Decimal(str(value)) if value is not None else None
+    except InvalidOperation:
+        return None
+    if kwh is None or not kwh.is_finite() or kwh < 0:
+        return None
+    return kwh.quantize(KWH, ROUND_HALF_UP)
+
+
 def settlement(reader: Reader, account_id: str) -> dict[str, Any]:
     """Move-out settlement of a closed account: final reading, last charges, points, refund."""
     closed = reader.one(
@@ -61,8 +72,10 @@ def settlement(reader: Reader, account_id: str) -> dict[str, Any]:
             account_id=account_id,
         )
         final_kwh = json.loads(close_event["payload"]).get("final_kwh") if close_event else None
-        if final_kwh is not None and close_event is not None:
-            final = {"ts": close_event["ts"], "energy_kwh": Decimal(str(final_kwh))}
+        if energy(final_kwh) is not None and close_event is not None:
+            final = {"ts": close_event["ts"], "energy_kwh": final_kwh}
+    if final is not None:
+        final["energy_kwh"] = energy(final.get("energy_kwh"))
     charges = reader.rows(
         "SELECT ts, amount, ref FROM ledger FINAL WHERE account_id = {account_id:String} "
         "AND kind = 'charge' ORDER BY seq DESC LIMIT 3",
@@ -106,8 +119,8 @@ def landlord(reader: Reader, landlord_id: str) -> dict[str, Any]:
         )
         if row is None:
             continue
-        last = local_day(row["updated_at"]) - timedelta(days=1)
-        days = daily(reader, account_id, last - timedelta(days=CHART_DAYS - 1), last)
+        first, last = chart_window({**row, "today": local_day(row["updated_at"])})
+        days = daily(reader, account_id, first, last)
         row["daily"] = [{"day": d["day"], "kwh": d["kwh"], "charge": d["charge"]} for d in days]
         row["chart"] = chart_days(days, last)
         row["settlement"] = settlement(reader, account_id) if row["status"] == "closed" else None

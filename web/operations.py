@@ -24,6 +24,7 @@ RECENT_INTERVALS = (
     "WHERE `end` > {since:DateTime64(3, 'Asia/Shanghai')} GROUP BY account_id, interval_id)"
 )
 RECENT_CUTS = 12
+NO_DISTRICT = None  # accounts opened without a district; the pages name it in their language
 STATUSES = ("active", "arrears", "disconnected", "closed")
 
 
@@ -72,7 +73,10 @@ def hourly(reader: Reader, now: datetime) -> dict[str, list[Decimal | None]]:
 
 
 def by_district(reader: Reader, now: datetime) -> list[dict[str, Any]] | None:
-    """Today's kWh by district (from the accounts' ``open`` events); None when not recorded."""
+    """Today's kWh by district (from the accounts' ``open`` events); None when not recorded.
+
+    Accounts opened without a district are counted under `NO_DISTRICT` (null in the API).
+    """
     if "district" in reader.columns("accounts"):
         districts = reader.rows(
             "SELECT account_id, district FROM accounts FINAL WHERE district != ''"
@@ -86,13 +90,13 @@ def by_district(reader: Reader, now: datetime) -> list[dict[str, Any]] | None:
         return None
     where = {r["account_id"]: r["district"] for r in districts}
     start = datetime.combine(now.date(), datetime.min.time(), LOCAL_ZONE)
-    totals: dict[str, Decimal] = {}
+    totals: dict[str | None, Decimal] = {}
     for r in reader.rows(
         f"SELECT account_id, sum(k0) AS kwh FROM {RECENT_INTERVALS} "
         "WHERE s0 >= {since:DateTime64(3, 'Asia/Shanghai')} GROUP BY account_id",
         since=start,
     ):
-        district = where.get(r["account_id"], "—")
+        district = where.get(r["account_id"], NO_DISTRICT)
         totals[district] = totals.get(district, Decimal(0)) + r["kwh"]
     return [{"district": d, "kwh": k} for d, k in sorted(totals.items(), key=lambda x: -x[1])]
 
@@ -142,13 +146,24 @@ def recent_commands(reader: Reader, outcomes: dict[str, dict[str, Any]]) -> list
     return rows
 
 
-def rejected_last_hour(reader: Reader) -> list[dict[str, Any]]:
-    """Rejected inputs by topic and reason that arrived in the last wall-clock hour."""
+def last_hour(now: datetime) -> tuple[datetime, datetime]:
+    """The "last hour" of the rejected-inputs panel: [now − 1 h, now], ends included."""
+    return now - timedelta(hours=1), now
+
+
+def rejected_last_hour(reader: Reader, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Rejected inputs by topic and reason that arrived in the last wall-clock hour.
+
+    A row stamped after ``now`` (a replayed message's clock ahead of this one) is not in it.
+    """
+    since, until = last_hour(now or datetime.now(LOCAL_ZONE))
     return reader.rows(
         "SELECT topic, reason, count() AS n FROM rejected FINAL "
-        "WHERE received_at >= {since:DateTime64(3, 'Asia/Shanghai')} "
-        "GROUP BY topic, reason ORDER BY n DESC",
-        since=datetime.now(LOCAL_ZONE) - timedelta(hours=1),
+        "WHERE received_at BETWEEN {since:DateTime64(3, 'Asia/Shanghai')} "
+        "AND {until:DateTime64(3, 'Asia/Shanghai')} "
+        "GROUP BY topic, reason ORDER BY n DESC, topic, reason",
+        since=since,
+        until=until,
     )
 
 

@@ -11,11 +11,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from markupsafe import escape
 
 from billing.clock import LOCAL_ZONE
 from store.clickhouse import ClickHouseStore
@@ -37,6 +39,11 @@ class Database:
     with_events: dict = field(default_factory=dict)
     final_kwh: str | None = None
     operations: dict = field(default_factory=dict)
+    accrued: dict[str, dict[date, Decimal]] = field(default_factory=dict)
+    analysis: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    expiries: list[dict] = field(default_factory=list)
+    opens: list[dict] = field(default_factory=list)
     bills: list[dict] = field(default_factory=list)
 
 
@@ -125,6 +132,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             events.append(event)
     opens = [e for e in events if e["type"] == "open" and e.get("landlord_id")]
     db = Database(dsn, work)
+    db.opens = opens
     with ClickHouseStore(dsn) as store:
         make_old(store)
         for row in rows(store, "SELECT * FROM accounts FINAL ORDER BY account_id"):
@@ -138,6 +146,12 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             "sumIf(kwh, toDate(start, 'Asia/Shanghai') = today - 1) AS kwh_yesterday "
             "FROM intervals FINAL",
         )
+        for row in rows(
+            store,
+            "SELECT account_id, toDate(start, 'Asia/Shanghai') AS day, sum(cost) AS cost "
+            "FROM intervals FINAL GROUP BY account_id, day",
+        ):
+            db.accrued.setdefault(row["account_id"], {})[row["day"]] = row["cost"]
         db.closed = next(a for a, row in db.accounts.items() if row["status"] == "closed")
         (event,) = rows(
             store,
@@ -179,6 +193,11 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     with ClickHouseStore(dsn) as store:
         simulate_landlord_migration(store, landlord_of)
         db.bills = rows(store, "SELECT * FROM bills FINAL WHERE account_id = 'A0014'")
+        db.analysis = rows(store, "SELECT * FROM usage_analysis FINAL WHERE account_id = 'A0014'")
+        db.events = rows(store, "SELECT account_id, ts, type, data FROM events FINAL")
+        db.expiries = rows(
+            store, "SELECT account_id, ts, points FROM points_ledger FINAL WHERE kind = 'expiry'"
+        )
         store.insert_rows(
             "rejected",
             [
@@ -191,7 +210,17 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
                     "reason": "malformed",
                     "detail": "not JSON",
                     "received_at": datetime.now(LOCAL_ZONE),
-                }
+                },
+                {  # stamped ahead of the page's clock: not in its last hour
+                    "rejection_id": "arrives-tomorrow",
+                    "topic": "readings",
+                    "key": "M0002",
+                    "payload": "{not json",
+                    "payload_base64": 0,
+                    "reason": "malformed",
+                    "detail": "not JSON",
+                    "received_at": datetime.now(LOCAL_ZONE) + timedelta(days=1),
+                },
             ],
         )
     yield db
@@ -235,7 +264,10 @@ def test_openapi_describes_every_api_route(web: WebProcess) -> None:
         "/api/accounts/{account_id}",
         "/api/accounts/{account_id}/daily",
         "/api/accounts/{account_id}/bills",
+        "/api/accounts/{account_id}/analysis",
         "/api/landlords/{landlord_id}",
+        "/api/search",
+        "/api/lists/{name}",
     } <= set(spec["paths"])
 
 
@@ -253,6 +285,34 @@ def test_account_is_what_accounts_final_holds(web: WebProcess, database: Databas
         if charges and sum(charges) > 0:
             expected = max(int(row["available"] * len(charges) / sum(charges)), 0)
             assert got["days_left"] == expected, account_id
+
+
+def test_month_to_date_cost_is_what_the_bill_will_say(web: WebProcess, database: Database) -> None:
+    """Closed days' posted charges plus the open day's accrued cost, rounded once (S3, S5)."""
+    for account_id in database.accounts:
+        got = get(f"{web.url}/api/accounts/{account_id}").json()
+        today = date.fromisoformat(got["today"])
+        month = today.replace(day=1)
+        closed = {d["day"]: d["charge"] for d in database.daily.get(account_id, [])}
+        expected = sum((c for d, c in closed.items() if month <= d <= today), Decimal("0.00"))
+        for day, cost in database.accrued.get(account_id, {}).items():
+            if month <= day <= today and day not in closed:
+                expected += cost.quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(got["month"]["cost"]) == expected, account_id
+
+
+def test_a_closed_accounts_last_day_is_in_its_charts(web: WebProcess, database: Database) -> None:
+    last = database.daily[database.closed][-1]
+    got = get(f"{web.url}/api/accounts/{database.closed}/daily").json()
+    assert got["days"][-1]["day"] == str(last["day"])
+    assert Decimal(got["days"][-1]["charge"]) == last["charge"]
+    landlord_id = next(k for k, v in database.landlords.items() if database.closed in v)
+    landlord = get(f"{web.url}/api/landlords/{landlord_id}").json()
+    (tenant,) = [t for t in landlord["tenants"] if t["account_id"] == database.closed]
+    assert tenant["daily"][-1]["day"] == str(last["day"])
+    assert tenant["chart"][-1]["day"] == str(last["day"])
+    page = get(f"{web.url}/accounts/{database.closed}?lang=en").text
+    assert f'data-label="{last["day"]}" data-value="{last["kwh"]}"' in page
 
 
 def test_daily_usage_range(web: WebProcess, database: Database) -> None:
@@ -278,6 +338,110 @@ def test_bad_requests_are_refused_with_a_reason(web: WebProcess) -> None:
     assert injected.status == 400 and "invalid account id" in injected.json()["error"]
     assert get(f"{base}/NOSUCH").status == 404
     assert get(f"{base}/NOSUCH/bills").status == 404
+
+
+ROUTES = (
+    "/",
+    "/fragments/operations",
+    "/accounts/A0014",
+    "/fragments/accounts/A0014",
+    "/landlords/L015",
+    "/api/operations",
+    "/api/openapi.json",
+    "/api/accounts/A0014",
+    "/api/accounts/A0014/daily",
+    "/api/accounts/A0014/bills",
+    "/api/accounts/A0014/analysis",
+    "/api/landlords/L015",
+    "/lists/arrears",
+    "/api/lists/relay",
+    "/api/lists/pending_cut",
+)
+BAD_DAYS = (
+    "",
+    "0001-01-01",
+    "1969-12-31",
+    "2149-06-07",
+    "9999-12-31",
+    "20261201",
+    "2026-W49-1",
+    "2026-339",
+    "2026-12-01T00:00:00",
+    "2026-12-1",
+    " 2026-12-01",
+    "2026-12-01 ",
+    "+2026-12-01",
+    "２０２６-１２-０１",
+    "2026-02-30",
+    "-001-01-01",
+    "%00",
+    "%FF%FE",
+    "2026-12-01%00",
+    "'; DROP TABLE accounts; --",
+    "9" * 5000,
+)
+HOSTILE_IDS = (
+    "A0014'%20OR%20'1'='1",
+    "..",
+    "%2E%2E",
+    "A" * 65,
+    "-A0014",
+    "A0014%00",
+    "%FF",
+    "%E4%B8%AD",
+    "A0014%0d%0aX-Injected:%201",
+    "{account_id}",
+)
+
+
+def clean_refusal(reply, status: int | None = None) -> bool:
+    """A 4xx (``status`` if given) that shows no traceback or internals."""
+    body = reply.body.decode("utf-8", "replace")
+    ok = 400 <= reply.status < 500 if status is None else reply.status == status
+    return ok and "Traceback" not in body and "Error:" not in body.split("\n")[0]
+
+
+def test_every_query_parameter_is_checked(web: WebProcess) -> None:
+    daily = f"{web.url}/api/accounts/A0014/daily"
+    for name in ("from", "to"):
+        for value in BAD_DAYS:
+            reply = get(f"{daily}?{name}={quote(value, safe='%')}")
+            assert clean_refusal(reply, 400), (name, value, reply.status, reply.text[:200])
+            assert reply.json()["error"].startswith(f"{name} must be a date YYYY-MM-DD")
+    assert get(f"{daily}?to=0001-01-01").status == 400  # was a 500 (date arithmetic overflow)
+    assert get(f"{daily}?to=1970-01-10").status == 200  # the window starts no earlier than 1970
+    for route in ROUTES:  # every other parameter is ignored or falls back, never fails
+        for query in ("lang=%FF", "lang=" + "x" * 5000, "lang=en&lang=zh", "x=%00", "lang="):
+            reply = get(f"{web.url}{route}?{query}")
+            assert reply.status == 200 and "Traceback" not in reply.text, (route, query)
+
+
+def test_hostile_ids_and_methods_are_refused(web: WebProcess) -> None:
+    for route in ROUTES:
+        if "A0014" not in route and "L015" not in route:
+            continue
+        for bad in HOSTILE_IDS:
+            url = web.url + route.replace("A0014", bad).replace("L015", bad)
+            reply = get(url)
+            assert clean_refusal(reply), (url, reply.status, reply.text[:200])
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert clean_refusal(get(web.url + route, method=method), 405), (route, method)
+    for path in ("/accounts", "/api/accounts/", "/documents/", "/static/../web/app.py", "/%FF"):
+        assert clean_refusal(get(web.url + path)), path
+    for host in ("attacker.example", "127.0.0.1.attacker.example", "[::1", "%00"):
+        assert clean_refusal(get(web.url + "/api/operations", {"Host": host}), 400), host
+
+
+def test_a_bad_id_is_called_a_bad_request_not_a_missing_page(web: WebProcess) -> None:
+    for lang, title, missing in (
+        ("zh-CN", "请求有误", "未找到"),
+        ("en", "Bad request", "Not found"),
+    ):
+        reply = get(f"{web.url}/accounts/A0014'%20OR%201?lang={lang}")
+        assert reply.status == 400
+        assert f"<h1>{title}</h1>" in reply.text and missing not in reply.text
+        absent = get(f"{web.url}/accounts/NOSUCH?lang={lang}")
+        assert absent.status == 404 and f"<h1>{missing}</h1>" in absent.text
 
 
 def test_bills_link_their_invoice_documents(web: WebProcess, database: Database) -> None:
@@ -341,7 +505,8 @@ def test_account_events_give_landlords_locales_and_districts(database: Database)
     )
     assert '<html lang="en">' in seen["page"]  # A0014 opened with locale en-US
     districts = seen["operations"]["districts"]
-    assert districts and any(d["district"] != "—" for d in districts)
+    assert districts and any(d["district"] is not None for d in districts)
+    assert all(d["district"] != "—" for d in districts)
     total = sum(Decimal(d["kwh"]) for d in districts)
     assert total == Decimal(seen["operations"]["kwh_today"])
 
@@ -357,7 +522,9 @@ def test_move_out_settlement(web: WebProcess, database: Database) -> None:
     else:
         assert Decimal(settlement["owed"]) == Decimal(database.closed_data["owed"])
     assert [Decimal(c["amount"]) for c in settlement["last_charges"]] == database.last_charges
-    final = Decimal(settlement["final_reading"]["energy_kwh"])
+    text = settlement["final_reading"]["energy_kwh"]
+    assert len(text.partition(".")[2]) == 3, text  # kWh with 3 decimals, as everywhere
+    final = Decimal(text)
     assert final == Decimal(database.final_kwh) if database.final_kwh else final > 0
     page = get(f"{web.url}/landlords/{landlord_id}?lang=en").text
     assert "Move-out settlement" in page and database.closed in page
@@ -437,3 +604,256 @@ def test_the_read_path_binds_values_and_writes_nothing(tmp_path: Path) -> None:
             with pytest.raises(ClickHouseError):
                 store.read(statement)
         assert store.read("SELECT count() FROM accounts")[1] == [(0,)]
+
+
+# The Zhejiang prices of SPEC S4 (yuan/kWh), by plan, period and tier.
+PRICES = {
+    "zhejiang-tiered": {"flat": ("0.538", "0.588", "0.838")},
+    "zhejiang-tou": {"peak": ("0.568", "0.618", "0.868"), "valley": ("0.288", "0.338", "0.588")},
+}
+PLAN_NAMES = {
+    "en": {"zhejiang-tiered": "Zhejiang residential, tiered"},
+    "zh-CN": {"zhejiang-tiered": "浙江居民阶梯电价"},
+}
+
+
+def test_price_now_plan_name_and_units(web: WebProcess, database: Database) -> None:
+    for account_id, row in database.accounts.items():
+        got = get(f"{web.url}/api/accounts/{account_id}?lang=en").json()
+        ytd = row["ytd_kwh"]
+        tier = 1 if ytd < 2760 else 2 if ytd < 4800 else 3
+        hour = row["updated_at"].astimezone(LOCAL_ZONE).hour
+        period = (
+            "flat" if row["plan"] == "zhejiang-tiered" else "peak" if 8 <= hour < 22 else "valley"
+        )
+        price = got["price_now"]
+        assert (price["tier"], price["period"]) == (tier, period), account_id
+        assert Decimal(price["price"]) == Decimal(PRICES[row["plan"]][period][tier - 1])
+        assert got["plan_name"] != row["plan"]
+    account_id = next(a for a, r in database.accounts.items() if r["plan"] == "zhejiang-tiered")
+    for lang, names in PLAN_NAMES.items():
+        page = get(f"{web.url}/accounts/{account_id}?lang={lang}").text
+        assert f'data-plan="zhejiang-tiered">{names["zhejiang-tiered"]}</span>' in page
+        assert ">zhejiang-tiered<" not in page
+    got = get(f"{web.url}/api/accounts/A0014").json()
+    zh = get(f"{web.url}/accounts/A0014?lang=zh-CN").text
+    if got["days_left"] is not None:
+        assert f">{got['days_left']} 天</strong>" in zh
+    ytd = database.accounts["A0014"]["ytd_kwh"]
+    assert f"本年已用 {ytd} kWh" in zh and 'id="tier-bar"' in zh
+
+
+def expected_history(database: Database, account_id: str, today: date) -> list[tuple]:
+    """(ts, type) of the account's notifications and point expiries, 90 days, newest first."""
+    kinds = set(HISTORY_KINDS)
+    since = today - timedelta(days=89)
+    entries = [
+        (e["ts"], e["type"])
+        for e in database.events
+        if e["account_id"] == account_id
+        and e["type"] in kinds
+        and e["ts"].astimezone(LOCAL_ZONE).date() >= since
+    ]
+    entries += [
+        (x["ts"], "points_expired")
+        for x in database.expiries
+        if x["account_id"] == account_id and x["ts"].astimezone(LOCAL_ZONE).date() >= since
+    ]
+    return sorted(entries, key=lambda e: e[0], reverse=True)
+
+
+HISTORY_KINDS = (
+    "low_balance",
+    "arrears",
+    "disconnect_scheduled",
+    "disconnected",
+    "reconnected",
+    "topup_received",
+    "points_expiring",
+    "account_closed",
+    "consumption_while_disconnected",
+    "meter_anomaly",
+    "monthly_bill",
+)
+
+
+def test_account_history_in_the_households_words(web: WebProcess, database: Database) -> None:
+    from notify.texts import render
+
+    cut = {e["account_id"] for e in database.events if e["type"] == "disconnected"}
+    back = {e["account_id"] for e in database.events if e["type"] == "reconnected"}
+    assert cut & back, "the example needs an account cut and reconnected"
+    for account_id in sorted(cut & back)[:2] + [database.closed, "A0014"]:
+        for lang, signature in (("zh-CN", "国网示例供电"), ("en", "State Grid Example")):
+            got = get(f"{web.url}/api/accounts/{account_id}?lang={lang}").json()
+            today = date.fromisoformat(got["today"])
+            want = expected_history(database, account_id, today)
+            seen = [(datetime.fromisoformat(e["ts"]), e["type"]) for e in got["history"]]
+            assert sorted(seen) == sorted(want), account_id
+            assert [ts for ts, _ in seen] == sorted((ts for ts, _ in seen), reverse=True)
+            for entry in got["history"]:
+                if entry["type"] == "points_expired":
+                    continue
+                notification = {**entry, "account_id": account_id}
+                text = render(notification, signature, LOCAL_ZONE, lang).text
+                assert entry["text"] == text
+            page = get(f"{web.url}/accounts/{account_id}?lang={lang}").text
+            section = page.split('id="history"')[1].split("</section>")[0]
+            assert section.count("<tr ") == len(want)
+            for entry in got["history"][:5]:
+                assert escape(entry["text"]) in section
+
+
+def test_monthly_bill_pdf_is_linked_and_served(web: WebProcess, database: Database) -> None:
+    (bill,) = database.bills
+    month = f"{bill['month']:%Y-%m}"
+    link = f"/accounts/A0014/bills/{month}.pdf"
+    (got,) = get(f"{web.url}/api/accounts/A0014/bills").json()["bills"]
+    assert got["bill_pdf"] == link
+    assert f'href="{link}"' in get(f"{web.url}/accounts/A0014?lang=en").text
+    pdf = get(web.url + link)
+    assert pdf.status == 200 and pdf.body.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
+    (written,) = (database.work / "documents" / "bills" / month).glob("A0014.pdf")
+    assert pdf.body == written.read_bytes()
+    for bad in ("2026-13", "1999-01", "2026-4", "..%2F..", "%2e%2e", "2026-04%00"):
+        assert clean_refusal(get(f"{web.url}/accounts/A0014/bills/{bad}.pdf"), 404), bad
+    assert clean_refusal(get(f"{web.url}/accounts/A0015/bills/{month}.pdf"), 404)
+    assert clean_refusal(get(f"{web.url}/accounts/A0014'/bills/{month}.pdf"), 400)
+
+
+def test_usage_analysis_is_on_the_page(web: WebProcess, database: Database) -> None:
+    (row,) = database.analysis
+    (bill,) = database.bills
+    got = get(f"{web.url}/api/accounts/A0014/analysis").json()["analysis"]
+    assert Decimal(got["kwh"]) == row["kwh"] == bill["kwh"]
+    assert Decimal(got["peak_share_percent"]) == row["peak_share"] * 100
+    assert Decimal(got["kwh_peak"]) == bill["kwh_peak"]
+    assert Decimal(got["charge"]) == row["charge"]
+    assert got["alt_plan"] == row["alt_plan"] and Decimal(got["alt_charge"]) == row["alt_charge"]
+    assert Decimal(got["alt_difference"]) == row["alt_charge"] - row["charge"]
+    prev = bill["kwh_prev_month"]
+    if prev:
+        change = ((bill["kwh"] - prev) * 100 / prev).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(got["change_prev_month_percent"]) == change
+    else:
+        assert got["change_prev_month_percent"] is None
+    for lang in ("en", "zh-CN"):
+        page = get(f"{web.url}/accounts/A0014?lang={lang}").text
+        section = page.split('id="analysis"')[1].split("</section>")[0]
+        assert f'id="analysis-kwh">{row["kwh"]}<' in section
+        assert f'data-value="{(row["peak_share"] * 100).quantize(Decimal("0.01"))}"' in section
+        assert (
+            f'id="what-if" data-plan="{row["alt_plan"]}" data-value="{row["alt_charge"]}"'
+            in section
+        )
+    assert get(f"{web.url}/api/accounts/A0015/analysis").json()["analysis"] is None
+
+
+def test_search_by_account_meter_landlord_and_phone(web: WebProcess, database: Database) -> None:
+    def found(q: str) -> dict:
+        reply = get(f"{web.url}/api/search?q={quote(q)}")
+        assert reply.status == 200, (q, reply.text)
+        return reply.json()
+
+    prefix = sorted(a for a in database.accounts if a.startswith("A001"))
+    assert [a["account_id"] for a in found("a001")["accounts"]] == prefix
+    row = database.accounts["A0014"]
+    (hit,) = [a for a in found(row["meter_id"])["accounts"] if a["account_id"] == "A0014"]
+    assert Decimal(hit["available"]) == row["available"] and hit["status"] == row["status"]
+    by_landlord = found("L015")
+    assert "L015" in by_landlord["landlords"]
+    assert set(database.landlords["L015"]) <= {a["account_id"] for a in by_landlord["accounts"]}
+    phones = {o["account_id"]: o["phone"] for o in database.opens if o.get("phone")}
+    assert phones, "the example opens accounts with phone numbers"
+    account_id, phone = sorted(phones.items())[0]
+    suffix = phone[-6:]
+    want = {a for a, p in phones.items() if p.endswith(suffix)}
+    assert want <= {a["account_id"] for a in found(suffix)["accounts"]}
+    assert account_id in {a["account_id"] for a in found(suffix)["accounts"]}
+    assert found("NOSUCH-ZZZ")["accounts"] == []
+    for lang, none in (("en", "Nothing matches."), ("zh-CN", "没有匹配的账户。")):
+        page = get(f"{web.url}/search?q=A0014&lang={lang}").text
+        assert 'href="/accounts/A0014?lang=' in page
+        assert none in get(f"{web.url}/search?q=NOSUCH-ZZZ&lang={lang}").text
+    for bad in ("", "%20%20", "x" * 65, "%00", "a%0Ab", "%FF"):
+        reply = get(f"{web.url}/api/search?q={bad}")
+        assert clean_refusal(reply, 400), (bad, reply.status, reply.text[:200])
+        assert clean_refusal(get(f"{web.url}/search?q={bad}"), 400), bad
+    assert clean_refusal(get(f"{web.url}/api/search"), 400)
+    for odd in ("'; DROP TABLE accounts; --", "%25", "_", "\\", "中文", "{q:String}"):
+        assert get(f"{web.url}/api/search?q={quote(odd)}").status == 200, odd
+
+
+def latest(database: Database, account_id: str, kind: str) -> datetime | None:
+    times = [
+        e["ts"] for e in database.events if e["account_id"] == account_id and e["type"] == kind
+    ]
+    return max(times) if times else None
+
+
+def test_operator_lists_with_balance_and_since(web: WebProcess, database: Database) -> None:
+    for status in ("arrears", "disconnected"):
+        want = sorted(a for a, r in database.accounts.items() if r["status"] == status)
+        got = get(f"{web.url}/api/lists/{status}").json()
+        assert got["total"] == len(want) and got["page"] == 1
+        assert [a["account_id"] for a in got["accounts"]] == want[:50]
+        for a in got["accounts"]:
+            assert Decimal(a["available"]) == database.accounts[a["account_id"]]["available"]
+            since = latest(database, a["account_id"], status)
+            assert (a["since"] and datetime.fromisoformat(a["since"])) == since
+    # Pending cuts: the latest cut event of the account is a scheduled cut.
+    cut_kinds = ("disconnect_scheduled", "disconnected", "reconnected", "account_closed")
+    pending = []
+    for account_id in database.accounts:
+        cuts = [
+            e for e in database.events if e["account_id"] == account_id and e["type"] in cut_kinds
+        ]
+        if cuts and max(cuts, key=lambda e: e["ts"])["type"] == "disconnect_scheduled":
+            pending.append(account_id)
+    got = get(f"{web.url}/api/lists/pending_cut").json()
+    assert sorted(a["account_id"] for a in got["accounts"]) == sorted(pending)
+    # Relay commands: this server follows no results topic, so none is confirmed; a failure
+    # the billing recorded (meter_anomaly relay_failed) says failed.
+    commanded = {
+        e["account_id"] for e in database.events if e["type"] in ("disconnect", "reconnect")
+    }
+    got = get(f"{web.url}/api/lists/relay").json()
+    assert got["total"] == len(commanded) > 0
+    for a in got["accounts"]:
+        since = max(
+            latest(database, a["account_id"], "disconnect") or datetime.min.replace(tzinfo=UTC),
+            latest(database, a["account_id"], "reconnect") or datetime.min.replace(tzinfo=UTC),
+        )
+        assert datetime.fromisoformat(a["since"]) == since
+        assert a["outcome"] in ("failed", "unconfirmed")
+        assert Decimal(a["available"]) == database.accounts[a["account_id"]]["available"]
+    for lang, title in (("en", "Accounts in arrears"), ("zh-CN", "欠费账户")):
+        page = get(f"{web.url}/lists/arrears?lang={lang}").text
+        assert f"<h2>{title}" in page
+        ops = get(f"{web.url}/?lang={lang}").text
+        assert f'href="/lists/arrears?lang={lang}"' in ops
+    empty = get(f"{web.url}/api/lists/arrears?page=2").json()
+    assert empty["accounts"] == [] and empty["page"] == 2
+    for bad in ("0", "-1", "abc", "10001", "", "1.5", "%00", "99999999999999999999"):
+        assert clean_refusal(get(f"{web.url}/api/lists/arrears?page={bad}"), 400), bad
+    for name in ("nosuch", "ARREARS", "..", "%00"):
+        assert clean_refusal(get(f"{web.url}/api/lists/{name}"), 404), name
+        assert clean_refusal(get(f"{web.url}/lists/{name}"), 404), name
+
+
+def test_operations_names_what_it_shows(web: WebProcess, database: Database) -> None:
+    for lang, unknown, malformed, no_district in (
+        ("en", "unknown", "malformed", "(no district)"),
+        ("zh-CN", "未知", "格式错误", "（未填写区域）"),
+    ):
+        page = get(f"{web.url}/?lang={lang}").text
+        messages = page.split('id="messages"')[1].split("</span></div>")[0]
+        assert f" {unknown} " in messages and ">0<" not in messages  # no metrics: not 0
+        rejected = page.split('id="rejected"')[1].split("</section>")[0]
+        assert 'data-reason="malformed"><th>' in rejected and f"<td>{malformed}</td>" in rejected
+        districts = page.split('id="districts"')[1].split("</section>")[0]
+        assert "<th>—</th>" not in districts
+        ops = get(f"{web.url}/api/operations").json()
+        if any(d["district"] is None for d in ops["districts"] or []):
+            assert f"<th>{no_district}</th>" in districts

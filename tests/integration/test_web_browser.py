@@ -8,6 +8,7 @@ screenshots are kept as test artifacts (their directory is printed).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from billing.clock import LOCAL_ZONE
 from tests.browser import Browser
 from tests.live_harness import WATTPAY, Instance, wait_until
 from tests.tools import require_tool
@@ -150,11 +152,14 @@ def test_household_page_shows_accounts_final(
             "({available: document.querySelector('#available').dataset.value,"
             " balance: document.querySelector('#balance').dataset.value,"
             " status: document.querySelector('#status').dataset.status,"
-            " asOf: document.querySelector('#as-of').getAttribute('datetime')})"
+            " asOf: document.querySelector('#as-of').getAttribute('datetime'),"
+            " price: {...document.querySelector('#price-now').dataset},"
+            " plan: document.querySelector('#plan').textContent.trim(),"
+            " days: document.querySelector('#days-left').textContent.trim()})"
         )
         (row,) = sql(
             running,
-            "SELECT available, balance, status, updated_at FROM accounts FINAL "
+            "SELECT available, balance, status, updated_at, plan, ytd_kwh FROM accounts FINAL "
             f"WHERE account_id = '{HOUSEHOLD}'",
         )
         if datetime.fromisoformat(row["updated_at"]) == datetime.fromisoformat(shown["asOf"]):
@@ -165,6 +170,25 @@ def test_household_page_shows_accounts_final(
     assert Decimal(shown["available"]) == Decimal(row["available"])
     assert Decimal(shown["balance"]) == Decimal(row["balance"])
     assert shown["status"] == row["status"]
+    # The price of the next kWh at the account's clock, from the S4 table by hand.
+    ytd, moment = Decimal(row["ytd_kwh"]), datetime.fromisoformat(row["updated_at"])
+    tier = 1 if ytd < 2760 else 2 if ytd < 4800 else 3
+    flat = row["plan"] == "zhejiang-tiered"
+    period = (
+        "flat" if flat else "peak" if 8 <= moment.astimezone(LOCAL_ZONE).hour < 22 else "valley"
+    )
+    prices = {
+        "flat": "0.538 0.588 0.838",
+        "peak": "0.568 0.618 0.868",
+        "valley": "0.288 0.338 0.588",
+    }
+    assert shown["price"] == {
+        "value": prices[period].split()[tier - 1],
+        "tier": str(tier),
+        "period": period,
+    }
+    assert shown["plan"].startswith("Zhejiang residential")
+    assert shown["days"] == "—" or re.fullmatch(r"\d+ days", shown["days"]), shown["days"]
     bars = browser.evaluate(
         "[...document.querySelectorAll('#daily svg [data-label]')]"
         ".map(e => [e.dataset.label, e.dataset.value || null])"
@@ -192,6 +216,12 @@ def test_landlord_page_loads(running: Instance, browser: Browser, shots: Path) -
     browser.open(f"{running.web}/landlords/L001?lang=en")
     text = browser.evaluate("document.body.innerText")
     assert "Landlord L001" in text
+    # A tenant's chart keeps its drawn proportions however wide its panel is (one tenant).
+    widths = browser.evaluate(
+        "[...document.querySelectorAll('.tenant svg.chart')]"
+        ".map(e => e.getBoundingClientRect().width)"
+    )
+    assert widths and all(0 < w <= 560 for w in widths), widths
     browser.screenshot(shots / "landlord.png")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -67,6 +68,7 @@ def test_help_speaks_plainly(name: str, parser: argparse.ArgumentParser) -> None
     """No references to documents behind the program and no reStructuredText markup."""
     for text in help_texts(parser):
         assert "SPEC" not in text, f"{name}: {text!r}"
+        assert re.search(r"\bS\d+(\.\d+)?\b", text) is None, f"{name}: {text!r}"
         assert "``" not in text, f"{name}: {text!r}"
 
 
@@ -74,3 +76,13 @@ def test_help_speaks_plainly(name: str, parser: argparse.ArgumentParser) -> None
 def test_help_renders(name: str, parser: argparse.ArgumentParser) -> None:
     text = parser.format_help()
     assert "examples:" in text and "%(" not in text, name
+
+
+@pytest.mark.parametrize(("name", "parser"), ALL, ids=[name for name, _ in ALL])
+def test_command_lists_read_alike(name: str, parser: argparse.ArgumentParser) -> None:
+    """Every line of a command list starts in lower case and ends without a full stop."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                line = choice.help or ""
+                assert line[:1].islower() and not line.endswith("."), f"{name}: {line!r}"

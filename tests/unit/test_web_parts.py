@@ -16,6 +16,8 @@ from web.charts import bar_chart, line_chart, nice_max
 from web.documents import document_path
 from web.household import chart_days, tier_position
 from web.i18n import Translator, pick_locale
+from web.landlord import energy
+from web.operations import last_hour
 from web.points import point_lots
 from web.reads import valid_id
 from web.sources import CommandOutcomes, parse_metrics
@@ -187,3 +189,21 @@ def test_up_reads_its_web_options_from_the_environment(monkeypatch, tmp_path) ->
     assert options.documents == tmp_path and options.token_required
     monkeypatch.delenv("WATTPAY_WEB_PORT")
     assert options_from_env("127.0.0.1").port == 8080
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("18717.47", "18717.470"), (18717, "18717.000"), ("0.0005", "0.001"), ("1.234", "1.234")],
+)
+def test_register_readings_have_three_decimals(value: object, expected: str) -> None:
+    assert str(energy(value)) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "abc", "NaN", "-1", "Infinity", [1], {}])
+def test_a_reading_that_is_not_one_is_none(value: object) -> None:
+    assert energy(value) is None
+
+
+def test_the_last_hour_ends_now() -> None:
+    now = at("2026-12-05T18:30")
+    assert last_hour(now) == (at("2026-12-05T17:30"), now)

@@ -123,7 +123,7 @@ def _ask_up(month: date, wait: float) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """Re-rate the accepted readings in batch and compare every daily_usage row (S15.5)."""
+    """Re-rate the accepted readings in batch and compare every daily_usage row."""
     from jobs import tables
     from jobs.reconcile import differences, read_rating_inputs, recompute
     from store.clickhouse import ClickHouseStore
@@ -226,7 +226,13 @@ def _scaled(column: str, value: int | None) -> str:
 
 def add_job_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``bills``, ``reconcile`` and ``tariff-whatif``."""
-    bills = add_command(commands, "bills", cmd_bills.__doc__, BILLS_EXAMPLES)
+    bills = add_command(
+        commands,
+        "bills",
+        "write a month's bills, e-invoices, usage analysis and bill notices",
+        BILLS_EXAMPLES,
+        description=cmd_bills.__doc__,
+    )
     bills.add_argument(
         "--month", type=_month, help="the calendar month to bill (YYYY-MM; default this month)"
     )
@@ -253,7 +259,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     reconcile = add_command(
         commands,
         "reconcile",
-        cmd_reconcile.__doc__,
+        "re-rate the accepted readings in batch and compare them with daily_usage",
         RECONCILE_EXAMPLES,
         description=f"{cmd_reconcile.__doc__}\n\nExit status: 0 when every daily_usage row "
         "matches, 1 when any differs.",

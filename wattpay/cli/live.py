@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from datetime import datetime
@@ -109,6 +110,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def port_number(text: str) -> int:
+    """A TCP port given on the command line or in the environment (1-65535)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text[:40]!r}")
+    return int(text)
+
+
 def add_live_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``up``, ``demo``, ``billing`` and ``load`` on the main parser."""
     up = add_command(
@@ -146,21 +154,17 @@ def add_live_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--host", default="127.0.0.1", help="address the endpoints bind to (default: %(default)s)"
     )
-    up.add_argument(
-        "--query-port", type=int, default=8124, help="query endpoint port (default: %(default)s)"
-    )
-    up.add_argument(
-        "--metrics-port",
-        type=int,
-        default=9464,
-        help="metrics port of the loader and account counts (default: %(default)s)",
-    )
-    up.add_argument(
-        "--billing-metrics-port",
-        type=int,
-        default=9465,
-        help="metrics port of the billing process (default: %(default)s)",
-    )
+    for option, env, default, what in (
+        ("--query-port", "WATTPAY_QUERY_PORT", 8124, "query endpoint port"),
+        ("--metrics-port", "WATTPAY_METRICS_PORT", 9464, "metrics port of the loader and accounts"),
+        ("--billing-metrics-port", "WATTPAY_BILLING_METRICS_PORT", 9465, "billing metrics port"),
+    ):
+        up.add_argument(
+            option,
+            type=port_number,
+            default=os.environ.get(env) or str(default),
+            help=f"{what} (default: {default}; env {env})",
+        )
     up.add_argument(
         "--partitions",
         type=int,

@@ -64,7 +64,13 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 def add_notify_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``wattpay notify``."""
-    notify = add_command(commands, "notify", cmd_notify.__doc__, EXAMPLES, description=DESCRIPTION)
+    notify = add_command(
+        commands,
+        "notify",
+        "render notifications and deliver them by SMS, email and webhook",
+        EXAMPLES,
+        description=DESCRIPTION,
+    )
     notify.add_argument(
         "--brokers", metavar="HOST:PORT,…", help="Kafka bootstrap servers (env WATTPAY_BROKERS)"
     )

@@ -1,4 +1,4 @@
-"""``wattpay topup`` and ``wattpay account …``: validate, then publish (SPEC S2, S11)."""
+"""``wattpay topup``, ``account …`` and ``publish``: validate, then publish (SPEC S2, S11)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 import uuid
 from datetime import datetime
 
-from billing.messages import ACCOUNTS, PAYMENTS
+from billing.messages import ACCOUNTS, PAYMENTS, READINGS
 from config.settings import Settings
 from wattpay.cli.common import add_command
 from wattpay.cli.common import settings_from_args as _settings
 
 PUBLISH_TIMEOUT = 15.0
+PUBLISHABLE = (READINGS, PAYMENTS, ACCOUNTS)
 NO_BROKERS = (
     "no Kafka brokers configured: pass --brokers HOST:PORT or set WATTPAY_BROKERS "
     "(the embedded broker runs only inside `wattpay up`)"
@@ -157,6 +158,112 @@ def cmd_account(args: argparse.Namespace) -> int:
     return _publish(args, ACCOUNTS, message)
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+MAX_PROBLEMS_SHOWN = 10
+
+
+def read_input(source: str) -> bytes:
+    """The bytes of FILE, or of standard input for ``-``; OSError when it cannot be read."""
+    if source == "-":
+        return sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    with open(source, "rb") as handle:
+        return handle.read(MAX_INPUT_BYTES + 1)
+
+
+def with_ts(line: str, ts: str) -> str:
+    """A JSON object's text with ``"ts"`` put first; the rest of the text is kept as written."""
+    body = line.lstrip()[1:].lstrip()
+    stamp = '{"ts": ' + json.dumps(ts)
+    return stamp + "}" if body.startswith("}") else stamp + ", " + body
+
+
+def input_lines(
+    settings: Settings, topic: str, data: bytes, ts: str
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """(key, payload) of the lines billing would accept on their face, and why the others not.
+
+    Blank lines are skipped; a reason reads ``line N: reason``. A line without ``ts`` gets
+    ``ts``; the rest of a line is sent as written.
+    """
+    from billing.messages import Envelope, Malformed, TopUp, parse_message
+    from billing.payments import valid_topup_amount
+    from bus.topics import topic as catalogue_topic
+
+    key_field = catalogue_topic(topic).key
+    good: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+    now = datetime.now(settings.rules.zone)
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        envelope = Envelope.decode(topic, f"line {number}", raw.strip(), now)
+        payload = envelope.payload
+        if isinstance(payload, dict) and "ts" not in payload and not envelope.raw_base64:
+            envelope = Envelope.decode(topic, envelope.position, with_ts(envelope.raw, ts), now)
+        try:
+            parsed = parse_message(envelope, settings.rules)
+        except Malformed as err:
+            problems.append(f"line {number}: malformed: {err}")
+            continue
+        if isinstance(parsed, TopUp) and not valid_topup_amount(parsed.amount, settings.rules):
+            problems.append(f"line {number}: invalid_amount: {parsed.amount}")
+            continue
+        key = envelope.payload.get(key_field)
+        if not isinstance(key, str) or not key:
+            problems.append(f"line {number}: malformed: {key_field} must be a non-empty string")
+            continue
+        good.append((key, envelope.raw.encode("utf-8")))
+    return good, problems
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish JSON lines to an input topic, keyed as the topic is (meter or account id)."""
+    from bus.kafka import DeliveryError, JsonProducer, KafkaException, kafka_config
+
+    command = f"wattpay publish {args.topic}"
+    settings = _settings(args)
+    try:
+        data = read_input(args.file)
+    except OSError as err:
+        print(f"{command}: cannot read {args.file}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    if len(data) > MAX_INPUT_BYTES:
+        limit = MAX_INPUT_BYTES // (1024 * 1024)
+        print(f"{command}: refused, nothing published: more than {limit} MiB", file=sys.stderr)
+        return 2
+    messages, problems = input_lines(settings, args.topic, data, args.ts or _now_text(settings))
+    if problems or not messages:
+        for problem in problems[:MAX_PROBLEMS_SHOWN]:
+            print(f"{command}: {problem}", file=sys.stderr)
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            print(f"{command}: … {len(problems) - MAX_PROBLEMS_SHOWN} more", file=sys.stderr)
+        why = f"{len(problems)} of {len(problems) + len(messages)} lines would be rejected"
+        reason = why if problems else "no JSON lines in the input"
+        print(f"{command}: refused, nothing published: {reason}", file=sys.stderr)
+        return 2
+    try:
+        config = kafka_config(settings)
+    except ValueError:
+        print(f"{command}: {NO_BROKERS}", file=sys.stderr)
+        return 2
+    full_topic = settings.topic(args.topic)
+    producer = JsonProducer(
+        {"message.timeout.ms": str(int(args.timeout * 1000)), **config},
+        flush_timeout=args.timeout + 5,
+    )
+    try:
+        for key, payload in messages:
+            producer.send_encoded(full_topic, key, payload)
+        producer.flush()
+    except (DeliveryError, KafkaException) as err:
+        print(f"{command}: not all published to {full_topic}: {err}", file=sys.stderr)
+        return 1
+    finally:
+        producer.close()
+    print(f"{command}: {len(messages)} delivered to {full_topic}", file=sys.stderr)
+    return 0
+
+
 def add_publish_commands(commands: argparse._SubParsersAction) -> None:
     """``wattpay topup`` and ``wattpay account open|close|update``."""
 
@@ -275,3 +382,27 @@ def add_publish_commands(commands: argparse._SubParsersAction) -> None:
     close.add_argument("account", help="account id")
     close.add_argument("--final-kwh", metavar="KWH", help="a last register reading, kWh")
     account.set_defaults(handler=cmd_account)
+
+    publish = with_brokers(
+        add_command(
+            commands,
+            "publish",
+            "publish JSON lines (readings, payments, account events) to an input topic",
+            """
+            echo '{"meter_id": "M1", "energy_kwh": "1234.560"}' | wattpay publish readings -
+            wattpay publish readings readings.jsonl
+            wattpay publish payments payments.jsonl --brokers 127.0.0.1:9092
+            """,
+            description="Read one JSON message a line from FILE (or standard input for -), "
+            "check every line the way the billing would, then publish them to the topic keyed "
+            "as it is keyed (readings by meter_id, the others by account_id) and wait until "
+            "Kafka confirms them. A line without ts gets the time of --ts (default: now). If "
+            "any line would be rejected, each is reported with its line number and nothing is "
+            "published.",
+        )
+    )
+    publish.add_argument(
+        "topic", choices=PUBLISHABLE, metavar="TOPIC", help=f"one of {', '.join(PUBLISHABLE)}"
+    )
+    publish.add_argument("file", metavar="FILE|-", help="JSON lines; - reads standard input")
+    publish.set_defaults(handler=cmd_publish)

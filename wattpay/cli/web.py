@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wattpay.cli.common import settings_from_args as _settings
 from wattpay.documents import render_invoice_on_demand
+from wattpay.notices import notification_texts
 
 EXAMPLES = """\
 examples:
@@ -44,6 +45,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host or ()),
         documents=Path(args.documents) if args.documents else None,
         render_invoice=render_invoice_on_demand,
+        notification_text=notification_texts(settings),
         metrics_urls=tuple(args.metrics or ()),
         refresh_seconds=args.refresh,
     )
@@ -68,7 +70,7 @@ def add_web_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``web`` on the main parser."""
     web = commands.add_parser(
         "web",
-        help=cmd_web.__doc__,
+        help="serve the web pages and JSON API against a ClickHouse DSN",
         description=cmd_web.__doc__,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

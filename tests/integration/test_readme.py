@@ -1,0 +1,95 @@
+"""The README's live example, run command by command exactly as it is printed.
+
+It runs in an empty directory whose ``.venv`` is the environment running the tests, as on a
+fresh checkout after ``make``; only the environment moves ``wattpay up``'s ports to free ones
+so that it can run beside other instances.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.live_harness import free_ports, wait_until
+
+pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parents[2]
+RAW_LIBRDKAFKA_LINE = re.compile(r"^%\d\|", re.MULTILINE)
+
+
+def shell_blocks(section: str) -> list[list[str]]:
+    """The lines of every ``sh`` code block under a README heading, as printed."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end > 0 else len(text)]
+    return [block.strip("\n").splitlines() for block in re.findall(r"```sh\n(.*?)```", body, re.S)]
+
+
+def shell(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_live_example_works_as_printed(tmp_path: Path) -> None:
+    (up_line,), commands = shell_blocks("Running it live")
+    assert up_line.startswith(".venv/bin/wattpay up ")
+    assert not any("kcat" in line for line in commands)  # needs a newer librdkafka than Debian's
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    ports = free_ports()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "WATTPAY_QUERY_PORT": str(ports["query"]),
+        "WATTPAY_METRICS_PORT": str(ports["metrics"]),
+        "WATTPAY_BILLING_METRICS_PORT": str(ports["billing"]),
+        "WATTPAY_WEB_PORT": str(ports["web"]),
+    }
+    for name in ("WATTPAY_BROKERS", "WATTPAY_CLICKHOUSE_DSN", "WATTPAY_CONFIG"):
+        env.pop(name, None)
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen(
+            ["bash", "-c", up_line],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until((tmp_path / ".wattpay" / "up.json").exists, 90, "wattpay up to start")
+        *steps, query = commands
+        said = []
+        for line in steps:
+            done = shell(line, tmp_path, env)
+            assert done.returncode == 0, (line, done.stderr)
+            said.append(done.stderr)
+        assert "1 delivered to wattpay.readings" in said[1]
+
+        def ledger_shows_the_top_up() -> bool:
+            done = shell(query, tmp_path, env)
+            assert done.returncode == 0, (query, done.stderr)
+            return "topup" in done.stdout and "100.00" in done.stdout
+
+        wait_until(ledger_shows_the_top_up, 90, "the top-up in the ledger")
+        readings = shell(
+            '.venv/bin/wattpay sql "SELECT meter_id, energy_kwh FROM readings FINAL"',
+            tmp_path,
+            env,
+        )
+        assert "M1" in readings.stdout and "1234.56" in readings.stdout, readings
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGINT)
+            up.wait(90)
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    assert output.startswith("wattpay is up\n"), output[:500]
+    assert RAW_LIBRDKAFKA_LINE.search(output) is None, output[:2000]
