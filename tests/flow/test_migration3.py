@@ -54,7 +54,7 @@ def test_migration_3_upgrades_in_place(tmp_path: Path) -> None:
     with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
         _old_database(store)
         assert store.applied_migrations() == [1]
-        assert store.migrate() == [2, 3, 4]
+        assert store.migrate() == [2, 3, 4, 5]
         assert store.applied_migrations() == [1, 2, 3, 4]
         assert store.migrate() == []
         _, rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
