@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,15 @@ def bare_pass(directory: Path) -> tuple[int, float]:
     return readings, time.perf_counter() - started
 
 
-def replay_pass(directory: Path, workers: int, processes: int = 1) -> float:
-    """Run `wattpay replay` into a fresh embedded ClickHouse; return its wall time."""
+def replay_pass(directory: Path, workers: int, processes: int = 1) -> tuple[float, float]:
+    """Run `wattpay replay` into a fresh embedded ClickHouse; return (wall s, CPU s).
+
+    The CPU seconds are those of every process of the replay (user + system): the first
+    waits for the others, so the children's usage of this one holds them all.
+    """
     clickhouse = directory.parent / "clickhouse"
     shutil.rmtree(clickhouse, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [
@@ -66,7 +72,10 @@ def replay_pass(directory: Path, workers: int, processes: int = 1) -> float:
         check=True,
         cwd=ROOT,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -105,22 +114,24 @@ def main() -> None:
     table = []
     first = None
     for processes, workers in runs:
-        full = replay_pass(inputs, workers, processes)
+        full, cpu = replay_pass(inputs, workers, processes)
         first = first or full
         print(
             f"wattpay replay (processes={processes}, workers={workers}): {full:.1f} s = "
             f"{readings / full:,.0f} readings/s; / bare {bare / full:.3f}; "
-            f"/ first run {first / full:.2f}×"
+            f"/ first run {first / full:.2f}×; CPU {cpu:.1f} s = "
+            f"{cpu / readings * 1e6:.1f} µs a reading"
         )
         table.append(
             f"| {today} | {readings:,} | {processes} × {workers} | {readings / bare:,.0f} "
-            f"| {readings / full:,.0f} | {bare / full:.3f} | {first / full:.2f}× |"
+            f"| {readings / full:,.0f} | {bare / full:.3f} | {first / full:.2f}× "
+            f"| {cpu:.1f} |"
         )
     print(
         "| date | readings | processes × workers | bare readings/s | replay readings/s "
-        "| replay / bare | vs first run |"
+        "| replay / bare | vs first run | CPU s, all processes |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(table))
 
 
