@@ -201,12 +201,36 @@ class SeaweedStore:
             try:
                 for path in (self.bucket, f"{self.bucket}/{PROBE_KEY}"):
                     self._put(path)
-            except (OSError, urllib.error.URLError) as err:
+                on_disk = len(list(self.directory.glob("*.dat")))
+                registered = self._registered_volumes()
+                if registered < on_disk:
+                    problem = f"{registered} of the {on_disk} volumes on disk registered"
+                    time.sleep(0.25)
+                    continue
+            except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError) as err:
                 problem = str(err)
                 time.sleep(0.25)
             else:
                 return
         raise StoreError(self._failure(f"did not answer within {self.start_timeout}s: {problem}"))
+
+    def _registered_volumes(self) -> int:
+        """How many volumes the master knows of.
+
+        A small probe is kept by the filer itself, so it is written before the volume server
+        has told the master which volumes it holds: until then every larger object, the
+        broker's metadata among them, reads as missing. A master started on another port (a
+        restored backup, a port taken meanwhile) waits for the volume server's next heartbeat.
+        """
+        url = f"http://{HOST}:{self.ports['master.port']}/dir/status"
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            topology = json.loads(response.read())["Topology"]
+        return sum(
+            int(node.get("Volumes", 0))
+            for centre in topology.get("DataCenters") or []
+            for rack in centre.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        )
 
     def _put(self, path: str) -> None:
         url = f"{self.endpoint}/{path}"  # always http://127.0.0.1
