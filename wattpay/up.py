@@ -34,6 +34,7 @@ from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
+from wattpay.backup import clickhouse_directory
 from wattpay.documents import render_invoice_on_demand
 from wattpay.durable import EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
@@ -353,6 +354,9 @@ class Up:
             ],
             "clickhouse": mask_dsn(self.settings.clickhouse_dsn),
         }
+        embedded = clickhouse_directory(self.settings.clickhouse_dsn)
+        if embedded is not None:  # absolute, for `wattpay backup` wherever it runs from
+            state["clickhouse_dir"] = str(embedded)
         if self.households is not None:
             state["meters"] = str(self.households.registry_path)
             state["simulated_clock"] = {

@@ -1,0 +1,85 @@
+"""`wattpay backup` and `restore` of a stopped installation: what is copied, what is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wattpay.backup import BackupError, restore_backup, take_backup
+from wattpay.cli import main
+
+
+def installation(root: Path) -> tuple[Path, Path]:
+    """A state directory and a ClickHouse directory as a stopped `up` leaves them."""
+    state, clickhouse = root / ".wattpay", root / "clickhouse"
+    (state / "s3" / "m1234" / "snapshots").mkdir(parents=True)
+    (state / "s3" / "tansu_1.dat").write_bytes(b"\0volume")
+    (state / "s3" / "filerldb2").mkdir()
+    (state / "s3" / "filerldb2" / "000001.log").write_bytes(b"journal")  # data, not a log
+    (state / "s3" / "ports.json").write_text("{}")
+    (state / "s3" / "weed.log").write_text("noise")
+    (state / "recovery").mkdir()
+    (state / "recovery" / "part-0.sqlite3").write_bytes(b"snapshot")
+    (state / "up.lock").write_text("")
+    (state / "broker.pid").write_text("1 1\n")
+    (clickhouse / "store" / "abc").mkdir(parents=True)
+    (clickhouse / "store" / "abc" / "data.bin").write_bytes(b"rows")
+    (clickhouse / "data" / "default").mkdir(parents=True)
+    (clickhouse / "data" / "default" / "ledger").symlink_to("../../store/abc")
+    return state, clickhouse
+
+
+def test_a_stopped_installation_is_copied_without_its_runtime_files(tmp_path: Path) -> None:
+    state, clickhouse = installation(tmp_path)
+    report = take_backup(state, tmp_path / "copy", f"chdb://{clickhouse}")
+    assert not report.running and report.frozen_seconds == 0
+    copied = {str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*")}
+    assert {
+        "state/s3/tansu_1.dat",
+        "state/s3/filerldb2/000001.log",
+        "state/s3/m1234/snapshots",
+        "state/recovery/part-0.sqlite3",
+        "clickhouse/store/abc/data.bin",
+        "clickhouse/data/default/ledger",
+        "backup.json",
+    } <= copied
+    for runtime in ("up.lock", "broker.pid", "s3/ports.json", "s3/weed.log"):
+        assert f"state/{runtime}" not in copied
+    assert (tmp_path / "copy" / "clickhouse/data/default/ledger").readlink() == Path(
+        "../../store/abc"
+    )
+    assert not (state / "up.json").exists() and (state / "up.lock").read_text() == ""
+
+    manifest = restore_backup(
+        tmp_path / "copy", tmp_path / "new" / "state", tmp_path / "new" / "ch"
+    )
+    assert manifest["clickhouse"] == str(clickhouse)
+    assert (tmp_path / "new/state/recovery/part-0.sqlite3").read_bytes() == b"snapshot"
+    assert (tmp_path / "new/ch/data/default/ledger/data.bin").read_bytes() == b"rows"
+
+
+def test_restore_refuses_a_directory_in_use_and_what_is_not_a_backup(tmp_path: Path) -> None:
+    state, clickhouse = installation(tmp_path)
+    take_backup(state, tmp_path / "copy", f"chdb://{clickhouse}")
+    with pytest.raises(BackupError, match="not empty"):
+        restore_backup(tmp_path / "copy", state, None)
+    with pytest.raises(BackupError, match="not empty"):
+        take_backup(state, tmp_path / "copy", f"chdb://{clickhouse}")
+    with pytest.raises(BackupError, match="not a wattpay backup"):
+        restore_backup(tmp_path / "example", tmp_path / "elsewhere", None)
+    (tmp_path / "copy" / "backup.json").write_text(json.dumps({"format": 1, "state_format": "0"}))
+    with pytest.raises(BackupError, match="state format 0"):
+        restore_backup(tmp_path / "copy", tmp_path / "elsewhere", None)
+    (tmp_path / "copy" / "backup.json").write_bytes(b"\xff{[")
+    with pytest.raises(BackupError, match="not valid JSON"):
+        restore_backup(tmp_path / "copy", tmp_path / "elsewhere", None)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_commands_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["backup", str(tmp_path / "copy"), "--state-dir", str(tmp_path / "none")]) == 2
+    assert "no wattpay state directory" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path), "--state-dir", str(tmp_path / "new")]) == 2
+    assert "not a wattpay backup" in capsys.readouterr().err
