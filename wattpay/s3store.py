@@ -214,6 +214,15 @@ class SeaweedStore:
                 return
         raise StoreError(self._failure(f"did not answer within {self.start_timeout}s: {problem}"))
 
+    def vacuum(self, garbage_threshold: float = 0.01) -> None:
+        """Compact the volumes whose deleted share is above the threshold (gives space back)."""
+        url = (
+            f"http://{HOST}:{self.ports['master.port']}/vol/vacuum"
+            f"?garbageThreshold={garbage_threshold}"
+        )
+        with urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310 - loopback
+            response.read()
+
     def _registered_volumes(self) -> int:
         """How many volumes the master knows of.
 

@@ -36,9 +36,10 @@ from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask
 from store.loader import Loader
 from wattpay.backup import clickhouse_directory
 from wattpay.documents import render_invoice_on_demand
-from wattpay.durable import EmbeddedKafka
+from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
+from wattpay.retention import BatchObjects, Janitor
 from web.server import WebServer, options_from_env, serve_web
 from web.sources import CommandOutcomes
 
@@ -116,6 +117,7 @@ class Up:
             Service("metrics endpoint", self._serve_metrics),
             Service("query endpoint", self._serve_queries, self._stop_queries),
             self._thread("loader", self._run_loader),
+            self._thread("retention", self._run_retention),
             self._thread("accounts-gauge", self._account_gauge),
             self._thread("monthly-bills", self._run_monthly_bills),
             self._thread("notify", self._run_notify),
@@ -263,6 +265,21 @@ class Up:
                     return
             else:
                 return
+
+    def _run_retention(self) -> None:
+        """The janitor of the embedded durable broker's records (`wattpay/retention.py`)."""
+        broker = self.broker
+        if broker is None or broker.store is None or not self.settings.retention.enabled:
+            return  # a cluster applies its own retention; an in-memory broker loses all anyway
+        store = broker.store
+        Janitor(
+            self.settings.retention,
+            self.settings.topic_prefix,
+            self.config,
+            lambda: BatchObjects(store.endpoint, BUCKET, broker.cluster_id),
+            self.options.state_dir / "recovery",
+            vacuum=store.vacuum,
+        ).run(self.stop_event)
 
     def _supervise_broker(self) -> None:
         """Restart the embedded broker or its S3 store if one dies; stop if it cannot be."""
