@@ -6,7 +6,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -83,6 +83,7 @@ class Settings:
             "topic_prefix": self.topic_prefix,
             "kafka": {k: ("***" if _is_secret(k) else v) for k, v in self.kafka.items()},
             "clickhouse_batch": {"rows": self.batch_rows, "seconds": self.batch_seconds},
+            "retention": asdict(self.retention),
             "query": {
                 "token": "***" if self.query_token else "(none)",
                 "max_seconds": self.query_max_seconds,
