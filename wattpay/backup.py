@@ -96,6 +96,11 @@ def take_backup(state_dir: Path, target: Path, clickhouse_dsn: str) -> BackupRep
     state_dir = state_dir.resolve()
     if not state_dir.is_dir():
         raise BackupError(f"no wattpay state directory at {state_dir}")
+    if not (state_dir / "s3").is_dir():
+        raise BackupError(
+            f"{state_dir} holds no embedded broker store: topics in memory cannot be copied, "
+            "and a Kafka cluster's are backed up with the cluster's own tools"
+        )
     _require_empty(target, "backup directory")
     instance = running_instance(state_dir)
     clickhouse = clickhouse_directory(clickhouse_dsn)

@@ -81,5 +81,8 @@ def test_restore_refuses_a_directory_in_use_and_what_is_not_a_backup(tmp_path: P
 def test_the_commands_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["backup", str(tmp_path / "copy"), "--state-dir", str(tmp_path / "none")]) == 2
     assert "no wattpay state directory" in capsys.readouterr().err
+    (tmp_path / "memory").mkdir()
+    assert main(["backup", str(tmp_path / "copy"), "--state-dir", str(tmp_path / "memory")]) == 2
+    assert "no embedded broker store" in capsys.readouterr().err
     assert main(["restore", str(tmp_path), "--state-dir", str(tmp_path / "new")]) == 2
     assert "not a wattpay backup" in capsys.readouterr().err
