@@ -11,6 +11,7 @@ reach it.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import signal
@@ -27,6 +28,7 @@ from bus.ports import port_is_free
 from wattpay.broker import HOST, die_with_parent
 from wattpay.stale import reap_stale, record_pid
 
+log = logging.getLogger(__name__)
 # Every listener of `weed server` that the flags below turn on; each gets its own port.
 PORTS = (
     "s3.port",
@@ -38,6 +40,8 @@ PORTS = (
     "filer.port",
     "filer.port.grpc",
 )
+VOLUMES_PATIENCE = 30.0
+"""Seconds to wait for the volume server to report every volume on disk (one may be unusable)."""
 PROBE_KEY = "wattpay/ready"  # beside the broker's own prefix, clusters/
 
 
@@ -194,6 +198,7 @@ class SeaweedStore:
     def _wait_ready(self) -> None:
         """Until the bucket exists and a probe object can be written (volumes registered)."""
         deadline = time.monotonic() + self.start_timeout
+        answered: float | None = None
         problem = "no answer"
         while time.monotonic() < deadline:
             if not self.running:
@@ -201,12 +206,15 @@ class SeaweedStore:
             try:
                 for path in (self.bucket, f"{self.bucket}/{PROBE_KEY}"):
                     self._put(path)
+                answered = answered or time.monotonic()
                 on_disk = len(list(self.directory.glob("*.dat")))
                 registered = self._registered_volumes()
                 if registered < on_disk:
                     problem = f"{registered} of the {on_disk} volumes on disk registered"
-                    time.sleep(0.25)
-                    continue
+                    if time.monotonic() - answered < VOLUMES_PATIENCE:
+                        time.sleep(0.25)
+                        continue
+                    log.warning("embedded S3 store: %s; carrying on", problem)
             except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError) as err:
                 problem = str(err)
                 time.sleep(0.25)
