@@ -203,6 +203,7 @@ class Janitor:
         objects: Callable[[], BatchObjects],
         recovery_dir: Path,
         vacuum: Callable[[], None] | None = None,
+        on_round: Callable[[JanitorRound], None] | None = None,
     ) -> None:
         self.settings = settings
         self.prefix = prefix
@@ -210,6 +211,7 @@ class Janitor:
         self.objects = objects
         self.recovery_dir = recovery_dir
         self.vacuum = vacuum
+        self.on_round = on_round
         self.rounds = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -220,6 +222,8 @@ class Janitor:
             except Exception as err:  # noqa: BLE001 - the broker or store away: tried again later
                 log.warning("retention round failed (tried again later): %s", err)
                 continue
+            if self.on_round is not None:
+                self.on_round(done)
             if done.total:
                 log.info("retention removed %d batches: %s", done.total, done.removed)
 

@@ -39,7 +39,7 @@ from wattpay.documents import render_invoice_on_demand
 from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
-from wattpay.retention import BatchObjects, Janitor
+from wattpay.retention import BatchObjects, Janitor, JanitorRound
 from web.server import WebServer, options_from_env, serve_web
 from web.sources import CommandOutcomes
 
@@ -279,7 +279,12 @@ class Up:
             lambda: BatchObjects(store.endpoint, BUCKET, broker.cluster_id),
             self.options.state_dir / "recovery",
             vacuum=store.vacuum,
+            on_round=self._observe_retention,
         ).run(self.stop_event)
+
+    def _observe_retention(self, done: JanitorRound) -> None:
+        for topic, removed in done.removed.items():
+            self.metrics.retention_removed.labels(topic).inc(removed)
 
     def _supervise_broker(self) -> None:
         """Restart the embedded broker or its S3 store if one dies; stop if it cannot be."""
