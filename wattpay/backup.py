@@ -50,6 +50,8 @@ RUNTIME_FILES = frozenset(
         "s3/weed.log",
     }
 )
+APPENDED = frozenset({".dat", ".idx"})
+"""The store's files that are only ever written at their end (volumes and their indexes)."""
 RECENT_NS = 2_000_000_000
 """A file modified this close to the first pass is copied again while frozen (mtime resolution)."""
 THAW_AFTER_SECONDS = 120.0
@@ -132,6 +134,11 @@ def take_backup(state_dir: Path, target: Path, clickhouse_dsn: str) -> BackupRep
             for source in sources:
                 _sync_pass(source, target / source.name, started - RECENT_NS)
         frozen = clock.seconds
+        if frozen >= THAW_AFTER_SECONDS:  # the watchdog may have resumed them mid-copy
+            raise BackupError(
+                f"the second pass took {frozen:.0f}s, longer than the processes may stay "
+                f"stopped ({THAW_AFTER_SECONDS:.0f}s); {target} is not a backup, take it again"
+            )
     files, size = _tree_size(target)
     manifest = {
         "format": BACKUP_FORMAT,
@@ -249,7 +256,14 @@ def _sync_pass(source: Source, target: Path, recent_ns: int) -> None:
         if source.seen.get(relative) != (stat.st_size, stat.st_mtime_ns) or (
             stat.st_mtime_ns >= recent_ns
         ):
-            _copy_one(path, target / relative)
+            appended = (
+                source.name == STATE
+                and relative.startswith("s3/")
+                and path.suffix in APPENDED
+                and _append_tail(path, target / relative)
+            )
+            if not appended:
+                _copy_one(path, target / relative)
     for relative in set(source.seen) - present:
         (target / relative).unlink(missing_ok=True)
     # A directory gone since the first pass (a merged ClickHouse part) is not left behind empty.
@@ -257,6 +271,33 @@ def _sync_pass(source: Source, target: Path, recent_ns: int) -> None:
         path = Path(directory)
         if path != target and not (source.root / path.relative_to(target)).is_dir():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _append_tail(path: Path, destination: Path, check: int = 4096) -> bool:
+    """Bring a copy of a file that only grows up to date by appending what it lacks.
+
+    The store's volumes (``.dat``) and their indexes (``.idx``) are written at their end, so
+    while frozen only their new bytes need copying, not whole volumes. The copy's first bytes
+    (a volume's superblock) and its last ``check`` bytes must still match the file, or the
+    file was rewritten (a compaction) and False says to copy it whole.
+    """
+    try:
+        copied = destination.stat().st_size
+        with path.open("rb") as original, destination.open("r+b") as copy:
+            original.seek(0, os.SEEK_END)
+            if original.tell() < copied:
+                return False
+            for start, length in ((0, min(8, copied)), (max(0, copied - check), check)):
+                original.seek(start)
+                copy.seek(start)
+                if original.read(length) != copy.read(length):
+                    return False
+            original.seek(copied)
+            copy.seek(copied)
+            shutil.copyfileobj(original, copy, 1 << 20)
+    except OSError:
+        return False
+    return True
 
 
 def _tree_size(root: Path) -> tuple[int, int]:

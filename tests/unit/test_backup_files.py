@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wattpay.backup import BackupError, restore_backup, take_backup
+from wattpay.backup import BackupError, _append_tail, restore_backup, take_backup
 from wattpay.cli import main
 
 
@@ -86,3 +86,19 @@ def test_the_commands_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no embedded broker store" in capsys.readouterr().err
     assert main(["restore", str(tmp_path), "--state-dir", str(tmp_path / "new")]) == 2
     assert "not a wattpay backup" in capsys.readouterr().err
+
+
+def test_a_grown_volume_gets_only_its_new_bytes_and_a_rewritten_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    volume, copy = tmp_path / "tansu_1.dat", tmp_path / "copy.dat"
+    volume.write_bytes(b"SUPERBLK" + b"a" * 10_000)
+    copy.write_bytes(volume.read_bytes())
+    with volume.open("ab") as grown:
+        grown.write(b"b" * 5_000)
+    assert _append_tail(volume, copy)
+    assert copy.read_bytes() == volume.read_bytes()
+    volume.write_bytes(b"COMPACTD" + b"a" * 20_000)  # compacted: a new file, other bytes
+    assert not _append_tail(volume, copy)
+    volume.write_bytes(b"SUPERBLK" + b"a" * 100)  # shorter than the copy
+    assert not _append_tail(volume, copy)
