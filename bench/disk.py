@@ -31,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Producer  # noqa: E402
-
+from bus.kafka import new_producer  # noqa: E402
 from bus.ports import free_port  # noqa: E402
 from pipelines.replay_files import merged_envelopes  # noqa: E402
 from simulate.example import write_example  # noqa: E402
@@ -100,9 +99,7 @@ def run(name: str, inputs: list[tuple[str, bytes | None, bytes]], work: Path) ->
         if up.poll() is not None:
             raise SystemExit((work / "up.log").read_text()[-2000:])
     endpoint = json.loads(state.read_text())["query"]
-    producer = Producer(
-        {"bootstrap.servers": json.loads(state.read_text())["brokers"], "linger.ms": "5"}
-    )
+    producer = new_producer({"bootstrap.servers": json.loads(state.read_text())["brokers"]})
     started = time.monotonic()
     for topic, key, value in inputs:
         if topic != "wattpay.readings":
