@@ -107,8 +107,7 @@ def take_backup(state_dir: Path, target: Path, clickhouse_dsn: str) -> BackupRep
     instance = running_instance(state_dir)
     clickhouse = clickhouse_directory(clickhouse_dsn)
     if instance is not None:  # the one the running `up` writes, wherever it was started from
-        written = instance.get("clickhouse_dir")
-        clickhouse = Path(str(written)) if written else None
+        clickhouse = _running_clickhouse(instance)
     if clickhouse is not None and not clickhouse.is_dir():
         raise BackupError(f"no ClickHouse data at {clickhouse}")
     exclude = {state_dir / name for name in RUNTIME_FILES}
@@ -158,6 +157,24 @@ def take_backup(state_dir: Path, target: Path, clickhouse_dsn: str) -> BackupRep
         frozen_seconds=frozen,
         clickhouse=manifest["clickhouse"],
     )
+
+
+def _running_clickhouse(instance: dict[str, object]) -> Path | None:
+    """The chdb directory of a running ``up`` (None for a server), from its ``up.json``.
+
+    An ``up.json`` without ``clickhouse_dir`` (an older release) has the DSN as given, which
+    may be relative to the directory that ``up`` runs in.
+    """
+    if instance.get("clickhouse_dir"):
+        return Path(str(instance["clickhouse_dir"]))
+    dsn = str(instance.get("clickhouse", ""))
+    scheme, _, rest = dsn.partition("://")
+    if scheme.lower() != "chdb":
+        return None
+    path = Path(os.path.expanduser(rest.partition("?")[0]))
+    if path.is_absolute():
+        return path
+    return Path(os.readlink(f"/proc/{instance['pid']}/cwd")) / path
 
 
 def restore_backup(source: Path, state_dir: Path, clickhouse_dir: Path | None) -> dict[str, str]:

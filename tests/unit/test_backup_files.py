@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from wattpay.backup import BackupError, _append_tail, restore_backup, take_backup
+from wattpay.backup import (
+    BackupError,
+    _append_tail,
+    _running_clickhouse,
+    restore_backup,
+    take_backup,
+)
 from wattpay.cli import main
 
 
@@ -102,3 +109,12 @@ def test_a_grown_volume_gets_only_its_new_bytes_and_a_rewritten_one_is_refused(
     assert not _append_tail(volume, copy)
     volume.write_bytes(b"SUPERBLK" + b"a" * 100)  # shorter than the copy
     assert not _append_tail(volume, copy)
+
+
+def test_the_clickhouse_of_a_running_up_is_found_in_its_state_file(tmp_path: Path) -> None:
+    assert _running_clickhouse({"clickhouse_dir": str(tmp_path)}) == tmp_path
+    assert _running_clickhouse({"clickhouse": "http://db:8123/x", "pid": 1}) is None
+    absolute = {"clickhouse": f"chdb://{tmp_path}/ch", "pid": os.getpid()}
+    assert _running_clickhouse(absolute) == tmp_path / "ch"
+    relative = {"clickhouse": "chdb://./.wattpay/clickhouse", "pid": os.getpid()}
+    assert _running_clickhouse(relative) == Path.cwd() / ".wattpay/clickhouse"
