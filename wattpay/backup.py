@@ -38,6 +38,8 @@ MANIFEST = "backup.json"
 BACKUP_FORMAT = 1
 STATE = "state"
 CLICKHOUSE = "clickhouse"
+RESTORED = "restored.json"
+"""Written by `restore` in the new state directory: where the restored ClickHouse went."""
 # Files that describe the processes of one run, not its data: never copied.
 RUNTIME_FILES = frozenset(
     {
@@ -48,6 +50,7 @@ RUNTIME_FILES = frozenset(
         "s3/ports.json",
         "billing.log",
         "s3/weed.log",
+        RESTORED,
     }
 )
 APPENDED = frozenset({".dat", ".idx"})
@@ -191,7 +194,33 @@ def restore_backup(source: Path, state_dir: Path, clickhouse_dir: Path | None) -
     if has_clickhouse and clickhouse_dir is not None:
         clickhouse_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source / CLICKHOUSE, clickhouse_dir, symlinks=True, dirs_exist_ok=True)
+        restored = {"clickhouse": str(clickhouse_dir.resolve()), "taken_at": manifest["taken_at"]}
+        (state_dir / RESTORED).write_text(json.dumps(restored) + "\n", encoding="utf-8")
     return manifest
+
+
+def restored_clickhouse_problem(state_dir: Path, dsn: str) -> str | None:
+    """Why ``up`` must not start on a restored state directory with this DSN, if it must not.
+
+    The restored ClickHouse belongs with the restored topics and snapshots: an ``up`` on an
+    empty chdb directory elsewhere would bill on, but its tables would lack everything up to
+    the backup.
+    """
+    try:
+        expected = Path(
+            json.loads((state_dir / RESTORED).read_text(encoding="utf-8"))["clickhouse"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    configured = clickhouse_directory(dsn)
+    if configured is None or configured.resolve() == expected.resolve():
+        return None
+    if configured.is_dir() and any(configured.iterdir()):
+        return None  # a ClickHouse with data, named on purpose
+    return (
+        f"{state_dir} was restored from a backup with its ClickHouse in {expected}, but the "
+        f"configured ClickHouse {configured} is empty: start with --clickhouse chdb://{expected}"
+    )
 
 
 def read_manifest(source: Path) -> dict[str, str]:

@@ -34,7 +34,7 @@ from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
-from wattpay.backup import clickhouse_directory
+from wattpay.backup import clickhouse_directory, restored_clickhouse_problem
 from wattpay.documents import render_invoice_on_demand
 from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
@@ -149,6 +149,9 @@ class Up:
             signal.signal(sig, lambda *_: self.stop_event.set())
 
     def _claim_state_dir(self) -> None:
+        problem = restored_clickhouse_problem(self.options.state_dir, self.settings.clickhouse_dsn)
+        if problem is not None:
+            raise OperatorError(problem)
         self.lock = claim_state_dir(self.options.state_dir)  # before anything else is touched
 
     def _release_state_dir(self) -> None:

@@ -74,6 +74,15 @@ def test_backup_under_load_restores_elsewhere_with_the_same_balances(tmp_path: P
             str(restored.work / "clickhouse"),
             cwd=tmp_path,
         )
+        wrong = subprocess.run(
+            [*WATTPAY, "up", "--clickhouse", f"chdb://{tmp_path / 'empty'}"],
+            cwd=restored.work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert wrong.returncode == 2 and "restored from a backup" in wrong.stderr, wrong.stderr
         bootstrap = restored.start()["brokers"]
         # What the copy holds was fed in order; the rest goes to the restored broker after it.
         held = Counter(read_values(bootstrap, INPUT_TOPICS, settle=3.0))

@@ -13,6 +13,7 @@ from wattpay.backup import (
     _append_tail,
     _running_clickhouse,
     restore_backup,
+    restored_clickhouse_problem,
     take_backup,
 )
 from wattpay.cli import main
@@ -118,3 +119,19 @@ def test_the_clickhouse_of_a_running_up_is_found_in_its_state_file(tmp_path: Pat
     assert _running_clickhouse(absolute) == tmp_path / "ch"
     relative = {"clickhouse": "chdb://./.wattpay/clickhouse", "pid": os.getpid()}
     assert _running_clickhouse(relative) == Path.cwd() / ".wattpay/clickhouse"
+
+
+def test_up_on_a_restored_state_dir_needs_its_restored_clickhouse(tmp_path: Path) -> None:
+    state, clickhouse = installation(tmp_path)
+    take_backup(state, tmp_path / "copy", f"chdb://{clickhouse}")
+    new_state, new_clickhouse = tmp_path / "new" / ".wattpay", tmp_path / "new" / "ch"
+    restore_backup(tmp_path / "copy", new_state, new_clickhouse)
+    assert restored_clickhouse_problem(new_state, f"chdb://{new_clickhouse}") is None
+    problem = restored_clickhouse_problem(new_state, f"chdb://{tmp_path / 'empty'}")
+    assert problem is not None and f"--clickhouse chdb://{new_clickhouse}" in problem
+    assert restored_clickhouse_problem(new_state, "http://db:8123/x") is None
+    assert (
+        restored_clickhouse_problem(state, f"chdb://{tmp_path / 'empty'}") is None
+    )  # not restored
+    take_backup(new_state, tmp_path / "again", f"chdb://{new_clickhouse}")
+    assert not (tmp_path / "again" / "state" / "restored.json").exists()
