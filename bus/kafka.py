@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -846,3 +847,18 @@ class KafkaPublisher(JsonProducer):
 def facts_feed(config: Mapping[str, str], topic: str) -> Callable[[], PartitionReader]:
     """How the ClickHouse loader opens the facts topic: its group's committed positions."""
     return lambda: PartitionReader(config, topic, "wattpay-loader", strict=False)
+
+
+def committed_positions(config: Mapping[str, str]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the lowest offset any consumer group committed there."""
+    admin = AdminClient(dict(config))
+    groups = admin.list_consumer_groups(request_timeout=10).result(timeout=15)
+    lowest: dict[tuple[str, int], int] = {}
+    for listing in groups.valid:
+        request = [ConsumerGroupTopicPartitions(listing.group_id)]
+        for future in admin.list_consumer_group_offsets(request, request_timeout=10).values():
+            for tp in future.result(timeout=15).topic_partitions or []:
+                if tp.offset >= 0 and tp.error is None:
+                    place = (tp.topic, tp.partition)
+                    lowest[place] = min(lowest.get(place, tp.offset), tp.offset)
+    return lowest

@@ -6,7 +6,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -18,6 +18,7 @@ from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, Reba
 from billing.tariffs import PlanError, plan_catalog, plan_from_config
 from config.errors import OperatorError
 from config.notify import NotifySettings, notify_env, notify_settings
+from config.retention import RetentionSettings, retention_settings
 
 DEFAULT_CONFIG = "wattpay.toml"
 DEFAULT_DSN = "chdb://./.wattpay/clickhouse"
@@ -58,6 +59,7 @@ class Settings:
     seller_tax_id: str = "91330000000000000X"
     """The utility's taxpayer id on e-invoices (``[invoice] seller_tax_id``)."""
     notify: NotifySettings = field(default_factory=NotifySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -81,6 +83,7 @@ class Settings:
             "topic_prefix": self.topic_prefix,
             "kafka": {k: ("***" if _is_secret(k) else v) for k, v in self.kafka.items()},
             "clickhouse_batch": {"rows": self.batch_rows, "seconds": self.batch_seconds},
+            "retention": asdict(self.retention),
             "query": {
                 "token": "***" if self.query_token else "(none)",
                 "max_seconds": self.query_max_seconds,
@@ -231,6 +234,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         seller_name=str(raw.get("invoice", {}).get("seller_name", Settings.seller_name)),
         seller_tax_id=str(raw.get("invoice", {}).get("seller_tax_id", Settings.seller_tax_id)),
         notify=notify_settings(raw.get("notify", {}), problems),
+        retention=retention_settings(raw.get("retention", {}), problems),
     )
 
 

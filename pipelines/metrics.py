@@ -47,6 +47,7 @@ class Metrics:
     clickhouse_insert_seconds: Histogram
     clickhouse_batch_rows: Histogram
     step_items: Counter
+    retention_removed: Counter
     _children: dict[tuple[str, tuple[str, ...]], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -163,6 +164,12 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         step_items=Counter(
             "wattpay_step_items", "Items through a dataflow step", ["step"], registry=registry
+        ),
+        retention_removed=Counter(
+            "wattpay_retention_batches_removed",
+            "Stored batches the retention janitor removed from the embedded broker",
+            ["topic"],
+            registry=registry,
         ),
     )
     for status in STATUSES:

@@ -87,6 +87,11 @@ class EmbeddedKafka:
         self._record_broker()
         return self
 
+    @property
+    def cluster_id(self) -> str:
+        """The id the broker files its data under in the store (durable only)."""
+        return self._cluster_id()
+
     def _cluster_id(self) -> str:
         assert self.store is not None
         path = self.store.directory / "cluster-id"

@@ -34,11 +34,13 @@ from pipelines.recovery import ensure_recovery_dir
 from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
+from wattpay.backup import clickhouse_directory, restored_clickhouse_problem
 from wattpay.documents import render_invoice_on_demand
-from wattpay.durable import EmbeddedKafka
+from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.notices import notification_texts
 from wattpay.query_server import require_token_beyond_loopback, serve_queries
+from wattpay.retention import BatchObjects, Janitor, JanitorRound
 from web.server import WebServer, options_from_env, serve_web
 from web.sources import CommandOutcomes
 
@@ -116,6 +118,7 @@ class Up:
             Service("metrics endpoint", self._serve_metrics),
             Service("query endpoint", self._serve_queries, self._stop_queries),
             self._thread("loader", self._run_loader),
+            self._thread("retention", self._run_retention),
             self._thread("accounts-gauge", self._account_gauge),
             self._thread("monthly-bills", self._run_monthly_bills),
             self._thread("notify", self._run_notify),
@@ -147,6 +150,9 @@ class Up:
             signal.signal(sig, lambda *_: self.stop_event.set())
 
     def _claim_state_dir(self) -> None:
+        problem = restored_clickhouse_problem(self.options.state_dir, self.settings.clickhouse_dsn)
+        if problem is not None:
+            raise OperatorError(problem)
         self.lock = claim_state_dir(self.options.state_dir)  # before anything else is touched
 
     def _release_state_dir(self) -> None:
@@ -265,6 +271,26 @@ class Up:
             else:
                 return
 
+    def _run_retention(self) -> None:
+        """The janitor of the embedded durable broker's records (`wattpay/retention.py`)."""
+        broker = self.broker
+        if broker is None or broker.store is None or not self.settings.retention.enabled:
+            return  # a cluster applies its own retention; an in-memory broker loses all anyway
+        store = broker.store
+        Janitor(
+            self.settings.retention,
+            self.settings.topic_prefix,
+            self.config,
+            lambda: BatchObjects(store.endpoint, BUCKET, broker.cluster_id),
+            self.options.state_dir / "recovery",
+            vacuum=store.vacuum,
+            on_round=self._observe_retention,
+        ).run(self.stop_event)
+
+    def _observe_retention(self, done: JanitorRound) -> None:
+        for topic, removed in done.removed.items():
+            self.metrics.retention_removed.labels(topic).inc(removed)
+
     def _supervise_broker(self) -> None:
         """Restart the embedded broker or its S3 store if one dies; stop if it cannot be."""
         assert self.broker is not None
@@ -355,6 +381,9 @@ class Up:
             ],
             "clickhouse": mask_dsn(self.settings.clickhouse_dsn),
         }
+        embedded = clickhouse_directory(self.settings.clickhouse_dsn)
+        if embedded is not None:  # absolute, for `wattpay backup` wherever it runs from
+            state["clickhouse_dir"] = str(embedded)
         if self.households is not None:
             state["meters"] = str(self.households.registry_path)
             state["simulated_clock"] = {

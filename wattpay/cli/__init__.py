@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
 from config.errors import OperatorError
+from wattpay.cli.backup import add_backup_commands
 from wattpay.cli.common import add_command, examples_epilog
 from wattpay.cli.common import settings_from_args as _settings
 from wattpay.cli.jobs import add_job_commands
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_commands(commands)
     add_web_commands(commands)
     add_notify_commands(commands)
+    add_backup_commands(commands)
     return parser
 
 
