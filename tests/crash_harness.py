@@ -272,6 +272,14 @@ class UpProcess:
             raise OSError(done.stderr)
         return json.loads(done.stdout)
 
+    def loaded_everything(self) -> bool:
+        """The loader has committed every partition of the facts topic to its end.
+
+        The sentinel's row in ClickHouse says the last input was billed; other accounts'
+        facts of the same moment may sit in another partition the loader has yet to write.
+        """
+        return facts_loaded(self.state["brokers"])
+
     def has_sentinel(self) -> bool:
         try:
             rows = self.query(f"SELECT count() AS n FROM accounts WHERE account_id = '{SENTINEL}'")
@@ -287,3 +295,24 @@ class UpProcess:
         except (OSError, ValueError):
             return None
         return pid
+
+
+def facts_loaded(bootstrap: str, topic: str = "wattpay.facts") -> bool:
+    """Whether the loader's group has committed every partition of ``topic`` to its end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "wattpay-loader",
+            "enable.auto.commit": "false",
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+        places = [TopicPartition(topic, p) for p in partitions]
+        for place in consumer.committed(places, timeout=10):
+            _, end = consumer.get_watermark_offsets(place, timeout=5)
+            if end > max(place.offset, 0):
+                return False
+        return True
+    finally:
+        consumer.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
@@ -103,7 +102,7 @@ def test_backup_under_load_restores_elsewhere_with_the_same_balances(tmp_path: P
         assert catch_up.error is None and not catch_up.is_alive()
         for up in (original, restored):
             wait_until(up.has_sentinel, 240, "the last input billed and loaded", interval=1.0)
-        time.sleep(2.0)  # a last batch of the loader, after the sentinel's own
+            wait_until(up.loaded_everything, 60, "every fact loaded", interval=0.5)
         want, got = billed(original), billed(restored)
     finally:
         for up in (restored, original):

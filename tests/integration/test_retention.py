@@ -67,6 +67,7 @@ def test_retention_removes_what_is_loaded_and_recovered_and_a_crash_loses_nothin
             )
         assert 0 in first_offsets(up, "wattpay.accounts").values()  # account events stay
         assert metric(up.ports["metrics"], "wattpay_retention_batches_removed_total") > 0
+        wait_until(up.loaded_everything, 60, "every fact loaded", interval=0.5)
         before = billed(up)
         assert before["ledger"] and before["accounts"]
         # Every reader from the start still ends: the removed offsets are a gap it skips.
@@ -91,6 +92,7 @@ def test_retention_removes_what_is_loaded_and_recovered_and_a_crash_loses_nothin
             120,
             "new input billed after the restart",
         )
+        wait_until(up.loaded_everything, 60, "every fact loaded", interval=0.5)
         after = billed(up)
         assert query(up.state, f"SELECT count() AS n FROM accounts WHERE account_id = '{SENTINEL}'")
     finally:
