@@ -26,7 +26,14 @@ from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
 from web.analysis import usage_analysis
 from web.charts import bar_chart, line_chart
-from web.documents import DOCUMENT_TYPES, bill_pdf_path, document_path, invoice, link_bill_pdfs
+from web.documents import (
+    DOCUMENT_TYPES,
+    bill_document_inputs,
+    bill_pdf_path,
+    document_path,
+    invoice,
+    link_bill_pdfs,
+)
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
 from web.lists import LISTS, MAX_PAGE, account_list, search
@@ -63,6 +70,8 @@ class WebOptions:
     documents: Path | None = None
     render_invoice: Callable[[dict[str, Any], Path], Path] | None = None
     """Renders an invoice's PDF from its row under ``documents`` (on demand, then kept)."""
+    render_bill: Callable[[dict[str, Any], list[int], dict[str, str], Path], Path] | None = None
+    """Renders a bill's PDF from its row, daily kWh and contact under ``documents`` (likewise)."""
     notification_text: Callable[[dict[str, Any], str], str | None] | None = None
     """A recorded notification's text in a locale, as the household was sent it."""
     metrics_urls: tuple[str, ...] = ()
@@ -168,6 +177,8 @@ def create_app(
         return HTMLResponse(html, status)
 
     cache = OpsCache(max(options.refresh_seconds / 2, 0.5))
+    rendering = threading.Lock()
+    renders_bills = options.render_bill is not None and options.documents is not None
 
     def ops_data() -> dict[str, Any]:
         def compute() -> dict[str, Any]:
@@ -212,7 +223,7 @@ def create_app(
                 request, "missing.html", lang(request), 404, what=account_id, title="not_found"
             )
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
-        link_bill_pdfs(data["bills"], options.documents, account_id)
+        link_bill_pdfs(data["bills"], options.documents, account_id, renders=renders_bills)
         for entry in data["history"]:
             entry["text"] = history_text(entry, account_id, locale)
         return page(request, "household.html", locale, h=data)
@@ -281,7 +292,7 @@ def create_app(
         if households.account(reader, account_id) is None:
             raise ApiError(404, f"no account {account_id}")
         rows = bills(reader, account_id)
-        link_bill_pdfs(rows, options.documents, account_id)
+        link_bill_pdfs(rows, options.documents, account_id, renders=renders_bills)
         return _json({"account_id": account_id, "bills": rows})
 
     def api_analysis(request: Request) -> Response:
@@ -292,10 +303,22 @@ def create_app(
 
     def bill_pdf(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        path = bill_pdf_path(options.documents, account_id, request.path_params["month"])
+        month = request.path_params["month"]
+        path = bill_pdf_path(options.documents, account_id, month)
+        if path is None and renders_bills:
+            with rendering:  # one rendering of a document at a time; the next finds the file
+                path = bill_pdf_path(options.documents, account_id, month) or _rendered_bill(
+                    account_id, month
+                )
         if path is None:
             raise ApiError(404, "no such bill")
         return FileResponse(path, media_type=DOCUMENT_TYPES["pdf"])
+
+    def _rendered_bill(account_id: str, month: str) -> Path | None:
+        """A bill's PDF rendered now from its row (``wattpay bills --no-documents``)."""
+        assert options.render_bill is not None and options.documents is not None
+        inputs = bill_document_inputs(reader, account_id, month)
+        return None if inputs is None else options.render_bill(*inputs, options.documents)
 
     def api_landlord(request: Request) -> Response:
         return _json(landlord(reader, _id(request, "landlord_id")))
@@ -306,8 +329,6 @@ def create_app(
     def openapi(request: Request) -> Response:
         text = files("web").joinpath("openapi.json").read_text(encoding="utf-8")
         return Response(text, media_type="application/json")
-
-    rendering = threading.Lock()
 
     def document(request: Request) -> Response:
         name = request.path_params["name"]

@@ -722,6 +722,31 @@ def test_monthly_bill_pdf_is_linked_and_served(web: WebProcess, database: Databa
     assert clean_refusal(get(f"{web.url}/accounts/A0014'/bills/{month}.pdf"), 400)
 
 
+def test_a_bill_pdf_not_rendered_by_the_job_is_rendered_on_demand_and_kept(
+    web: WebProcess, database: Database
+) -> None:
+    (bill,) = database.bills
+    month = f"{bill['month']:%Y-%m}"
+    link = f"/accounts/A0014/bills/{month}.pdf"
+    kept = database.work / "documents" / "bills" / month / "A0014.pdf"
+    batch = kept.read_bytes()  # rendered by `wattpay bills` in its own process
+    kept.unlink()  # as after `wattpay bills --no-documents`
+    (got,) = get(f"{web.url}/api/accounts/A0014/bills").json()["bills"]
+    assert got["bill_pdf"] == link  # linked before it is rendered
+    assert f'href="{link}"' in get(f"{web.url}/accounts/A0014?lang=zh-CN").text
+    on_demand = get(web.url + link)
+    assert on_demand.status == 200 and on_demand.headers["content-type"] == "application/pdf"
+    assert on_demand.body == batch  # from the rows in ClickHouse: the same bill, byte for byte
+    assert kept.read_bytes() == batch  # kept where the job would have put it
+    assert get(web.url + link).body == batch
+    assert not list((database.work / "documents").rglob("*.part"))
+    for other in ("A0015", database.closed):  # not billed: nothing rendered, nothing kept
+        assert clean_refusal(get(f"{web.url}/accounts/{other}/bills/{month}.pdf"), 404)
+    for bad in ("0000-01", "1969-12", "2149-06", "9999-12"):
+        assert clean_refusal(get(f"{web.url}/accounts/A0014/bills/{bad}.pdf"), 404), bad
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["A0014.pdf"]
+
+
 def test_usage_analysis_is_on_the_page(web: WebProcess, database: Database) -> None:
     (row,) = database.analysis
     (bill,) = database.bills
