@@ -6,6 +6,7 @@ analysts read from the same tables (``FINAL``) before the server opened them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from markupsafe import escape
 
 from billing.clock import LOCAL_ZONE
 from store.clickhouse import ClickHouseStore
+from tests.browser import Browser
 from tests.live_harness import WATTPAY
 from tests.web_harness import WebProcess, get
 
@@ -882,3 +884,225 @@ def test_operations_names_what_it_shows(web: WebProcess, database: Database) -> 
         ops = get(f"{web.url}/api/operations").json()
         if any(d["district"] is None for d in ops["districts"] or []):
             assert f"<th>{no_district}</th>" in districts
+
+
+# In headless Chromium: the same server and database, one page load per page and locale;
+# what a person sees is read from the rendered DOM and compared with the ClickHouse rows.
+
+LOCALES = (("en", "State Grid Example"), ("zh-CN", "国网示例供电"))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    chromium = Browser(tmp_path_factory.mktemp("chromium"))
+    yield chromium
+    chromium.close()
+
+
+def expected_texts(
+    database: Database, account_id: str, today: date, lang: str, signature: str
+) -> list[tuple]:
+    """(ts, type, text) of the account's 90-day history, from the events rows."""
+    from notify.texts import render
+
+    want = []
+    for ts, kind in expected_history(database, account_id, today):
+        if kind == "points_expired":
+            points = [
+                -x["points"]
+                for x in database.expiries
+                if x["account_id"] == account_id and x["ts"] == ts
+            ]
+            want.append((ts, kind, str(points[0])))
+            continue
+        (event,) = [
+            e
+            for e in database.events
+            if e["account_id"] == account_id and e["ts"] == ts and e["type"] == kind
+        ]
+        notification = {"ts": ts, "type": kind, "data": json.loads(event["data"] or "{}")}
+        notification.update(account_id=account_id, locale=lang)
+        want.append((ts, kind, render(notification, signature, LOCAL_ZONE, lang).text))
+    return want
+
+
+def page_history(browser: Browser) -> list[tuple]:
+    shown = browser.evaluate(
+        "[...document.querySelectorAll('#history tr[data-type]')].map(r => "
+        "[r.querySelector('time').getAttribute('datetime'), r.dataset.type, "
+        "r.cells[1].textContent])"
+    )
+    return [(datetime.fromisoformat(ts), kind, text) for ts, kind, text in shown]
+
+
+def test_household_history_analysis_and_bill_in_chromium(
+    web: WebProcess, database: Database, browser: Browser
+) -> None:
+    cut = {e["account_id"] for e in database.events if e["type"] == "disconnected"}
+    back = {e["account_id"] for e in database.events if e["type"] == "reconnected"}
+    (row,) = database.analysis
+    (bill,) = database.bills
+    month = f"{bill['month']:%Y-%m}"
+    written = database.work / "documents" / "bills" / month / "A0014.pdf"
+    for lang, signature in LOCALES:
+        for account_id in ("A0014", min(cut & back), database.closed):
+            today = date.fromisoformat(get(f"{web.url}/api/accounts/{account_id}").json()["today"])
+            browser.open(f"{web.url}/accounts/{account_id}?lang={lang}")
+            assert browser.evaluate("document.documentElement.lang") == lang
+            shown = page_history(browser)
+            want = expected_texts(database, account_id, today, lang, signature)
+            assert shown or account_id == "A0014", account_id  # a cut, a close: never empty
+            assert [ts for ts, _, _ in shown] == sorted((ts for ts, _, _ in shown), reverse=True)
+            for (ts, kind, text), (ts_w, kind_w, text_w) in zip(
+                sorted(shown), sorted(want), strict=True
+            ):
+                assert (ts, kind) == (ts_w, kind_w), account_id
+                if kind == "points_expired":
+                    assert text_w in text, text  # the points, in the page's words
+                else:
+                    assert text == text_w, (account_id, lang)
+            if account_id != "A0014":
+                continue
+            # The month's usage analysis, against usage_analysis and bills FINAL.
+            analysis = browser.evaluate(
+                "({kwh: document.querySelector('#analysis-kwh').textContent,"
+                " share: document.querySelector('#peak-share td.num').dataset.value,"
+                " shareText: document.querySelector('#peak-share td.num').textContent,"
+                " prev: document.querySelector('#vs-prev-month td.num').dataset.value,"
+                " year: document.querySelector('#vs-last-year td.num').dataset.value,"
+                " whatIf: {...(document.querySelector('#what-if') || {dataset: {}}).dataset},"
+                " whatIfText: (document.querySelector('#what-if') || {}).textContent || ''})"
+            )
+            assert Decimal(analysis["kwh"]) == row["kwh"] == bill["kwh"]
+            share = (row["peak_share"] * 100).quantize(Decimal("0.01"))
+            assert Decimal(analysis["share"]) == share
+            assert f"({bill['kwh_peak']} / {bill['kwh_valley']} kWh)" in analysis["shareText"]
+            for key, before in (("prev", "kwh_prev_month"), ("year", "kwh_same_month_last_year")):
+                base = bill[before]
+                if base:
+                    change = ((bill["kwh"] - base) * 100 / base).quantize(
+                        Decimal("0.01"), ROUND_HALF_UP
+                    )
+                    assert Decimal(analysis[key]) == change
+                else:
+                    assert analysis[key] == ""
+            if row["alt_plan"]:
+                assert analysis["whatIf"] == {
+                    "plan": row["alt_plan"],
+                    "value": str(row["alt_charge"]),
+                }
+                assert f"¥{row['alt_charge']}" in analysis["whatIfText"]
+                difference = abs(row["alt_charge"] - row["charge"])
+                if difference:
+                    assert f"¥{difference}" in analysis["whatIfText"]
+                assert row["alt_plan"] not in analysis["whatIfText"]  # named, not its id
+            # The bill's row and its PDF, fetched by the page as a click would.
+            link = browser.evaluate("document.querySelector('#bills a.bill-pdf').href")
+            assert link == f"{web.url}/accounts/A0014/bills/{month}.pdf"
+            cells = browser.evaluate(
+                "[...document.querySelector('#bills tr:nth-child(2)').cells]"
+                ".map(c => c.textContent.trim())"
+            )
+            assert cells[:4] == [
+                month,
+                f"{bill['kwh']} kWh",
+                f"¥{bill['charge']}",
+                f"¥{bill['closing_balance']}",
+            ]
+            fetched = browser.evaluate(
+                f"fetch({json.dumps(link)}).then(async r => ({{status: r.status,"
+                " type: r.headers.get('content-type'),"
+                " sha: [...new Uint8Array(await crypto.subtle.digest('SHA-256',"
+                " await r.arrayBuffer()))].map(b => b.toString(16).padStart(2, '0')).join('')}))",
+                wait=True,
+            )
+            assert fetched == {
+                "status": 200,
+                "type": "application/pdf",
+                "sha": hashlib.sha256(written.read_bytes()).hexdigest(),
+            }
+            invoice = browser.evaluate(
+                "[...document.querySelectorAll('#bills a[href^=\"/documents/\"]')]"
+                ".map(a => a.getAttribute('href'))"
+            )
+            number = bill["invoice_no"]
+            assert invoice == [f"/documents/{number}.pdf", f"/documents/{number}.xml"]
+
+
+def page_accounts(browser: Browser) -> list[dict]:
+    return browser.evaluate(
+        "[...document.querySelectorAll('table.accounts tr[data-account]')].map(r => ({"
+        " account: r.dataset.account, meter: r.cells[1].textContent,"
+        " status: r.cells[2].textContent, available: r.cells[3].dataset.value,"
+        " since: (r.querySelector('time') || {getAttribute: () => null})"
+        "   .getAttribute('datetime'),"
+        " outcome: (r.querySelector('td.outcome') || {className: ''}).className}))"
+    )
+
+
+def test_operator_lists_and_search_in_chromium(
+    web: WebProcess, database: Database, browser: Browser
+) -> None:
+    cut_kinds = ("disconnect_scheduled", "disconnected", "reconnected", "account_closed")
+    pending = {}
+    for account_id in database.accounts:
+        cuts = [
+            e for e in database.events if e["account_id"] == account_id and e["type"] in cut_kinds
+        ]
+        latest_cut = max(cuts, key=lambda e: e["ts"]) if cuts else None
+        if latest_cut and latest_cut["type"] == "disconnect_scheduled":
+            pending[account_id] = latest_cut["ts"]
+    commands = {}
+    for e in database.events:
+        if e["type"] in ("disconnect", "reconnect"):
+            commands[e["account_id"]] = max(commands.get(e["account_id"], e["ts"]), e["ts"])
+    since = {
+        "arrears": {
+            a: latest(database, a, "arrears")
+            for a, r in database.accounts.items()
+            if r["status"] == "arrears"
+        },
+        "disconnected": {
+            a: latest(database, a, "disconnected")
+            for a, r in database.accounts.items()
+            if r["status"] == "disconnected"
+        },
+        "pending_cut": pending,
+        "relay": commands,
+    }
+    assert since["relay"], "the example needs relay commands"
+    for lang, _ in LOCALES:
+        for name, want in since.items():
+            browser.open(f"{web.url}/lists/{name}?lang={lang}")
+            total = browser.evaluate("Number(document.querySelector('#list').dataset.total)")
+            assert total == len(want), (name, lang)
+            rows = page_accounts(browser)
+            assert len(rows) == min(len(want), 50)
+            if not want:
+                assert browser.evaluate("document.querySelector('#list p.muted') !== null")
+            for r in rows:
+                account = database.accounts[r["account"]]
+                assert Decimal(r["available"]) == account["available"], (name, r)
+                assert r["meter"] == account["meter_id"]
+                assert r["status"] and (lang == "en" or r["status"] != account["status"])
+                assert datetime.fromisoformat(r["since"]) == want[r["account"]], (name, r)
+                if name == "relay":
+                    assert r["outcome"].split()[-1] in ("failed", "unconfirmed", "unknown")
+        # Search from the form on the page, as an operator types it.
+        phones = {o["account_id"]: o["phone"] for o in database.opens if o.get("phone")}
+        account_id, phone = sorted(phones.items())[0]
+        suffix = phone[-6:]
+        browser.evaluate(
+            "(() => { const f = document.querySelector('form.search');"
+            f" f.querySelector('input[name=q]').value = {json.dumps(suffix)};"
+            " f.submit(); })()"
+        )
+        browser.wait_for(
+            "location.pathname === '/search' && document.readyState === 'complete'", 30
+        )
+        assert browser.evaluate("document.documentElement.lang") == lang
+        found = {r["account"]: r for r in page_accounts(browser)}
+        assert {a for a, p in phones.items() if p.endswith(suffix)} <= set(found)
+        for a, r in found.items():
+            assert Decimal(r["available"]) == database.accounts[a]["available"]
+            assert r["meter"] == database.accounts[a]["meter_id"]
