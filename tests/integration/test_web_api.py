@@ -37,6 +37,7 @@ class Database:
     closed: str = ""
     closed_data: dict = field(default_factory=dict)
     last_charges: list[Decimal] = field(default_factory=list)
+    closed_ledger: list[dict] = field(default_factory=list)
     before_migration: dict = field(default_factory=dict)
     with_events: dict = field(default_factory=dict)
     final_kwh: str | None = None
@@ -161,6 +162,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
             f"AND account_id = '{db.closed}'",
         )
         db.closed_data = json.loads(event["data"])
+        db.closed_ledger = rows(
+            store, f"SELECT * FROM ledger FINAL WHERE account_id = '{db.closed}' ORDER BY seq"
+        )
         db.last_charges = [
             -r["amount"]
             for r in rows(
@@ -530,6 +534,20 @@ def test_move_out_settlement(web: WebProcess, database: Database) -> None:
     assert final == Decimal(database.final_kwh) if database.final_kwh else final > 0
     page = get(f"{web.url}/landlords/{landlord_id}?lang=en").text
     assert "Move-out settlement" in page and database.closed in page
+    # The refund as the ledger posted it at the close, and what it is made of (S5 close).
+    ledger = database.closed_ledger
+    at_close = [e for e in ledger if e["ref"] == "close"]
+    before = [e for e in ledger if e["ref"] != "close"][-1]["balance_after"]
+    assert Decimal(settlement["balance_at_move_out"]) == before
+    assert Decimal(settlement["balance_now"]) == ledger[-1]["balance_after"]
+    redeemed = sum((e["amount"] for e in at_close if e["kind"] == "points_redemption"), Decimal(0))
+    assert Decimal(settlement["points_redeemed_yuan"]) == redeemed
+    refunds = [-e["amount"] for e in at_close if e["kind"] == "refund"]
+    if settlement["refund"] is not None:
+        assert refunds == [Decimal(settlement["refund"])] == [before + redeemed]
+        assert ledger[-1]["balance_after"] == 0
+    else:
+        assert refunds == [] and Decimal(settlement["owed"]) == -(before + redeemed)
 
 
 def test_pages_in_both_languages(web: WebProcess, database: Database) -> None:
@@ -1106,3 +1124,44 @@ def test_operator_lists_and_search_in_chromium(
         for a, r in found.items():
             assert Decimal(r["available"]) == database.accounts[a]["available"]
             assert r["meter"] == database.accounts[a]["meter_id"]
+
+
+def test_landlord_settlement_in_chromium(
+    web: WebProcess, database: Database, browser: Browser
+) -> None:
+    """The refund a landlord pays back at move-out, as the ledger posted it, in both languages."""
+    landlord_id = next(k for k, v in database.landlords.items() if database.closed in v)
+    ledger = database.closed_ledger
+    before = [e for e in ledger if e["ref"] != "close"][-1]["balance_after"]
+    redeemed = sum(
+        (e["amount"] for e in ledger if e["ref"] == "close" and e["kind"] == "points_redemption"),
+        Decimal(0),
+    )
+    refunds = [-e["amount"] for e in ledger if e["ref"] == "close" and e["kind"] == "refund"]
+    for lang, title in (("en", "Refund to the tenant"), ("zh-CN", "应退还租户")):
+        browser.open(f"{web.url}/landlords/{landlord_id}?lang={lang}")
+        shown = browser.evaluate(
+            "(() => { const t = document.querySelector("
+            f"'.tenant[data-account=\"{database.closed}\"]');"
+            " const v = s => (t.querySelector(s) || {dataset: {}}).dataset.value || null;"
+            " return {head: v('p > strong'), headText: t.querySelector('p').textContent,"
+            " before: v('tr.at-move-out td'), points: v('tr.points-redeemed td'),"
+            " refund: v('tr.refund td'), owed: v('tr.owed td'), now: v('tr.balance-now td')}; })()"
+        )
+        assert Decimal(shown["before"]) == before
+        assert Decimal(shown["points"]) == redeemed
+        assert Decimal(shown["now"]) == ledger[-1]["balance_after"]
+        if refunds:
+            assert [Decimal(shown["refund"])] == refunds == [before + redeemed]
+            assert Decimal(shown["head"]) == refunds[0] and title in shown["headText"]
+            assert shown["owed"] is None
+        else:
+            assert Decimal(shown["owed"]) == Decimal(shown["head"]) == -(before + redeemed)
+        for tenant in database.landlords[landlord_id]:
+            if tenant == database.closed:
+                continue
+            available = browser.evaluate(
+                f"document.querySelector('.tenant[data-account=\"{tenant}\"] strong.available')"
+                ".dataset.value"
+            )
+            assert Decimal(available) == database.accounts[tenant]["available"]
