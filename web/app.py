@@ -177,13 +177,17 @@ def create_app(
         return HTMLResponse(html, status)
 
     cache = OpsCache(max(options.refresh_seconds / 2, 0.5))
+
+    def relay_results() -> dict[str, dict[str, Any]] | None:
+        """The relay results read so far; None when no broker is followed (not in ClickHouse)."""
+        return outcomes.snapshot() if outcomes is not None and outcomes.following else None
+
     rendering = threading.Lock()
     renders_bills = options.render_bill is not None and options.documents is not None
 
     def ops_data() -> dict[str, Any]:
         def compute() -> dict[str, Any]:
-            known = outcomes.snapshot() if outcomes is not None else {}
-            return operations(reader, scrape(options.metrics_urls), known)
+            return operations(reader, scrape(options.metrics_urls), relay_results())
 
         return cache.get(compute)
 
@@ -197,8 +201,7 @@ def create_app(
         name = request.path_params["name"]
         if name not in LISTS:
             raise ApiError(404, f"no list {name[:64]!r}; lists: {', '.join(LISTS)}")
-        known = outcomes.snapshot() if outcomes is not None else {}
-        return account_list(reader, name, _page(request), known)
+        return account_list(reader, name, _page(request), relay_results())
 
     def list_page(request: Request) -> Response:
         return page(request, "list.html", lang(request), found=found_list(request))

@@ -48,6 +48,7 @@ class Database:
     expiries: list[dict] = field(default_factory=list)
     opens: list[dict] = field(default_factory=list)
     bills: list[dict] = field(default_factory=list)
+    relay_failed: dict[str, str] = field(default_factory=dict)
 
 
 def rows(store: ClickHouseStore, sql: str) -> list[dict]:
@@ -200,7 +201,29 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         simulate_landlord_migration(store, landlord_of)
         db.bills = rows(store, "SELECT * FROM bills FINAL WHERE account_id = 'A0014'")
         db.analysis = rows(store, "SELECT * FROM usage_analysis FINAL WHERE account_id = 'A0014'")
-        db.events = rows(store, "SELECT account_id, ts, type, data FROM events FINAL")
+        # A relay that failed, as the billing records one (S14.16): the latest command's.
+        (command,) = rows(
+            store,
+            "SELECT event_id, account_id, meter_id, ts FROM events FINAL "
+            "WHERE type IN ('disconnect', 'reconnect') ORDER BY ts DESC, event_id LIMIT 1",
+        )
+        failure = {"reason": "relay_failed", "command_id": command["event_id"]}
+        failure.update(meter_id=command["meter_id"], error="coil read back 0")
+        store.insert_rows(
+            "events",
+            [
+                {
+                    "event_id": f"meter_anomaly:{command['event_id']}",
+                    "account_id": command["account_id"],
+                    "meter_id": command["meter_id"],
+                    "ts": command["ts"] + timedelta(seconds=5),
+                    "type": "meter_anomaly",
+                    "data": json.dumps(failure),
+                }
+            ],
+        )
+        db.relay_failed = {command["event_id"]: "coil read back 0"}
+        db.events = rows(store, "SELECT event_id, account_id, ts, type, data FROM events FINAL")
         db.expiries = rows(
             store, "SELECT account_id, ts, points FROM points_ledger FINAL WHERE kind = 'expiry'"
         )
@@ -858,21 +881,37 @@ def test_operator_lists_with_balance_and_since(web: WebProcess, database: Databa
             pending.append(account_id)
     got = get(f"{web.url}/api/lists/pending_cut").json()
     assert sorted(a["account_id"] for a in got["accounts"]) == sorted(pending)
-    # Relay commands: this server follows no results topic, so none is confirmed; a failure
-    # the billing recorded (meter_anomaly relay_failed) says failed.
+    # Relay commands: this server reads no results topic and ClickHouse holds only the
+    # failures the billing recorded (meter_anomaly relay_failed), so every other command's
+    # confirmation is unknown, not "unconfirmed".
     commanded = {
         e["account_id"] for e in database.events if e["type"] in ("disconnect", "reconnect")
     }
     got = get(f"{web.url}/api/lists/relay").json()
-    assert got["total"] == len(commanded) > 0
+    assert got["total"] == len(commanded) > 0 and got["relay_results_followed"] is False
     for a in got["accounts"]:
         since = max(
             latest(database, a["account_id"], "disconnect") or datetime.min.replace(tzinfo=UTC),
             latest(database, a["account_id"], "reconnect") or datetime.min.replace(tzinfo=UTC),
         )
         assert datetime.fromisoformat(a["since"]) == since
-        assert a["outcome"] in ("failed", "unconfirmed")
+        error = database.relay_failed.get(a["command_id"])
+        assert (a["outcome"], a["error"]) == (("failed", error) if error else ("unknown", None))
         assert Decimal(a["available"]) == database.accounts[a["account_id"]]["available"]
+    assert sum(a["outcome"] == "failed" for a in got["accounts"]) == 1
+    (failed_id,) = database.relay_failed
+    commands = get(f"{web.url}/api/operations").json()["commands"]
+    assert {c["event_id"]: c["outcome"] for c in commands}[failed_id] == "coil read back 0"
+    assert {c["outcome"] for c in commands if c["event_id"] != failed_id} == {None}
+    for lang, unknown, note in (
+        ("en", "unknown", "this server reads no relay results"),
+        ("zh-CN", "未知", "本服务未读取开关执行结果"),
+    ):
+        for page in (f"/lists/relay?lang={lang}", f"/?lang={lang}"):
+            text = get(web.url + page).text
+            assert f'class="outcome unknown">{unknown}<' in text and note in text, page
+            assert "not confirmed yet" not in text and "尚未确认" not in text, page
+            assert 'class="outcome failed">' in text and "coil read back 0" in text, page
     for lang, title in (("en", "Accounts in arrears"), ("zh-CN", "欠费账户")):
         page = get(f"{web.url}/lists/arrears?lang={lang}").text
         assert f"<h2>{title}" in page
@@ -1070,10 +1109,11 @@ def test_operator_lists_and_search_in_chromium(
         latest_cut = max(cuts, key=lambda e: e["ts"]) if cuts else None
         if latest_cut and latest_cut["type"] == "disconnect_scheduled":
             pending[account_id] = latest_cut["ts"]
-    commands = {}
-    for e in database.events:
+    commands, latest_command = {}, {}
+    for e in sorted(database.events, key=lambda e: e["ts"]):
         if e["type"] in ("disconnect", "reconnect"):
-            commands[e["account_id"]] = max(commands.get(e["account_id"], e["ts"]), e["ts"])
+            commands[e["account_id"]] = e["ts"]
+            latest_command[e["account_id"]] = e["event_id"]
     since = {
         "arrears": {
             a: latest(database, a, "arrears")
@@ -1105,7 +1145,10 @@ def test_operator_lists_and_search_in_chromium(
                 assert r["status"] and (lang == "en" or r["status"] != account["status"])
                 assert datetime.fromisoformat(r["since"]) == want[r["account"]], (name, r)
                 if name == "relay":
-                    assert r["outcome"].split()[-1] in ("failed", "unconfirmed", "unknown")
+                    failed = latest_command[r["account"]] in database.relay_failed
+                    assert r["outcome"] == f"outcome {'failed' if failed else 'unknown'}"
+            if name == "relay":  # why "unknown": no relay results read here
+                assert browser.evaluate("document.querySelector('#relay-not-followed') !== null")
         # Search from the form on the page, as an operator types it.
         phones = {o["account_id"]: o["phone"] for o in database.opens if o.get("phone")}
         account_id, phone = sorted(phones.items())[0]

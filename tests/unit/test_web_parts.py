@@ -163,6 +163,8 @@ def test_command_outcomes_keep_the_latest_per_command() -> None:
         ]
     )
     assert outcomes.snapshot() == {"disconnect:A1:x": {"command_id": "disconnect:A1:x", "ok": True}}
+    assert outcomes.following is False  # no broker: a confirmation cannot be known
+    assert CommandOutcomes({"bootstrap.servers": "127.0.0.1:9"}, "t").following is True
 
 
 def test_documents_are_found_by_invoice_number_only(tmp_path) -> None:
