@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib.resources import files
@@ -74,6 +74,8 @@ class WebOptions:
     """Renders a bill's PDF from its row, daily kWh and contact under ``documents`` (likewise)."""
     notification_text: Callable[[dict[str, Any], str], str | None] | None = None
     """A recorded notification's text in a locale, as the household was sent it."""
+    plan_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Configured display names of plans: plan id → locale → name (``[plans.ID] name_zh``)."""
     metrics_urls: tuple[str, ...] = ()
     refresh_seconds: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
@@ -169,8 +171,16 @@ def create_app(
     env.filters["signed"] = lambda v: f"+{v}" if v > 0 else str(v)
     env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
 
+    names: dict[str, dict[str, str]] = {}
+    for plan_id, by_locale in options.plan_names.items():
+        for locale, name in by_locale.items():
+            names.setdefault(locale, {})[f"plan_name.{plan_id}"] = name
+
+    def translator(locale: str) -> Translator:
+        return Translator(locale, names)
+
     def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:
-        t = Translator(locale)
+        t = translator(locale)
         html = env.get_template(name).render(
             t=t, lang=t.locale, path=request.url.path, refresh=options.refresh_seconds, **ctx
         )
@@ -233,7 +243,7 @@ def create_app(
 
     def history_text(entry: dict[str, Any], account_id: str, locale: str) -> str:
         """An account history entry in the household's words (the notification's text)."""
-        t = Translator(locale)
+        t = translator(locale)
         if entry["type"] == "points_expired":
             return t("points_expired_text", points=entry["data"].get("points", 0))
         notification = {**entry, "account_id": account_id, "locale": locale}
@@ -260,7 +270,7 @@ def create_app(
             raise ApiError(404, f"no account {account_id}")
         today = data["today"]
         locale = lang(request, pick_locale(data["locale"], "zh-CN"))
-        data["plan_name"] = Translator(locale).label("plan_name", data["plan"])
+        data["plan_name"] = translator(locale).label("plan_name", data["plan"])
         data["month"] = households.month(reader, account_id, today)
         data["points_detail"] = households.points(reader, account_id)
         data["credits"] = households.credits(reader, account_id)

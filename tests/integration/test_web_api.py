@@ -255,10 +255,22 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     yield db
 
 
+TOU_NAMES = {"zh-CN": "峰谷分时示例电价", "en": "Example time-of-use"}
+
+
 @pytest.fixture(scope="module")
 def web(database: Database) -> Iterator[WebProcess]:
+    config = database.work / "wattpay.toml"  # display names for a built-in plan
+    config.write_text(
+        f'[plans.zhejiang-tou]\nname_zh = "{TOU_NAMES["zh-CN"]}"\nname_en = "{TOU_NAMES["en"]}"\n',
+        encoding="utf-8",
+    )
     server = WebProcess(
-        database.dsn, database.work, "--documents", str(database.work / "documents")
+        database.dsn,
+        database.work,
+        "--documents",
+        str(database.work / "documents"),
+        env={"WATTPAY_CONFIG": str(config)},
     ).start()
     yield server
     server.stop()
@@ -673,6 +685,13 @@ def test_price_now_plan_name_and_units(web: WebProcess, database: Database) -> N
         assert (price["tier"], price["period"]) == (tier, period), account_id
         assert Decimal(price["price"]) == Decimal(PRICES[row["plan"]][period][tier - 1])
         assert got["plan_name"] != row["plan"]
+        if row["plan"] == "zhejiang-tou":  # named in the server's configuration
+            assert got["plan_name"] == TOU_NAMES["en"]
+    tou = next(a for a, r in database.accounts.items() if r["plan"] == "zhejiang-tou")
+    for lang, name in TOU_NAMES.items():
+        assert get(f"{web.url}/api/accounts/{tou}?lang={lang}").json()["plan_name"] == name
+        page = get(f"{web.url}/accounts/{tou}?lang={lang}").text
+        assert f'data-plan="zhejiang-tou">{name}</span>' in page
     account_id = next(a for a, r in database.accounts.items() if r["plan"] == "zhejiang-tiered")
     for lang, names in PLAN_NAMES.items():
         page = get(f"{web.url}/accounts/{account_id}?lang={lang}").text
@@ -1053,6 +1072,8 @@ def test_household_history_analysis_and_bill_in_chromium(
                 if difference:
                     assert f"¥{difference}" in analysis["whatIfText"]
                 assert row["alt_plan"] not in analysis["whatIfText"]  # named, not its id
+                if row["alt_plan"] == "zhejiang-tou":
+                    assert TOU_NAMES[lang] in analysis["whatIfText"]  # as configured
             # The bill's row and its PDF, fetched by the page as a click would.
             link = browser.evaluate("document.querySelector('#bills a.bill-pdf').href")
             assert link == f"{web.url}/accounts/A0014/bills/{month}.pdf"

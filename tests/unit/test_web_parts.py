@@ -153,6 +153,16 @@ def test_durations_read_like_a_person_says_them() -> None:
     assert duration(28 * 86400 + 4 * 3600 + 59) == "28 d 4 h"
 
 
+def test_configured_plan_names_come_before_the_locale_files() -> None:
+    from web.i18n import Translator
+
+    names = {"en": {"plan_name.custom": "Custom"}, "zh-CN": {"plan_name.zhejiang-tou": "峰谷"}}
+    assert Translator("zh-CN", names).label("plan_name", "zhejiang-tou") == "峰谷"
+    assert Translator("en", names).label("plan_name", "zhejiang-tou").startswith("Zhejiang")
+    assert Translator("zh-CN", names).label("plan_name", "custom") == "Custom"  # the other one
+    assert Translator("en").label("plan_name", "custom") == "custom"  # unnamed: its id
+
+
 def test_command_outcomes_keep_the_latest_per_command() -> None:
     outcomes = CommandOutcomes(None, "wattpay.meter-command-results")
     outcomes.add(
