@@ -243,6 +243,7 @@ class Up:
         web.render_invoice = render_invoice_on_demand
         web.render_bill = render_bill_on_demand
         web.notification_text = notification_texts(self.settings)
+        web.plans = self.settings.rules.plans
         web.plan_names = self.settings.plan_names
         web.metrics_urls = (
             f"http://{options.host}:{options.metrics_port}/metrics",

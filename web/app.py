@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from billing.outputs import json_default
+from billing.tariffs import Plan
 from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
@@ -74,6 +75,8 @@ class WebOptions:
     """Renders a bill's PDF from its row, daily kWh and contact under ``documents`` (likewise)."""
     notification_text: Callable[[dict[str, Any], str], str | None] | None = None
     """A recorded notification's text in a locale, as the household was sent it."""
+    plans: Mapping[str, Plan] | None = None
+    """The configured plan catalogue (built-in and ``[plans.ID]``); the built-in one if None."""
     plan_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Configured display names of plans: plan id → locale → name (``[plans.ID] name_zh``)."""
     metrics_urls: tuple[str, ...] = ()
@@ -230,7 +233,7 @@ def create_app(
 
     def household_page(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.household(reader, account_id)
+        data = households.household(reader, account_id, options.plans)
         if data is None:
             return page(
                 request, "missing.html", lang(request), 404, what=account_id, title="not_found"
@@ -254,7 +257,7 @@ def create_app(
 
     def household_fragment(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        summary = households.account(reader, account_id)
+        summary = households.account(reader, account_id, options.plans)
         if summary is None:
             raise ApiError(404, f"no account {account_id}")
         return page(request, "_hero.html", lang(request), a=summary)
@@ -265,7 +268,7 @@ def create_app(
 
     def api_account(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.account(reader, account_id)
+        data = households.account(reader, account_id, options.plans)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         today = data["today"]
@@ -282,7 +285,7 @@ def create_app(
 
     def api_daily(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.account(reader, account_id)
+        data = households.account(reader, account_id, options.plans)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         window_first, window_last = households.chart_window(data)
@@ -302,7 +305,7 @@ def create_app(
         from web.documents import bills
 
         account_id = _id(request, "account_id")
-        if households.account(reader, account_id) is None:
+        if households.account(reader, account_id, options.plans) is None:
             raise ApiError(404, f"no account {account_id}")
         rows = bills(reader, account_id)
         link_bill_pdfs(rows, options.documents, account_id, renders=renders_bills)
@@ -310,7 +313,7 @@ def create_app(
 
     def api_analysis(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        if households.account(reader, account_id) is None:
+        if households.account(reader, account_id, options.plans) is None:
             raise ApiError(404, f"no account {account_id}")
         return _json({"account_id": account_id, "analysis": usage_analysis(reader, account_id)})
 

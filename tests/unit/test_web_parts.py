@@ -163,6 +163,36 @@ def test_configured_plan_names_come_before_the_locale_files() -> None:
     assert Translator("en").label("plan_name", "custom") == "custom"  # unnamed: its id
 
 
+def test_a_configured_plan_has_its_price_now_and_tiers() -> None:
+    from datetime import datetime
+    from decimal import Decimal
+
+    from billing.clock import LOCAL_ZONE
+    from billing.tariffs import plan_catalog, plan_from_config
+    from web.household import price_now, tier_position
+
+    night = plan_from_config(
+        "night",
+        {
+            "tier_bounds": ["100"],
+            "periods": ["00:00=valley", "07:00=peak", "23:00=valley"],
+            "prices": {"peak": ["0.6", "0.7"], "valley": ["0.2", "0.3"]},
+        },
+    )
+    plans = plan_catalog({"night": night})
+    at_six = datetime(2026, 12, 5, 6, 30, tzinfo=LOCAL_ZONE)
+    assert price_now("night", Decimal("150.000"), at_six, plans) == {
+        "tier": 2,
+        "period": "valley",
+        "price": Decimal("0.3"),
+        "at": at_six,
+    }
+    position = tier_position("night", Decimal("40.000"), plans)
+    assert (position["tier"], position["kwh_to_next_tier"]) == (1, Decimal("60.000"))
+    assert price_now("night", Decimal(0), at_six) is None  # the built-in catalogue only
+    assert tier_position("night", Decimal(0))["tier"] is None
+
+
 def test_command_outcomes_keep_the_latest_per_command() -> None:
     outcomes = CommandOutcomes(None, "wattpay.meter-command-results")
     outcomes.add(

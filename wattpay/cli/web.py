@@ -47,6 +47,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         render_invoice=render_invoice_on_demand,
         render_bill=render_bill_on_demand,
         notification_text=notification_texts(settings),
+        plans=settings.rules.plans,
         plan_names=settings.plan_names,
         metrics_urls=tuple(args.metrics or ()),
         refresh_seconds=args.refresh,
