@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
-from billing.tariffs import PlanError, plan_catalog, plan_from_config
+from billing.tariffs import BUILTIN_PLANS, PlanError, plan_catalog, plan_from_config
 from config.errors import OperatorError
 from config.notify import NotifySettings, notify_env, notify_settings
 from config.retention import RetentionSettings, retention_settings
@@ -60,6 +60,8 @@ class Settings:
     """The utility's taxpayer id on e-invoices (``[invoice] seller_tax_id``)."""
     notify: NotifySettings = field(default_factory=NotifySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    plan_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Display names of plans by locale (``[plans.ID] name_zh``, ``name_en``), for the pages."""
     source_file: str | None = None
 
     def topic(self, name: str) -> str:
@@ -235,7 +237,33 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         seller_tax_id=str(raw.get("invoice", {}).get("seller_tax_id", Settings.seller_tax_id)),
         notify=notify_settings(raw.get("notify", {}), problems),
         retention=retention_settings(raw.get("retention", {}), problems),
+        plan_names=_plan_names(raw.get("plans", {}), problems),
     )
+
+
+PLAN_NAME_KEYS = {"name_zh": "zh-CN", "name_en": "en"}
+PLAN_NAME_LENGTH = 64
+
+
+def _plan_names(plans: Mapping[str, Any], problems: list[str]) -> dict[str, dict[str, str]]:
+    """``name_zh`` / ``name_en`` of each ``[plans.ID]`` table: plan id → locale → name."""
+    names: dict[str, dict[str, str]] = {}
+    for plan_id, spec in plans.items():
+        if not isinstance(spec, Mapping):
+            continue
+        for key, locale in PLAN_NAME_KEYS.items():
+            if key not in spec:
+                continue
+            value = spec[key]
+            text = value.strip() if isinstance(value, str) else ""
+            if not 0 < len(text) <= PLAN_NAME_LENGTH or not text.isprintable():
+                problems.append(
+                    f"plans.{plan_id}.{key} must be a name of 1 to {PLAN_NAME_LENGTH} "
+                    f"printable characters: {value!r}"
+                )
+                continue
+            names.setdefault(str(plan_id), {})[locale] = text
+    return names
 
 
 def _seconds(value: Any, name: str, problems: list[str]) -> float:
@@ -290,6 +318,12 @@ def _rules(
             problems.append(f"billing.timezone is not a known zone: {billing['timezone']!r}")
     custom = {}
     for plan_id, spec in plans.items():
+        if (
+            plan_id in BUILTIN_PLANS
+            and isinstance(spec, Mapping)
+            and set(spec) <= PLAN_NAME_KEYS.keys()
+        ):
+            continue  # only names for a built-in plan: the plan itself stays as built
         try:
             custom[plan_id] = plan_from_config(plan_id, spec)
         except PlanError as err:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -92,17 +92,14 @@ def run_monthly(
         result.bills = bill_rows(frame, month, bounds, issued_at)
         events = tables.account_events(store)
         who = contacts(events)
-        render = _renderers() if documents else None
         series = daily_kwh(inputs.daily_usage, month) if documents else {}
         bar = Progress(f"bills {month:%Y-%m}", len(result.bills), progress)
         for bill in result.bills:
             aid = bill["account_id"]
             if bill["invoice_no"] is not None:
-                result.invoices.append(_invoice(bill, seller, issued_at, out_dir, month, render))
-            if render is not None:
-                path = out_dir / "bills" / f"{month:%Y-%m}" / f"{file_stem(aid)}.pdf"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                render[0](bill, series.get(aid, []), who.get(aid, {}), path)
+                result.invoices.append(_invoice(bill, seller, issued_at, out_dir, month, documents))
+            if documents:
+                render_bill_pdf(bill, series.get(aid, []), who.get(aid, {}), out_dir)
             bar.advance()
         bar.finish()
         # The rows go the way every fact goes to ClickHouse: through the one batch writer.
@@ -137,7 +134,7 @@ def _invoice(
     issued_at: datetime,
     out_dir: Path,
     month: date,
-    render: tuple[Callable[..., None], Callable[..., None]] | None,
+    render: bool,
 ) -> dict[str, Any]:
     folder = Path("invoices") / f"{month:%Y-%m}"
     # Named by account and invoice number: the web pages serve an invoice by its number.
@@ -146,7 +143,7 @@ def _invoice(
     row = invoice_row(bill, seller, issued_at, str(pdf), str(xml))
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
     (out_dir / xml).write_bytes(invoice_xml(row))
-    if render is not None:
+    if render:
         render_invoice_pdf(row, out_dir)
     return row
 
@@ -174,10 +171,33 @@ def render_invoice_pdf(invoice: Mapping[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def _renderers() -> tuple[Callable[..., None], Callable[..., None]]:
-    from jobs.documents import render_bill, render_invoice
+def bill_pdf_name(account_id: str, month: date) -> Path:
+    """Where under the output directory an account's bill PDF of a month is kept."""
+    return Path("bills") / f"{month:%Y-%m}" / f"{file_stem(account_id)}.pdf"
 
-    return render_bill, render_invoice
+
+def render_bill_pdf(
+    bill: Mapping[str, Any], daily_milli: list[int], contact: Mapping[str, str], out_dir: Path
+) -> Path:
+    """Write a bill's PDF at `bill_pdf_name` under ``out_dir``; return where.
+
+    ``daily_milli`` is the month's kWh (milli) a day (`jobs.bills.daily_kwh`) and ``contact``
+    the account's latest contact fields (its locale). The same bytes from the job's row and
+    from the row read back from ClickHouse, so the web pages may render one on demand
+    (``wattpay bills --no-documents``) and keep it; written beside and renamed into place.
+    """
+    root = out_dir.resolve()
+    path = root / bill_pdf_name(str(bill["account_id"]), bill["month"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from jobs.documents import render_bill
+
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        render_bill(as_stored("bills", bill), list(daily_milli), dict(contact), partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def _send(settings: Settings, out_dir: Path, notices: list[dict[str, Any]]) -> str:

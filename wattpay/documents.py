@@ -1,7 +1,8 @@
-"""Invoice PDFs rendered when the web pages ask for one (SPEC S15, S17)."""
+"""Invoice and bill PDFs rendered when the web pages ask for one (SPEC S15, S17)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,3 +16,16 @@ def render_invoice_on_demand(invoice: dict[str, Any], documents: Path) -> Path:
     from jobs.monthly import render_invoice_pdf
 
     return render_invoice_pdf(invoice, documents)
+
+
+def render_bill_on_demand(
+    bill: dict[str, Any], daily_milli: list[int], contact: Mapping[str, str], documents: Path
+) -> Path:
+    """Render a monthly bill's PDF where the job keeps it; return where.
+
+    From its row, the month's daily kWh (milli, one a day, or none without usage) and the
+    account's contact fields, as `render_invoice_on_demand` does an invoice.
+    """
+    from jobs.monthly import render_bill_pdf
+
+    return render_bill_pdf(bill, daily_milli, contact, documents)

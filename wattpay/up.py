@@ -35,7 +35,7 @@ from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
 from wattpay.backup import clickhouse_directory, restored_clickhouse_problem
-from wattpay.documents import render_invoice_on_demand
+from wattpay.documents import render_bill_on_demand, render_invoice_on_demand
 from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.notices import notification_texts
@@ -247,7 +247,10 @@ class Up:
         web.token = web.token or self.settings.query_token or None
         web.documents = web.documents or options.state_dir / "jobs"  # the monthly jobs' output
         web.render_invoice = render_invoice_on_demand
+        web.render_bill = render_bill_on_demand
         web.notification_text = notification_texts(self.settings)
+        web.plans = self.settings.rules.plans
+        web.plan_names = self.settings.plan_names
         web.metrics_urls = (
             f"http://{options.host}:{options.metrics_port}/metrics",
             f"http://{options.host}:{options.billing_metrics_port}/metrics",

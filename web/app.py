@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib.resources import files
@@ -21,12 +21,20 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from billing.outputs import json_default
+from billing.tariffs import Plan
 from store.clickhouse import ClickHouseError
 from web import household as households
 from web.access import AccessControl, allowed_host_names, is_loopback
 from web.analysis import usage_analysis
 from web.charts import bar_chart, line_chart
-from web.documents import DOCUMENT_TYPES, bill_pdf_path, document_path, invoice, link_bill_pdfs
+from web.documents import (
+    DOCUMENT_TYPES,
+    bill_document_inputs,
+    bill_pdf_path,
+    document_path,
+    invoice,
+    link_bill_pdfs,
+)
 from web.i18n import Translator, pick_locale
 from web.landlord import landlord
 from web.lists import LISTS, MAX_PAGE, account_list, search
@@ -63,8 +71,14 @@ class WebOptions:
     documents: Path | None = None
     render_invoice: Callable[[dict[str, Any], Path], Path] | None = None
     """Renders an invoice's PDF from its row under ``documents`` (on demand, then kept)."""
+    render_bill: Callable[[dict[str, Any], list[int], dict[str, str], Path], Path] | None = None
+    """Renders a bill's PDF from its row, daily kWh and contact under ``documents`` (likewise)."""
     notification_text: Callable[[dict[str, Any], str], str | None] | None = None
     """A recorded notification's text in a locale, as the household was sent it."""
+    plans: Mapping[str, Plan] | None = None
+    """The configured plan catalogue (built-in and ``[plans.ID]``); the built-in one if None."""
+    plan_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Configured display names of plans: plan id → locale → name (``[plans.ID] name_zh``)."""
     metrics_urls: tuple[str, ...] = ()
     refresh_seconds: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
@@ -160,8 +174,16 @@ def create_app(
     env.filters["signed"] = lambda v: f"+{v}" if v > 0 else str(v)
     env.globals.update(bar_chart=bar_chart, line_chart=line_chart)
 
+    names: dict[str, dict[str, str]] = {}
+    for plan_id, by_locale in options.plan_names.items():
+        for locale, name in by_locale.items():
+            names.setdefault(locale, {})[f"plan_name.{plan_id}"] = name
+
+    def translator(locale: str) -> Translator:
+        return Translator(locale, names)
+
     def page(request: Request, name: str, locale: str, status: int = 200, **ctx: Any) -> Response:
-        t = Translator(locale)
+        t = translator(locale)
         html = env.get_template(name).render(
             t=t, lang=t.locale, path=request.url.path, refresh=options.refresh_seconds, **ctx
         )
@@ -169,10 +191,16 @@ def create_app(
 
     cache = OpsCache(max(options.refresh_seconds / 2, 0.5))
 
+    def relay_results() -> dict[str, dict[str, Any]] | None:
+        """The relay results read so far; None when no broker is followed (not in ClickHouse)."""
+        return outcomes.snapshot() if outcomes is not None and outcomes.following else None
+
+    rendering = threading.Lock()
+    renders_bills = options.render_bill is not None and options.documents is not None
+
     def ops_data() -> dict[str, Any]:
         def compute() -> dict[str, Any]:
-            known = outcomes.snapshot() if outcomes is not None else {}
-            return operations(reader, scrape(options.metrics_urls), known)
+            return operations(reader, scrape(options.metrics_urls), relay_results())
 
         return cache.get(compute)
 
@@ -186,8 +214,7 @@ def create_app(
         name = request.path_params["name"]
         if name not in LISTS:
             raise ApiError(404, f"no list {name[:64]!r}; lists: {', '.join(LISTS)}")
-        known = outcomes.snapshot() if outcomes is not None else {}
-        return account_list(reader, name, _page(request), known)
+        return account_list(reader, name, _page(request), relay_results())
 
     def list_page(request: Request) -> Response:
         return page(request, "list.html", lang(request), found=found_list(request))
@@ -206,20 +233,20 @@ def create_app(
 
     def household_page(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.household(reader, account_id)
+        data = households.household(reader, account_id, options.plans)
         if data is None:
             return page(
                 request, "missing.html", lang(request), 404, what=account_id, title="not_found"
             )
         locale = lang(request, pick_locale(data["account"]["locale"], "zh-CN"))
-        link_bill_pdfs(data["bills"], options.documents, account_id)
+        link_bill_pdfs(data["bills"], options.documents, account_id, renders=renders_bills)
         for entry in data["history"]:
             entry["text"] = history_text(entry, account_id, locale)
         return page(request, "household.html", locale, h=data)
 
     def history_text(entry: dict[str, Any], account_id: str, locale: str) -> str:
         """An account history entry in the household's words (the notification's text)."""
-        t = Translator(locale)
+        t = translator(locale)
         if entry["type"] == "points_expired":
             return t("points_expired_text", points=entry["data"].get("points", 0))
         notification = {**entry, "account_id": account_id, "locale": locale}
@@ -230,7 +257,7 @@ def create_app(
 
     def household_fragment(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        summary = households.account(reader, account_id)
+        summary = households.account(reader, account_id, options.plans)
         if summary is None:
             raise ApiError(404, f"no account {account_id}")
         return page(request, "_hero.html", lang(request), a=summary)
@@ -241,12 +268,12 @@ def create_app(
 
     def api_account(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.account(reader, account_id)
+        data = households.account(reader, account_id, options.plans)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         today = data["today"]
         locale = lang(request, pick_locale(data["locale"], "zh-CN"))
-        data["plan_name"] = Translator(locale).label("plan_name", data["plan"])
+        data["plan_name"] = translator(locale).label("plan_name", data["plan"])
         data["month"] = households.month(reader, account_id, today)
         data["points_detail"] = households.points(reader, account_id)
         data["credits"] = households.credits(reader, account_id)
@@ -258,7 +285,7 @@ def create_app(
 
     def api_daily(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        data = households.account(reader, account_id)
+        data = households.account(reader, account_id, options.plans)
         if data is None:
             raise ApiError(404, f"no account {account_id}")
         window_first, window_last = households.chart_window(data)
@@ -278,24 +305,36 @@ def create_app(
         from web.documents import bills
 
         account_id = _id(request, "account_id")
-        if households.account(reader, account_id) is None:
+        if households.account(reader, account_id, options.plans) is None:
             raise ApiError(404, f"no account {account_id}")
         rows = bills(reader, account_id)
-        link_bill_pdfs(rows, options.documents, account_id)
+        link_bill_pdfs(rows, options.documents, account_id, renders=renders_bills)
         return _json({"account_id": account_id, "bills": rows})
 
     def api_analysis(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        if households.account(reader, account_id) is None:
+        if households.account(reader, account_id, options.plans) is None:
             raise ApiError(404, f"no account {account_id}")
         return _json({"account_id": account_id, "analysis": usage_analysis(reader, account_id)})
 
     def bill_pdf(request: Request) -> Response:
         account_id = _id(request, "account_id")
-        path = bill_pdf_path(options.documents, account_id, request.path_params["month"])
+        month = request.path_params["month"]
+        path = bill_pdf_path(options.documents, account_id, month)
+        if path is None and renders_bills:
+            with rendering:  # one rendering of a document at a time; the next finds the file
+                path = bill_pdf_path(options.documents, account_id, month) or _rendered_bill(
+                    account_id, month
+                )
         if path is None:
             raise ApiError(404, "no such bill")
         return FileResponse(path, media_type=DOCUMENT_TYPES["pdf"])
+
+    def _rendered_bill(account_id: str, month: str) -> Path | None:
+        """A bill's PDF rendered now from its row (``wattpay bills --no-documents``)."""
+        assert options.render_bill is not None and options.documents is not None
+        inputs = bill_document_inputs(reader, account_id, month)
+        return None if inputs is None else options.render_bill(*inputs, options.documents)
 
     def api_landlord(request: Request) -> Response:
         return _json(landlord(reader, _id(request, "landlord_id")))
@@ -306,8 +345,6 @@ def create_app(
     def openapi(request: Request) -> Response:
         text = files("web").joinpath("openapi.json").read_text(encoding="utf-8")
         return Response(text, media_type="application/json")
-
-    rendering = threading.Lock()
 
     def document(request: Request) -> Response:
         name = request.path_params["name"]

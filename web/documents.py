@@ -6,10 +6,13 @@ them (or rows in them) the pages show no bills rather than an error.
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from billing.contacts import CONTACT_EVENTS, DEFAULT_LOCALE, contact_fields
 from web.reads import Reader
 
 INVOICE_NO = re.compile(r"\d{20}")
@@ -17,6 +20,7 @@ MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]")  # as the monthly job names an account's files
 DOCUMENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
 BILL_LIMIT = 24
+FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(2149, 5, 1)  # whole months a Date holds
 
 
 def bills(reader: Reader, account_id: str) -> list[dict[str, Any]]:
@@ -85,9 +89,88 @@ def bill_pdf_url(account_id: str, month: str) -> str:
     return f"/accounts/{account_id}/bills/{month}.pdf"
 
 
-def link_bill_pdfs(rows: list[dict[str, Any]], directory: Path | None, account_id: str) -> None:
-    """Give each bill whose PDF has been written its link (``bill_pdf``), else None."""
+def link_bill_pdfs(
+    rows: list[dict[str, Any]], directory: Path | None, account_id: str, *, renders: bool
+) -> None:
+    """Give each bill its PDF's link (``bill_pdf``), else None.
+
+    A bill is linked when its PDF is written or can be rendered on demand (``renders``, with
+    a documents directory).
+    """
     for row in rows:
         month = row["month"].strftime("%Y-%m") if hasattr(row["month"], "strftime") else ""
-        found = bill_pdf_path(directory, account_id, month)
+        found = (renders and directory is not None) or bill_pdf_path(directory, account_id, month)
         row["bill_pdf"] = bill_pdf_url(account_id, month) if found else None
+
+
+def month_start(month: str) -> date | None:
+    """The first day of a ``YYYY-MM`` month a ClickHouse Date holds, else None."""
+    if not MONTH.fullmatch(month):
+        return None
+    first = date(int(month[:4]), int(month[5:]), 1) if month[:4] != "0000" else None
+    return first if first is not None and FIRST_MONTH <= first <= LAST_MONTH else None
+
+
+def month_after(first: date) -> date:
+    """The first day of the next month."""
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def bill_document_inputs(
+    reader: Reader, account_id: str, month: str
+) -> tuple[dict[str, Any], list[int], dict[str, str]] | None:
+    """What a bill PDF is rendered from, read as the monthly job reads it; None without a bill.
+
+    The ``bills`` row, the month's kWh (milli) a day (none without usage that month) and the
+    account's latest contact fields.
+    """
+    first = month_start(month)
+    if first is None or not reader.has_table("bills"):
+        return None
+    bill = reader.one(
+        "SELECT * FROM bills FINAL WHERE account_id = {account_id:String} "
+        "AND month = {month:Date} LIMIT 1",
+        account_id=account_id,
+        month=first,
+    )
+    if bill is None:
+        return None
+    days = reader.rows(
+        "SELECT day, toInt64(kwh * 1000) AS milli FROM daily_usage FINAL "
+        "WHERE account_id = {account_id:String} AND day >= {first:Date} "
+        "AND day < {after:Date} ORDER BY day",
+        account_id=account_id,
+        first=first,
+        after=month_after(first),
+    )
+    daily: list[int] = []
+    if days:
+        daily = [0] * (month_after(first) - first).days
+        for row in days:
+            daily[(row["day"] - first).days] = int(row["milli"])
+    return bill, daily, contact(reader, account_id)
+
+
+def contact(reader: Reader, account_id: str) -> dict[str, str]:
+    """The account's latest contact fields (locale, phone, e-mail), as the monthly job takes them.
+
+    From its applied ``open`` and ``update`` events, the latest last.
+    """
+    if not reader.has_table("account_events"):
+        return {}
+    found: dict[str, str] = {}
+    for row in reader.rows(
+        "SELECT toString(type) AS type, payload FROM account_events FINAL "
+        "WHERE account_id = {account_id:String} AND type IN {types:Array(String)} "
+        "ORDER BY ts",
+        account_id=account_id,
+        types=sorted(CONTACT_EVENTS),
+    ):
+        found.setdefault("locale", DEFAULT_LOCALE)
+        try:
+            body = json.loads(row["payload"])
+        except ValueError:
+            continue
+        if isinstance(body, dict):
+            found.update(contact_fields(body))
+    return found

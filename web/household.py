@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from billing.clock import LOCAL_ZONE
-from billing.tariffs import plan_catalog
+from billing.tariffs import Plan, plan_catalog
 from web.points import point_lots
 from web.reads import Reader
 
@@ -19,8 +20,14 @@ CHART_DAYS = 30
 FEN = Decimal("0.01")
 
 
-def account(reader: Reader, account_id: str) -> dict[str, Any] | None:
-    """The account's latest state (``accounts FINAL``) with days left and its profile."""
+def account(
+    reader: Reader, account_id: str, plans: Mapping[str, Plan] | None = None
+) -> dict[str, Any] | None:
+    """The account's latest state (``accounts FINAL``) with days left and its profile.
+
+    ``plans`` is the configured catalogue (built-in plans when None), for the price now and
+    the tier position.
+    """
     present = reader.columns("accounts")
     # Column names come from the fixed tuple above, never from a request.
     extra = "".join(f", {c}" for c in OPTIONAL_ACCOUNT_COLUMNS if c in present)
@@ -36,8 +43,8 @@ def account(reader: Reader, account_id: str) -> dict[str, Any] | None:
     row["locale"] = row.get("locale") or "zh-CN"
     row["today"] = local_day(row["updated_at"])
     row["days_left"] = days_left(reader, account_id, row["available"])
-    row["tier_position"] = tier_position(row["plan"], row["ytd_kwh"])
-    row["price_now"] = price_now(row["plan"], row["ytd_kwh"], row["updated_at"])
+    row["tier_position"] = tier_position(row["plan"], row["ytd_kwh"], plans)
+    row["price_now"] = price_now(row["plan"], row["ytd_kwh"], row["updated_at"], plans)
     return row
 
 
@@ -83,12 +90,14 @@ def days_left(reader: Reader, account_id: str, available: Decimal) -> int | None
     return max(int((available * len(rows) / spent).to_integral_value(ROUND_DOWN)), 0)
 
 
-def price_now(plan_id: str, ytd_kwh: Decimal, moment: datetime) -> dict[str, Any] | None:
+def price_now(
+    plan_id: str, ytd_kwh: Decimal, moment: datetime, plans: Mapping[str, Plan] | None = None
+) -> dict[str, Any] | None:
     """The price of the next kWh at ``moment`` (the account's clock): its tier and period (S4).
 
-    None for a plan the built-in catalogue does not know.
+    None for a plan the catalogue (``plans``, else the built-in one) does not know.
     """
-    plan = plan_catalog().get(plan_id)
+    plan = (plan_catalog() if plans is None else plans).get(plan_id)
     if plan is None:
         return None
     index = plan.tier_of(ytd_kwh)
@@ -96,9 +105,11 @@ def price_now(plan_id: str, ytd_kwh: Decimal, moment: datetime) -> dict[str, Any
     return {"tier": index + 1, "period": period, "price": plan.prices[period][index], "at": moment}
 
 
-def tier_position(plan_id: str, ytd_kwh: Decimal) -> dict[str, Any]:
+def tier_position(
+    plan_id: str, ytd_kwh: Decimal, plans: Mapping[str, Plan] | None = None
+) -> dict[str, Any]:
     """Where the year's consumption stands among the plan's tiers (S4)."""
-    plan = plan_catalog().get(plan_id)
+    plan = (plan_catalog() if plans is None else plans).get(plan_id)
     if plan is None:
         return {"tier": None, "bounds": [], "kwh_to_next_tier": None, "ytd_kwh": ytd_kwh}
     index = plan.tier_of(ytd_kwh)  # 0-based
@@ -281,12 +292,14 @@ def points(reader: Reader, account_id: str) -> dict[str, Any]:
     }
 
 
-def household(reader: Reader, account_id: str) -> dict[str, Any] | None:
-    """Everything on the household page."""
+def household(
+    reader: Reader, account_id: str, plans: Mapping[str, Plan] | None = None
+) -> dict[str, Any] | None:
+    """Everything on the household page (``plans``: see `account`)."""
     from web.analysis import usage_analysis
     from web.documents import bills
 
-    summary = account(reader, account_id)
+    summary = account(reader, account_id, plans)
     if summary is None:
         return None
     today = summary["today"]

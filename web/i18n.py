@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 
@@ -26,11 +27,16 @@ def _texts(locale: str) -> dict[str, str]:
 
 
 class Translator:
-    """``t("key")`` gives the text in the page's locale (the key itself if it has none)."""
+    """``t("key")`` gives the text in the page's locale (the key itself if it has none).
 
-    def __init__(self, locale: str) -> None:
+    ``names`` are labels configured beside the locale files, by locale and ``group.name``
+    key (a configured plan's display name); they come first.
+    """
+
+    def __init__(self, locale: str, names: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.locale = pick_locale(locale, LOCALES[0])
         self.other = "en" if self.locale == "zh-CN" else "zh-CN"
+        self.names = names or {}
 
     def __call__(self, key: str, **values: object) -> str:
         text = _texts(self.locale).get(key) or _texts("en").get(key) or key
@@ -39,4 +45,10 @@ class Translator:
     def label(self, group: str, name: object) -> str:
         """The text of ``group.name`` (a plan, a reason code) in the locale, else the name."""
         key = f"{group}.{name}"
-        return _texts(self.locale).get(key) or _texts("en").get(key) or str(name)
+        return (
+            self.names.get(self.locale, {}).get(key)
+            or _texts(self.locale).get(key)
+            or self.names.get(self.other, {}).get(key)
+            or _texts("en").get(key)
+            or str(name)
+        )

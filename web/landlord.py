@@ -94,6 +94,12 @@ def settlement(reader: Reader, account_id: str) -> dict[str, Any]:
         account_id=account_id,
     )
     by_kind = {r["kind"]: r["amount"] for r in at_close}
+    now = reader.one(
+        "SELECT argMax(balance_after, seq) AS balance, count() AS n FROM ledger FINAL "
+        "WHERE account_id = {account_id:String}",
+        account_id=account_id,
+    )
+    balance_now = now["balance"] if now and now["n"] else None
     return {
         "closed_at": closed["ts"] if closed else None,
         "final_reading": final,
@@ -102,6 +108,12 @@ def settlement(reader: Reader, account_id: str) -> dict[str, Any]:
         "points_redeemed_yuan": by_kind.get("points_redemption", Decimal("0.00")),
         "refund": Decimal(data["refund"]) if "refund" in data else None,
         "owed": Decimal(data["owed"]) if "owed" in data else None,
+        # What the refund is made of (S5 close): the balance the last charges left, before
+        # the points and the refund posted at the close, and the ledger balance after them.
+        "balance_at_move_out": (
+            None if balance_now is None else balance_now - sum(r["amount"] for r in at_close)
+        ),
+        "balance_now": balance_now,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from web.operations import pending_cuts
+from web.operations import pending_cuts, relay_failures
 from web.reads import Reader
 
 LISTS = ("arrears", "disconnected", "pending_cut", "relay")
@@ -72,20 +72,14 @@ def _pending(reader: Reader, page: int) -> tuple[int, list[dict[str, Any]]]:
     return len(cuts), rows
 
 
-def relay_failures(reader: Reader) -> dict[str, str]:
-    """Command id → error of every relay the billing recorded as failed (S14.16)."""
-    rows = reader.rows(
-        "SELECT JSONExtractString(data, 'command_id') AS command_id, "
-        "JSONExtractString(data, 'error') AS error FROM events FINAL "
-        "WHERE type = 'meter_anomaly' AND JSONExtractString(data, 'reason') = 'relay_failed'"
-    )
-    return {r["command_id"]: r["error"] or "relay_failed" for r in rows}
-
-
 def _relay(
-    reader: Reader, page: int, outcomes: dict[str, dict[str, Any]]
+    reader: Reader, page: int, outcomes: dict[str, dict[str, Any]] | None
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Each account's latest cut or reconnect command whose relay failed or never confirmed."""
+    """Each account's latest cut or reconnect command whose relay failed or is not confirmed.
+
+    Without the results topic (``outcomes`` None) a confirmation cannot be known: ClickHouse
+    holds only failures, so every other command's outcome is ``unknown``, not ``unconfirmed``.
+    """
     latest = reader.rows(
         "SELECT account_id, argMax(event_id, ts) AS command_id, argMax(type, ts) AS command, "
         "max(ts) AS since FROM events FINAL WHERE type IN ('disconnect', 'reconnect') "
@@ -94,20 +88,24 @@ def _relay(
     failed = relay_failures(reader)
     waiting = []
     for r in latest:
-        known = outcomes.get(r["command_id"])
+        known = (outcomes or {}).get(r["command_id"])
         if known is not None and known.get("ok"):
             continue
         error = failed.get(r["command_id"]) or (str(known.get("error")) if known else None)
-        waiting.append({**r, "outcome": "failed" if error else "unconfirmed", "error": error})
+        outcome = "failed" if error else "unconfirmed" if outcomes is not None else "unknown"
+        waiting.append({**r, "outcome": outcome, "error": error})
     chosen = waiting[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     found = balances(reader, [c["account_id"] for c in chosen])
     return len(waiting), [{**found.get(c["account_id"], {}), **c} for c in chosen]
 
 
 def account_list(
-    reader: Reader, name: str, page: int, outcomes: dict[str, dict[str, Any]]
+    reader: Reader, name: str, page: int, outcomes: dict[str, dict[str, Any]] | None
 ) -> dict[str, Any]:
-    """One page of a list of `LISTS`, oldest id first (newest event first for commands)."""
+    """One page of a list of `LISTS`, oldest id first (newest event first for commands).
+
+    ``outcomes`` are the relay results read so far, None when no broker is followed.
+    """
     if name in SINCE_EVENT:
         total, rows = _by_status(reader, name, page)
     elif name == "pending_cut":
@@ -122,6 +120,7 @@ def account_list(
         "page_size": PAGE_SIZE,
         "total": total,
         "accounts": rows,
+        "relay_results_followed": outcomes is not None,
     }
 
 

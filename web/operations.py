@@ -131,17 +131,42 @@ def pending_cuts(reader: Reader) -> list[dict[str, Any]]:
     return out
 
 
-def recent_commands(reader: Reader, outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The latest disconnect and reconnect commands, each with its relay outcome if known."""
+def relay_failures(reader: Reader) -> dict[str, str]:
+    """Command id → error of every relay the billing recorded as failed (S14.16).
+
+    A failure is the only relay result ClickHouse holds: the billing keeps a confirmed cut in
+    its account state, so a confirmation is known only from the results topic itself.
+    """
+    rows = reader.rows(
+        "SELECT JSONExtractString(data, 'command_id') AS command_id, "
+        "JSONExtractString(data, 'error') AS error FROM events FINAL "
+        "WHERE type = 'meter_anomaly' AND JSONExtractString(data, 'reason') = 'relay_failed'"
+    )
+    return {r["command_id"]: r["error"] or "relay_failed" for r in rows}
+
+
+def recent_commands(
+    reader: Reader, outcomes: dict[str, dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """The latest disconnect and reconnect commands, each with its relay outcome if known.
+
+    ``outcome`` is ``ok``, a failure's error, or None: not confirmed yet when ``outcomes``
+    (the results topic read so far) is given, unknown when it is None (no broker followed).
+    """
     rows = reader.rows(
         "SELECT event_id, account_id, meter_id, ts, type FROM events FINAL "
         "WHERE type IN ('disconnect', 'reconnect') ORDER BY ts DESC LIMIT {n:UInt32}",
         n=RECENT_CUTS,
     )
+    failed = relay_failures(reader) if rows else {}
     for r in rows:
-        result = outcomes.get(r["event_id"])
+        result = (outcomes or {}).get(r["event_id"])
         r["outcome"] = (
-            None if result is None else "ok" if result.get("ok") else str(result.get("error"))
+            failed.get(r["event_id"])
+            if result is None
+            else "ok"
+            if result.get("ok")
+            else str(result.get("error"))
         )
     return rows
 
@@ -168,9 +193,9 @@ def rejected_last_hour(reader: Reader, now: datetime | None = None) -> list[dict
 
 
 def operations(
-    reader: Reader, metrics: dict[str, Any], outcomes: dict[str, dict[str, Any]]
+    reader: Reader, metrics: dict[str, Any], outcomes: dict[str, dict[str, Any]] | None
 ) -> dict[str, Any]:
-    """Every panel of the operations page."""
+    """Every panel of the operations page (``outcomes``: see `recent_commands`)."""
     now = event_now(reader)
     series = hourly(reader, now)
     return {
@@ -183,6 +208,7 @@ def operations(
         "statuses": statuses(reader),
         "pending_cuts": pending_cuts(reader),
         "commands": recent_commands(reader, outcomes),
+        "relay_results_followed": outcomes is not None,
         "rejected": rejected_last_hour(reader),
         "metrics": metrics,
     }

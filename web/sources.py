@@ -108,6 +108,11 @@ class CommandOutcomes:
             while len(self._seen) > OUTCOMES_KEPT:
                 self._seen.popitem(last=False)
 
+    @property
+    def following(self) -> bool:
+        """True when a broker is configured: the relay results topic is read."""
+        return self.config is not None
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """The outcomes known now."""
         with self._lock:

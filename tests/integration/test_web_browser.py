@@ -213,6 +213,9 @@ def test_household_page_shows_accounts_final(
 
 
 def test_landlord_page_loads(running: Instance, browser: Browser, shots: Path) -> None:
+    tenants = "SELECT count() AS n FROM accounts FINAL WHERE landlord_id = 'L001'"
+    # Run alone, this test may come before the simulated accounts are opened.
+    wait_until(lambda: sql(running, tenants)[0]["n"] > 0, 120, "L001's tenants")
     browser.open(f"{running.web}/landlords/L001?lang=en")
     text = browser.evaluate("document.body.innerText")
     assert "Landlord L001" in text
@@ -223,6 +226,20 @@ def test_landlord_page_loads(running: Instance, browser: Browser, shots: Path) -
     )
     assert widths and all(0 < w <= 560 for w in widths), widths
     browser.screenshot(shots / "landlord.png")
+
+
+def test_relay_confirmations_are_followed_with_the_broker(
+    running: Instance, browser: Browser
+) -> None:
+    """``wattpay up`` reads the relay results topic: no command's outcome is "unknown"."""
+    for lang in ("en", "zh-CN"):
+        got = get(f"{running.web}/api/lists/relay?lang={lang}").json()
+        assert got["relay_results_followed"] is True
+        assert {a["outcome"] for a in got["accounts"]} <= {"failed", "unconfirmed"}
+        browser.open(f"{running.web}/lists/relay?lang={lang}")
+        assert browser.evaluate("document.querySelector('#relay-not-followed') === null")
+        assert browser.evaluate("document.querySelector('td.outcome.unknown') === null")
+    assert "relay-not-followed" not in get(running.web + "/fragments/operations").text
 
 
 def test_wattpay_sql_still_reads_the_running_instance(running: Instance) -> None:

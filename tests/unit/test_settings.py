@@ -1,9 +1,10 @@
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from billing.tariffs import FLAT
+from billing.tariffs import BUILTIN_PLANS, FLAT
 from config.settings import SettingsError, load_settings, mask_url, redact, url_secrets
 from tests.paths import REPO
 
@@ -24,6 +25,10 @@ def test_example_config_loads_with_custom_plan_and_holidays() -> None:
     settings = load_settings(str(ROOT / "wattpay.example.toml"), env={})
     plan = settings.rules.plans["example-tou"]
     assert plan.is_tou and plan.prices["peak"][0] == Decimal("0.568")
+    assert settings.plan_names["example-tou"] == {
+        "zh-CN": "示例峰谷电价",
+        "en": "Example time-of-use",
+    }
     assert len(settings.rules.window.holidays) == 2
 
 
@@ -63,6 +68,40 @@ def test_secrets_are_masked() -> None:
     assert "hunter2" not in str(masked)
     assert masked["kafka"] == {"sasl.password": "***", "security.protocol": "SASL_SSL"}
     assert masked["clickhouse_dsn"] == "http://analyst:***@127.0.0.1:8123/db"
+
+
+def test_plans_have_display_names_per_locale(tmp_path: Path) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(
+        '[plans.flat2]\ntier_bounds = ["100"]\nname_zh = " 平价 "\nname_en = "Flat two"\n'
+        '[plans.flat2.prices]\nflat = ["0.5", "0.7"]\n'
+        '[plans.zhejiang-tou]\nname_en = "Peak and valley"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(str(config), env={})
+    assert settings.plan_names == {
+        "flat2": {"zh-CN": "平价", "en": "Flat two"},
+        "zhejiang-tou": {"en": "Peak and valley"},
+    }
+    assert settings.rules.plans["flat2"].prices[FLAT] == (Decimal("0.5"), Decimal("0.7"))
+    # Names alone for a built-in plan leave the plan as it is built.
+    assert settings.rules.plans["zhejiang-tou"] == BUILTIN_PLANS["zhejiang-tou"]
+    assert load_settings(env={}).plan_names == {}
+
+
+@pytest.mark.parametrize("value", ['""', '"  "', "7", '"' + "x" * 65 + '"', '"a\\u0007b"'])
+def test_a_plan_name_must_be_a_short_printable_text(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(f"[plans.zhejiang-tou]\nname_zh = {value}\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as err:
+        load_settings(str(config), env={})
+    assert err.value.problems == [
+        f"plans.zhejiang-tou.name_zh must be a name of 1 to 64 printable characters: "
+        f"{tomllib.loads(f'v = {value}')['v']!r}"
+    ]
+    config.write_text('[plans.nosuch]\nname_en = "A plan with no prices"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="nosuch"):  # a new plan needs its prices
+        load_settings(str(config), env={})
 
 
 def test_flat_plan_from_config(tmp_path: Path) -> None:

@@ -153,6 +153,46 @@ def test_durations_read_like_a_person_says_them() -> None:
     assert duration(28 * 86400 + 4 * 3600 + 59) == "28 d 4 h"
 
 
+def test_configured_plan_names_come_before_the_locale_files() -> None:
+    from web.i18n import Translator
+
+    names = {"en": {"plan_name.custom": "Custom"}, "zh-CN": {"plan_name.zhejiang-tou": "峰谷"}}
+    assert Translator("zh-CN", names).label("plan_name", "zhejiang-tou") == "峰谷"
+    assert Translator("en", names).label("plan_name", "zhejiang-tou").startswith("Zhejiang")
+    assert Translator("zh-CN", names).label("plan_name", "custom") == "Custom"  # the other one
+    assert Translator("en").label("plan_name", "custom") == "custom"  # unnamed: its id
+
+
+def test_a_configured_plan_has_its_price_now_and_tiers() -> None:
+    from datetime import datetime
+    from decimal import Decimal
+
+    from billing.clock import LOCAL_ZONE
+    from billing.tariffs import plan_catalog, plan_from_config
+    from web.household import price_now, tier_position
+
+    night = plan_from_config(
+        "night",
+        {
+            "tier_bounds": ["100"],
+            "periods": ["00:00=valley", "07:00=peak", "23:00=valley"],
+            "prices": {"peak": ["0.6", "0.7"], "valley": ["0.2", "0.3"]},
+        },
+    )
+    plans = plan_catalog({"night": night})
+    at_six = datetime(2026, 12, 5, 6, 30, tzinfo=LOCAL_ZONE)
+    assert price_now("night", Decimal("150.000"), at_six, plans) == {
+        "tier": 2,
+        "period": "valley",
+        "price": Decimal("0.3"),
+        "at": at_six,
+    }
+    position = tier_position("night", Decimal("40.000"), plans)
+    assert (position["tier"], position["kwh_to_next_tier"]) == (1, Decimal("60.000"))
+    assert price_now("night", Decimal(0), at_six) is None  # the built-in catalogue only
+    assert tier_position("night", Decimal(0))["tier"] is None
+
+
 def test_command_outcomes_keep_the_latest_per_command() -> None:
     outcomes = CommandOutcomes(None, "wattpay.meter-command-results")
     outcomes.add(
@@ -163,6 +203,8 @@ def test_command_outcomes_keep_the_latest_per_command() -> None:
         ]
     )
     assert outcomes.snapshot() == {"disconnect:A1:x": {"command_id": "disconnect:A1:x", "ok": True}}
+    assert outcomes.following is False  # no broker: a confirmation cannot be known
+    assert CommandOutcomes({"bootstrap.servers": "127.0.0.1:9"}, "t").following is True
 
 
 def test_documents_are_found_by_invoice_number_only(tmp_path) -> None:

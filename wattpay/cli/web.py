@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from wattpay.cli.common import settings_from_args as _settings
-from wattpay.documents import render_invoice_on_demand
+from wattpay.documents import render_bill_on_demand, render_invoice_on_demand
 from wattpay.notices import notification_texts
 
 EXAMPLES = """\
@@ -45,7 +45,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host or ()),
         documents=Path(args.documents) if args.documents else None,
         render_invoice=render_invoice_on_demand,
+        render_bill=render_bill_on_demand,
         notification_text=notification_texts(settings),
+        plans=settings.rules.plans,
+        plan_names=settings.plan_names,
         metrics_urls=tuple(args.metrics or ()),
         refresh_seconds=args.refresh,
     )
