@@ -10,6 +10,7 @@ from typing import Any
 
 from billing.clock import LOCAL_ZONE
 from billing.tariffs import Plan, plan_catalog
+from config.notify import TYPES as NOTIFICATION_TYPES
 from web.points import point_lots
 from web.reads import Reader
 
@@ -226,19 +227,7 @@ def credits(reader: Reader, account_id: str, limit: int = 20) -> list[dict[str, 
 HISTORY_DAYS = 90
 HISTORY_LIMIT = 200
 # What happened to an account, in the notifications the household was sent (S7, S16).
-HISTORY_TYPES = (
-    "low_balance",
-    "arrears",
-    "disconnect_scheduled",
-    "disconnected",
-    "reconnected",
-    "topup_received",
-    "points_expiring",
-    "account_closed",
-    "consumption_while_disconnected",
-    "meter_anomaly",
-    "monthly_bill",
-)
+HISTORY_TYPES = NOTIFICATION_TYPES
 
 
 def history(reader: Reader, account_id: str, today: date) -> list[dict[str, Any]]:

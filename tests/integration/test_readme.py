@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.live_harness import free_ports, wait_until
+from tests.paths import REPO
 
 pytestmark = pytest.mark.live
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 RAW_LIBRDKAFKA_LINE = re.compile(r"^%\d\|", re.MULTILINE)
 
 
