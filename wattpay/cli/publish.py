@@ -6,12 +6,17 @@ import argparse
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from billing.messages import ACCOUNTS, PAYMENTS, READINGS
 from config.settings import Settings
 from wattpay.cli.common import add_command
 from wattpay.cli.common import settings_from_args as _settings
+
+if TYPE_CHECKING:
+    from bus.kafka import JsonProducer
 
 PUBLISH_TIMEOUT = 15.0
 PUBLISHABLE = (READINGS, PAYMENTS, ACCOUNTS)
@@ -74,7 +79,7 @@ def _input_problem(settings: Settings, topic: str, message: dict[str, object]) -
 
 def _publish(args: argparse.Namespace, topic: str, message: dict[str, object]) -> int:
     """Validate one input message, publish it keyed by account and wait for delivery."""
-    from bus.kafka import DeliveryError, JsonProducer, KafkaException, encode_json, kafka_config
+    from bus.kafka import encode_json
 
     settings = _settings(args)
     command = " ".join(["wattpay", args.command, *([args.event] if "event" in args else [])])
@@ -84,24 +89,10 @@ def _publish(args: argparse.Namespace, topic: str, message: dict[str, object]) -
     if problem is not None:
         print(f"{command}: refused, nothing published: {problem}", file=sys.stderr)
         return 2
-    try:
-        config = kafka_config(settings)
-    except ValueError:
-        print(f"{command}: {NO_BROKERS}", file=sys.stderr)
-        return 2
     full_topic, key = settings.topic(topic), str(message["account_id"])
-    producer = JsonProducer(
-        {"message.timeout.ms": str(int(args.timeout * 1000)), **config},
-        flush_timeout=args.timeout + 5,
-    )
-    try:
-        producer.send(full_topic, key, message)
-        producer.flush()
-    except (DeliveryError, KafkaException) as err:
-        print(f"{command}: not published to {full_topic}: {err}", file=sys.stderr)
-        return 1
-    finally:
-        producer.close()
+    code = _deliver(settings, args, command, full_topic, lambda p: p.send(full_topic, key, message))
+    if code:
+        return code
     print(encode_json(message).decode("utf-8"))
     print(f"{command}: delivered to {full_topic} (key {key})", file=sys.stderr)
     return 0
@@ -218,8 +209,6 @@ def input_lines(
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish JSON lines to an input topic, keyed as the topic is (meter or account id)."""
-    from bus.kafka import DeliveryError, JsonProducer, KafkaException, kafka_config
-
     command = f"wattpay publish {args.topic}"
     settings = _settings(args)
     try:
@@ -241,26 +230,49 @@ def cmd_publish(args: argparse.Namespace) -> int:
         reason = why if problems else "no JSON lines in the input"
         print(f"{command}: refused, nothing published: {reason}", file=sys.stderr)
         return 2
+    full_topic = settings.topic(args.topic)
+
+    def send_all(producer: JsonProducer) -> None:
+        for key, payload in messages:
+            producer.send_encoded(full_topic, key, payload)
+
+    code = _deliver(settings, args, command, full_topic, send_all)
+    if code:
+        return code
+    print(f"{command}: {len(messages)} delivered to {full_topic}", file=sys.stderr)
+    return 0
+
+
+def _deliver(
+    settings: Settings,
+    args: argparse.Namespace,
+    command: str,
+    full_topic: str,
+    send: Callable[[JsonProducer], None],
+) -> int:
+    """Open a producer, ``send`` through it and wait for delivery.
+
+    Returns 0 when everything was delivered, 1 when not (said on stderr), 2 with no broker.
+    """
+    from bus.kafka import DeliveryError, JsonProducer, KafkaException, kafka_config
+
     try:
         config = kafka_config(settings)
     except ValueError:
         print(f"{command}: {NO_BROKERS}", file=sys.stderr)
         return 2
-    full_topic = settings.topic(args.topic)
     producer = JsonProducer(
         {"message.timeout.ms": str(int(args.timeout * 1000)), **config},
         flush_timeout=args.timeout + 5,
     )
     try:
-        for key, payload in messages:
-            producer.send_encoded(full_topic, key, payload)
+        send(producer)
         producer.flush()
     except (DeliveryError, KafkaException) as err:
-        print(f"{command}: not all published to {full_topic}: {err}", file=sys.stderr)
+        print(f"{command}: not every message was delivered to {full_topic}: {err}", file=sys.stderr)
         return 1
     finally:
         producer.close()
-    print(f"{command}: {len(messages)} delivered to {full_topic}", file=sys.stderr)
     return 0
 
 
