@@ -27,6 +27,7 @@ from typing import Any
 
 from billing.clock import LOCAL_ZONE
 from billing.decoding import decode_json
+from billing.excerpt import excerpt
 from billing.outputs import Row
 from store import schema
 from store.clickhouse import TICKS, Columns, column_encodings, encode_columns
@@ -119,7 +120,7 @@ def fact_columns(payload: bytes) -> tuple[str, Columns, int]:
                 encode_columns(row.table, [schema.row_values(row.table, row.values)]),
                 1,
             )
-        table = str(body["table"])
+        table = _fact_table(body["table"])
         raw = body["columns"]
         if not isinstance(raw, dict):
             raise ValueError("columns is not an object")
@@ -192,13 +193,23 @@ def decode_fact(payload: bytes) -> Row:
         body, problem = decode_json(payload.decode("utf-8"))
         if problem:
             raise ValueError(problem)
-        table = str(body["table"])
+        table = _fact_table(body["table"])
         raw = body["row"]
         converters = _converters(table)
         raw = {**_ADDED_LATER.get(table, {}), **raw}
         return Row(table, {name: converters[name](raw[name]) for name in converters})
     except (KeyError, TypeError, ValueError, ArithmeticError) as err:
         raise ValueError(f"not a fact message: {err}") from err
+
+
+_FACT_TABLES = frozenset(t.name for t in schema.TABLES)
+"""The tables a fact may fill: every analytics table, never the migrations' own."""
+
+
+def _fact_table(name: object) -> str:
+    if name not in _FACT_TABLES:
+        raise ValueError(f"{excerpt(str(name))} is not a table facts fill")
+    return str(name)
 
 
 @lru_cache(maxsize=None)

@@ -159,6 +159,11 @@ def test_a_hostile_fact_is_refused_not_raised(data: bytes) -> None:
         b'{"table": "rejected", "row": ' + b"[" * 5000 + b"]" * 5000 + b"}",
         b'{"table": "rejected", "row": {"rejection_id": "\\ud800"}}',
         b'{"table": "nope", "row": {}}',
+        b'{"table": "schema_migrations", "row": {"version": 99, "description": "x", '
+        b'"applied_at": "2026-01-01T00:00:00+08:00"}}',
+        b'{"table": "schema_migrations", "columns": {"version": [99], "description": ["x"], '
+        b'"applied_at": [0]}}',
+        b'{"table": ["accounts"], "columns": {}}',
     ],
 )
 def test_hostile_facts_are_refused(data: bytes) -> None:
