@@ -114,7 +114,7 @@ def fact_columns(payload: bytes) -> tuple[str, Columns, int]:
         if problem:
             raise ValueError(problem)
         if "row" in body:
-            row = decode_fact(payload)
+            row = _row(body)
             return (
                 row.table,
                 encode_columns(row.table, [schema.row_values(row.table, row.values)]),
@@ -193,13 +193,18 @@ def decode_fact(payload: bytes) -> Row:
         body, problem = decode_json(payload.decode("utf-8"))
         if problem:
             raise ValueError(problem)
-        table = _fact_table(body["table"])
-        raw = body["row"]
-        converters = _converters(table)
-        raw = {**_ADDED_LATER.get(table, {}), **raw}
-        return Row(table, {name: converters[name](raw[name]) for name in converters})
+        return _row(body)
     except (KeyError, TypeError, ValueError, ArithmeticError) as err:
         raise ValueError(f"not a fact message: {err}") from err
+
+
+def _row(body: dict[str, Any]) -> Row:
+    """The typed row of a decoded single-row fact; raises what its values raise."""
+    table = _fact_table(body["table"])
+    raw = body["row"]
+    converters = _converters(table)
+    raw = {**_ADDED_LATER.get(table, {}), **raw}
+    return Row(table, {name: converters[name](raw[name]) for name in converters})
 
 
 _FACT_TABLES = frozenset(t.name for t in schema.TABLES)
