@@ -54,7 +54,7 @@ from billing.rejections import Ignored, Rejected
 from billing.rules import BillingRules
 from pipelines.metrics import Metrics
 from pipelines.shelves import Shelved
-from pipelines.wire import PICKLED_AS_TUPLES  # noqa: F401 - how envelopes cross processes
+from pipelines.wire import InputEntries, RoutedEntries
 
 ROUTE_BUCKETS = 8
 ORDER_BUCKETS = 8
@@ -190,7 +190,7 @@ def dispatch(metrics: Metrics | None, chunk: Chunk) -> list[Keyed]:
     Every route bucket gets its sub-batch, empty or not, since it carries the chunk's tick.
     """
     first, envelopes = chunk
-    per_bucket: list[list[tuple[Any, ...]]] = [[] for _ in ROUTE_KEYS]
+    per_bucket = [InputEntries() for _ in ROUTE_KEYS]  # cross processes as columns
     decide: list[tuple[int, Envelope]] = []
     for seq, envelope in enumerate(envelopes, first):
         if metrics is not None:
@@ -217,14 +217,15 @@ def _tally(metrics: Metrics | None, envelope: Envelope, rejected: Rejected) -> N
 class _Batches:
     """What a step sends on: one batch per destination key, and the outputs of refusals."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: Callable[[], list[Any]] = list) -> None:
         self.keyed: dict[str, list[Any]] = {}
         self.refused: list[Output] = []
+        self._batch = batch
 
     def add(self, key: str, entry: Any) -> None:  # noqa: ANN401 - entries are plain tuples
         entries = self.keyed.get(key)
         if entries is None:
-            entries = self.keyed[key] = []
+            entries = self.keyed[key] = self._batch()
         entries.append(entry)
 
     def items(self, tag: int) -> list[object]:
@@ -444,7 +445,7 @@ class _Routed:
     """What one call of a route bucket sends on: batches per order bucket, and its tick."""
 
     def __init__(self) -> None:
-        self.batches = _Batches()
+        self.batches = _Batches(RoutedEntries)  # cross processes as columns
         self.tick: tuple[int, int] | None = None  # (route bucket, seq) passed in this call
         self.readings = 0
 
@@ -453,7 +454,7 @@ class _Routed:
         items: list[object] = []
         tick = self.tick
         for key in ORDER_KEYS if tick is not None else keyed:
-            items.append((key, (ROUTED, keyed.get(key, []), tick)))
+            items.append((key, (ROUTED, keyed.get(key) or RoutedEntries(), tick)))
         if self.batches.refused:
             items.append(self.batches.refused)
         return items

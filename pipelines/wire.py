@@ -1,16 +1,20 @@
-"""What crosses workers in the billing flow: plain tuples of strings, ints and timestamps.
+"""What crosses workers in the billing flow: columns of strings, ints and timestamps.
 
-Bytewax pickles every item that moves to another process. Pickling a frozen dataclass
-(an ``Envelope``, a ``Routed`` holding an envelope and a message) costs several times a
-tuple of the same fields, so they pickle as those tuples (see BENCHMARKS.md "Exchange"):
-importing this module registers the packers below with ``copyreg``. Inside one process
-the objects pass as they are, packed by nobody. Amounts travel as the text of their
-Decimal, which gives back the very same Decimal (digits and exponent).
+Bytewax pickles every item that moves to another process. Pickling a dataclass (an
+``Envelope``, a ``Routed`` holding an envelope and a message) costs several times a tuple
+of the same fields, so they pickle as those tuples (see BENCHMARKS.md "Exchange"):
+importing this module registers the packers below with ``copyreg``. The two batches that
+carry every reading go further: a route bucket's sub-batch (``InputEntries``) and what a
+route bucket sends an order bucket (``RoutedEntries``) pickle as a few lists, one per
+field, instead of a reduce call per message. Inside one process nothing is packed at all.
+Amounts travel as the text of their Decimal, which gives back the very same Decimal
+(digits and exponent).
 """
 
 from __future__ import annotations
 
 import copyreg
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -136,7 +140,105 @@ def _reduce_routed(routed: Routed) -> tuple[object, tuple[PackedRouted]]:
     return unpack_routed, (pack_routed(routed),)
 
 
+class InputEntries(list):  # type: ignore[type-arg]
+    """A route bucket's sub-batch of a chunk: ``(INPUT, seq, envelope)`` and ``(WAIT, seq)``.
+
+    It crosses processes as columns; any other entry (there is none today) as it is.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        envelopes = [entry[2] for entry in self if len(entry) == 3]
+        shapes = bytes(len(entry) for entry in self)
+        if shapes.strip(b"\x02\x03"):
+            return InputEntries, (list(self),)
+        return _inputs_from_columns, (
+            shapes,
+            [entry[0] for entry in self],
+            [entry[1] for entry in self],
+            [e.topic for e in envelopes],
+            [e.position for e in envelopes],
+            [e.raw for e in envelopes],
+            [e.received_at for e in envelopes],
+            [e.payload for e in envelopes],
+            [e.raw_base64 for e in envelopes],
+            [e.problem for e in envelopes],
+        )
+
+
+def _inputs_from_columns(
+    shapes: bytes, tags: list[int], seqs: list[int], *fields: list[Any]
+) -> InputEntries:
+    envelopes = iter([Envelope(*values) for values in zip(*fields, strict=True)])
+    return InputEntries(
+        (tag, seq, next(envelopes)) if shape == 3 else (tag, seq)
+        for shape, tag, seq in zip(shapes, tags, seqs, strict=True)
+    )
+
+
+class RoutedEntries(list):  # type: ignore[type-arg]
+    """What a route bucket sends an order bucket: ``(seq, account_id, routed)`` entries.
+
+    It crosses processes as columns of the readings' fields; the few other messages
+    (account events, payments, relay results) travel packed one by one, in their places.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        readings = [e for e in self if type(e[2].message) is Reading]
+        others = [(i, e) for i, e in enumerate(self) if type(e[2].message) is not Reading]
+        envelopes = [e[2].envelope for e in readings]
+        messages = [e[2].message for e in readings]
+        return _routed_from_columns, (
+            others,
+            [e[0] for e in readings],
+            [e[1] for e in readings],
+            [e.topic for e in envelopes],
+            [e.position for e in envelopes],
+            [e.raw for e in envelopes],
+            [e.received_at for e in envelopes],
+            [e.raw_base64 for e in envelopes],
+            [e[2].verdict for e in readings],
+            [m.meter_id for m in messages],
+            [m.ts for m in messages],
+            [str(m.energy) for m in messages],
+            [m.source for m in messages],
+        )
+
+
+def _routed_from_columns(
+    others: list[tuple[int, tuple[Any, ...]]],
+    seqs: list[int],
+    accounts: list[str],
+    *fields: list[Any],
+) -> RoutedEntries:
+    entries = RoutedEntries(
+        (seq, account_id, _routed_reading(*values))
+        for seq, account_id, values in zip(seqs, accounts, zip(*fields, strict=True), strict=True)
+    )
+    for index, entry in others:  # in ascending places, so each lands where it was
+        entries.insert(index, entry)
+    return entries
+
+
+def _routed_reading(
+    topic: str,
+    position: str,
+    raw: str,
+    received_at: datetime,
+    raw_base64: bool,
+    verdict: str | None,
+    meter_id: str,
+    ts: datetime,
+    energy: str,
+    source: str,
+) -> Routed:
+    # The account side needs the envelope only to record a refusal, which names its key.
+    envelope = Envelope(topic, position, raw, received_at, {"meter_id": meter_id}, raw_base64)
+    return Routed(envelope, Reading(meter_id, ts, Decimal(energy), source), verdict)
+
+
 copyreg.pickle(Envelope, _reduce_envelope)
 copyreg.pickle(Routed, _reduce_routed)
-PICKLED_AS_TUPLES = (Envelope, Routed)
-"""The classes registered above: import this name where they are sent to other workers."""

@@ -3,11 +3,19 @@
 import pickle
 
 from billing.directory import MeterDirectory
-from billing.engine import route
-from billing.rejections import Rejected, Rejection, reject
+from billing.engine import apply, route
+from billing.rejections import Ignored, Rejected, Rejection, reject
 from billing.rules import BillingRules
 from pipelines.replay_files import merged_envelopes
-from pipelines.wire import pack_envelope, pack_routed, unpack_envelope, unpack_routed
+from pipelines.routing import INPUT, WAIT
+from pipelines.wire import (
+    InputEntries,
+    RoutedEntries,
+    pack_envelope,
+    pack_routed,
+    unpack_envelope,
+    unpack_routed,
+)
 from tests.paths import CONFORMANCE
 
 
@@ -34,3 +42,47 @@ def test_every_packed_message_unpacks_to_the_same_message_and_refusal() -> None:
         assert list(reject(back.envelope, why)) == list(reject(item.envelope, why))
         kinds.add(type(item.message).__name__)
     assert kinds == {"Reading", "TopUp", "Redeem", "AccountEvent"}
+
+
+def _routed_entries(sample: str) -> tuple[InputEntries, RoutedEntries]:
+    """Every input of a sample as one route bucket sub-batch, and as what routes on."""
+    rules = BillingRules()
+    directory = MeterDirectory()
+    inputs, routed_on = InputEntries(), RoutedEntries()
+    for seq, envelope in enumerate(merged_envelopes(CONFORMANCE / sample)):
+        inputs.append((INPUT, seq, envelope))
+        if seq % 5 == 0:
+            inputs.append((WAIT, seq))
+        routed = route(envelope, directory, rules)
+        if not isinstance(routed, Rejected | Ignored):
+            routed_on.append((seq, routed[0], routed[1]))
+    return inputs, routed_on
+
+
+def test_a_route_bucket_sub_batch_crosses_as_columns_and_comes_back_the_same() -> None:
+    inputs, _ = _routed_entries("sample1")
+    assert any(e[2].raw_base64 or e[2].problem for e in inputs if len(e) == 3)  # hostile lines too
+    pickled = pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"unpack_envelope" not in pickled  # not one reduce per envelope
+    back = pickle.loads(pickled)  # noqa: S301 - our own bytes
+    assert type(back) is InputEntries
+    assert back == inputs
+    assert pickle.loads(pickle.dumps(InputEntries())) == []  # noqa: S301
+
+
+def test_what_a_route_bucket_sends_crosses_as_columns_with_everything_in_its_place() -> None:
+    rules = BillingRules()
+    _, routed_on = _routed_entries("sample1")
+    kinds = {type(e[2].message).__name__ for e in routed_on}
+    assert kinds == {"Reading", "TopUp", "Redeem", "AccountEvent"}
+    back = pickle.loads(pickle.dumps(routed_on, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
+    assert type(back) is RoutedEntries
+    assert len(back) == len(routed_on)
+    why = Rejection("some_reason", "some detail")
+    for (seq, account_id, item), (seq2, account_id2, item2) in zip(routed_on, back, strict=True):
+        assert (seq2, account_id2) == (seq, account_id)
+        assert (item2.message, item2.verdict) == (item.message, item.verdict)
+        assert str(item2.message) == str(item.message)  # the Decimal's digits and exponent too
+        assert list(reject(item2.envelope, why)) == list(reject(item.envelope, why))
+        # Applying either gives the same outcome (the account side uses nothing else).
+        assert apply(None, item2, rules).outputs == apply(None, item, rules).outputs
