@@ -35,7 +35,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import cluster_main
 from billing.rules import BillingRules
 from pipelines.replay_source import ReplaySource
-from pipelines.billing import build_billing_flow
+from pipelines.routing import order_key
+from pipelines.billing import build_routed_flow
 
 class _Count(StatelessSinkPartition):
     def write_batch(self, items):
@@ -47,8 +48,12 @@ class Count(DynamicSink):
 
 directory, threads, proc_id = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 addresses = sys.argv[4].split(",") if sys.argv[4] else []
-flow = build_billing_flow(
-    BillingRules(), source=ReplaySource(directory, progress=None), rows=Count(), messages=Count()
+rules = BillingRules()
+flow = build_routed_flow(
+    rules,
+    source=ReplaySource(directory, rules, order_key, progress=None, local=proc_id == 0),
+    rows=Count(),
+    messages=Count(),
 )
 cluster_main(flow, addresses, proc_id, worker_count_per_proc=threads)
 """

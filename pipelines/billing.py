@@ -183,12 +183,47 @@ def build_billing_flow(
     applied = op.stateful(
         "accounts", by_account, lambda resume: AccountsLogic(rules, resume, close_at_eof, metrics)
     )
-    refused = op.map(
-        "refusals",
-        op.merge("refused", answers.falses, claimed.falses, routed.falses),
-        lambda outputs: (REFUSALS_KEY, outputs),
+    refused = op.merge("refused", answers.falses, claimed.falses, routed.falses)
+    _to_sinks(applied, refused, rows, messages, topic_prefix, encode_rows)
+    return flow
+
+
+def build_routed_flow(
+    rules: BillingRules,
+    *,
+    source: Source[tuple[str, list[tuple[str, Routed]]] | list[Output]],
+    rows: Sink[tuple[str, list[Row]]],
+    messages: Sink[tuple[str, list[TopicMessage]]],
+    flow_id: str = "wattpay-billing",
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+    encode_rows: Callable[[list[Row]], object] | None = None,
+) -> Dataflow:
+    """The billing dataflow over a source that routes what it reads (the replay's).
+
+    The source hands on a batch per accounts key and the outputs of what it refused; the
+    accounts apply their batches as in ``build_billing_flow``, and the outputs go to the
+    same sinks the same way. At the end of the input every open day is closed.
+    """
+    flow = Dataflow(flow_id)
+    routed = op.branch("routable", op.input("input", flow, source), is_keyed)
+    applied = op.stateful(
+        "accounts", routed.trues, lambda resume: AccountsLogic(rules, resume, close_at_eof=True)
     )
-    outputs = op.merge("outputs", refused, applied)
+    _to_sinks(applied, routed.falses, rows, messages, topic_prefix, encode_rows)
+    return flow
+
+
+def _to_sinks(
+    applied: op.KeyedStream[list[Output]],
+    refused: op.Stream[list[Output]],
+    rows: Sink[tuple[str, list[Row]]],
+    messages: Sink[tuple[str, list[TopicMessage]]],
+    topic_prefix: str,
+    encode_rows: Callable[[list[Row]], object] | None,
+) -> None:
+    """The accounts' and the refusals' outputs: rows to ``rows``, messages to ``messages``."""
+    keyed_refusals = op.map("refusals", refused, lambda outputs: (REFUSALS_KEY, outputs))
+    outputs = op.merge("outputs", keyed_refusals, applied)
     batches = op.filter_map("rows", outputs, partial(_rows, topic_prefix))
     if encode_rows is not None:
         batches = op.map("encode_rows", batches, lambda keyed: (keyed[0], encode_rows(keyed[1])))
@@ -196,7 +231,6 @@ def build_billing_flow(
     op.output(
         "topics", op.flat_map("messages", outputs, partial(_messages, topic_prefix)), messages
     )
-    return flow
 
 
 def full_topic_names(output: Output, prefix: str) -> Output:

@@ -2,8 +2,9 @@
 
 ``wattpay replay`` builds it here and runs it with ``pipelines.cluster``. In a cluster, the
 first process (``leader``) writes ClickHouse and the topic files (the embedded ClickHouse
-opens in one process only) and the last one (``reader``) reads and merges the files, so
-the two heaviest single-process parts run side by side; billing spreads over every process.
+opens in one process only) and the last one (``reader``) reads, merges and routes the
+files (``pipelines.replay_source``), so the two heaviest single-process parts run side by
+side; the accounts, keyed by order bucket, spread over every worker of every process.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from bytewax.dataflow import Dataflow
 
 from billing.outputs import Row
 from config.settings import Settings
-from pipelines.billing import build_billing_flow
+from pipelines.billing import build_routed_flow
 from pipelines.clickhouse_sink import ClickHouseSink
 from pipelines.replay_files import has_command_results
 from pipelines.replay_source import ReplaySource
+from pipelines.routing import order_key
 from pipelines.topic_files import TopicFileSink
 from store.clickhouse import Columns, encode_built
 
@@ -38,9 +40,9 @@ def build_replay_flow(
     S14.16: with a relay results file, only its results confirm cuts; without, a grace does.
     """
     rules = replace(settings.rules, command_results=has_command_results(directory))
-    return build_billing_flow(
+    return build_routed_flow(
         rules,
-        source=ReplaySource(directory, progress=progress, local=reader),
+        source=ReplaySource(directory, rules, order_key, progress=progress, local=reader),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
             writers=workers if leader else 0,

@@ -1,18 +1,33 @@
-"""Bytewax source over a replay directory, in processing order, with progress reporting."""
+"""Bytewax source over a replay directory: the inputs routed where they are read.
+
+A replay's input is one ordered stream (S14.1) read by one process, and nothing in it is
+ever recovered, so its source routes every message as the sequential reference does
+(``billing.engine.route``: meter ownership, the lifecycle checks, payment ids) and hands
+on, per chunk read, one batch per accounts key plus the outputs of the messages it
+refused. What moves between steps is therefore a batch per key per chunk: no message
+crosses a worker on its own, and readings cross processes as columns
+(``pipelines.wire.AccountEntries``).
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from billing.directory import MeterDirectory
+from billing.engine import route
 from billing.messages import READINGS, Envelope
+from billing.outputs import Output
+from billing.rejections import Rejected
+from billing.rules import BillingRules
 from pipelines.replay_files import count_lines, merged_envelopes
+from pipelines.wire import AccountEntries
 
 BATCH = 2000
 
@@ -45,31 +60,91 @@ class Progress:
             )
 
 
-class _ReplayPartition(StatefulSourcePartition[Envelope, int]):
-    def __init__(self, directory: Path, skip: int, progress: Progress) -> None:
-        self._envelopes: Iterator[Envelope] = islice(merged_envelopes(directory), skip, None)
+Routed = tuple[str, AccountEntries] | list[Output]
+"""What the source hands on: a batch for an accounts key, or the outputs of refusals."""
+
+
+def route_chunk(
+    envelopes: list[Envelope],
+    directory: MeterDirectory,
+    rules: BillingRules,
+    key_of: Callable[[str], str],
+) -> list[Routed]:
+    """Route a chunk in input order: one batch per accounts key, then the refusals' outputs."""
+    keyed: dict[str, AccountEntries] = {}
+    refused: list[Output] = []
+    for envelope in envelopes:
+        routed = route(envelope, directory, rules)
+        if type(routed) is tuple:
+            account_id, item = routed
+            key = key_of(account_id)
+            entries = keyed.get(key)
+            if entries is None:
+                entries = keyed[key] = AccountEntries()
+            entries.append(routed)
+        elif isinstance(routed, Rejected):
+            refused.extend(routed)
+        # else Ignored: a relay result for no account's command
+    items: list[Routed] = list(keyed.items())
+    if refused:
+        items.append(refused)
+    return items
+
+
+class _ReplayPartition(StatefulSourcePartition[Routed, int]):
+    def __init__(
+        self,
+        directory: Path,
+        skip: int,
+        progress: Progress,
+        rules: BillingRules,
+        key_of: Callable[[str], str],
+        batch: int,
+    ) -> None:
+        self._envelopes: Iterator[Envelope] = merged_envelopes(directory)
+        self._batch = batch
+        self._directory = MeterDirectory()
+        self._rules = rules
+        self._key_of = key_of
+        # Owners and claimed payment ids depend on every input before: a resumed partition
+        # routes what it skips again, handing nothing on.
+        for envelope in islice(self._envelopes, skip):
+            route(envelope, self._directory, rules)
         self._position = skip
         self._progress = progress
 
-    def next_batch(self) -> list[Envelope]:
-        batch = list(islice(self._envelopes, BATCH))
+    def next_batch(self) -> list[Routed]:
+        batch = list(islice(self._envelopes, self._batch))
         if not batch:
             raise StopIteration
         self._position += len(batch)
         self._progress.advance(batch)
-        return batch
+        return route_chunk(batch, self._directory, self._rules, self._key_of)
 
     def snapshot(self) -> int:
         return self._position
 
 
-class ReplaySource(FixedPartitionedSource[Envelope, int]):
-    """The merged input files of a replay directory as one ordered partition."""
+class ReplaySource(FixedPartitionedSource[Routed, int]):
+    """The merged input files of a replay directory as one partition, routed as read.
+
+    ``key_of`` names the accounts key of an account; ``batch`` is the lines of a chunk.
+    """
 
     def __init__(
-        self, directory: Path, *, progress: TextIO | None = sys.stderr, local: bool = True
+        self,
+        directory: Path,
+        rules: BillingRules,
+        key_of: Callable[[str], str],
+        *,
+        progress: TextIO | None = sys.stderr,
+        local: bool = True,
+        batch: int = BATCH,
     ) -> None:
+        self.batch = batch
         self.directory = directory
+        self.rules = rules
+        self.key_of = key_of
         self.progress = progress
         self.local = local
 
@@ -79,4 +154,6 @@ class ReplaySource(FixedPartitionedSource[Envelope, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
         progress = Progress(count_lines(self.directory), self.progress)
-        return _ReplayPartition(self.directory, resume_state or 0, progress)
+        return _ReplayPartition(
+            self.directory, resume_state or 0, progress, self.rules, self.key_of, self.batch
+        )

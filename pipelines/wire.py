@@ -187,37 +187,56 @@ class RoutedEntries(list):  # type: ignore[type-arg]
     __slots__ = ()
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        readings = [e for e in self if type(e[2].message) is Reading]
-        others = [(i, e) for i, e in enumerate(self) if type(e[2].message) is not Reading]
-        envelopes = [e[2].envelope for e in readings]
-        messages = [e[2].message for e in readings]
-        return _routed_from_columns, (
-            others,
-            [e[0] for e in readings],
-            [e[1] for e in readings],
-            [e.topic for e in envelopes],
-            [e.position for e in envelopes],
-            [e.raw for e in envelopes],
-            [e.received_at for e in envelopes],
-            [e.raw_base64 for e in envelopes],
-            [e[2].verdict for e in readings],
-            [m.meter_id for m in messages],
-            [m.ts for m in messages],
-            [str(m.energy) for m in messages],
-            [m.source for m in messages],
-        )
+        return RoutedEntries, (), _routed_columns(self, 2)
+
+    def __setstate__(self, columns: tuple[Any, ...]) -> None:
+        self.extend(_from_routed_columns(columns, 2))
 
 
-def _routed_from_columns(
-    others: list[tuple[int, tuple[Any, ...]]],
-    seqs: list[int],
-    accounts: list[str],
-    *fields: list[Any],
-) -> RoutedEntries:
-    entries = RoutedEntries(
-        (seq, account_id, _routed_reading(*values))
-        for seq, account_id, values in zip(seqs, accounts, zip(*fields, strict=True), strict=True)
+class AccountEntries(list):  # type: ignore[type-arg]
+    """What reaches an accounts key: ``(account_id, routed)`` pairs in input order.
+
+    It crosses processes as ``RoutedEntries`` do.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return AccountEntries, (), _routed_columns(self, 1)
+
+    def __setstate__(self, columns: tuple[Any, ...]) -> None:
+        self.extend(_from_routed_columns(columns, 1))
+
+
+def _routed_columns(entries: list[tuple[Any, ...]], at: int) -> tuple[Any, ...]:
+    """Entries whose field ``at`` is a ``Routed``, as columns (a pickled list's state)."""
+    readings = [e for e in entries if type(e[at].message) is Reading]
+    others = [(i, e) for i, e in enumerate(entries) if type(e[at].message) is not Reading]
+    items = [e[at] for e in readings]
+    envelopes = [r.envelope for r in items]
+    messages = [r.message for r in items]
+    return (
+        others,
+        [e[:at] for e in readings],
+        [e.topic for e in envelopes],
+        [e.position for e in envelopes],
+        [e.raw for e in envelopes],
+        [e.received_at for e in envelopes],
+        [e.raw_base64 for e in envelopes],
+        [r.verdict for r in items],
+        [m.meter_id for m in messages],
+        [m.ts for m in messages],
+        [str(m.energy) for m in messages],
+        [m.source for m in messages],
     )
+
+
+def _from_routed_columns(columns: tuple[Any, ...], at: int) -> list[tuple[Any, ...]]:
+    others, heads, *fields = columns
+    entries = [
+        (*head, _routed_reading(*values))
+        for head, values in zip(heads, zip(*fields, strict=True), strict=True)
+    ]
     for index, entry in others:  # in ascending places, so each lands where it was
         entries.insert(index, entry)
     return entries

@@ -40,6 +40,7 @@ import clickhouse_connect
 from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.datatypes.numeric import Decimal as DecimalType
 from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver import options as _driver_options
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
@@ -62,6 +63,11 @@ _MILLISECOND = dt.timedelta(milliseconds=1)
 # The driver logs a warning (sometimes with a traceback holding the request URL) before it
 # raises; the raised error is reported once by the caller, secrets redacted.
 logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
+# wattpay hands the driver columns and reads Arrow, never pandas frames. The driver imports
+# pandas on the first insert only to ask whether the data is one, which costs every process
+# that inserts about 0.2 s of start-up; telling it that pandas is absent spares that.
+_driver_options.pd = None
+_driver_options.pd_time_test = None
 
 
 class ClickHouseError(OperatorError, RuntimeError):

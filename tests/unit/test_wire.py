@@ -9,6 +9,7 @@ from billing.rules import BillingRules
 from pipelines.replay_files import merged_envelopes
 from pipelines.routing import INPUT, WAIT
 from pipelines.wire import (
+    AccountEntries,
     InputEntries,
     RoutedEntries,
     pack_envelope,
@@ -78,6 +79,12 @@ def test_what_a_route_bucket_sends_crosses_as_columns_with_everything_in_its_pla
     back = pickle.loads(pickle.dumps(routed_on, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
     assert type(back) is RoutedEntries
     assert len(back) == len(routed_on)
+    pairs = AccountEntries((account_id, item) for _, account_id, item in routed_on)
+    pairs_back = pickle.loads(pickle.dumps(pairs, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
+    assert type(pairs_back) is AccountEntries
+    assert [(a, r.message, r.verdict) for a, r in pairs_back] == [
+        (a, r.message, r.verdict) for a, r in pairs
+    ]
     why = Rejection("some_reason", "some detail")
     for (seq, account_id, item), (seq2, account_id2, item2) in zip(routed_on, back, strict=True):
         assert (seq2, account_id2) == (seq, account_id)
