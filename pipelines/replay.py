@@ -9,7 +9,9 @@ side; the accounts, keyed by order bucket, spread over every worker of every pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +23,7 @@ from pipelines.billing import build_routed_flow
 from pipelines.clickhouse_sink import ClickHouseSink
 from pipelines.replay_files import has_command_results
 from pipelines.replay_source import ReplaySource
-from pipelines.routing import order_key
+from pipelines.routing import ORDER_KEYS, bucket_of, order_key
 from pipelines.topic_files import TopicFileSink
 from store.clickhouse import Columns, encode_built
 
@@ -33,6 +35,7 @@ def build_replay_flow(
     leader: bool = True,
     reader: bool = True,
     workers: int = 1,
+    processes: int = 1,
     progress: TextIO | None = None,
 ) -> Dataflow:
     """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``.
@@ -42,7 +45,13 @@ def build_replay_flow(
     rules = replace(settings.rules, command_results=has_command_results(directory))
     return build_routed_flow(
         rules,
-        source=ReplaySource(directory, rules, order_key, progress=progress, local=reader),
+        source=ReplaySource(
+            directory,
+            rules,
+            accounts_key(processes, workers),
+            progress=progress,
+            local=reader,
+        ),
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
             writers=workers if leader else 0,
@@ -53,6 +62,33 @@ def build_replay_flow(
         topic_prefix=settings.topic_prefix,
         encode_rows=_columns,
     )
+
+
+READER_SHARE = (3, 5)
+"""In a cluster, the reading process's workers bill 3 accounts for every 5 of another's."""
+
+
+def accounts_key(processes: int, workers: int) -> Callable[[str], str]:
+    """How the replay keys an account: by order bucket, fewer of them where the files are read.
+
+    The order buckets' names put bucket b on worker b mod n for n = 2, 4 and 8 workers
+    (``pipelines.routing``), and the last process reads, merges and routes the files, so
+    its workers get fewer accounts. The keys never outlive the run (a replay is not
+    recovered), so they can depend on the layout.
+    """
+    total = processes * workers
+    if processes == 1 or total not in (2, 4, 8):
+        return order_key
+    readers = range(total - workers, total)
+    table: list[str] = []
+    for bucket, key in enumerate(ORDER_KEYS):
+        table += [key] * READER_SHARE[0 if bucket % total in readers else 1]
+    return partial(_weighted_key, tuple(table))
+
+
+@lru_cache(maxsize=1 << 16)
+def _weighted_key(table: tuple[str, ...], account_id: str) -> str:
+    return table[bucket_of(account_id, len(table))]
 
 
 def _columns(rows: list[Row]) -> dict[str, Columns]:

@@ -11,12 +11,14 @@ from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.billing import build_billing_flow, build_routed_flow, full_topic_names
+from pipelines.replay import accounts_key
 from pipelines.replay_files import merged_envelopes
 from pipelines.replay_source import ReplaySource
-from pipelines.routing import order_key
+from pipelines.routing import ORDER_KEYS, order_key
 from pipelines.topic_files import OUTPUT_TOPICS, TopicFileSink
 from tests.flow.conftest import BatchesSink, RunFlow
 from tests.paths import CONFORMANCE
+from tests.unit.test_bucket_workers import placement
 
 
 def canonical(outputs) -> Counter:
@@ -209,3 +211,22 @@ def test_a_resumed_replay_source_routes_on_as_if_it_had_never_stopped() -> None:
     assert shown(resumed.next_batch()) == shown(chunks[2])
     assert shown(resumed.next_batch()) == shown(chunks[3])
     assert any(not isinstance(item, tuple) for chunk in chunks for item in chunk)  # refusals too
+
+
+@pytest.mark.parametrize(("processes", "workers"), [(2, 1), (2, 2), (4, 2)])
+def test_a_replay_cluster_gives_the_reading_process_fewer_accounts(
+    processes: int, workers: int
+) -> None:
+    """Its workers bill 3 accounts for every 5 of another worker's, by Bytewax's placement."""
+    key_of = accounts_key(processes, workers)
+    total = processes * workers
+    found = placement(list(ORDER_KEYS), total)
+    accounts = [f"A{n:06d}" for n in range(40_000)]
+    per_worker = Counter(found[key_of(a)] for a in accounts)
+    readers = range(total - workers, total)
+    reader_share = sum(per_worker[w] for w in readers) / len(accounts)
+    others = total - workers
+    expected = workers * 3 / (workers * 3 + others * 5)
+    assert abs(reader_share - expected) < 0.02, (reader_share, expected)
+    assert set(per_worker) == set(range(total))  # every worker bills some
+    assert accounts_key(1, 2) is order_key  # threads of one process share everything

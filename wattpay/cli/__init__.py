@@ -60,7 +60,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     progress = None if args.quiet else sys.stderr
     flow = build_replay_flow(
-        settings, directory, leader=leader, reader=reader, workers=args.workers, progress=progress
+        settings,
+        directory,
+        leader=leader,
+        reader=reader,
+        workers=args.workers,
+        processes=processes,
+        progress=progress,
     )
     run_replay_cluster(flow, args)
     elapsed = time.monotonic() - started
