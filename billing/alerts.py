@@ -15,7 +15,7 @@ from billing.state import AccountState
 
 def days_left(state: AccountState, available: Decimal, rules: BillingRules) -> int | None:
     """floor(available × k ÷ sum of the last k posted charges), k = min(7, n); never below 0."""
-    recent = [from_fen(fen) for fen in list(state.charges)[-rules.days_left_days :]]
+    recent = [from_fen(fen) for fen in state.charges[-rules.days_left_days :]]
     total = sum(recent)
     if not recent or total == 0:
         return None

@@ -12,7 +12,7 @@ from billing.numbers import from_fen, from_milli, round_money, to_fen
 from billing.outputs import Emitter
 from billing.points import on_day_close
 from billing.rules import BillingRules
-from billing.state import AccountState, DayTotals
+from billing.state import CHARGES_KEPT, AccountState, DayTotals
 
 
 def open_day(day: date, rules: BillingRules) -> DayTotals:
@@ -45,7 +45,10 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
         ref=day.isoformat(),
         entry_id=f"charge:{aid}:{day.isoformat()}",
     )
-    state.charges.append(to_fen(charge))
+    charges = state.charges
+    charges.append(to_fen(charge))
+    if len(charges) > CHARGES_KEPT:
+        del charges[0]
     out.row(
         "daily_usage",
         account_id=aid,

@@ -77,7 +77,7 @@ def apply_topup(
         )
     before = state.available
     aid, pid = state.account_id, t.payment_id
-    state.payment_ids.add(pid)
+    state.payment_ids |= {pid}
     post_ledger(
         state, out, kind="topup", amount=t.amount, ts=t.ts, ref=pid, entry_id=f"topup:{aid}:{pid}"
     )
@@ -119,7 +119,7 @@ def apply_redeem(
     if r.points > state.wallet.total:
         return Rejection("insufficient_points", f"{state.wallet.total} points held")
     before = state.available
-    state.payment_ids.add(r.payment_id)
+    state.payment_ids |= {r.payment_id}
     redeem(state, out, points=r.points, ts=r.ts, ref=r.payment_id)
     reconnection(state, out, r.ts, r.payment_id)
     follow_up(state, out, rules, before=before, ts=r.ts, cause=r.payment_id, always_row=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -41,6 +40,10 @@ DISCONNECTED = Status.DISCONNECTED
 CLOSED = Status.CLOSED
 
 
+CHARGES_KEPT = 30
+"""Posted daily charges an account keeps: the overdraft limit's 30 days (S5)."""
+
+
 @dataclass(slots=True)
 class DayTotals:
     """Consumption and exact cost of the account's open day, which ends at ``end``."""
@@ -77,8 +80,9 @@ class AccountState:
     status: Status = Status.ACTIVE
     baseline: tuple[datetime, int] | None = None
     logs: dict[str, ReadingLog] = field(default_factory=dict)
-    charges: deque[int] = field(default_factory=lambda: deque(maxlen=30))
-    """The last posted daily charges, in fen (small ints keep the state small)."""
+    charges: list[int] = field(default_factory=list)
+    """The last ``CHARGES_KEPT`` posted daily charges, in fen (small ints keep the state small;
+    a list, since an empty ``deque`` alone costs 600 bytes an account)."""
     low_armed: bool = True
     arrears_armed: bool = True
     pending_cut: bool = False
@@ -88,7 +92,8 @@ class AccountState:
     cut_confirmed: datetime | None = None
     """When a relay result confirmed that command's cut (None: not confirmed by a result)."""
     request: tuple[str, datetime] | None = None
-    payment_ids: set[str] = field(default_factory=set)
+    payment_ids: frozenset[str] = frozenset()
+    """The account's payment ids so far; the empty one is shared by every account."""
     rebates: dict[tuple[str, str], int] = field(default_factory=dict)
     wallet: PointsWallet = field(default_factory=PointsWallet)
     ledger_seq: int = 0
@@ -138,8 +143,8 @@ class AccountState:
             self.status.value,
             None if baseline is None else (instant(baseline[0], zone), baseline[1]),
             self.logs,
-            self.charges.maxlen,
-            list(self.charges),
+            CHARGES_KEPT,
+            self.charges,
             self.low_armed,
             self.arrears_armed,
             self.pending_cut,
@@ -178,7 +183,8 @@ class AccountState:
         self.opening_balance = Decimal(opening_balance)
         self.status = Status(status)
         self.baseline = None if baseline is None else (moment_of(baseline[0], zone), baseline[1])
-        self.charges = deque(charges, maxlen=maxlen)
+        self.charges = list(charges)[-maxlen:]
+        self.payment_ids = frozenset(self.payment_ids)
         self.request = None if request is None else (request[0], moment_of(request[1], zone))
         self.wallet = PointsWallet(lots)
         self.cut_command = None if cut is None else (cut[0], moment_of(cut[1], zone))

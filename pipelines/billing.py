@@ -46,7 +46,9 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
     A batch is a loop around ``billing.engine.apply``, one message at a time. Its outputs
     leave as one list. Keyed by order bucket (the replay), a chunk's readings reach their
     accounts in a few calls; keyed by account (live), a snapshot holds one account. The
-    snapshot is the pickled states, taken again only after a change.
+    snapshot is the pickled states. Bytewax takes it only of the keys an epoch touched, right
+    after they changed, so it is not kept: live, with one of these per account, a kept
+    snapshot would hold every account's state twice.
     """
 
     def __init__(
@@ -58,7 +60,6 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
     ) -> None:
         self.rules = rules
         self.states: dict[str, AccountState] = pickle.loads(resume) if resume else {}  # noqa: S301
-        self._frozen = resume
         self.close_at_eof = close_at_eof
         self.metrics = metrics
 
@@ -78,7 +79,6 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
             if metrics is not None:
                 reason = outcome.rejection.reason if outcome.rejection else None
                 _tally(metrics, value.envelope, reason, outcome.outputs)
-        self._frozen = None
         if metrics is not None and value is not None:
             metrics.of(metrics.step_items, "accounts").inc(len(batch))
             metrics.observe_event_time(value.message.ts, datetime.now(UTC))
@@ -88,7 +88,6 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
         if not self.close_at_eof or not self.states:
             return (), StatefulLogic.RETAIN
         self.close_at_eof = False
-        self._frozen = None
         outputs: list[Output] = []
         for state in self.states.values():
             outputs += finish(state, self.rules)
@@ -97,9 +96,7 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
         return [outputs], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        if self._frozen is None:
-            self._frozen = pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)
-        return self._frozen
+        return pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:

@@ -17,7 +17,7 @@ def same(a: AccountState, b: AccountState) -> bool:
     """Equal field by field, timestamps in the very same zone object, amounts digit for digit."""
     for name in AccountState.__slots__:
         x, y = getattr(a, name), getattr(b, name)
-        if x != y or (not isinstance(x, set) and repr(x) != repr(y)):  # sets: no order
+        if x != y or (not isinstance(x, frozenset) and repr(x) != repr(y)):  # sets: no order
             return False
     return a.opened_at.tzinfo is b.opened_at.tzinfo and a.day.end.tzinfo is b.day.end.tzinfo
 
@@ -63,3 +63,29 @@ def test_a_timestamp_in_another_zone_and_odd_amounts_come_back_as_they_were() ->
     assert same(state, back)
     assert back.request is not None and back.request[1].tzinfo is UTC
     assert str(back.auto_topup_amount) == "1E+2"
+
+
+def test_a_snapshot_of_the_earlier_shape_loads_and_keeps_the_last_30_charges() -> None:
+    """Earlier snapshots held a set of payment ids; any snapshot keeps 30 charges at most."""
+    rules = BillingRules()
+    directory, states = MeterDirectory(), {}
+    for envelope in merged_envelopes(CONFORMANCE / "sample1"):
+        routed = route(envelope, directory, rules)
+        if not isinstance(routed, Rejected):
+            account_id, item = routed
+            states[account_id] = apply(states.get(account_id), item, rules).state or states.get(
+                account_id
+            )
+    state = next(s for s in states.values() if s is not None and s.payment_ids)
+    packed = list(state.__getstate__())
+    assert packed[26:28] == [30, state.charges]
+    packed[27] = list(range(45))  # more than any snapshot holds
+    packed[33] = set(state.payment_ids)  # how snapshots before frozensets held them
+    back = AccountState.__new__(AccountState)
+    back.__setstate__(tuple(packed))
+    assert back.charges == list(range(15, 45))
+    assert type(back.payment_ids) is frozenset
+    assert back.payment_ids == state.payment_ids
+    empty = [s.payment_ids for s in states.values() if s is not None and not s.payment_ids]
+    assert len(empty) >= 2
+    assert all(ids is empty[0] for ids in empty)  # one object for every account without any
