@@ -47,10 +47,32 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(
     parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=_object
 )
+_SPACE = json.decoder.WHITESPACE.match
+_PAIRS = json.JSONDecoder(
+    parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=tuple
+)
 MAX_DEPTH = 16  # input messages are flat objects; deeper nesting is malformed
 _STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _flat(text: str) -> Any:  # noqa: ANN401 - any JSON value
+    """Decode a text with one bracket in all: a flat object, a flat array, or a scalar.
+
+    The usual message. Its object comes back as a tuple of pairs from C, without the
+    Python call per object of ``_DECODER``; a key given twice is refused as there.
+    """
+    value, end = _PAIRS.raw_decode(text, _SPACE(text, 0).end())
+    if type(value) is tuple:
+        flat = dict(value)
+        if len(flat) != len(value):
+            _object(list(value))  # raises, naming the first key given twice
+        value = flat
+    end = _SPACE(text, end).end()  # then what follows, as ``JSONDecoder.decode`` checks it
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
 
 
 def _too_deep(text: str) -> bool:
@@ -90,10 +112,11 @@ def decode_json(text: str) -> tuple[Any, str]:
     """
     if not text:
         return None, "empty input"
-    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(text):
+    brackets = text.count("{") + text.count("[")
+    if brackets > MAX_DEPTH and _too_deep(text):
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     try:
-        value = _DECODER.decode(text)
+        value = _flat(text) if brackets == 1 else _DECODER.decode(text)
     except _DuplicateKeyError as err:
         return None, str(err)
     except (ValueError, RecursionError) as err:

@@ -56,30 +56,43 @@ def count_lines(directory: Path) -> int:
     return total
 
 
+_Head = tuple[int, datetime, int, int, datetime | None, Envelope]
+"""A stream's next line as the merge orders it: (no-ts first, ts, topic order, line count, …)."""
+
+
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     """All input envelopes of a replay directory in processing order."""
     streams = {topic: _envelopes(topic, directory / name) for topic, name in REPLAY_FILES.items()}
-    heads: list[tuple[int, datetime, int, int, datetime | None, Envelope]] = []
+    heads: list[_Head] = []
     clock = EPOCH
     counter = 0
 
-    def push(topic: str) -> None:
+    def head_of(topic: str) -> _Head | None:
         nonlocal counter
         for ts, envelope in streams[topic]:
             counter += 1
             # A line without a timestamp sorts first: it is applied as soon as it is at the head.
             rank = 0 if ts is None else 1
-            heapq.heappush(heads, (rank, ts or EPOCH, TOPIC_ORDER[topic], counter, ts, envelope))
-            return
+            return (rank, ts or EPOCH, TOPIC_ORDER[topic], counter, ts, envelope)
+        return None
 
     for topic in streams:
-        push(topic)
+        first = head_of(topic)
+        if first is not None:
+            heapq.heappush(heads, first)
     while heads:
-        _, _, _, _, ts, envelope = heapq.heappop(heads)
-        clock = ts or clock
-        envelope.received_at = clock  # made above for this merge alone, so set in place
-        yield envelope
-        push(envelope.topic)
+        head: _Head | None = heapq.heappop(heads)
+        while head is not None:
+            ts, envelope = head[4], head[5]
+            clock = ts or clock
+            envelope.received_at = clock  # made above for this merge alone, so set in place
+            yield envelope
+            head = head_of(envelope.topic)
+            # The same stream goes on while its head comes before every other head (the
+            # usual run of readings); the counters differ, so no two heads compare equal.
+            if head is not None and heads and heads[0] < head:
+                heapq.heappush(heads, head)
+                head = None
 
 
 def has_command_results(directory: Path) -> bool:

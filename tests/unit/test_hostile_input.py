@@ -348,3 +348,40 @@ def test_future_check_survives_the_latest_plausible_timestamp() -> None:
 def test_a_hostile_notification_is_refused_by_the_worker_not_raised(value: bytes) -> None:
     with pytest.raises(ValueError):
         _decoded(Record(0, 0, None, value))
+
+
+def _slow_decode(text: str) -> tuple[object, str]:
+    """What ``decode_json`` gave before flat messages had a path of their own."""
+    from billing import decoding
+
+    try:
+        value = decoding._DECODER.decode(text)
+    except decoding._DuplicateKeyError as err:
+        return None, str(err)
+    except (ValueError, RecursionError) as err:
+        return None, f"not JSON: {err}"
+    if decoding._has_surrogate(value):
+        return None, "a string holds a lone surrogate (\\ud800-\\udfff)"
+    return value, ""
+
+
+_KEYS = st.sampled_from(["meter_id", "ts", "energy_kwh", "a", "", "\u00e9", "k\\"])
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.sampled_from(["{", "[", '"'])
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(_KEYS, _SCALARS), max_size=6),
+    spacing=st.sampled_from([(",", ":"), (", ", ": "), (" ,", " :")]),
+    tail=st.sampled_from(["", " ", "x", ",", "1.5", "}"]),
+)
+def test_a_flat_message_decodes_as_the_general_path_does(
+    pairs: list[tuple[str, object]], spacing: tuple[str, str], tail: str
+) -> None:
+    """Duplicates, strings with brackets, floats, broken ends: the same value or reason."""
+    comma, colon = spacing
+    body = comma.join(f"{json.dumps(k)}{colon}{json.dumps(v)}" for k, v in pairs)
+    for text in ("{" + body + "}" + tail, "[" + comma.join(json.dumps(v) for _, v in pairs) + "]"):
+        assert decode_json(text) == _slow_decode(text), text
