@@ -233,22 +233,23 @@ def day(args: argparse.Namespace) -> None:
         print(f"wrote {counts} in {time.perf_counter() - started:.1f} s", flush=True)
     readings, bare = bare_pass(inputs)
     print(f"bare read + parse: {bare:.1f} s = {readings / bare:,.0f} readings/s", flush=True)
-    full = replay_pass(inputs, args.workers, args.processes)
+    full, cpu = replay_pass(inputs, args.workers, args.processes)
     print(
         f"wattpay replay (processes={args.processes}, workers={args.workers}): {full:.1f} s "
-        f"= {readings / full:,.0f} readings/s"
+        f"= {readings / full:,.0f} readings/s; CPU {cpu:.1f} s"
     )
     print()
     print(
         "| date | households | readings | processes × workers | bare s | bare readings/s "
         "| replay s "
-        "| replay readings/s | replay / bare |"
+        "| replay readings/s | replay / bare | replay CPU s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {today()} | {args.households:,} | {readings:,} | {args.processes} × {args.workers} "
         f"| {bare:.1f} "
-        f"| {readings / bare:,.0f} | {full:.1f} | {readings / full:,.0f} | {bare / full:.3f} |"
+        f"| {readings / bare:,.0f} | {full:.1f} | {readings / full:,.0f} | {bare / full:.3f} "
+        f"| {cpu:.1f} |"
     )
     if args.households != CITY:
         print(

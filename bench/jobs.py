@@ -128,7 +128,7 @@ def main() -> None:
         return
     inputs = example_set(args.households, args.days, args.seed)
     data = inputs.parent
-    replay = replay_pass(inputs, 1)
+    replay, _ = replay_pass(inputs, 1)
     dsn = f"chdb://{data / 'clickhouse'}"
     reconcile, _, err = timed(["reconcile", "--clickhouse", dsn])
     summary = json.loads(err.strip().splitlines()[-1])
