@@ -20,8 +20,7 @@ from jobs import tables
 from jobs.money import fen, kwh
 from jobs.progress import Progress
 from jobs.proposal import scenario_id
-from jobs.reconcile import RatingInputs
-from jobs.whatif import Period, WhatIf, combine, run_whatif, steps
+from jobs.whatif import Period, WhatIf, combine, read_period, run_whatif, steps
 from jobs.whatif_report import render_report
 from store.clickhouse import ClickHouseStore
 
@@ -115,8 +114,8 @@ def run_tariff_whatif(
 ) -> ScenarioRun:
     """Re-rate the period under today's and the proposed plans; write CSV, report, rows.
 
-    The accounts are re-rated ``per_pass`` at a time, each range from its own readings, so
-    the memory follows the range and not the city.
+    The accounts are re-rated ``per_pass`` at a time, each range from its own aggregates
+    (`jobs.aggregates`), so the memory follows the range and not the city.
     """
     zone = str(settings.rules.zone)
     register_max = int(settings.rules.register_max_kwh * 1000)
@@ -130,11 +129,11 @@ def run_tariff_whatif(
         parts = []
         try:
             for accounts in ranges:
-                inputs = RatingInputs(tables.readings(store, zone, accounts), rebases, events)
-                billed = tables.daily_usage(store, until=period.after, accounts=accounts)
-                parts.append(
-                    run_whatif(inputs, billed, plans, proposed, period, zone, register_max, bar)
+                found = read_period(
+                    store, events, rebases, plans, proposed, period, zone, register_max, accounts
                 )
+                billed = tables.daily_usage(store, until=period.after, accounts=accounts)
+                parts.append(run_whatif(found, events, billed, plans, proposed, period, bar))
         finally:
             bar.finish()
         result = combine(parts)
