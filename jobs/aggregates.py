@@ -20,7 +20,6 @@ Energy in thousandths of a kWh, instants in epoch microseconds, integers only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -33,7 +32,6 @@ from jobs.rater import US_PER_DAY, PlanData, _clock_us, spans
 from jobs.rating import BY_SPAN, cut_points, parts, rate
 from store.clickhouse import ClickHouseStore
 
-_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-/]{1,64}")
 _I64 = pl.Int64()
 _IN_RANGE = "account_id BETWEEN {first:String} AND {last:String}"
 
@@ -223,7 +221,7 @@ def aggregated(
     opening ``ytd_kwh`` bases (`jobs.rater.opening_ytd`).
     """
     zone = window.zone
-    if not _ZONE_NAME.fullmatch(zone):
+    if not tables.ZONE_NAME.fullmatch(zone):
         raise ValueError(f"not a zone name: {zone!r}")
     clocks = segment_clocks(plans, extra_clocks)
     range_filter = "1" if accounts is None else _IN_RANGE
