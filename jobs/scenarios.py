@@ -20,7 +20,16 @@ from jobs import tables
 from jobs.money import fen, kwh
 from jobs.progress import Progress
 from jobs.proposal import scenario_id
-from jobs.whatif import Period, WhatIf, combine, read_period, run_whatif, steps
+from jobs.rater import opening_ytd
+from jobs.whatif import (
+    Period,
+    WhatIf,
+    account_facts,
+    combine,
+    read_period,
+    run_whatif,
+    steps,
+)
 from jobs.whatif_report import render_report
 from store.clickhouse import ClickHouseStore
 
@@ -124,16 +133,19 @@ def run_tariff_whatif(
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
         events, rebases = tables.account_events(store), tables.regressions(store)
+        # Parsed once from the events' payloads: every range joins its own accounts.
+        opening = opening_ytd(events, zone)
+        facts = account_facts(events, tables.midnight_us(period.after, zone))
         ranges = account_ranges(events["account_id"].unique().sort().to_list(), per_pass)
         bar = Progress("tariff what-if", len(ranges) * steps(plans), progress)
         parts = []
         try:
             for accounts in ranges:
                 found = read_period(
-                    store, events, rebases, plans, proposed, period, zone, register_max, accounts
+                    store, opening, rebases, plans, proposed, period, zone, register_max, accounts
                 )
                 billed = tables.daily_usage(store, until=period.after, accounts=accounts)
-                parts.append(run_whatif(found, events, billed, plans, proposed, period, bar))
+                parts.append(run_whatif(found, events, billed, plans, proposed, period, bar, facts))
         finally:
             bar.finish()
         result = combine(parts)

@@ -24,7 +24,7 @@ from jobs import aggregates, tables
 from jobs.aggregates import Aggregated
 from jobs.money import fen, kwh, month_after
 from jobs.progress import Progress
-from jobs.rater import TIERS, opening_ytd, plan_data, plan_timeline
+from jobs.rater import TIERS, plan_data, plan_timeline
 from jobs.rating import daily
 from jobs.reconcile import differences
 from store.clickhouse import ClickHouseStore
@@ -64,7 +64,7 @@ class WhatIf:
 
 def read_period(
     store: ClickHouseStore,
-    events: pl.DataFrame,
+    opening: pl.DataFrame,
     rebases: pl.DataFrame,
     plans: Mapping[str, Plan],
     proposed: Mapping[str, Plan],
@@ -77,14 +77,15 @@ def read_period(
 
     The days are cut at the period starts of today's and the proposed plans and at 08:00
     and 22:00 (the usage profile's hours), so every merged part lies in one period under
-    every plan and wholly inside or outside those hours.
+    every plan and wholly inside or outside those hours. ``opening`` is
+    `jobs.rater.opening_ytd` of the account events, ``rebases`` `tables.regressions`.
     """
     return aggregates.aggregated(
         store,
         aggregates.Window(period.first, period.after, zone),
         plan_data({**plans, **proposed}).values(),
         rebases,
-        opening_ytd(events, zone),
+        opening,
         register_max_milli,
         accounts,
         (PEAK_FROM_US, PEAK_TO_US),
@@ -152,7 +153,7 @@ def _district(payload: str | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
+def account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
     """account_id, plan (in force at ``at_us``), district (given at ``open``)."""
     plans = (
         events.filter(pl.col("type").is_in(["open", "change_plan"]) & (pl.col("us") < at_us))
@@ -216,12 +217,14 @@ def run_whatif(
     proposed: Mapping[str, Plan],
     period: Period,
     bar: Progress | None = None,
+    facts: pl.DataFrame | None = None,
 ) -> WhatIf:
     """Re-rate the period under today's plans and the proposed ones; check, then sum up.
 
     ``found`` is `read_period`'s; ``events`` the account events; ``billed`` is
-    ``daily_usage`` (fen, milli). Raises BilledMismatch when today's plans re-rated differ
-    from it on any day of the period.
+    ``daily_usage`` (fen, milli); ``facts`` `account_facts` at the period's end (made from
+    ``events`` when not given: a run of many ranges makes it once). Raises BilledMismatch
+    when today's plans re-rated differ from it on any day of the period.
     """
     catalog = {**plans, **proposed}
     alternatives = sorted(plans)
@@ -253,7 +256,8 @@ def run_whatif(
     current_days = _in_period(current_days, period)
     proposed_days = _in_period(proposed_days, period)
     billed_accounts = _in_period(billed, period).select("account_id").unique()
-    facts = _account_facts(events, end)
+    if facts is None:
+        facts = account_facts(events, end)
     accounts = (
         pl.concat([billed_accounts, current_days.select("account_id").unique()])
         .unique()
