@@ -245,3 +245,82 @@ def test_before_sums_the_cut_parts_of_the_year() -> None:
     )
     found = aggregates._before(span, window.new_year, window.start)
     assert found["before"].to_list() == [expected["milli"].sum()]
+
+
+def _polars_profile(
+    intervals: pl.DataFrame, zone: str
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Hourly sums and nightly minimum watts the way the usage analysis computed them in polars."""
+    local = tables.with_local(intervals, "us", zone)
+    hourly: dict[str, list[int]] = {}
+    sums = local.group_by("account_id", hour=pl.col("local").dt.hour()).agg(pl.col("milli").sum())
+    for aid, hour, milli in sums.iter_rows():
+        hourly.setdefault(aid, [0] * 24)[hour] = milli
+    night = (
+        local.filter(pl.col("local").dt.hour() < 6)
+        .group_by("account_id", "us", "end_us", "local")
+        .agg(pl.col("milli").sum())
+        .with_columns(
+            day=pl.col("local").dt.date(),
+            watts=(2 * pl.col("milli") * 3_600_000_000 + (pl.col("end_us") - pl.col("us")))
+            // (2 * (pl.col("end_us") - pl.col("us"))),
+        )
+        .group_by("account_id", "day")
+        .agg(pl.col("watts").min())
+    )
+    nights: dict[str, list[int]] = {}
+    for aid, _, watts in night.sort("account_id", "day").iter_rows():
+        nights.setdefault(aid, []).append(watts)
+    return hourly, nights
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin"])
+def test_interval_sums_in_clickhouse_equal_the_polars_ones(zone: str, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    tz = ZoneInfo(zone)
+    rows = []
+    for n in range(4):
+        ts = datetime(2026, 10, 20, tzinfo=tz) + timedelta(minutes=7 * n)
+        while ts < datetime(2026, 11, 3, tzinfo=tz):
+            step = timedelta(minutes=rng.choice([15, 15, 15, 4, 61]))
+            for tier in (1, 2) if rng.random() < 0.1 else (1,):  # a tier crossing: two rows
+                rows.append(
+                    {
+                        "interval_id": f"H{n}:{ts.isoformat()}:{tier}",
+                        "account_id": f"H{n}",
+                        "meter_id": f"M{n}",
+                        "start": ts,
+                        "end": ts + step,
+                        "kwh": Decimal(rng.randint(0, 900)).scaleb(-3),
+                        "period": "flat",
+                        "tier": tier,
+                        "price": Decimal("0.5380"),
+                        "cost": Decimal(0),
+                    }
+                )
+            ts += step
+    first, after = date(2026, 10, 21), date(2026, 11, 2)
+    with ClickHouseStore(f"chdb://{tmp_path}") as store:
+        store.migrate()
+        store.insert_rows("intervals", rows)
+        # The rows the job read before: intervals starting in the month, one row each.
+        _, found = store.query(
+            "SELECT account_id, toUnixTimestamp64Micro(`start`), toUnixTimestamp64Micro(`end`),"
+            " toInt64(kwh * 1000) FROM intervals FINAL WHERE toDate(`start`) >= {a:Date}"
+            " AND toDate(`start`) < {b:Date}",
+            {"a": first, "b": after},
+        )
+        hours = tables.interval_hours(store, first, after, zone)
+        nights = tables.interval_nights(store, first, after, zone)
+    frame = pl.DataFrame(found, schema=["account_id", "us", "end_us", "milli"], orient="row").cast(
+        {"us": pl.Int64, "end_us": pl.Int64, "milli": pl.Int64}
+    )
+    hourly, night_watts = _polars_profile(frame, zone)
+    got_hourly: dict[str, list[int]] = {}
+    for aid, hour, milli in hours.iter_rows():
+        got_hourly.setdefault(aid, [0] * 24)[hour] = milli
+    got_nights: dict[str, list[int]] = {}
+    for aid, _, watts in nights.sort("account_id", "day").iter_rows():
+        got_nights.setdefault(aid, []).append(watts)
+    assert got_hourly == hourly and len(hourly) == 4
+    assert got_nights == night_watts and all(len(w) >= 12 for w in night_watts.values())
