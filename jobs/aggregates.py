@@ -8,9 +8,17 @@ and at any extra clock asked for) and hands each sum to `jobs.rating.rate` as on
 start is the first span's start. Everything else goes the polars path (`cut_points`, `parts`)
 as raw spans: spans crossing a local midnight or strictly containing a segment clock, spans
 before the account's ``open``, every span of an account with more than one plan-timeline
-entry, spans on a day whose UTC offset changes before they end, and
-every span of an account whose meter had a ``meter_regression`` rebase (rebuilt in polars by
-`jobs.rater.spans` from its readings).
+entry, spans on a day whose UTC offset changes before they end (a precaution), and every
+span of an account whose meter had a ``meter_regression`` rebase (rebuilt in polars by
+`jobs.rater.spans` from its readings). In a zone that skips a local midnight in the year
+(no cut there), everything goes the polars path.
+
+The parts `rate` sees for one account in one segment of a day all have the same plan,
+year and period under every plan, and no other part of the account starts inside their
+span of time, so they fill one contiguous stretch of the year's cumulative at one price
+per tier: summing them (or ordering two meters' spans differently after a replacement)
+changes no day's kWh, tiers, cost or ytd. A raw span keeps its own cuts per plan: one that
+contains another plan's clock but none of its own plan's is still one part for its plan.
 
 The calendar-year cumulative at a local midnight does not depend on the plan (a midnight is
 always a cut and cumulative rounding telescopes), so a window of days is rated from a base:
