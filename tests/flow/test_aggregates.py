@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -135,13 +134,14 @@ def _town(store: ClickHouseStore, zone: str) -> None:
 
 
 @pytest.fixture(scope="module", params=["Asia/Shanghai", "Europe/Berlin", "America/Santiago"])
-def town(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def town(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     zone = request.param
     directory: Path = tmp_path_factory.mktemp("aggregates")
-    with ClickHouseStore(f"chdb://{directory}") as store:
+    dsn = f"chdb://{directory}"
+    with ClickHouseStore(dsn) as store:  # one embedded ClickHouse open at a time
         store.migrate()
         _town(store, zone)
-        yield store, zone
+    return dsn, zone
 
 
 def _raw(store, zone, data, override, window) -> pl.DataFrame:
@@ -180,47 +180,49 @@ def _same(raw: pl.DataFrame, merged: pl.DataFrame) -> None:
 )
 @pytest.mark.parametrize("override", [None, "zhejiang-tou", "proposed-tou", "zhejiang-tiered"])
 def test_aggregated_rates_like_the_raw_path(town, first, after, override) -> None:
-    store, zone = town
-    settings = load_settings(env={})
-    data = {**plan_data(settings.rules.plans), PROPOSED.plan_id: PROPOSED}
-    mapped = None if override is None else dict.fromkeys(data, override)
-    window = aggregates.Window(first, after, zone)
-    events = tables.account_events(store)
-    found = aggregates.aggregated(
-        store,
-        window,
-        data.values(),
-        tables.regressions(store),
-        opening_ytd(events, zone),
-        REGISTER_MAX,
-        extra_clocks=(PEAK_FROM_US, PEAK_TO_US),
-    )
-    assert found.raw.height
-    # Santiago skips the midnight of 6 September 2026: that year's windows go raw entirely.
-    assert bool(found.merged.height) == (zone != "America/Santiago" or first.year == 2027)
-    merged = aggregates.rated(found, plan_timeline(events, mapped), data)
-    raw = _raw(store, zone, data, mapped, window)
-    assert raw.height > merged.height or not found.merged.height
-    _same(raw, merged)
+    dsn, zone = town
+    with ClickHouseStore(dsn) as store:
+        settings = load_settings(env={})
+        data = {**plan_data(settings.rules.plans), PROPOSED.plan_id: PROPOSED}
+        mapped = None if override is None else dict.fromkeys(data, override)
+        window = aggregates.Window(first, after, zone)
+        events = tables.account_events(store)
+        found = aggregates.aggregated(
+            store,
+            window,
+            data.values(),
+            tables.regressions(store),
+            opening_ytd(events, zone),
+            REGISTER_MAX,
+            extra_clocks=(PEAK_FROM_US, PEAK_TO_US),
+        )
+        assert found.raw.height
+        # Santiago skips the midnight of 6 September 2026: that year's windows go raw entirely.
+        assert bool(found.merged.height) == (zone != "America/Santiago" or first.year == 2027)
+        merged = aggregates.rated(found, plan_timeline(events, mapped), data)
+        raw = _raw(store, zone, data, mapped, window)
+        assert raw.height > merged.height or not found.merged.height
+        _same(raw, merged)
 
 
 def test_a_range_of_accounts_alone(town) -> None:
-    store, zone = town
-    data = plan_data(load_settings(env={}).rules.plans)
-    window = aggregates.Window(date(2026, 12, 1), date(2027, 2, 1), zone)
-    events = tables.account_events(store)
-    bases = opening_ytd(events, zone)
-    rebases = tables.regressions(store)
-    whole = aggregates.aggregated(store, window, data.values(), rebases, bases, REGISTER_MAX)
-    some = aggregates.aggregated(
-        store, window, data.values(), rebases, bases, REGISTER_MAX, ("H2", "H4")
-    )
-    timeline = plan_timeline(events, None)
-    picked = pl.DataFrame({"account_id": ["H2", "H3", "H4"]})
-    expected = daily(aggregates.rated(whole.only(picked), timeline, data))
-    found = daily(aggregates.rated(some, timeline, data))
-    assert found.sort("account_id", "day").equals(expected.sort("account_id", "day"))
-    assert set(found["account_id"]) == {"H2", "H3", "H4"}
+    dsn, zone = town
+    with ClickHouseStore(dsn) as store:
+        data = plan_data(load_settings(env={}).rules.plans)
+        window = aggregates.Window(date(2026, 12, 1), date(2027, 2, 1), zone)
+        events = tables.account_events(store)
+        bases = opening_ytd(events, zone)
+        rebases = tables.regressions(store)
+        whole = aggregates.aggregated(store, window, data.values(), rebases, bases, REGISTER_MAX)
+        some = aggregates.aggregated(
+            store, window, data.values(), rebases, bases, REGISTER_MAX, ("H2", "H4")
+        )
+        timeline = plan_timeline(events, None)
+        picked = pl.DataFrame({"account_id": ["H2", "H3", "H4"]})
+        expected = daily(aggregates.rated(whole.only(picked), timeline, data))
+        found = daily(aggregates.rated(some, timeline, data))
+        assert found.sort("account_id", "day").equals(expected.sort("account_id", "day"))
+        assert set(found["account_id"]) == {"H2", "H3", "H4"}
 
 
 def test_before_sums_the_cut_parts_of_the_year() -> None:
