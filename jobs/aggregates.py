@@ -170,7 +170,8 @@ WITH
         SELECT *, multiIf(t1 <= {{start:Int64}}, 0, {merged}, 2, 1) AS kind,
             toInt128(delta) AS d, toInt128(t1 - t0) AS total,
             greatest(t0, {{new_year:Int64}}) AS lo, least(t1, {{start:Int64}}) AS hi,
-            multiIf(kind = 1, t0, kind = 2, toInt64(toDate({x0})) * 64 + {segment}, 0) AS part
+            multiIf(kind = 1, t0, kind = 2, toInt64(toDate({x0})), 0) AS part,
+            if(kind = 2, {segment}, 0) AS segment
         FROM classified
     )
 SELECT account_id, kind, min(t0) AS first, max(t1) AS last, sum(delta) AS milli,
@@ -181,7 +182,7 @@ SELECT account_id, kind, min(t0) AS first, max(t1) AS last, sum(delta) AS milli,
             toInt128(0))
     )) AS before
 FROM kinded
-GROUP BY account_id, meter_id, kind, part
+GROUP BY account_id, meter_id, kind, part, segment
 """
 
 
