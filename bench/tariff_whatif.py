@@ -1,7 +1,7 @@
 """`wattpay tariff-whatif`: accounts × days re-rated per second, against a bare polars scan.
 
 Usage: .venv/bin/python bench/tariff_whatif.py [--households 100] [--days 365]
-       [--start 2026-01-01] [--work bench/data/whatif]
+       [--start 2026-01-01] [--work bench/data/whatif] [--baseline DIR] [--rounds 1]
 
 Builds a town straight in a fresh embedded ClickHouse (a replay of a year would take hours):
 quarter-hour registers of N households made by ClickHouse itself (``numbers()``), every
@@ -12,7 +12,9 @@ passes). Then, in this same run:
 1. **Baseline**, the floor: read the same readings into polars as the what-if does
    (``jobs.tables.readings``) and scan them once (per account: consumption and readings).
 2. `wattpay tariff-whatif` over the whole period as a subprocess (start-up included), with
-   a proposal that moves the tier bounds, the TOU prices and the peak start.
+   a proposal that moves the tier bounds, the TOU prices and the peak start. With
+   ``--baseline DIR`` (another checkout), DIR's and this tree's take turns ``--rounds``
+   times on the same ClickHouse, and their ``accounts.csv`` and ``report.html`` are compared.
 
 Prints both rates in accounts × days per second and a Markdown row for BENCHMARKS.md.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -141,6 +144,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "data" / "whatif")
+    parser.add_argument("--baseline", help="another checkout: run its tariff-whatif in turns")
+    parser.add_argument("--rounds", type=int, default=1, help="turns each")
     args = parser.parse_args()
     work = args.work / f"h{args.households}-d{args.days}"
     shutil.rmtree(work, ignore_errors=True)
@@ -157,31 +162,51 @@ def main() -> None:
         scan = floor(store, zone)
     proposal = work / "proposal.toml"
     proposal.write_text(PROPOSAL, encoding="utf-8")
-    command = [
-        *("tariff-whatif", "--from", f"{args.start:%Y-%m}", "--to", f"{last:%Y-%m}"),
-        *("--proposed", str(proposal), "--out", str(work / "out"), "--clickhouse", dsn),
-        "--quiet",
-    ]
-    started = time.perf_counter()
-    done = subprocess.run([*WATTPAY, *command], cwd=ROOT, capture_output=True, text=True)
-    whatif = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"tariff-whatif failed:\n{done.stderr}")
-    summary = json.loads(done.stdout)
+    trees = {"after": ROOT}
+    if args.baseline:
+        trees = {"before": Path(args.baseline).resolve(), "after": ROOT}
+    best: dict[str, float] = {}
+    summary: dict[str, object] = {}
+    for round_no in range(1, args.rounds + 1):
+        for name, tree in trees.items():
+            out = work / f"out-{name}"
+            command = [
+                *("tariff-whatif", "--from", f"{args.start:%Y-%m}", "--to", f"{last:%Y-%m}"),
+                *("--proposed", str(proposal), "--out", str(out), "--clickhouse", dsn),
+                "--quiet",
+            ]
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            started = time.perf_counter()
+            done = subprocess.run(
+                [*WATTPAY, *command], cwd=tree, env=env, capture_output=True, text=True
+            )
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise SystemExit(f"tariff-whatif in {tree} failed:\n{done.stderr}")
+            summary = json.loads(done.stdout)
+            print(f"round {round_no}, {name}: {seconds:.2f} s", flush=True)
+            best[name] = min(best.get(name, seconds), seconds)
     account_days = args.households * args.days
     print(f"machine: {platform.machine()}, {platform.python_version()}, {datetime.now(UTC).date()}")
     print(f"town built in {built:.1f} s: {readings:,} readings, {rows:,} daily_usage rows")
     print(f"baseline (read + scan): {scan:.2f} s, {account_days / scan:,.0f} account-days/s")
-    print(
-        f"tariff-whatif: {whatif:.2f} s ({summary['seconds']} s inside), "
-        f"{account_days / whatif:,.0f} account-days/s; {summary['worse_off']} worse off, "
-        f"{summary['better_off']} better off"
-    )
-    print(
-        f"| {datetime.now(UTC).date()} | {args.households:,} × {args.days} | {readings:,} | "
-        f"{scan:.2f} | {account_days / scan:,.0f} | {whatif:.2f} | "
-        f"{account_days / whatif:,.0f} | {whatif / scan:.1f}× |"
-    )
+    for name, whatif in best.items():
+        print(
+            f"tariff-whatif {name}: {whatif:.2f} s (best of {args.rounds}), "
+            f"{account_days / whatif:,.0f} account-days/s; {summary['worse_off']} worse off, "
+            f"{summary['better_off']} better off"
+        )
+        print(
+            f"| {datetime.now(UTC).date()} | {name} | {args.households:,} × {args.days} | "
+            f"{readings:,} | {scan:.2f} | {account_days / scan:,.0f} | {whatif:.2f} | "
+            f"{account_days / whatif:,.0f} | {whatif / scan:.1f}× |"
+        )
+    if len(trees) == 2:
+        for produced in ("accounts.csv", "report.html"):
+            same = (work / "out-before" / produced).read_bytes() == (
+                work / "out-after" / produced
+            ).read_bytes()
+            print(f"{produced}: {'identical' if same else 'DIFFERENT'} before and after")
 
 
 if __name__ == "__main__":

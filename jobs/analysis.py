@@ -10,14 +10,13 @@ from typing import Any
 import polars as pl
 
 from config.settings import Settings
-from jobs import tables
+from jobs import aggregates, rating, tables
 from jobs.bills import BillInputs
 from jobs.money import div_half_up, fen, kwh, month_after
-from jobs.reconcile import read_rating_inputs, recompute
+from jobs.rater import opening_ytd, plan_data, plan_timeline
 from store.clickhouse import ClickHouseStore
 
 FLAT_PLAN, TOU_PLAN = "zhejiang-tiered", "zhejiang-tou"
-US_PER_HOUR = 3_600_000_000
 PEAK_HOURS = range(8, 22)
 
 
@@ -33,32 +32,17 @@ def _median_twice(values: list[int]) -> int:
     return 2 * ordered[n // 2] if n % 2 else ordered[n // 2 - 1] + ordered[n // 2]
 
 
-def _hourly(intervals: pl.DataFrame) -> dict[str, list[int]]:
-    hours = intervals.with_columns(hour=pl.col("local").dt.hour())
-    sums = hours.group_by("account_id", "hour").agg(pl.col("milli").sum())
+def _hourly(hours: pl.DataFrame) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
-    for aid, hour, milli in sums.iter_rows():
+    for aid, hour, milli in hours.select("account_id", "hour", "milli").iter_rows():
         found.setdefault(aid, [0] * 24)[hour] = milli
     return found
 
 
-def _base_load(intervals: pl.DataFrame) -> dict[str, int]:
+def _base_load(nights: pl.DataFrame) -> dict[str, int]:
     """Median over days of each day's lowest mean power (W) among intervals starting 00–06."""
-    night = (
-        intervals.filter(pl.col("local").dt.hour() < 6)
-        .group_by("account_id", "us", "end_us", "local")
-        .agg(pl.col("milli").sum())
-        .with_columns(
-            day=pl.col("local").dt.date(),
-            # W = kWh ÷ h × 1000 = milli × 3.6e9 ÷ µs, rounded half up to whole watts.
-            watts=(2 * pl.col("milli") * US_PER_HOUR + (pl.col("end_us") - pl.col("us")))
-            // (2 * (pl.col("end_us") - pl.col("us"))),
-        )
-        .group_by("account_id", "day")
-        .agg(pl.col("watts").min())
-    )
     per_account: dict[str, list[int]] = {}
-    for aid, _, watts in night.iter_rows():
+    for aid, watts in nights.sort("account_id", "day").select("account_id", "watts").iter_rows():
         per_account.setdefault(aid, []).append(watts)
     return {aid: div_half_up(_median_twice(w), 2) for aid, w in per_account.items()}
 
@@ -77,28 +61,24 @@ def analysis_rows(
         return []
     zone = inputs.zone
     end = month_after(month)
-    intervals = tables.with_local(tables.intervals(store, month, end), "us", zone)
-    hourly, base = _hourly(intervals), _base_load(intervals)
-    peak = (
-        intervals.filter(pl.col("local").dt.hour().is_in(list(PEAK_HOURS)))
-        .group_by("account_id")
-        .agg(pl.col("milli").sum())
-    )
-    peak_milli = dict(peak.iter_rows())
-    rating = read_rating_inputs(store, zone)
+    # The month's intervals summed in ClickHouse: per local hour, and each night's minimum.
+    hourly = _hourly(tables.interval_hours(store, month, end, zone))
+    base = _base_load(tables.interval_nights(store, month, end, zone))
+    peak_milli = {aid: sum(hours[h] for h in PEAK_HOURS) for aid, hours in hourly.items()}
     alternative = alt_plans(settings.rules.plans)
     register_max = int(settings.rules.register_max_kwh * 1000)
-    # The month's days need the spans from 1 January on (the tier cumulative), none after it.
-    new_year = (tables.midnight_us(month.replace(month=1), zone), tables.midnight_us(end, zone))
-    alt_daily, _ = recompute(
-        rating, settings.rules.plans, zone, register_max, alternative, within=new_year
+    # The month alone, from the year's cumulative at its first midnight (jobs.aggregates).
+    data = plan_data(settings.rules.plans)
+    found = aggregates.aggregated(
+        store,
+        aggregates.Window(month, end, zone),
+        data.values(),
+        tables.regressions(store),
+        opening_ytd(events, zone),
+        register_max,
     )
-    alt_charge = dict(
-        alt_daily.filter((pl.col("day") >= month) & (pl.col("day") < end))
-        .group_by("account_id")
-        .agg(pl.col("charge").sum())
-        .iter_rows()
-    )
+    alt_daily = rating.daily(aggregates.rated(found, plan_timeline(events, alternative), data))
+    alt_charge = dict(alt_daily.group_by("account_id").agg(pl.col("charge").sum()).iter_rows())
     month_days = inputs.daily_usage.filter((pl.col("day") >= month) & (pl.col("day") < end))
     days_kwh: dict[str, list[tuple[date, int]]] = {}
     for aid, day, milli in month_days.sort("day").select("account_id", "day", "kwh").iter_rows():

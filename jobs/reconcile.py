@@ -1,6 +1,8 @@
 """Reconciliation (SPEC S15.5): re-rate the accepted readings in batch, compare with daily_usage.
 
-`recompute` runs the independent batch rater (`jobs.rater`, `jobs.rating`); `differences`
+`recompute` runs the independent batch rater (`jobs.rater`, `jobs.rating`) on readings read
+into polars; `recompute_years` runs it on `jobs.aggregates`' input, a calendar year at a time
+(what `wattpay reconcile` uses: the same figures, most spans summed in ClickHouse); `differences`
 lists every ``daily_usage`` row whose kWh, peak/valley, tier split, charge or ytd differs from
 it, and every day the readings charge that has no row where one is due.
 """
@@ -13,7 +15,7 @@ from datetime import date
 
 import polars as pl
 
-from jobs import tables
+from jobs import aggregates, tables
 from jobs.rater import opening_ytd, plan_data, plan_timeline, spans
 from jobs.rating import cut_points, daily, parts, rate
 from store.clickhouse import ClickHouseStore
@@ -70,6 +72,39 @@ def recompute(
     cuts = cut_points(span_frame, timeline, data, zone)
     rated = rate(parts(span_frame, cuts), timeline, bases, data, zone)
     return daily(rated), bases
+
+
+def recompute_years(
+    store: ClickHouseStore, plans: Mapping[str, object], zone: str, register_max_milli: int
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """`recompute`'s (daily totals, opening ytd bases) and the number of accepted readings.
+
+    Every calendar year that has readings is rated from `jobs.aggregates`: a year starts at
+    its local 1 January, where the tier cumulative starts again, so its base is the opening
+    ``ytd_kwh`` alone and each year's days are exact.
+    """
+    if not tables.ZONE_NAME.fullmatch(zone):
+        raise ValueError(f"not a zone name: {zone!r}")
+    _, rows = store.query(
+        f"SELECT count(), toYear(min(toTimeZone(ts, '{zone}'))),"
+        f" toYear(max(toTimeZone(ts, '{zone}'))) FROM readings FINAL"
+    )
+    count, first, last = rows[0]
+    if not count:
+        batch, bases = recompute(read_rating_inputs(store, zone), plans, zone, register_max_milli)
+        return batch, bases, 0
+    events, rebases = tables.account_events(store), tables.regressions(store)
+    bases = opening_ytd(events, zone)
+    data = plan_data(plans)
+    timeline = plan_timeline(events, None)
+    days = []
+    for year in range(int(first), int(last) + 1):
+        window = aggregates.Window(date(year, 1, 1), date(year + 1, 1, 1), zone)
+        found = aggregates.aggregated(
+            store, window, data.values(), rebases, bases, register_max_milli
+        )
+        days.append(daily(aggregates.rated(found, timeline, data)))
+    return pl.concat(days), bases, int(count)
 
 
 def differences(

@@ -20,8 +20,16 @@ from jobs import tables
 from jobs.money import fen, kwh
 from jobs.progress import Progress
 from jobs.proposal import scenario_id
-from jobs.reconcile import RatingInputs
-from jobs.whatif import Period, WhatIf, combine, run_whatif, steps
+from jobs.rater import opening_ytd
+from jobs.whatif import (
+    Period,
+    WhatIf,
+    account_facts,
+    combine,
+    read_period,
+    run_whatif,
+    steps,
+)
 from jobs.whatif_report import render_report
 from store.clickhouse import ClickHouseStore
 
@@ -115,8 +123,8 @@ def run_tariff_whatif(
 ) -> ScenarioRun:
     """Re-rate the period under today's and the proposed plans; write CSV, report, rows.
 
-    The accounts are re-rated ``per_pass`` at a time, each range from its own readings, so
-    the memory follows the range and not the city.
+    The accounts are re-rated ``per_pass`` at a time, each range from its own aggregates
+    (`jobs.aggregates`), so the memory follows the range and not the city.
     """
     zone = str(settings.rules.zone)
     register_max = int(settings.rules.register_max_kwh * 1000)
@@ -125,16 +133,19 @@ def run_tariff_whatif(
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
         events, rebases = tables.account_events(store), tables.regressions(store)
+        # Parsed once from the events' payloads: every range joins its own accounts.
+        opening = opening_ytd(events, zone)
+        facts = account_facts(events, tables.midnight_us(period.after, zone))
         ranges = account_ranges(events["account_id"].unique().sort().to_list(), per_pass)
         bar = Progress("tariff what-if", len(ranges) * steps(plans), progress)
         parts = []
         try:
             for accounts in ranges:
-                inputs = RatingInputs(tables.readings(store, zone, accounts), rebases, events)
-                billed = tables.daily_usage(store, until=period.after, accounts=accounts)
-                parts.append(
-                    run_whatif(inputs, billed, plans, proposed, period, zone, register_max, bar)
+                found = read_period(
+                    store, opening, rebases, plans, proposed, period, zone, register_max, accounts
                 )
+                billed = tables.daily_usage(store, until=period.after, accounts=accounts)
+                parts.append(run_whatif(found, events, billed, plans, proposed, period, bar, facts))
         finally:
             bar.finish()
         result = combine(parts)

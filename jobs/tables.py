@@ -8,6 +8,7 @@ float ever holds an amount.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -49,6 +50,8 @@ def with_local(frame: pl.DataFrame, column: str, zone: str, name: str = "local")
 
 
 _STR, _I64 = pl.String(), pl.Int64()
+ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-/]{1,64}")
+"""What a zone name written into a query may contain (the zone comes from the settings)."""
 
 
 AccountRange = tuple[str, str]
@@ -190,14 +193,47 @@ def events_of_type(store: ClickHouseStore, kind: str) -> pl.DataFrame:
     return _frame(store, sql, {"account_id": _STR, US: _I64}, {"kind": kind})
 
 
-def intervals(store: ClickHouseStore, start: date, end: date) -> pl.DataFrame:
-    """Rated intervals starting in [start, end): account_id, us, end_us, milli, period."""
-    sql = (
-        "SELECT account_id, toUnixTimestamp64Micro(`start`) AS us,"
-        " toUnixTimestamp64Micro(`end`) AS end_us, toInt64(kwh * 1000) AS milli,"
-        " toString(period) AS period FROM intervals FINAL"
-        f" WHERE toDate(`start`) >= toDate('{start.isoformat()}')"
+def _interval_window(start: date, end: date) -> str:
+    return (
+        f"toDate(`start`) >= toDate('{start.isoformat()}')"
         f" AND toDate(`start`) < toDate('{end.isoformat()}')"
     )
-    schema = {"account_id": _STR, US: _I64, "end_us": _I64, "milli": _I64, "period": _STR}
-    return _frame(store, sql, schema)
+
+
+def _zone_sql(zone: str) -> str:
+    if not ZONE_NAME.fullmatch(zone):
+        raise ValueError(f"not a zone name: {zone!r}")
+    return f"'{zone}'"
+
+
+def interval_hours(store: ClickHouseStore, start: date, end: date, zone: str) -> pl.DataFrame:
+    """Rated intervals starting in [start, end), summed per account and local hour of start.
+
+    account_id, hour (0–23 in ``zone``), milli.
+    """
+    sql = (
+        f"SELECT account_id, toHour(toTimeZone(`start`, {_zone_sql(zone)})) AS hour,"
+        f" sum(toInt64(kwh * 1000)) AS milli FROM intervals FINAL"
+        f" WHERE {_interval_window(start, end)} GROUP BY account_id, hour"
+    )
+    return _frame(store, sql, {"account_id": _STR, "hour": _I64, "milli": _I64})
+
+
+def interval_nights(store: ClickHouseStore, start: date, end: date, zone: str) -> pl.DataFrame:
+    """Each local day's lowest mean power (W) among intervals starting 00–06 in ``zone``.
+
+    account_id, day, watts: the intervals starting in [start, end) with the same account,
+    start and end summed, W = kWh ÷ h × 1000 = milli × 3.6e9 ÷ µs rounded half up.
+    """
+    local = f"toTimeZone(`start`, {_zone_sql(zone)})"
+    sql = (
+        "SELECT account_id, day, min(watts) AS watts FROM ("
+        f" SELECT account_id, toDate({local}) AS day,"
+        " toUnixTimestamp64Micro(`end`) - toUnixTimestamp64Micro(`start`) AS length,"
+        " if(length = 0, NULL, toInt64(intDiv(2 * toInt128(sum(toInt64(kwh * 1000)))"
+        " * 3600000000 + length, 2 * toInt128(length)))) AS watts"
+        f" FROM intervals FINAL WHERE {_interval_window(start, end)} AND toHour({local}) < 6"
+        " GROUP BY account_id, `start`, `end`"
+        ") GROUP BY account_id, day"
+    )
+    return _frame(store, sql, {"account_id": _STR, "day": pl.Date(), "watts": _I64})

@@ -1,9 +1,12 @@
 """Tariff what-if: every household's consumption of a period re-rated under proposed plans.
 
-The batch rater of the reconciliation (`jobs.rater`, `jobs.rating`) rates the accepted
-readings twice: under today's plans, where the result must equal the billed ``daily_usage``
-to the fen (the reconciliation's own check), and with the proposed ``[plans.ID]`` tables in
-place of the plans of those ids. Money stays in fen, energy in thousandths of a kWh.
+The batch rater of the reconciliation (`jobs.rater`, `jobs.rating`) rates the period's
+consumption twice: under today's plans, where the result must equal the billed
+``daily_usage`` to the fen (the reconciliation's own check), and with the proposed
+``[plans.ID]`` tables in place of the plans of those ids. Its input comes pre-aggregated
+from ClickHouse (`jobs.aggregates`): the uncut quarter hours summed per account × day ×
+segment, the other spans raw, and the year's cumulative at the period's first midnight.
+Money stays in fen, energy in thousandths of a kWh.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import polars as pl
 
 from billing.tariffs import Plan
 from config.errors import OperatorError
-from jobs import tables
+from jobs import aggregates, tables
+from jobs.aggregates import Aggregated
 from jobs.money import fen, kwh, month_after
 from jobs.progress import Progress
-from jobs.rater import TIERS, opening_ytd, plan_data, plan_timeline, spans
-from jobs.rating import cut_points, daily, parts, rate
-from jobs.reconcile import RatingInputs, differences
+from jobs.rater import TIERS, plan_data, plan_timeline
+from jobs.rating import daily
+from jobs.reconcile import differences
+from store.clickhouse import ClickHouseStore
 
 PEAK_FROM_US, PEAK_TO_US = 8 * 3_600_000_000, 22 * 3_600_000_000
 
@@ -57,19 +62,44 @@ class WhatIf:
     days_checked: int
 
 
-def _rated(
-    inputs: RatingInputs,
-    span_frame: pl.DataFrame,
+def read_period(
+    store: ClickHouseStore,
+    opening: pl.DataFrame,
+    rebases: pl.DataFrame,
     plans: Mapping[str, Plan],
+    proposed: Mapping[str, Plan],
+    period: Period,
     zone: str,
+    register_max_milli: int,
+    accounts: tables.AccountRange | None = None,
+) -> Aggregated:
+    """The period's rater input for a range of accounts, segmented for every plan of the run.
+
+    The days are cut at the period starts of today's and the proposed plans and at 08:00
+    and 22:00 (the usage profile's hours), so every merged part lies in one period under
+    every plan and wholly inside or outside those hours. ``opening`` is
+    `jobs.rater.opening_ytd` of the account events, ``rebases`` `tables.regressions`.
+    """
+    return aggregates.aggregated(
+        store,
+        aggregates.Window(period.first, period.after, zone),
+        plan_data({**plans, **proposed}).values(),
+        rebases,
+        opening,
+        register_max_milli,
+        accounts,
+        (PEAK_FROM_US, PEAK_TO_US),
+    )
+
+
+def _rated(
+    found: Aggregated,
+    events: pl.DataFrame,
+    plans: Mapping[str, Plan],
     override: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
-    """Every part of the spans rated under ``plans`` (the reconciliation's rater)."""
-    data = plan_data(plans)
-    timeline = plan_timeline(inputs.account_events, override)
-    bases = opening_ytd(inputs.account_events, zone)
-    cuts = cut_points(span_frame, timeline, data, zone)
-    return rate(parts(span_frame, cuts), timeline, bases, data, zone)
+    """Every part of the period rated under ``plans`` (the reconciliation's rater)."""
+    return aggregates.rated(found, plan_timeline(events, override), plan_data(plans))
 
 
 def _in_period(frame: pl.DataFrame, period: Period) -> pl.DataFrame:
@@ -123,7 +153,7 @@ def _district(payload: str | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
+def account_facts(events: pl.DataFrame, at_us: int) -> pl.DataFrame:
     """account_id, plan (in force at ``at_us``), district (given at ``open``)."""
     plans = (
         events.filter(pl.col("type").is_in(["open", "change_plan"]) & (pl.col("us") < at_us))
@@ -180,46 +210,44 @@ def combine(parts: Sequence[WhatIf]) -> WhatIf:
 
 
 def run_whatif(
-    inputs: RatingInputs,
+    found: Aggregated,
+    events: pl.DataFrame,
     billed: pl.DataFrame,
     plans: Mapping[str, Plan],
     proposed: Mapping[str, Plan],
     period: Period,
-    zone: str,
-    register_max_milli: int,
     bar: Progress | None = None,
+    facts: pl.DataFrame | None = None,
 ) -> WhatIf:
     """Re-rate the period under today's plans and the proposed ones; check, then sum up.
 
-    ``billed`` is ``daily_usage`` (fen, milli). Raises BilledMismatch when today's plans
-    re-rated differ from it on any day of the period.
+    ``found`` is `read_period`'s; ``events`` the account events; ``billed`` is
+    ``daily_usage`` (fen, milli); ``facts`` `account_facts` at the period's end (made from
+    ``events`` when not given: a run of many ranges makes it once). Raises BilledMismatch
+    when today's plans re-rated differ from it on any day of the period.
     """
     catalog = {**plans, **proposed}
     alternatives = sorted(plans)
-    # The tier cumulative starts again on 1 January: rate from there to the period's end.
-    start = tables.midnight_us(period.first.replace(month=1, day=1), zone)
-    end = tables.midnight_us(period.after, zone)
-    span_frame = spans(inputs.readings, inputs.regressions, register_max_milli).filter(
-        (pl.col("t1") > start) & (pl.col("t0") < end)
-    )
-    current_rated = _rated(inputs, span_frame, plans, zone)
+    end = found.window.end
+    current_rated = _rated(found, events, plans)
     current_days = daily(current_rated)
     current_tiers = _tiers(_in_period(current_rated, period), "current")
     del current_rated  # the rated parts are the run's largest frames: one at a time
-    bases = opening_ytd(inputs.account_events, zone)
-    found = differences(billed, current_days, bases, period.first, period.last)
+    # The year's cumulative at the period's first midnight: what a day without consumption
+    # carries when no earlier day of the period had any.
+    mismatch = differences(billed, current_days, found.bases, period.first, period.last)
     _advance(bar)
-    if found.height:
-        first = found.row(0, named=True)
+    if mismatch.height:
+        first = mismatch.row(0, named=True)
         scaled = fen if first["column"] == "charge" else kwh
         billed_value = "no row" if first["stream"] is None else scaled(first["stream"])
         raise BilledMismatch(
-            f"today's plans re-rated differ from daily_usage on {found.height} row(s) "
+            f"today's plans re-rated differ from daily_usage on {mismatch.height} row(s) "
             f"(first: {first['account_id']} {first['day']} {first['column']} billed "
             f"{billed_value}, re-rated {scaled(first['batch'])}); run `wattpay reconcile` "
             "and fix that first"
         )
-    proposed_rated = _in_period(_rated(inputs, span_frame, catalog, zone), period)
+    proposed_rated = _in_period(_rated(found, events, catalog), period)
     proposed_days = daily(proposed_rated)
     proposed_tiers = _tiers(proposed_rated, "proposed")
     profiles = _profiles(proposed_rated)
@@ -228,7 +256,8 @@ def run_whatif(
     current_days = _in_period(current_days, period)
     proposed_days = _in_period(proposed_days, period)
     billed_accounts = _in_period(billed, period).select("account_id").unique()
-    facts = _account_facts(inputs.account_events, end)
+    if facts is None:
+        facts = account_facts(events, end)
     accounts = (
         pl.concat([billed_accounts, current_days.select("account_id").unique()])
         .unique()
@@ -255,8 +284,7 @@ def run_whatif(
         # Households on this plan at the period's end are not asked about it again.
         others = accounts.filter(pl.col("plan") != plan_id).select("account_id")
         mapped = {pid: plan_id for pid in catalog}
-        some = span_frame.join(others, on="account_id", how="semi")
-        rated = _rated(inputs, some, catalog, zone, mapped)
+        rated = _rated(found.only(others), events, catalog, mapped)
         best.append(
             _per_account(_in_period(daily(rated), period), "charge").with_columns(
                 best_plan=pl.lit(plan_id)

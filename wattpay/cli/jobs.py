@@ -125,18 +125,17 @@ def _ask_up(month: date, wait: float) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Re-rate the accepted readings in batch and compare every daily_usage row."""
     from jobs import tables
-    from jobs.reconcile import differences, read_rating_inputs, recompute
+    from jobs.reconcile import differences, recompute_years
     from store.clickhouse import ClickHouseStore
 
     settings = settings_from_args(args)
     zone = str(settings.rules.zone)
     started = time.monotonic()
-    with ClickHouseStore(settings.clickhouse_dsn) as store:
-        inputs = read_rating_inputs(store, zone)
-        stream = tables.daily_usage(store)
-    read = time.monotonic() - started
     register_max = int(settings.rules.register_max_kwh * 1000)
-    batch, bases = recompute(inputs, settings.rules.plans, zone, register_max)
+    with ClickHouseStore(settings.clickhouse_dsn) as store:
+        stream = tables.daily_usage(store)
+        read = time.monotonic() - started
+        batch, bases, readings = recompute_years(store, settings.rules.plans, zone, register_max)
     found = differences(stream, batch, bases, args.day_from, args.day_to)
     elapsed = time.monotonic() - started
     for row in found.iter_rows(named=True):
@@ -146,7 +145,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"≠ batch {_scaled(row['column'], row['batch'])}"
         )
     summary = {
-        "readings": inputs.readings.height,
+        "readings": readings,
         "daily_usage_rows": stream.height,
         "differences": found.height,
         "accounts_differing": found["account_id"].n_unique(),
