@@ -157,14 +157,21 @@ class InputEntries(list):  # type: ignore[type-arg]
             shapes,
             [entry[0] for entry in self],
             [entry[1] for entry in self],
-            [e.topic for e in envelopes],
-            [e.position for e in envelopes],
-            [e.raw for e in envelopes],
-            [e.received_at for e in envelopes],
+            *_envelope_columns(envelopes),
             [e.payload for e in envelopes],
             [e.raw_base64 for e in envelopes],
             [e.problem for e in envelopes],
         )
+
+
+def _envelope_columns(envelopes: list[Envelope]) -> tuple[list[Any], ...]:
+    """The fields every envelope crossing as columns carries: topic, position, raw, time."""
+    return (
+        [e.topic for e in envelopes],
+        [e.position for e in envelopes],
+        [e.raw for e in envelopes],
+        [e.received_at for e in envelopes],
+    )
 
 
 def _inputs_from_columns(
@@ -218,10 +225,7 @@ def _routed_columns(entries: list[tuple[Any, ...]], at: int) -> tuple[Any, ...]:
     return (
         others,
         [e[:at] for e in readings],
-        [e.topic for e in envelopes],
-        [e.position for e in envelopes],
-        [e.raw for e in envelopes],
-        [e.received_at for e in envelopes],
+        *_envelope_columns(envelopes),
         [e.raw_base64 for e in envelopes],
         [r.verdict for r in items],
         [m.meter_id for m in messages],

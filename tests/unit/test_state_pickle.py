@@ -45,16 +45,22 @@ def test_every_state_of_both_conformance_sets_round_trips_exactly() -> None:
     assert checked > 1000
 
 
-def test_a_timestamp_in_another_zone_and_odd_amounts_come_back_as_they_were() -> None:
+def _final_states(sample: str) -> dict[str, AccountState | None]:
+    """Every account of a conformance set as its last message left it."""
     rules = BillingRules()
     directory, states = MeterDirectory(), {}
-    for envelope in merged_envelopes(CONFORMANCE / "sample1"):
+    for envelope in merged_envelopes(CONFORMANCE / sample):
         routed = route(envelope, directory, rules)
         if not isinstance(routed, Rejected):
             account_id, item = routed
             states[account_id] = apply(states.get(account_id), item, rules).state or states.get(
                 account_id
             )
+    return states
+
+
+def test_a_timestamp_in_another_zone_and_odd_amounts_come_back_as_they_were() -> None:
+    states = _final_states("sample1")
     state = next(s for s in states.values() if s is not None)
     state.request = ("R-1", state.opened_at.astimezone(UTC) + timedelta(microseconds=7))
     state.balance = Decimal("-0.10")
@@ -67,15 +73,7 @@ def test_a_timestamp_in_another_zone_and_odd_amounts_come_back_as_they_were() ->
 
 def test_a_snapshot_of_the_earlier_shape_loads_and_keeps_the_last_30_charges() -> None:
     """Earlier snapshots held a set of payment ids; any snapshot keeps 30 charges at most."""
-    rules = BillingRules()
-    directory, states = MeterDirectory(), {}
-    for envelope in merged_envelopes(CONFORMANCE / "sample1"):
-        routed = route(envelope, directory, rules)
-        if not isinstance(routed, Rejected):
-            account_id, item = routed
-            states[account_id] = apply(states.get(account_id), item, rules).state or states.get(
-                account_id
-            )
+    states = _final_states("sample1")
     state = next(s for s in states.values() if s is not None and s.payment_ids)
     packed = list(state.__getstate__())
     assert packed[26:28] == [30, state.charges]
