@@ -60,7 +60,7 @@ class Progress:
             )
 
 
-Routed = tuple[str, AccountEntries] | list[Output]
+SourceItem = tuple[str, AccountEntries] | list[Output]
 """What the source hands on: a batch for an accounts key, or the outputs of refusals."""
 
 
@@ -69,7 +69,7 @@ def route_chunk(
     directory: MeterDirectory,
     rules: BillingRules,
     key_of: Callable[[str], str],
-) -> list[Routed]:
+) -> list[SourceItem]:
     """Route a chunk in input order: one batch per accounts key, then the refusals' outputs."""
     keyed: dict[str, AccountEntries] = {}
     refused: list[Output] = []
@@ -85,13 +85,13 @@ def route_chunk(
         elif isinstance(routed, Rejected):
             refused.extend(routed)
         # else Ignored: a relay result for no account's command
-    items: list[Routed] = list(keyed.items())
+    items: list[SourceItem] = list(keyed.items())
     if refused:
         items.append(refused)
     return items
 
 
-class _ReplayPartition(StatefulSourcePartition[Routed, int]):
+class _ReplayPartition(StatefulSourcePartition[SourceItem, int]):
     def __init__(
         self,
         directory: Path,
@@ -113,7 +113,7 @@ class _ReplayPartition(StatefulSourcePartition[Routed, int]):
         self._position = skip
         self._progress = progress
 
-    def next_batch(self) -> list[Routed]:
+    def next_batch(self) -> list[SourceItem]:
         batch = list(islice(self._envelopes, self._batch))
         if not batch:
             raise StopIteration
@@ -125,7 +125,7 @@ class _ReplayPartition(StatefulSourcePartition[Routed, int]):
         return self._position
 
 
-class ReplaySource(FixedPartitionedSource[Routed, int]):
+class ReplaySource(FixedPartitionedSource[SourceItem, int]):
     """The merged input files of a replay directory as one partition, routed as read.
 
     ``key_of`` names the accounts key of an account; ``batch`` is the lines of a chunk.
