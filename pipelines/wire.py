@@ -143,7 +143,7 @@ def _reduce_routed(routed: Routed) -> tuple[object, tuple[PackedRouted]]:
 class InputEntries(list):  # type: ignore[type-arg]
     """A route bucket's sub-batch of a chunk: ``(INPUT, seq, envelope)`` and ``(WAIT, seq)``.
 
-    It crosses processes as columns; any other entry (there is none today) as it is.
+    It crosses processes as columns.
     """
 
     __slots__ = ()
@@ -151,8 +151,6 @@ class InputEntries(list):  # type: ignore[type-arg]
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         envelopes = [entry[2] for entry in self if len(entry) == 3]
         shapes = bytes(len(entry) for entry in self)
-        if shapes.strip(b"\x02\x03"):
-            return InputEntries, (list(self),)
         return _inputs_from_columns, (
             shapes,
             [entry[0] for entry in self],
