@@ -40,15 +40,52 @@ from pipelines.routing import (
 REFUSALS_KEY = "refused"  # the key of the outputs of inputs refused before their account
 
 
-class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
-    """The accounts of one key, each applying its messages in input order, a batch per call.
+def apply_batch(
+    states: dict[str, AccountState],
+    batch: list[tuple[str, Routed]],
+    rules: BillingRules,
+    metrics: Metrics | None,
+) -> list[Output]:
+    """Apply a batch to the accounts of ``states`` in input order; return every output.
 
-    A batch is a loop around ``billing.engine.apply``, one message at a time. Its outputs
-    leave as one list. Keyed by order bucket (the replay), a chunk's readings reach their
-    accounts in a few calls; keyed by account (live), a snapshot holds one account. The
-    snapshot is the pickled states. Bytewax takes it only of the keys an epoch touched, right
-    after they changed, so it is not kept: live, with one of these per account, a kept
-    snapshot would hold every account's state twice.
+    A loop around ``billing.engine.apply``, one message at a time; ``states`` is updated in
+    place (an account whose state ends is removed).
+    """
+    outputs: list[Output] = []
+    value: Routed | None = None
+    for account_id, value in batch:
+        outcome = apply(states.get(account_id), value, rules)
+        if outcome.state is None:
+            states.pop(account_id, None)
+        else:
+            states[account_id] = outcome.state
+        outputs += outcome.outputs
+        if metrics is not None:
+            reason = outcome.rejection.reason if outcome.rejection else None
+            _tally(metrics, value.envelope, reason, outcome.outputs)
+    if metrics is not None and value is not None:
+        metrics.of(metrics.step_items, "accounts").inc(len(batch))
+        metrics.observe_event_time(value.message.ts, datetime.now(UTC))
+    return outputs
+
+
+def finish_all(
+    states: Iterable[AccountState], rules: BillingRules, metrics: Metrics | None
+) -> list[Output]:
+    """End of the input: close the open day of every account (``billing.engine.finish``)."""
+    outputs: list[Output] = []
+    for state in states:
+        outputs += finish(state, rules)
+    if metrics is not None:
+        metrics.count_outputs(outputs)
+    return outputs
+
+
+class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
+    """The accounts of one key (the replay's: an order bucket), a batch per call.
+
+    The snapshot is the pickled states, ``{account_id: state}``. Bytewax takes it only of the
+    keys an epoch touched, right after they changed, so it is not kept.
     """
 
     def __init__(
@@ -64,39 +101,58 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
         self.metrics = metrics
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
-        outputs: list[Output] = []
-        states = self.states
-        rules = self.rules
-        metrics = self.metrics
-        value: Routed | None = None
-        for account_id, value in batch:
-            outcome = apply(states.get(account_id), value, rules)
-            if outcome.state is None:
-                states.pop(account_id, None)
-            else:
-                states[account_id] = outcome.state
-            outputs += outcome.outputs
-            if metrics is not None:
-                reason = outcome.rejection.reason if outcome.rejection else None
-                _tally(metrics, value.envelope, reason, outcome.outputs)
-        if metrics is not None and value is not None:
-            metrics.of(metrics.step_items, "accounts").inc(len(batch))
-            metrics.observe_event_time(value.message.ts, datetime.now(UTC))
-        return ([outputs] if outputs else []), not states
+        outputs = apply_batch(self.states, batch, self.rules, self.metrics)
+        return ([outputs] if outputs else []), not self.states
 
     def on_eof(self) -> tuple[Iterable[list[Output]], bool]:
         if not self.close_at_eof or not self.states:
             return (), StatefulLogic.RETAIN
         self.close_at_eof = False
-        outputs: list[Output] = []
-        for state in self.states.values():
-            outputs += finish(state, self.rules)
-        if self.metrics is not None:
-            self.metrics.count_outputs(outputs)
-        return [outputs], StatefulLogic.RETAIN
+        return [finish_all(self.states.values(), self.rules, self.metrics)], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class AccountLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
+    """One account, keyed by its id (live billing: a snapshot holds that account alone).
+
+    Bytewax keeps one of these per account, so it keeps the state itself, not a dict of
+    one (200 bytes an account). Its snapshot is the same ``{account_id: state}`` pickle as
+    ``AccountsLogic``'s, so either resumes the other's recovery store.
+    """
+
+    __slots__ = ("rules", "account_id", "state", "close_at_eof", "metrics")
+
+    def __init__(
+        self,
+        rules: BillingRules,
+        resume: bytes | None,
+        close_at_eof: bool,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.rules = rules
+        states: dict[str, AccountState] = pickle.loads(resume) if resume else {}  # noqa: S301
+        self.account_id, self.state = next(iter(states.items()), ("", None))
+        self.close_at_eof = close_at_eof
+        self.metrics = metrics
+
+    def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
+        self.account_id = batch[0][0]
+        states = {} if self.state is None else {self.account_id: self.state}
+        outputs = apply_batch(states, batch, self.rules, self.metrics)
+        self.state = states.get(self.account_id)
+        return ([outputs] if outputs else []), self.state is None
+
+    def on_eof(self) -> tuple[Iterable[list[Output]], bool]:
+        if not self.close_at_eof or self.state is None:
+            return (), StatefulLogic.RETAIN
+        self.close_at_eof = False
+        return [finish_all([self.state], self.rules, self.metrics)], StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        states = {} if self.state is None else {self.account_id: self.state}
+        return pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:
@@ -177,8 +233,9 @@ def build_billing_flow(
         "by_account",
         op.stateful("order", routed.trues, lambda resume: OrderLogic(account_key, resume)),
     )
+    logic = AccountsLogic if accounts_by_bucket else AccountLogic
     applied = op.stateful(
-        "accounts", by_account, lambda resume: AccountsLogic(rules, resume, close_at_eof, metrics)
+        "accounts", by_account, lambda resume: logic(rules, resume, close_at_eof, metrics)
     )
     refused = op.merge("refused", answers.falses, claimed.falses, routed.falses)
     _to_sinks(applied, refused, rows, messages, topic_prefix, encode_rows)
