@@ -23,10 +23,17 @@ def days_left(state: AccountState, available: Decimal, rules: BillingRules) -> i
 
 
 def balance_alerts(
-    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, cause: str
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    ts: datetime,
+    cause: str,
+    available: Decimal,
 ) -> None:
-    """low_balance and arrears fire once per crossing; auto top-up is level-triggered."""
-    available = state.available
+    """low_balance and arrears fire once per crossing; auto top-up is level-triggered.
+
+    ``available`` is the account's available balance after the message (``state.available``).
+    """
     if available >= state.threshold:
         state.low_armed = True
     elif state.low_armed:
@@ -51,12 +58,14 @@ def balance_alerts(
             cause=cause,
             data={"available": money(available), "overdraft_limit": money(state.overdraft_limit)},
         )
-    auto_topup(state, out, rules, ts)
+    auto_topup(state, out, rules, ts, available)
 
 
-def auto_topup(state: AccountState, out: Emitter, rules: BillingRules, ts: datetime) -> None:
+def auto_topup(
+    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, available: Decimal
+) -> None:
     """Ask the bank for the configured amount while available < threshold (银行代扣)."""
-    if state.auto_topup_amount is None or state.available >= state.threshold:
+    if state.auto_topup_amount is None or available >= state.threshold:
         return
     retry = timedelta(hours=rules.auto_topup_retry_hours)
     if state.request is not None and ts - state.request[1] < retry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from billing.clock import ts_text
 from billing.notices import notify
@@ -56,12 +57,16 @@ def command(
 
 
 def disconnection(
-    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, cause: str
+    state: AccountState,
+    out: Emitter,
+    rules: BillingRules,
+    ts: datetime,
+    cause: str,
+    available: Decimal,
 ) -> None:
-    """Cut inside the window when available < −limit; outside it, schedule the cut once."""
+    """Cut inside the window when ``available`` < −limit; outside it, schedule the cut once."""
     if state.status == DISCONNECTED:
         return
-    available = state.available
     limit = state.overdraft_limit
     if available < -limit:
         if in_window(rules.window, ts):

@@ -155,6 +155,6 @@ def finish(state: AccountState, rules: BillingRules) -> list[Output]:
     if state.status != CLOSED:
         day_end = state.day.end
         close_day(state, out, rules, day_end)
-        follow_status(state)
+        follow_status(state, state.available)
         account_row(state, out, day_end)
     return out.outputs

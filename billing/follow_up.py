@@ -16,10 +16,10 @@ from billing.rules import BillingRules
 from billing.state import ACTIVE, ARREARS, AccountState, account_row
 
 
-def follow_status(state: AccountState) -> None:
-    """Active (available ≥ 0) or arrears (< 0); disconnected ends only by reconnection."""
+def follow_status(state: AccountState, available: Decimal) -> None:
+    """Active (``available`` ≥ 0) or arrears (< 0); disconnected ends only by reconnection."""
     if state.status in (ACTIVE, ARREARS):
-        state.status = ACTIVE if state.available >= 0 else ARREARS
+        state.status = ACTIVE if available >= 0 else ARREARS
 
 
 def follow_up(
@@ -40,9 +40,10 @@ def follow_up(
     reading that closed days gets a row.
     """
     status = state.status
-    if before is not None and state.available != before:
-        balance_alerts(state, out, rules, ts, cause)
-    disconnection(state, out, rules, ts, cause)
-    follow_status(state)
+    available = state.available  # none of the checks moves money
+    if before is not None and available != before:
+        balance_alerts(state, out, rules, ts, cause, available)
+    disconnection(state, out, rules, ts, cause, available)
+    follow_status(state, available)
     if always_row or state.status != status or (day is not None and state.day.day != day):
         account_row(state, out, ts)
