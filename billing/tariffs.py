@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -50,10 +51,13 @@ class Plan:
     tier_cycle: str = "year"
     milli_bounds: tuple[int, ...] = field(init=False, repr=False, compare=False)
     """``tier_bounds`` in thousandths of a kWh, for rating in integers."""
+    starts: tuple[time, ...] = field(init=False, repr=False, compare=False)
+    """The periods' start times, for finding a period by bisection (sorted when valid)."""
 
     def __post_init__(self) -> None:
         bounds = tuple(int(bound * 1000) for bound in self.tier_bounds)
         object.__setattr__(self, "milli_bounds", bounds)
+        object.__setattr__(self, "starts", tuple(period.start for period in self.periods))
 
     @property
     def is_tou(self) -> bool:
@@ -82,7 +86,9 @@ class Plan:
             raise PlanError(
                 f"{self.plan_id}: tier bounds must be kWh with at most {ENERGY_PLACES} decimals"
             )
-        starts = [p.start for p in self.periods]
+        starts = list(self.starts)
+        if starts != sorted(starts):
+            raise PlanError(f"{self.plan_id}: time-of-use periods must be listed by start time")
         if len(set(starts)) != len(starts):
             raise PlanError(
                 f"{self.plan_id}: time-of-use periods must start at distinct times of day, "
@@ -95,12 +101,8 @@ class Plan:
         """The period name in force at a local ``moment``."""
         if not self.periods:
             return FLAT
-        clock = moment.time()
-        current = self.periods[-1].name
-        for period in self.periods:
-            if period.start <= clock:
-                current = period.name
-        return current
+        # The last period starting at or before the clock; before the first: the day's last.
+        return self.periods[bisect_right(self.starts, moment.time()) - 1].name
 
     def period_boundaries(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Local times strictly inside (start, end) where the period changes."""
@@ -120,8 +122,8 @@ class Plan:
         """True when the period changes strictly inside (start, end), two moments of one day."""
         if not self.periods:
             return False
-        first, last = start.time(), end.time()
-        return any(first < period.start < last for period in self.periods)
+        starts = self.starts
+        return bisect_left(starts, end.time()) > bisect_right(starts, start.time())
 
     def tier_of(self, cumulative_kwh: Decimal) -> int:
         """0-based tier covering the kWh just above ``cumulative_kwh``."""

@@ -63,13 +63,11 @@ _MILLISECOND = dt.timedelta(milliseconds=1)
 # The driver logs a warning (sometimes with a traceback holding the request URL) before it
 # raises; the raised error is reported once by the caller, secrets redacted.
 logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
-# wattpay hands the driver columns and reads Arrow, never pandas frames or numpy arrays. The
-# driver imports pandas and numpy on the first insert only to ask whether the data is one,
-# which costs every process that inserts about 0.3 s of start-up; telling it that they are
-# absent spares that.
+# wattpay hands the driver columns and reads Arrow, never pandas frames. The driver imports
+# pandas on the first insert only to ask whether the data is one, which costs every process
+# that inserts about 0.2 s of start-up; telling it that pandas is absent spares that.
 _driver_options.pd = None
 _driver_options.pd_time_test = None
-_driver_options.np = None
 
 
 class ClickHouseError(OperatorError, RuntimeError):

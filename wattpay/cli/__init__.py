@@ -29,9 +29,6 @@ from wattpay.cli.web import add_web_commands
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the billing dataflow over a directory of JSONL inputs into ClickHouse."""
-    # The replay never reads Arrow back. chdb imports pyarrow (and with it numpy) when it
-    # can, and treats it as optional: without this, every replay process starts 0.3 s later.
-    sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]
     from pipelines.cluster import run_replay_cluster
     from pipelines.replay import build_replay_flow
     from store.clickhouse import ClickHouseStore
