@@ -89,8 +89,13 @@ def _epoch_us(moment: datetime, zone: tzinfo | None, fold: int) -> int:
     return (moment - EPOCH) // MICROSECOND
 
 
+@lru_cache(maxsize=4096)
 def local_midnight(day: date, zone: tzinfo) -> datetime:
-    """00:00 local time at the start of ``day``."""
+    """00:00 local time at the start of ``day``.
+
+    Remembered: every account's open day ends at the same midnight, and one object shared
+    by a city's accounts is 48 bytes less for each of them.
+    """
     return datetime.combine(day, time(0), tzinfo=zone)
 
 
