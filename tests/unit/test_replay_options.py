@@ -1,10 +1,20 @@
-"""``wattpay replay`` refuses cluster options that would leave a process waiting for ever."""
+"""``wattpay replay`` never leaves a process of its cluster waiting for ever."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bus.ports import free_port
+from pipelines.cluster import is_listening, wait_for_first
 from wattpay.cli import main
+
+WATTPAY = [sys.executable, "-m", "wattpay.cli"]
 
 
 @pytest.mark.parametrize(
@@ -18,3 +28,69 @@ def test_impossible_cluster_options_are_refused_at_once(
     assert code == 2
     assert "wattpay replay:" in capsys.readouterr().err
     assert not (tmp_path / "ch").exists()  # refused before anything was created
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Running processes whose command line holds ``text`` (this test's own directory)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode("utf-8", "replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
+def test_a_cluster_whose_first_process_cannot_start_ends_the_others(tmp_path: Path) -> None:
+    # The other processes are started before the first opens ClickHouse; when that fails
+    # they are ended with it, and none is left waiting for a first process that never listens.
+    (tmp_path / "readings.jsonl").write_text("{}\n", encoding="utf-8")
+    unreachable = f"http://127.0.0.1:{free_port()}/"
+    done = subprocess.run(
+        [*WATTPAY, "replay", str(tmp_path), "--processes", "3", "--clickhouse", unreachable],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot open ClickHouse" in done.stderr
+    assert _processes_naming(str(tmp_path)) == []
+
+
+def test_a_follower_joins_once_the_first_process_listens() -> None:
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{first.getsockname()[1]}"
+        assert not is_listening(address)  # bound, not yet listening
+        first.listen()
+        assert is_listening(address)
+        wait_for_first(address, os.getppid())  # returns at once
+    assert not is_listening(address)
+    assert is_listening("10.0.0.1:9000")  # another host: left to Bytewax's own retry
+
+
+def test_followers_end_when_the_first_process_dies_before_it_listens(tmp_path: Path) -> None:
+    (tmp_path / "readings.jsonl").write_text("{}\n", encoding="utf-8")
+    first = subprocess.Popen(
+        [*WATTPAY, "replay", str(tmp_path), "--processes", "2", "--quiet"],
+        env={**os.environ, "WATTPAY_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not [pid for pid in _processes_naming(str(tmp_path)) if pid != first.pid]:
+            assert time.monotonic() < deadline, "no follower started"
+            time.sleep(0.01)
+        # Killed right after it started its follower, which is still starting: the follower
+        # must not wait for a first process that will never listen.
+        first.kill()
+        first.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _processes_naming(str(tmp_path)):
+            assert time.monotonic() < deadline, "a follower outlived its first process"
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        for pid in _processes_naming(str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
@@ -26,14 +27,15 @@ from wattpay.cli.notify import add_notify_commands
 from wattpay.cli.publish import add_publish_commands
 from wattpay.cli.web import add_web_commands
 
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from pipelines.cluster import Cluster
+
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the billing dataflow over a directory of JSONL inputs into ClickHouse."""
-    from pipelines.cluster import run_replay_cluster
-    from pipelines.replay import build_replay_flow
-    from store.clickhouse import ClickHouseStore
+    from pipelines.cluster import start_followers
     from wattpay.collector import tune_for_long_lived_state
-    from wattpay.summary import print_summary
 
     settings = _settings(args)
     directory = Path(args.directory)
@@ -48,6 +50,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("wattpay replay: --process-id and --addresses go together", file=sys.stderr)
         return 2
     tune_for_long_lived_state()
+    cluster = start_followers(args)
+    try:
+        return _replay(args, settings, directory, cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.stop()
+        raise
+
+
+def _replay(
+    args: argparse.Namespace, settings: Settings, directory: Path, cluster: Cluster | None
+) -> int:
+    """The replay of one process: the first also migrates ClickHouse and prints the summary."""
+    from pipelines.cluster import run_replay_cluster
+    from pipelines.replay import build_replay_flow
+    from store.clickhouse import ClickHouseStore
+    from wattpay.summary import print_summary
+
     leader = args.process_id in (None, 0)
     # The last process of a cluster reads the files; the first writes ClickHouse.
     processes = args.processes if args.addresses is None else len(str(args.addresses).split(";"))
@@ -68,7 +88,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         processes=processes,
         progress=progress,
     )
-    run_replay_cluster(flow, args)
+    run_replay_cluster(flow, args, cluster)
     elapsed = time.monotonic() - started
     if leader and not args.quiet:
         with ClickHouseStore(settings.clickhouse_dsn) as store:
@@ -275,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     # How the first process starts the others: not for people.
     replay.add_argument("--process-id", type=int, default=None, help=argparse.SUPPRESS)
     replay.add_argument("--addresses", default=None, help=argparse.SUPPRESS)
+    replay.add_argument("--first-pid", type=int, default=None, help=argparse.SUPPRESS)
     replay.set_defaults(handler=cmd_replay)
 
     sql = with_clickhouse(
