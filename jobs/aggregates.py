@@ -282,6 +282,11 @@ def aggregated(
         .with_columns(pl.col(BY_SPAN).cast(pl.UInt32))
     )
     year = window.first.year
+    if accounts is not None:
+        # Only the range's own accounts: every pass over the bases then follows the range.
+        opening = opening.filter(
+            pl.col("account_id").is_between(pl.lit(accounts[0]), pl.lit(accounts[1]))
+        )
     bases = (
         opening.join(
             before.filter(pl.col("before") != 0).with_columns(year=pl.lit(year, pl.Int32)),
