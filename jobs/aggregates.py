@@ -282,6 +282,11 @@ def aggregated(
         .with_columns(pl.col(BY_SPAN).cast(pl.UInt32))
     )
     year = window.first.year
+    if accounts is not None:
+        # Only the range's own accounts: every pass over the bases then follows the range.
+        opening = opening.filter(
+            pl.col("account_id").is_between(pl.lit(accounts[0]), pl.lit(accounts[1]))
+        )
     bases = (
         opening.join(
             before.filter(pl.col("before") != 0).with_columns(year=pl.lit(year, pl.Int32)),
@@ -313,10 +318,18 @@ def _rebased_accounts(
 
 
 def _readings_of(store: ClickHouseStore, accounts: list[str]) -> pl.DataFrame:
+    """Every reading of ``accounts``, read through the meters their events name.
+
+    An account's readings are on the meters of its ``open`` and ``replace_meter`` events
+    (the rule `tables.readings` reads a range by), and ``meter_id`` leads the table's key:
+    ClickHouse reads those meters' granules instead of every reading's ``account_id``.
+    """
     sql = (
         "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts) AS us,"
         " toInt64(energy_kwh * 1000) AS milli FROM readings FINAL"
-        " WHERE has({accounts:Array(String)}, account_id)"
+        " WHERE meter_id IN (SELECT meter_id FROM account_events"
+        " WHERE has({accounts:Array(String)}, account_id))"
+        " AND has({accounts:Array(String)}, account_id)"
     )
     frame = pl.DataFrame(store.query_arrow(sql, {"accounts": accounts}))
     return frame.cast(

@@ -31,11 +31,14 @@ from jobs.whatif import (
     steps,
 )
 from jobs.whatif_report import render_report
-from store.clickhouse import ClickHouseStore
+from store.clickhouse import SCALED, ClickHouseStore, Columns, column_encodings, encode_columns
+from store.schema import row_values, table_spec
 
 CSV_COLUMNS = ("account_id", "plan", "kwh", "current", "proposed", "change")
 ACCOUNTS_PER_PASS = 20_000
 TABLE = "tariff_scenarios"
+SCENARIO_COLUMNS = table_spec(TABLE).column_names
+INSERT_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -57,45 +60,52 @@ def account_ranges(ids: list[str], per_pass: int) -> list[tables.AccountRange | 
     return [(ids[i], ids[min(i + per_pass, len(ids)) - 1]) for i in range(0, len(ids), per_pass)]
 
 
+def _decimal_text(column: str, scale: int) -> pl.Expr:
+    """Integers in units of 10^-scale as ``str(Decimal(v).scaleb(-scale))`` writes them.
+
+    The CSV and the Parquet take the same text that `jobs.money.fen`/`kwh` would print,
+    without a Decimal per value: at city scale that is over a million of them.
+    """
+    value = pl.col(column)
+    unit = 10**scale
+    return pl.concat_str(
+        pl.when(value < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        (value.abs() // unit).cast(pl.String),
+        pl.lit("."),
+        (value.abs() % unit).cast(pl.String).str.zfill(scale),
+    ).alias(column)
+
+
+def _accounts_text(result: WhatIf) -> pl.DataFrame:
+    """The CSV's columns as text: energy with 3 decimals, money with 2 (yuan)."""
+    return result.accounts.select(
+        "account_id",
+        "plan",
+        _decimal_text("kwh", 3),
+        *(_decimal_text(c, 2) for c in ("current", "proposed", "change")),
+    )
+
+
 def write_accounts_csv(result: WhatIf, path: Path) -> None:
     """One row per account: account_id, plan, kwh, current, proposed, change (yuan, 2 dp)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
-        for row in result.accounts.iter_rows(named=True):
-            writer.writerow(
-                [
-                    row["account_id"],
-                    row["plan"],
-                    kwh(row["kwh"]),
-                    fen(row["current"]),
-                    fen(row["proposed"]),
-                    fen(row["change"]),
-                ]
-            )
+        writer.writerows(_accounts_text(result).iter_rows())
 
 
 def write_accounts_parquet(result: WhatIf, path: Path) -> None:
     """The CSV's rows as Parquet, money Decimal(18, 2) and energy Decimal(18, 3)."""
-    frame = result.accounts
-    pl.DataFrame(
+    _accounts_text(result).cast(
         {
-            "account_id": frame["account_id"],
-            "plan": frame["plan"],
-            "kwh": [kwh(v) for v in frame["kwh"]],
-            **{c: [fen(v) for v in frame[c]] for c in ("current", "proposed", "change")},
-        },
-        schema={
-            "account_id": pl.String,
-            "plan": pl.String,
             "kwh": pl.Decimal(18, 3),
             **{c: pl.Decimal(18, 2) for c in ("current", "proposed", "change")},
-        },
+        }
     ).write_parquet(path)
 
 
 def scenario_rows(result: WhatIf, scenario: str, generated_at: datetime) -> list[dict[str, Any]]:
-    """The ``tariff_scenarios`` rows of a run."""
+    """The ``tariff_scenarios`` rows of a run, as dicts (`scenario_columns` is what is sent)."""
     return [
         {
             "scenario_id": scenario,
@@ -111,6 +121,60 @@ def scenario_rows(result: WhatIf, scenario: str, generated_at: datetime) -> list
         }
         for row in result.accounts.iter_rows(named=True)
     ]
+
+
+def scenario_columns(result: WhatIf, scenario: str, generated_at: datetime) -> Columns:
+    """`scenario_rows` as the columns an insert sends (`store.clickhouse.encode_columns`).
+
+    The frame's integers are already the scaled values of the Decimal columns (milli for
+    energy, fen for money), so 274,000 rows go in without a dict or a Decimal per value.
+    """
+    frame = result.accounts
+    scaled = {"kwh": 3, "current": 2, "proposed": 2, "change": 2}
+    for index, name in enumerate(SCENARIO_COLUMNS):
+        if name in scaled and column_encodings(TABLE)[index] != (SCALED, scaled[name], 18):
+            raise ValueError(f"{TABLE}.{name} is not stored as the scaled integers sent")
+    for name in scaled:
+        if frame.height and int(frame[name].abs().max()) >= 10**18:  # type: ignore[arg-type]
+            raise ValueError(f"{TABLE}.{name}: a value does not fit Decimal(18, {scaled[name]})")
+    height = frame.height
+    ticks = encode_columns(TABLE, [row_values(TABLE, _template(scenario, result, generated_at))])
+    return [
+        [scenario] * height,
+        frame["account_id"].to_list(),
+        [result.period.first] * height,
+        [result.period.last] * height,
+        frame["plan"].to_list(),
+        *(frame[name].to_list() for name in scaled),
+        ticks[-1] * height,
+    ]
+
+
+def _template(scenario: str, result: WhatIf, generated_at: datetime) -> dict[str, Any]:
+    """A row with the run's shared values, checked and encoded once for every row."""
+    return {
+        "scenario_id": scenario,
+        "account_id": "",
+        "period_from": result.period.first,
+        "period_to": result.period.last,
+        "plan": "",
+        "kwh": kwh(0),
+        "current": fen(0),
+        "proposed": fen(0),
+        "change": fen(0),
+        "generated_at": generated_at,
+    }
+
+
+def _events_of(events: pl.DataFrame, accounts: tables.AccountRange | None) -> pl.DataFrame:
+    """The events of a range's accounts (all for None), as its ClickHouse reads select them.
+
+    A range's rating needs only its own accounts' plan timelines; handing it the city's
+    made every one of its passes sort and join 274,000 accounts' events.
+    """
+    if accounts is None:
+        return events
+    return events.filter(pl.col("account_id").is_between(pl.lit(accounts[0]), pl.lit(accounts[1])))
 
 
 def run_tariff_whatif(
@@ -145,7 +209,8 @@ def run_tariff_whatif(
                     store, opening, rebases, plans, proposed, period, zone, register_max, accounts
                 )
                 billed = tables.daily_usage(store, until=period.after, accounts=accounts)
-                parts.append(run_whatif(found, events, billed, plans, proposed, period, bar, facts))
+                own = _events_of(events, accounts)
+                parts.append(run_whatif(found, own, billed, plans, proposed, period, bar, facts))
         finally:
             bar.finish()
         result = combine(parts)
@@ -154,7 +219,7 @@ def run_tariff_whatif(
         write_accounts_csv(result, csv_path)
         write_accounts_parquet(result, out / "accounts.parquet")
         report_path.write_text(render_report(result, proposed, scenario), encoding="utf-8")
-        rows = scenario_rows(result, scenario, datetime.now(UTC))
-        for start in range(0, len(rows), 50_000):
-            store.insert_rows(TABLE, rows[start : start + 50_000])
+        columns = scenario_columns(result, scenario, datetime.now(UTC))
+        for start in range(0, result.accounts.height, INSERT_ROWS):
+            store.insert_columns(TABLE, [c[start : start + INSERT_ROWS] for c in columns])
     return ScenarioRun(scenario, result, csv_path, report_path)

@@ -29,6 +29,7 @@ from jobs.whatif import PEAK_FROM_US, PEAK_TO_US, _profiles, _tiers
 from store.clickhouse import ClickHouseStore
 
 REGISTER_MAX = 1_000_000_000  # milli: the default 1,000,000 kWh register
+_READING = ("meter_id", "account_id", "ts", "energy_kwh", "source")
 PROPOSED = PlanData(
     "proposed-tou",
     (2_400_000, 4_200_000),
@@ -326,3 +327,60 @@ def test_interval_sums_in_clickhouse_equal_the_polars_ones(zone: str, tmp_path: 
         got_nights.setdefault(aid, []).append(watts)
     assert got_hourly == hourly and len(hourly) == 4
     assert got_nights == night_watts and all(len(w) >= 12 for w in night_watts.values())
+
+
+def test_a_reading_written_twice_counts_once(tmp_path: Path) -> None:
+    # A replay writes the same readings again (another part of the table until a merge):
+    # the spans, the rebased accounts' readings and the bases must not count them twice.
+    zone = "Europe/Berlin"
+    with ClickHouseStore(f"chdb://{tmp_path}") as store:
+        store.migrate()
+        _town(store, zone)
+        data = plan_data(load_settings(env={}).rules.plans)
+        window = aggregates.Window(date(2026, 12, 27), date(2027, 1, 4), zone)
+        events = tables.account_events(store)
+
+        def found() -> aggregates.Aggregated:
+            return aggregates.aggregated(
+                store,
+                window,
+                data.values(),
+                tables.regressions(store),
+                opening_ytd(events, zone),
+                REGISTER_MAX,
+            )
+
+        once = found()
+        rebased = aggregates._readings_of(store, ["H4", "H5"])
+        _, rows = store.query(
+            "SELECT meter_id, account_id, ts, energy_kwh, source FROM readings"
+            " WHERE account_id IN ('H1', 'H4') ORDER BY meter_id, ts"
+        )
+        store.insert_rows("readings", [dict(zip(_READING, row, strict=True)) for row in rows])
+        _, (parts,) = store.query(
+            "SELECT count() FROM system.parts WHERE table = 'readings' AND active"
+        )
+        assert parts[0] >= 2
+        twice = found()
+        keys = ["account_id", "t0"]
+        assert twice.raw.sort(keys).equals(once.raw.sort(keys))
+        assert twice.merged.sort("account_id", "start").equals(
+            once.merged.sort("account_id", "start")
+        )
+        assert twice.bases.sort("account_id", "year").equals(once.bases.sort("account_id", "year"))
+        again = aggregates._readings_of(store, ["H4", "H5"])
+        assert again.sort("meter_id", "us").equals(rebased.sort("meter_id", "us"))
+
+
+def test_rebased_readings_are_every_reading_of_the_accounts(town) -> None:
+    # Read through the meters the accounts' events name (H5's two meters, H4's rebase):
+    # the same rows as a filter on every reading's account.
+    dsn, _ = town
+    with ClickHouseStore(dsn) as store:
+        found = aggregates._readings_of(store, ["H4", "H5", "H6"])
+        _, rows = store.query(
+            "SELECT account_id, meter_id, toUnixTimestamp64Micro(ts), toInt64(energy_kwh * 1000)"
+            " FROM readings FINAL WHERE account_id IN ('H4', 'H5', 'H6')"
+        )
+    assert set(found["meter_id"]) == {"M4", "M5", "N5", "M6"}
+    assert sorted(found.iter_rows()) == sorted(rows)

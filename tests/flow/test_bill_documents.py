@@ -2,13 +2,16 @@
 
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from jobs.documents import render_bill, render_invoice
-from jobs.invoices import Seller, invoice_row
+from jobs.invoices import Seller, invoice_row, invoice_xml
 from tests.tools import require_tool
 
 D = Decimal
@@ -133,3 +136,61 @@ def test_font_subsets_made_in_another_process_are_the_same_bytes() -> None:
     second = _Fonts().for_text("户1 電費")
     for one, other in zip(first, second, strict=True):
         assert one != other and one.read_bytes() == other.read_bytes()
+
+
+def _tree_xml(invoice: dict) -> bytes:
+    """The invoice XML as an element tree writes it (what `invoice_xml` must equal)."""
+    root = ET.Element("EInvoice", {"version": "1.0"})
+    groups = {
+        "Header": ["InvoiceNumber", "IssueTime", "BillId", "Currency"],
+        "Seller": ["Name", "TaxID"],
+        "Buyer": ["Name", "AccountId"],
+    }
+    values = {
+        "InvoiceNumber": invoice["invoice_no"],
+        "IssueTime": invoice["issued_at"].isoformat(),
+        "BillId": invoice["bill_id"],
+        "Currency": "CNY",
+        "TaxID": invoice["seller_tax_id"],
+        "AccountId": invoice["account_id"],
+    }
+    for group, tags in groups.items():
+        parent = ET.SubElement(root, group)
+        for tag in tags:
+            name = {"Seller": "seller_name", "Buyer": "buyer_name"}.get(group)
+            ET.SubElement(parent, tag).text = invoice[name] if tag == "Name" else values[tag]
+    item = ET.SubElement(ET.SubElement(root, "Items"), "Item", {"line": "1"})
+    lines = [("Name", "item"), ("Unit", "unit"), ("Quantity", "quantity_kwh")]
+    lines += [("UnitPriceTaxIncluded", "unit_price"), ("Amount", "amount_excl_tax")]
+    lines += [("TaxRate", "tax_rate"), ("TaxAmount", "tax")]
+    for tag, key in lines:
+        ET.SubElement(item, tag).text = str(invoice[key])
+    totals = ET.SubElement(root, "Totals")
+    for tag, key in [("AmountExcludingTax", "amount_excl_tax"), ("TaxAmount", "tax")]:
+        ET.SubElement(totals, tag).text = str(invoice[key])
+    ET.SubElement(totals, "AmountIncludingTax").text = str(invoice["amount"])
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+@pytest.mark.parametrize(
+    ("seller", "account"),
+    [
+        (Seller("国网浙江省电力有限公司", "91330000MA27U0XX1"), "H-001"),
+        (Seller("A & B <Power> \"Co\" 'x'", ""), "<&>\r\n\t"),
+        (Seller("", "x" * 300), "\ud800 lone"),
+    ],
+)
+def test_invoice_xml_is_what_an_element_tree_writes(seller: Seller, account: str) -> None:
+    bill = {
+        "invoice_no": f"INV-{account}",
+        "bill_id": f"{account}:2026-03",
+        "account_id": account,
+        "month": date(2026, 3, 1),
+        "charge": Decimal("123.45"),
+        "kwh": Decimal("230.125"),
+        "avg_price": Decimal("0.5364"),
+    }
+    issued = datetime(2026, 4, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+    invoice = invoice_row(bill, seller, issued, "a.pdf", "a.xml")
+    assert invoice_xml(invoice) == _tree_xml(invoice)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import subprocess
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from store.clickhouse import ClickHouseStore
+from jobs import scenarios
+from jobs.whatif import Period, WhatIf
+from store.clickhouse import ClickHouseStore, encode_columns
+from store.schema import row_values
 from tests.paths import CONFORMANCE
 from tests.whatif_town import PROPOSAL, WATTPAY, build_town
 from wattpay.cli import main
@@ -168,3 +173,46 @@ def test_progress_bar_counts_every_step_of_every_range(
     err = capsys.readouterr().err
     # Two ranges (H1–H2, H3) × 5 steps: check, proposal, each of 2 plans, the sums.
     assert err.rstrip().endswith("tariff what-if [##############################] 10/10")
+
+
+def _figures(kwh: list[int], money: list[int]) -> WhatIf:
+    """A what-if whose accounts carry the given figures (the other tables are not used)."""
+    accounts = pl.DataFrame(
+        {
+            "account_id": [f'A{n},"x"' if n == 1 else f"A{n}" for n in range(len(kwh))],
+            "plan": ["zhejiang-tiered"] * len(kwh),
+            "kwh": kwh,
+            "current": money,
+            "proposed": [-m for m in money],
+            "change": [-2 * m for m in money],
+        },
+        schema_overrides={c: pl.Int64 for c in ("kwh", "current", "proposed", "change")},
+    )
+    empty = pl.DataFrame()
+    return WhatIf(Period(date(2026, 6, 1), date(2026, 6, 30)), accounts, *[empty] * 4, 0)
+
+
+def test_csv_parquet_and_scenario_columns_are_the_decimals_of_the_rows(tmp_path: Path) -> None:
+    # The text and columns are built from the integers without a Decimal per value: they
+    # must be what the Decimals of `scenario_rows` print and encode, signs and zeros included.
+    kwh = [0, 1, 9, 10, 999, 1000, 1001, 123_456_789, -5, -1000, 10**17 + 7]
+    money = [0, -1, 5, -99, 100, 101, -100, 12_345, -12_345, 7, -(10**17)]
+    result = _figures(kwh, money)
+    at = datetime(2026, 7, 1, 9, 30, 12, 345_000, tzinfo=UTC)
+    rows = scenarios.scenario_rows(result, "s1", at)
+    expected = encode_columns("tariff_scenarios", [row_values("tariff_scenarios", r) for r in rows])
+    assert scenarios.scenario_columns(result, "s1", at) == expected
+    scenarios.write_accounts_csv(result, tmp_path / "a.csv")
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(scenarios.CSV_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [r["account_id"], r["plan"], r["kwh"], r["current"], r["proposed"], r["change"]]
+        )
+    assert (tmp_path / "a.csv").read_bytes() == buffer.getvalue().encode("utf-8")
+    scenarios.write_accounts_parquet(result, tmp_path / "a.parquet")
+    back = pl.read_parquet(tmp_path / "a.parquet")
+    assert back.schema["kwh"] == pl.Decimal(18, 3) and back.schema["change"] == pl.Decimal(18, 2)
+    assert back["kwh"].to_list() == [r["kwh"] for r in rows]
+    assert back["change"].to_list() == [r["change"] for r in rows]
