@@ -94,19 +94,25 @@ def live_run(
     """Run billing + loader over the inputs; optionally SIGKILL them on the way."""
     chance = random.Random(seed)
     broker = start_broker()
+    started: list[subprocess.Popen[bytes]] = []  # killed at the end, should the run fail
+
+    def spawn(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        started.append(process)
+        return process
+
     try:
         produce_inputs(broker, inputs)
         dsn = f"chdb://{work / 'clickhouse'}"
         recovery = work / "recovery"
-        loader = None if loader_late else start_loader(broker, dsn)
+        loader = None if loader_late else spawn(start_loader(broker, dsn))
         ports = [free_port() for _ in range(processes)]
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
 
         def launch() -> list[subprocess.Popen[bytes]]:
             if processes == 1:
-                return [start_billing(broker, recovery, ports[0])]
+                return [spawn(start_billing(broker, recovery, ports[0]))]
             return [
-                start_billing(broker, recovery, ports[i], process_id=i, addresses=addresses)
+                spawn(start_billing(broker, recovery, ports[i], process_id=i, addresses=addresses))
                 for i in range(processes)
             ]
 
@@ -123,12 +129,12 @@ def live_run(
             wait_idle(billing, ports)
             early = output_ids(broker)
             assert early["notifications"] and early["meter-commands"]
-            loader = start_loader(broker, dsn)
+            loader = spawn(start_loader(broker, dsn))
         for _ in range(loader_kills):
             time.sleep(chance.uniform(1.0, 3.0))
             loader.kill()
             loader.wait()
-            loader = start_loader(broker, dsn)
+            loader = spawn(start_loader(broker, dsn))
         wait_idle(billing, ports)
         if processes == 1:  # all read: nothing left behind the fetch responses' end
             wait_until(lambda: input_lag(ports[0]) == 0.0, 15, "billing's input lag to reach 0")
@@ -139,6 +145,10 @@ def live_run(
         assert loader.returncode == 0
         return tables(dsn), ids
     finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         broker.stop()
 
 
