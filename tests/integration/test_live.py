@@ -42,15 +42,30 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def wait_idle(port: int, process: subprocess.Popen[bytes], quiet: float = 3.0) -> None:
-    """Until the billing process has read everything: its input counter stops moving."""
-    last, since = -1.0, time.monotonic()
+def lag_reported(port: int) -> bool:
+    """Whether a billing process's source has reported its input lag (it has started reading)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return b"wattpay_input_lag_messages{" in response.read()
+    except OSError:
+        return False
+
+
+def wait_idle(billing: list[subprocess.Popen[bytes]], ports: list[int], quiet: float = 3.0) -> None:
+    """Until the billing processes have read everything: their input counters stop moving.
+
+    The quiet time counts from when the flow has started reading (a process counted input or
+    reported its lag): before that the counters stand still at 0 however much input waits,
+    while the processes start and join their cluster.
+    """
+    last, since = None, time.monotonic()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert process.poll() is None, "the billing flow died"
-        now = metric(port, "wattpay_messages_in_total")
-        if now != last:
-            last, since = now, time.monotonic()
+        assert all(process.poll() is None for process in billing), "the billing flow died"
+        counts = [metric(port, "wattpay_messages_in_total") for port in ports]
+        started = sum(counts) > 0 or any(lag_reported(port) for port in ports)
+        if counts != last or not started:
+            last, since = counts, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return
         time.sleep(0.3)
@@ -79,19 +94,25 @@ def live_run(
     """Run billing + loader over the inputs; optionally SIGKILL them on the way."""
     chance = random.Random(seed)
     broker = start_broker()
+    started: list[subprocess.Popen[bytes]] = []  # killed at the end, should the run fail
+
+    def spawn(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        started.append(process)
+        return process
+
     try:
         produce_inputs(broker, inputs)
         dsn = f"chdb://{work / 'clickhouse'}"
         recovery = work / "recovery"
-        loader = None if loader_late else start_loader(broker, dsn)
+        loader = None if loader_late else spawn(start_loader(broker, dsn))
         ports = [free_port() for _ in range(processes)]
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
 
         def launch() -> list[subprocess.Popen[bytes]]:
             if processes == 1:
-                return [start_billing(broker, recovery, ports[0])]
+                return [spawn(start_billing(broker, recovery, ports[0]))]
             return [
-                start_billing(broker, recovery, ports[i], process_id=i, addresses=addresses)
+                spawn(start_billing(broker, recovery, ports[i], process_id=i, addresses=addresses))
                 for i in range(processes)
             ]
 
@@ -105,18 +126,16 @@ def live_run(
         if loader is None:
             # ClickHouse is unreachable for the whole billing run: alerts and commands must
             # still flow, and the tables catch up once the loader is back.
-            for process, port in zip(billing, ports, strict=True):
-                wait_idle(port, process)
+            wait_idle(billing, ports)
             early = output_ids(broker)
             assert early["notifications"] and early["meter-commands"]
-            loader = start_loader(broker, dsn)
+            loader = spawn(start_loader(broker, dsn))
         for _ in range(loader_kills):
             time.sleep(chance.uniform(1.0, 3.0))
             loader.kill()
             loader.wait()
-            loader = start_loader(broker, dsn)
-        for process, port in zip(billing, ports, strict=True):
-            wait_idle(port, process)
+            loader = spawn(start_loader(broker, dsn))
+        wait_idle(billing, ports)
         if processes == 1:  # all read: nothing left behind the fetch responses' end
             wait_until(lambda: input_lag(ports[0]) == 0.0, 15, "billing's input lag to reach 0")
         ids = output_ids(broker)
@@ -126,6 +145,10 @@ def live_run(
         assert loader.returncode == 0
         return tables(dsn), ids
     finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         broker.stop()
 
 
