@@ -142,7 +142,7 @@ default = ["sms", "email", "webhook"]
 [notify.sms]
 url = "{sms.url}"
 token = "gateway-token-not-to-be-printed"
-timeout = 0.3
+timeout = 0.45
 [notify.email]
 host = "127.0.0.1"
 port = {smtp.port}
@@ -150,7 +150,7 @@ sender = "billing@example.test"
 [notify.webhook]
 url = "{hook.url}"
 secret = "{SECRET}"
-timeout = 0.3
+timeout = 0.45
 """,
         encoding="utf-8",
     )
