@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,21 +63,20 @@ def _replay(
     args: argparse.Namespace, settings: Settings, directory: Path, cluster: Cluster | None
 ) -> int:
     """The replay of one process: the first also migrates ClickHouse and prints the summary."""
+    from pipelines.cluster import run_replay_cluster
+    from pipelines.replay import build_replay_flow
+    from store.clickhouse import ClickHouseStore
+    from wattpay.summary import print_summary
+
     leader = args.process_id in (None, 0)
     # The last process of a cluster reads the files; the first writes ClickHouse.
     processes = args.processes if args.addresses is None else len(str(args.addresses).split(";"))
     reader = (args.process_id or 0) == processes - 1
     out = directory / "out"
     if leader:
-        # Loading chdb and creating the tables mostly runs outside the interpreter's lock:
-        # it overlaps the imports and the flow's construction below.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="migrate")
-        migration = pool.submit(_migrate, settings.clickhouse_dsn)
-        pool.shutdown(wait=False)
-    from pipelines.cluster import run_replay_cluster
-    from pipelines.replay import build_replay_flow
-    from wattpay.summary import print_summary
-
+        with ClickHouseStore(settings.clickhouse_dsn) as store:
+            store.migrate()
+        shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
     progress = None if args.quiet else sys.stderr
     flow = build_replay_flow(
@@ -90,24 +88,12 @@ def _replay(
         processes=processes,
         progress=progress,
     )
-    if leader:
-        migration.result()  # raises what stopped it (a locked chdb directory: exit 2)
-        shutil.rmtree(out, ignore_errors=True)
     run_replay_cluster(flow, args, cluster)
     elapsed = time.monotonic() - started
     if leader and not args.quiet:
-        from store.clickhouse import ClickHouseStore
-
         with ClickHouseStore(settings.clickhouse_dsn) as store:
             print_summary(store, out, settings.topic_prefix, elapsed, sys.stdout)
     return 0
-
-
-def _migrate(dsn: str) -> None:
-    from store.clickhouse import ClickHouseStore
-
-    with ClickHouseStore(dsn) as store:
-        store.migrate()
 
 
 def _query_endpoint(args: argparse.Namespace) -> str | None:
