@@ -11,7 +11,7 @@ from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.billing import build_billing_flow, build_routed_flow, full_topic_names
-from pipelines.replay import accounts_key
+from pipelines.replay import READER_SHARE, accounts_key
 from pipelines.replay_files import merged_envelopes
 from pipelines.replay_source import ReplaySource
 from pipelines.routing import ORDER_KEYS, order_key
@@ -217,7 +217,7 @@ def test_a_resumed_replay_source_routes_on_as_if_it_had_never_stopped() -> None:
 def test_a_replay_cluster_gives_the_reading_process_fewer_accounts(
     processes: int, workers: int
 ) -> None:
-    """Its workers bill 3 accounts for every 5 of another worker's, by Bytewax's placement."""
+    """Its workers bill READER_SHARE of another worker's accounts, by Bytewax's placement."""
     key_of = accounts_key(processes, workers)
     total = processes * workers
     found = placement(list(ORDER_KEYS), total)
@@ -226,7 +226,8 @@ def test_a_replay_cluster_gives_the_reading_process_fewer_accounts(
     readers = range(total - workers, total)
     reader_share = sum(per_worker[w] for w in readers) / len(accounts)
     others = total - workers
-    expected = workers * 3 / (workers * 3 + others * 5)
+    reader, other = READER_SHARE
+    expected = workers * reader / (workers * reader + others * other)
     assert abs(reader_share - expected) < 0.02, (reader_share, expected)
     assert set(per_worker) == set(range(total))  # every worker bills some
     assert accounts_key(1, 2) is order_key  # threads of one process share everything
