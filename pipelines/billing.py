@@ -81,12 +81,32 @@ def finish_all(
     return outputs
 
 
-class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
+class _AccountStep(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
+    """What both accounts steps hold besides their accounts; they snapshot the same pickle."""
+
+    __slots__ = ("rules", "close_at_eof", "metrics")
+
+    def __init__(
+        self, rules: BillingRules, close_at_eof: bool, metrics: Metrics | None = None
+    ) -> None:
+        self.rules = rules
+        self.close_at_eof = close_at_eof
+        self.metrics = metrics
+
+    @staticmethod
+    def resumed(resume: bytes | None) -> dict[str, AccountState]:
+        """The states of a snapshot, ``{account_id: state}`` (none for a new key)."""
+        return pickle.loads(resume) if resume else {}  # noqa: S301 - our own snapshot
+
+
+class AccountsLogic(_AccountStep):
     """The accounts of one key (the replay's: an order bucket), a batch per call.
 
     The snapshot is the pickled states, ``{account_id: state}``. Bytewax takes it only of the
     keys an epoch touched, right after they changed, so it is not kept.
     """
+
+    __slots__ = ("states",)
 
     def __init__(
         self,
@@ -95,10 +115,8 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
         close_at_eof: bool,
         metrics: Metrics | None = None,
     ) -> None:
-        self.rules = rules
-        self.states: dict[str, AccountState] = pickle.loads(resume) if resume else {}  # noqa: S301
-        self.close_at_eof = close_at_eof
-        self.metrics = metrics
+        super().__init__(rules, close_at_eof, metrics)
+        self.states = self.resumed(resume)
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         outputs = apply_batch(self.states, batch, self.rules, self.metrics)
@@ -114,7 +132,7 @@ class AccountsLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]
         return pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class AccountLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
+class AccountLogic(_AccountStep):
     """One account, keyed by its id (live billing: a snapshot holds that account alone).
 
     Bytewax keeps one of these per account, so it keeps the state itself, not a dict of
@@ -122,7 +140,7 @@ class AccountLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes])
     ``AccountsLogic``'s, so either resumes the other's recovery store.
     """
 
-    __slots__ = ("rules", "account_id", "state", "close_at_eof", "metrics")
+    __slots__ = ("account_id", "state")
 
     def __init__(
         self,
@@ -131,11 +149,8 @@ class AccountLogic(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes])
         close_at_eof: bool,
         metrics: Metrics | None = None,
     ) -> None:
-        self.rules = rules
-        states: dict[str, AccountState] = pickle.loads(resume) if resume else {}  # noqa: S301
-        self.account_id, self.state = next(iter(states.items()), ("", None))
-        self.close_at_eof = close_at_eof
-        self.metrics = metrics
+        super().__init__(rules, close_at_eof, metrics)
+        self.account_id, self.state = next(iter(self.resumed(resume).items()), ("", None))
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         self.account_id = batch[0][0]
