@@ -82,31 +82,12 @@ def finish_all(
 
 
 class _AccountStep(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes]):
-    """What both accounts steps hold besides their accounts; they snapshot the same pickle."""
+    """What both accounts steps hold besides their accounts; they snapshot the same pickle.
 
-    __slots__ = ("rules", "close_at_eof", "metrics")
-
-    def __init__(
-        self, rules: BillingRules, close_at_eof: bool, metrics: Metrics | None = None
-    ) -> None:
-        self.rules = rules
-        self.close_at_eof = close_at_eof
-        self.metrics = metrics
-
-    @staticmethod
-    def resumed(resume: bytes | None) -> dict[str, AccountState]:
-        """The states of a snapshot, ``{account_id: state}`` (none for a new key)."""
-        return pickle.loads(resume) if resume else {}  # noqa: S301 - our own snapshot
-
-
-class AccountsLogic(_AccountStep):
-    """The accounts of one key (the replay's: an order bucket), a batch per call.
-
-    The snapshot is the pickled states, ``{account_id: state}``. Bytewax takes it only of the
-    keys an epoch touched, right after they changed, so it is not kept.
+    A snapshot is ``{account_id: state}``; ``take`` keeps the states of one resumed.
     """
 
-    __slots__ = ("states",)
+    __slots__ = ("rules", "close_at_eof", "metrics")
 
     def __init__(
         self,
@@ -115,8 +96,26 @@ class AccountsLogic(_AccountStep):
         close_at_eof: bool,
         metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(rules, close_at_eof, metrics)
-        self.states = self.resumed(resume)
+        self.rules = rules
+        self.close_at_eof = close_at_eof
+        self.metrics = metrics
+        self.take(pickle.loads(resume) if resume else {})  # noqa: S301 - our own snapshot
+
+    def take(self, states: dict[str, AccountState]) -> None:
+        raise NotImplementedError
+
+
+class AccountsLogic(_AccountStep):
+    """The accounts of one key (the replay's: an order bucket), a batch per call.
+
+    Bytewax takes the snapshot only of the keys an epoch touched, right after they changed,
+    so it is not kept.
+    """
+
+    __slots__ = ("states",)
+
+    def take(self, states: dict[str, AccountState]) -> None:
+        self.states = states
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         outputs = apply_batch(self.states, batch, self.rules, self.metrics)
@@ -142,15 +141,8 @@ class AccountLogic(_AccountStep):
 
     __slots__ = ("account_id", "state")
 
-    def __init__(
-        self,
-        rules: BillingRules,
-        resume: bytes | None,
-        close_at_eof: bool,
-        metrics: Metrics | None = None,
-    ) -> None:
-        super().__init__(rules, close_at_eof, metrics)
-        self.account_id, self.state = next(iter(self.resumed(resume).items()), ("", None))
+    def take(self, states: dict[str, AccountState]) -> None:
+        self.account_id, self.state = next(iter(states.items()), ("", None))
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         self.account_id = batch[0][0]
