@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,9 +33,12 @@ class Cluster:
 
     addresses: list[str]
     followers: list[subprocess.Popen[bytes]]
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the first process ends the others itself: their exit is no failure then."""
 
     def stop(self) -> None:
         """End every follower (the first process did not get to run the flow)."""
+        self.stopping.set()
         for follower in self.followers:
             follower.kill()
             follower.wait()
@@ -55,9 +58,10 @@ def start_followers(args: argparse.Namespace) -> Cluster | None:
         subprocess.Popen(_follower_command(args, index, addresses))  # noqa: S603 - our own CLI
         for index in range(1, args.processes)
     ]
-    watchdog = threading.Thread(target=_end_if_one_fails, args=(followers,), daemon=True)
+    cluster = Cluster(addresses, followers)
+    watchdog = threading.Thread(target=_end_if_one_fails, args=(cluster,), daemon=True)
     watchdog.start()
-    return Cluster(addresses, followers)
+    return cluster
 
 
 def run_replay_cluster(flow: Dataflow, args: argparse.Namespace, cluster: Cluster | None) -> None:
@@ -154,12 +158,15 @@ def _follower_command(args: argparse.Namespace, index: int, addresses: list[str]
     ]
 
 
-def _end_if_one_fails(followers: list[subprocess.Popen[bytes]]) -> None:
+def _end_if_one_fails(cluster: Cluster) -> None:
     """A follower that dies would leave the first process waiting for it for ever."""
+    followers = cluster.followers
     while True:
         for index, follower in enumerate(followers, start=1):
             code = follower.poll()
             if code not in (None, 0):
+                if cluster.stopping.is_set():  # ended by the first process: it reports why
+                    return
                 for other in followers:
                     other.kill()
                 print(

@@ -94,3 +94,22 @@ def test_followers_end_when_the_first_process_dies_before_it_listens(tmp_path: P
         first.kill()
         for pid in _processes_naming(str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_followers_the_first_process_ends_itself_are_no_failure() -> None:
+    # The watchdog ends the replay with exit 1 when a follower dies; a follower the first
+    # process stopped itself (it could not open ClickHouse) must leave it its own exit code.
+    script = """
+import subprocess, sys, threading, time
+from pipelines.cluster import Cluster, _end_if_one_fails
+follower = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+cluster = Cluster(["127.0.0.1:1", "127.0.0.1:2"], [follower])
+threading.Thread(target=_end_if_one_fails, args=(cluster,), daemon=True).start()
+cluster.stop()
+time.sleep(0.6)  # three of the watchdog's looks
+sys.exit(2)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (2, "")
