@@ -124,7 +124,7 @@ def is_listening(address: str) -> bool:
     remains.
     """
     host, _, port = address.rpartition(":")
-    if host != "127.0.0.1" or not port.isdigit():
+    if host != "127.0.0.1" or not port.isdigit() or not 0 < int(port) < 65536:
         return True
     try:
         table = Path("/proc/net/tcp").read_text(encoding="ascii")
