@@ -58,10 +58,10 @@ def main() -> None:
     readings = sum(1 for e in envelopes if e.topic == "readings")
     rows = [o for o in run_sequential(envelopes, BillingRules()) if isinstance(o, Row)]
     batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
-    columns = [encode_built((r.table, r.values) for r in batch) for batch in batches]
+    columns = [encode_built(batch) for batch in batches]
 
     def encode() -> object:
-        return [encode_built((r.table, r.values) for r in batch) for batch in batches]
+        return [encode_built(batch) for batch in batches]
 
     def round_trip(items: list[object]) -> Callable[[], object]:
         return lambda: [pickle.loads(pickle.dumps(i, protocol=5)) for i in items]  # noqa: S301

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from billing.clock import local_midnight
 from billing.ledger import post_ledger
-from billing.numbers import from_fen, from_milli, round_money, to_fen
+from billing.numbers import from_cost, from_fen, from_milli, round_money, to_fen
 from billing.outputs import Emitter
 from billing.points import on_day_close
 from billing.rules import BillingRules
@@ -33,7 +33,7 @@ def close_day(state: AccountState, out: Emitter, rules: BillingRules, charge_ts:
     """Close the open day: charge, daily usage, points, expiry, overdraft limit; open the next."""
     totals = state.day
     day = totals.day
-    charge = round_money(totals.cost)
+    charge = round_money(from_cost(totals.cost))
     state.day = open_day(day + timedelta(days=1), rules)
     aid = state.account_id
     post_ledger(

@@ -100,6 +100,23 @@ def from_milli(value: int) -> Decimal:
     return Decimal(value).scaleb(-3)
 
 
+COST_PLACES = 7
+"""Exact cost is kept in integer units of 10^-7 yuan: 0.001 kWh × a price of 0.0001 yuan/kWh."""
+
+
+def from_cost(units: int) -> Decimal:
+    """Exact cost from integer units of 10^-7 yuan (the ``intervals.cost`` scale)."""
+    return Decimal(units).scaleb(-COST_PLACES)
+
+
+def to_price_units(price: Decimal) -> int:
+    """A price (yuan/kWh, at most 4 decimals) in whole units of 10^-4 yuan; else ValueError."""
+    units = price.scaleb(4)
+    if units != units.to_integral_value():
+        raise ValueError(f"a price has at most 4 decimals: {price}")
+    return int(units)
+
+
 def div_round_half_up(numerator: int, denominator: int) -> int:
     """Integer division rounded half away from zero, exact for any size (denominator > 0)."""
     if numerator >= 0:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
 from billing.days import close_days_until
-from billing.numbers import from_milli
-from billing.outputs import Emitter
+from billing.outputs import Emitter, IntervalRow
 from billing.rules import BillingRules
 from billing.state import AccountState
 from billing.tariffs import Plan
@@ -19,15 +17,19 @@ from billing.tariffs import Plan
 
 @dataclass(slots=True)  # not frozen: one or more per reading, and frozen ones cost 3× to build
 class RatedSlice:
-    """The piece of a part that falls in one tier, priced at that tier and period."""
+    """The piece of a part that falls in one tier, priced at that tier and period.
+
+    Integers: ``price`` in 10^-4 yuan/kWh and ``cost`` = ``milli_kwh`` × ``price`` in
+    10^-7 yuan, exact (the ``intervals`` columns' own scales).
+    """
 
     start: datetime
     end: datetime
     milli_kwh: int
     period: str
     tier: int  # 1-based, as analysts read it
-    price: Decimal
-    cost: Decimal
+    price: int
+    cost: int
 
 
 def rate_part(
@@ -39,7 +41,7 @@ def rate_part(
     (bound[k-1], bound[k]]. The period in force at ``start`` picks the price column.
     """
     period = plan.period_at(start)
-    row = plan.prices[period]
+    row = plan.unit_prices[period]
     bounds = plan.milli_bounds
     slices: list[RatedSlice] = []
     remaining = milli_kwh
@@ -50,9 +52,7 @@ def rate_part(
         take = min(room, remaining)
         if take > 0:
             price = row[tier]
-            slices.append(
-                RatedSlice(start, end, take, period, tier + 1, price, from_milli(take) * price)
-            )
+            slices.append(RatedSlice(start, end, take, period, tier + 1, price, take * price))
         remaining -= take
         cumulative += take
         if remaining <= 0:
@@ -98,7 +98,7 @@ def rate_span(
         if plan.is_tou and plan.changes_within_day(start, end):
             cuts = set(plan.period_boundaries(start, end))
     parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
-    aid, meter_id, row = state.account_id, state.meter_id, out.row
+    aid, meter_id, emit = state.account_id, state.meter_id, out.outputs.append
     for part in parts:
         if part.start >= state.day.end:
             close_days_until(state, out, rules, part.start)
@@ -116,18 +116,21 @@ def rate_span(
                 totals.valley += milli
             totals.cost += piece.cost
             state.ytd_milli += milli
-            row(
-                "intervals",
-                interval_id=f"{aid}:{ts_text(piece.start)}:{piece.tier}",
-                account_id=aid,
-                meter_id=meter_id,
-                start=piece.start,
-                end=piece.end,
-                kwh=from_milli(milli),
-                period=piece.period,
-                tier=piece.tier,
-                price=piece.price,
-                cost=piece.cost,
+            emit(
+                IntervalRow(
+                    (
+                        f"{aid}:{ts_text(piece.start)}:{piece.tier}",
+                        aid,
+                        meter_id,
+                        piece.start,
+                        piece.end,
+                        milli,
+                        piece.period,
+                        piece.tier,
+                        piece.price,
+                        piece.cost,
+                    )
+                )
             )
     if changes:
         # Plan changes now in the past matter no more, except the one in force.

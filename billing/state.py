@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from billing.numbers import ZERO, from_milli, round_money
+from billing.numbers import COST_PLACES, from_cost, from_milli, round_money
 from billing.outputs import Emitter
 from billing.reading_log import ReadingLog
 from billing.state_pickle import (
@@ -54,7 +54,8 @@ class DayTotals:
     peak: int = 0
     valley: int = 0
     tiers: list[int] = field(default_factory=lambda: [0, 0, 0])
-    cost: Decimal = ZERO
+    cost: int = 0
+    """Exact cost in 10^-7 yuan (``billing.numbers.from_cost``)."""
 
 
 @dataclass(slots=True)
@@ -108,7 +109,8 @@ class AccountState:
     @property
     def available(self) -> Decimal:
         """Ledger balance less the exact cost accrued in the open day."""
-        return self.balance - self.day.cost
+        cost = self.day.cost
+        return self.balance - from_cost(cost) if cost else self.balance
 
     def __getstate__(self) -> tuple[Any, ...]:
         """The state as one compact tuple (``billing.state_pickle``)."""
@@ -130,7 +132,7 @@ class AccountState:
             day.peak,
             day.valley,
             day.tiers,
-            str(day.cost),
+            day.cost,
             self.ytd_milli,
             self.ytd_year,
             str(self.overdraft_limit),
@@ -175,9 +177,9 @@ class AccountState:
         self.opened_at = moment_of(opened_at, zone)
         self.plans = unpacked_pairs(plans, zone)
         self.balance, self.threshold = Decimal(balance), Decimal(threshold)
-        self.day = DayTotals(
-            day_of(day), moment_of(end, zone), milli, peak, valley, tiers, Decimal(cost)
-        )
+        self.day = DayTotals(day_of(day), moment_of(end, zone), milli, peak, valley, tiers, 0)
+        # 10^-7 yuan; a snapshot from before integer costs holds the decimal's text.
+        self.day.cost = cost if type(cost) is int else int(Decimal(cost).scaleb(COST_PLACES))
         self.overdraft_limit = Decimal(overdraft_limit)
         self.auto_topup_amount = decimal_of(auto_topup_amount)
         self.opening_balance = Decimal(opening_balance)

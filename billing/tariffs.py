@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
+from billing.numbers import to_price_units
+
 FLAT = "flat"
 PRICE_PLACES = 4  # yuan per kWh (S3)
 ENERGY_PLACES = 3  # kWh (S3)
@@ -53,10 +55,15 @@ class Plan:
     """``tier_bounds`` in thousandths of a kWh, for rating in integers."""
     starts: tuple[time, ...] = field(init=False, repr=False, compare=False)
     """The periods' start times, for finding a period by bisection (sorted when valid)."""
+    unit_prices: Mapping[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    """``prices`` in whole 10^-4 yuan/kWh, for rating in integers (None for a price with
+    more decimals, which `validate` refuses)."""
 
     def __post_init__(self) -> None:
         bounds = tuple(int(bound * 1000) for bound in self.tier_bounds)
         object.__setattr__(self, "milli_bounds", bounds)
+        units = {name: tuple(map(_price_units, row)) for name, row in self.prices.items()}
+        object.__setattr__(self, "unit_prices", units)
         object.__setattr__(self, "starts", tuple(period.start for period in self.periods))
 
     @property
@@ -131,6 +138,14 @@ class Plan:
             if cumulative_kwh < bound:
                 return index
         return len(self.tier_bounds)
+
+
+def _price_units(price: Decimal) -> int | None:
+    """A price in whole 10^-4 yuan/kWh, or None when it cannot be (`validate` refuses it)."""
+    try:
+        return to_price_units(price)
+    except (ValueError, ArithmeticError):
+        return None
 
 
 def _places_at_most(value: Decimal, places: int) -> bool:

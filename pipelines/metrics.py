@@ -18,6 +18,7 @@ from billing.outputs import (
     METER_COMMANDS,
     NOTIFICATIONS,
     PAYMENT_REQUESTS,
+    IntervalRow,
     Output,
     Row,
     TopicMessage,
@@ -79,6 +80,9 @@ class Metrics:
                     self.payment_requests.inc()
 
     def _count_row(self, row: Row) -> None:
+        if type(row) is IntervalRow:
+            self.kwh_rated.inc(row.scaled[5] / 1000)  # a gauge of the rate, not money
+            return
         values = row.values
         if row.table == "intervals":
             self.kwh_rated.inc(float(values["kwh"]))

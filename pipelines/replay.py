@@ -97,4 +97,4 @@ def _weighted_key(table: tuple[str, ...], account_id: str) -> str:
 
 def _columns(rows: list[Row]) -> dict[str, Columns]:
     """A batch's rows as columns per table, made where they were billed."""
-    return encode_built((row.table, row.values) for row in rows)
+    return encode_built(rows)

@@ -45,6 +45,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
+from billing.outputs import IntervalRow, Row
 from config.errors import OperatorError
 from config.settings import mask_url, redact
 from store import schema
@@ -220,30 +221,55 @@ Columns = list[list[Any]]
 """A table's values column by column, as an insert sends them (``encode_columns``)."""
 
 
-def encode_columns(table: str, values: Sequence[Sequence[object]]) -> Columns:
+def encode_columns(
+    table: str, values: Sequence[Sequence[object]], *, scaled: bool = False
+) -> Columns:
     """Rows in column order (``schema.row_values``) as the columns an insert sends.
 
     Timestamps become millisecond ticks and decimals scaled ints (``_column_plan``): plain
-    ints and strings, which also pickle cheaply when a batch crosses processes.
+    ints and strings, which also pickle cheaply when a batch crosses processes. With
+    ``scaled``, every decimal of ``values`` is already an int at its column's scale
+    (``billing.outputs.IntervalRow.scaled``) and is sent as it is.
     """
     _, encoders = _column_plan(table)
     if not values:
         return [[] for _ in schema.table_spec(table).columns]
     columns: Columns = [list(column) for column in zip(*values, strict=True)]
     for index, encode in encoders:
+        if scaled and encode is not _milli_ticks:
+            continue
         columns[index] = list(map(encode, columns[index]))
     return columns
 
 
-def encode_built(rows: Iterable[tuple[str, Mapping[str, object]]]) -> dict[str, Columns]:
-    """Rows the billing core built, ``(table, values)``, as columns per table."""
-    by_table: dict[str, list[tuple[object, ...]]] = {}
-    for table, values in rows:
-        built = by_table.get(table)
-        if built is None:
-            built = by_table[table] = []
-        built.append(schema.built_values(table)(values))
-    return {table: encode_columns(table, values) for table, values in by_table.items()}
+def encode_rows(table: str, rows: Sequence[Row]) -> Columns:
+    """Rows the billing core built for one table as the columns an insert sends.
+
+    Its own exact types, not checked again (``tests/unit/test_core_rows.py`` checks them);
+    an ``IntervalRow`` gives its scaled integers, every other row its values.
+    """
+    scaled = [row.scaled for row in rows if type(row) is IntervalRow]
+    if len(scaled) == len(rows):
+        return encode_columns(table, scaled, scaled=True)
+    built = schema.built_values(table)
+    columns = encode_columns(
+        table, [built(row.values) for row in rows if type(row) is not IntervalRow]
+    )
+    if scaled:
+        for column, more in zip(columns, encode_columns(table, scaled, scaled=True), strict=True):
+            column += more
+    return columns
+
+
+def encode_built(rows: Iterable[Row]) -> dict[str, Columns]:
+    """Rows the billing core built as columns per table."""
+    by_table: dict[str, list[Row]] = {}
+    for row in rows:
+        same = by_table.get(row.table)
+        if same is None:
+            same = by_table[row.table] = []
+        same.append(row)
+    return {table: encode_rows(table, same) for table, same in by_table.items()}
 
 
 _SHARED: dict[str, _Shared] = {}

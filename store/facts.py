@@ -28,9 +28,9 @@ from typing import Any
 from billing.clock import LOCAL_ZONE
 from billing.decoding import decode_json
 from billing.excerpt import excerpt
-from billing.outputs import Row
+from billing.outputs import IntervalRow, Row
 from store import schema
-from store.clickhouse import TICKS, Columns, column_encodings, encode_columns
+from store.clickhouse import TICKS, Columns, column_encodings, encode_columns, encode_rows
 
 FACTS_PER_MESSAGE = 1_000
 """Rows of one table in one batch message."""
@@ -50,8 +50,9 @@ _ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}
 
 def encode_fact(row: Row) -> tuple[str, bytes]:
     """A row as (key, JSON bytes): ``{"table": …, "row": {…}}`` keyed by account when it has one."""
-    key = str(row.values.get("account_id") or row.values.get("meter_id") or row.table)
-    body = {"table": row.table, "row": {k: _plain(v) for k, v in row.values.items()}}
+    values = row.values
+    key = str(values.get("account_id") or values.get("meter_id") or row.table)
+    body = {"table": row.table, "row": {k: _plain(v) for k, v in values.items()}}
     return key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -82,8 +83,7 @@ def encode_facts(rows: Iterable[Row]) -> list[tuple[str, bytes]]:
 
 
 def _batch(table: str, rows: list[Row]) -> list[tuple[str, bytes]]:
-    values = list(map(schema.built_values(table), (row.values for row in rows)))
-    columns = encode_columns(table, values)
+    columns = encode_rows(table, rows)
     names = schema.table_spec(table).column_names
     body = {"table": table, "columns": dict(zip(names, columns, strict=True))}
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_plain_value)
@@ -91,8 +91,15 @@ def _batch(table: str, rows: list[Row]) -> list[tuple[str, bytes]]:
     if len(data) > MESSAGE_BYTES and len(rows) > 1:
         half = len(rows) // 2
         return _batch(table, rows[:half]) + _batch(table, rows[half:])
-    first = rows[0].values
-    return [(str(first.get("account_id") or first.get("meter_id") or table), data)]
+    return [(_key(rows[0]), data)]
+
+
+def _key(row: Row) -> str:
+    """A batch's message key: its first row's account (or meter, or table)."""
+    if type(row) is IntervalRow:
+        return row.scaled[1]
+    first = row.values
+    return str(first.get("account_id") or first.get("meter_id") or row.table)
 
 
 def _plain_value(value: object) -> object:

@@ -87,3 +87,20 @@ def test_a_snapshot_of_the_earlier_shape_loads_and_keeps_the_last_30_charges() -
     empty = [s.payment_ids for s in states.values() if s is not None and not s.payment_ids]
     assert len(empty) >= 2
     assert all(ids is empty[0] for ids in empty)  # one object for every account without any
+
+
+def test_a_snapshot_with_the_open_days_cost_as_decimal_text_loads_it_exactly() -> None:
+    """Snapshots before integer costs held the open day's exact cost as a decimal's text."""
+    states = _final_states("sample1")
+    state = next(s for s in states.values() if s is not None and s.day.cost)
+    packed = list(state.__getstate__())
+    assert packed[13] == state.day.cost and type(packed[13]) is int  # 10^-7 yuan
+    packed[13] = str(Decimal(state.day.cost).scaleb(-7))  # e.g. "1.2345670"
+    back = AccountState.__new__(AccountState)
+    back.__setstate__(tuple(packed))
+    assert back.day.cost == state.day.cost
+    assert back.available == state.available
+    packed[13] = "0.0000001"
+    back.__setstate__(tuple(packed))
+    assert back.day.cost == 1
+    assert back.available == state.balance - Decimal("0.0000001")

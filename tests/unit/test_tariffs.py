@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.clock import LOCAL_ZONE
-from billing.numbers import from_milli
+from billing.numbers import from_cost, from_milli
 from billing.rating import rate_part
 from billing.tariffs import BUILTIN_PLANS
 from tests.billing_harness import Replay, at, open_account, reading, replay, ts
@@ -28,8 +28,9 @@ D = Decimal
 
 
 def slices(plan, start: str, end: str, milli: int, cumulative: int) -> list[tuple]:
+    """Each slice with its price and cost in yuan (the core keeps 10^-4 and 10^-7 yuan units)."""
     return [
-        (s.milli_kwh, s.period, s.tier, s.price, s.cost)
+        (s.milli_kwh, s.period, s.tier, D(s.price).scaleb(-4), from_cost(s.cost))
         for s in rate_part(plan, at(start), at(end), milli, cumulative)
     ]
 
@@ -154,8 +155,9 @@ def test_rate_part_splits_at_tier_bounds(milli: int, cumulative: int, plan, minu
     period = "flat" if plan is TIERED else ("peak" if 8 <= hour < 22 else "valley")
     for s in got:
         assert s.period == period
-        assert s.price == plan.prices[period][s.tier - 1]
-        assert s.cost == from_milli(s.milli_kwh) * s.price
+        price = plan.prices[period][s.tier - 1]
+        assert D(s.price).scaleb(-4) == price
+        assert from_cost(s.cost) == from_milli(s.milli_kwh) * price  # exact, in integers
 
 
 # --- end to end through run_sequential --------------------------------------------------------
