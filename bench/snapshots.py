@@ -131,7 +131,7 @@ def account_after(days: int, rules: BillingRules) -> tuple[AccountState, int, fl
             messages += 1
         for slot, kwh in enumerate(SHAPE):
             energy += Decimal(str(kwh)) + Decimal(day % 7) / 1000
-            reading = Reading("M-BENCH", day_start + slot * QUARTER, energy, "modbus")
+            reading = Reading("M-BENCH", day_start + slot * QUARTER, int(energy * 1000), "modbus")
             state = apply(state, Routed(envelope, reading), rules).state
             messages += 1
     assert state is not None

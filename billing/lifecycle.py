@@ -120,8 +120,9 @@ def replace_meter(state: AccountState, e: AccountEvent, out: Emitter, rules: Bil
     final_reading(state, out, rules, fields["old_meter_id"], e.ts, fields["old_final_kwh"])
     close_days_until(state, out, rules, e.ts)
     state.meter_id = e.meter_id
-    state.baseline = (e.ts, to_milli(fields["new_initial_kwh"]))
-    record_reading(state, out, e.meter_id, e.ts, fields["new_initial_kwh"], "initial")
+    initial = to_milli(fields["new_initial_kwh"])
+    state.baseline = (e.ts, initial)
+    record_reading(state, out, e.meter_id, e.ts, initial, "initial")
 
 
 def close_account(state: AccountState, e: AccountEvent, out: Emitter, rules: BillingRules) -> None:

@@ -21,6 +21,7 @@ from billing.numbers import (
     check_points,
     decimal_places,
     parse_decimal_text,
+    to_milli,
 )
 from billing.rules import CHANNELS, BillingRules
 
@@ -104,7 +105,8 @@ class Reading:
 
     meter_id: str
     ts: datetime
-    energy: Decimal
+    milli: int
+    """The register in thousandths of a kWh, read straight from its decimal text."""
     source: str = ""
 
 
@@ -187,6 +189,15 @@ def _energy(payload: dict[str, Any], name: str) -> Decimal:
     return value
 
 
+def _energy_milli(payload: dict[str, Any], name: str) -> int:
+    """An energy field in thousandths of a kWh, as `_energy` checks it."""
+    text = payload.get(name)
+    if type(text) is str and PLAIN_ENERGY.fullmatch(text):
+        whole, _, decimals = text.partition(".")  # the usual register text: digits only
+        return int(whole) * 1000 + int(decimals.ljust(3, "0")) if decimals else int(whole) * 1000
+    return to_milli(_energy(payload, name))
+
+
 def _money(payload: dict[str, Any], name: str) -> Decimal:
     value = _decimal(payload, name)
     if decimal_places(value) > 2:
@@ -220,13 +231,13 @@ def parse_message(envelope: Envelope, rules: BillingRules) -> Message:
 def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
     meter_id = _text(payload, "meter_id")
     ts = _ts(payload, rules)
-    energy = _energy(payload, "energy_kwh")
+    milli = _energy_milli(payload, "energy_kwh")
     if "power_w" in payload and payload["power_w"] is not None:
         _decimal(payload, "power_w", ENERGY_LIMIT)
     source = payload.get("source", "")
     if not isinstance(source, str):
         raise Malformed("source must be a string")
-    return Reading(meter_id, ts, energy, source)
+    return Reading(meter_id, ts, milli, source)
 
 
 def _command_result(payload: dict[str, Any], rules: BillingRules) -> CommandResult:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.clock import ts_text
-from billing.numbers import from_cost, from_milli, money_text
+from billing.numbers import COST_PLACES, money_text
 
 NOTIFICATIONS = "notifications"
 METER_COMMANDS = "meter-commands"
@@ -26,58 +26,68 @@ class Row:
     values: dict[str, Any]
 
 
-class IntervalRow(Row):
-    """An ``intervals`` row kept as the core's integers until someone asks for its values.
+SCALED_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
+    "intervals": (
+        ("interval_id", None),
+        ("account_id", None),
+        ("meter_id", None),
+        ("start", None),
+        ("end", None),
+        ("kwh", 3),  # 0.001 kWh
+        ("period", None),
+        ("tier", None),
+        ("price", 4),  # 10^-4 yuan/kWh
+        ("cost", COST_PLACES),  # 10^-7 yuan
+    ),
+    "readings": (
+        ("meter_id", None),
+        ("account_id", None),
+        ("ts", None),
+        ("energy_kwh", 3),
+        ("source", None),
+    ),
+}
+"""The tables whose rows the core builds per reading, as a `ScaledRow`: every column in
+insert order with the decimal places of its ints (None: a value kept as it is)."""
 
-    ``milli`` is 0.001 kWh, ``price`` 10^-4 yuan/kWh and ``cost`` 10^-7 yuan: the scales of
-    the table's ``kwh``, ``price`` and ``cost`` columns. ``values`` gives the same row as
-    every other row does (exact ``Decimal`` values), so any reader of rows gets it right;
-    the column encoders take ``scaled`` as it is and build no ``Decimal`` at all.
+
+class ScaledRow(Row):
+    """A row of a `SCALED_COLUMNS` table kept as the core's integers until its values are asked.
+
+    ``scaled`` holds the columns in insert order, each decimal as an int at its column's
+    scale. ``values`` gives the same row as every other row does (exact ``Decimal``
+    values), so any reader of rows gets it right; the column encoders send ``scaled`` as it
+    is and build no ``Decimal`` at all.
     """
 
     __slots__ = ("scaled",)
 
-    scaled: tuple[str, str, str, datetime, datetime, int, str, int, int, int]
-    """The row in column order: ``interval_id, account_id, meter_id, start, end, milli,
-    period, tier, price, cost``, decimals as ints at their column's scale."""
+    scaled: tuple[Any, ...]
 
-    def __init__(
-        self, scaled: tuple[str, str, str, datetime, datetime, int, str, int, int, int]
-    ) -> None:
-        self.table = "intervals"
+    def __init__(self, table: str, scaled: tuple[Any, ...]) -> None:
+        self.table = table
         self.scaled = scaled
 
     @property  # type: ignore[override]
     def values(self) -> dict[str, Any]:
         """The row with exact decimals at the columns' scales, as `Emitter.row` would hold it."""
-        interval_id, account_id, meter_id, start, end, milli, period, tier, price, cost = (
-            self.scaled
-        )
         return {
-            "interval_id": interval_id,
-            "account_id": account_id,
-            "meter_id": meter_id,
-            "start": start,
-            "end": end,
-            "kwh": from_milli(milli),
-            "period": period,
-            "tier": tier,
-            "price": Decimal(price).scaleb(-4),
-            "cost": from_cost(cost),
+            name: value if places is None else Decimal(value).scaleb(-places)
+            for (name, places), value in zip(SCALED_COLUMNS[self.table], self.scaled, strict=True)
         }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Row):
             return NotImplemented
-        return other.table == "intervals" and self.values == other.values
+        return self.table == other.table and self.values == other.values
 
     __hash__ = None  # type: ignore[assignment]  # like Row: mutable, compared by value
 
     def __repr__(self) -> str:
-        return f"IntervalRow({self.values!r})"
+        return f"ScaledRow({self.table!r}, {self.values!r})"
 
-    def __reduce__(self) -> tuple[type[IntervalRow], tuple[object, ...]]:
-        return IntervalRow, (self.scaled,)
+    def __reduce__(self) -> tuple[type[ScaledRow], tuple[object, ...]]:
+        return ScaledRow, (self.table, self.scaled)
 
 
 @dataclass(slots=True)  # not frozen, like Row

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
 from billing.days import close_days_until
-from billing.outputs import Emitter, IntervalRow
+from billing.outputs import Emitter, ScaledRow
 from billing.rules import BillingRules
 from billing.state import AccountState
 from billing.tariffs import Plan
@@ -117,7 +117,8 @@ def rate_span(
             totals.cost += piece.cost
             state.ytd_milli += milli
             emit(
-                IntervalRow(
+                ScaledRow(
+                    "intervals",
                     (
                         f"{aid}:{ts_text(piece.start)}:{piece.tier}",
                         aid,
@@ -129,7 +130,7 @@ def rate_span(
                         piece.tier,
                         piece.price,
                         piece.cost,
-                    )
+                    ),
                 )
             )
     if changes:

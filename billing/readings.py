@@ -13,7 +13,7 @@ from billing.follow_up import follow_up
 from billing.messages import Reading
 from billing.notices import cause_of, notify
 from billing.numbers import from_milli, kwh_text, to_milli
-from billing.outputs import Emitter
+from billing.outputs import Emitter, ScaledRow
 from billing.rating import rate_span
 from billing.reading_log import ReadingLog
 from billing.rejections import Rejection
@@ -61,7 +61,7 @@ def check_reading(
     """
     if state is None:
         return Rejection("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
-    milli = to_milli(r.energy)
+    milli = r.milli
     log = state.logs.get(r.meter_id)
     known = log.energy_at(epoch_us(r.ts)) if log is not None else None
     if known is not None:
@@ -103,13 +103,13 @@ def apply_reading(
         if verdict.reason in ANOMALIES and state is not None and state.baseline is not None:
             _anomaly(state, out, r, verdict.reason, state.baseline[1])
             if verdict.reason == METER_REGRESSION:
-                state.baseline = (r.ts, to_milli(r.energy))  # rebased, nothing charged
+                state.baseline = (r.ts, r.milli)  # rebased, nothing charged
         return verdict
     assert state is not None  # a state-less reading is always refused
     before = state.available
     day = state.day.day
     cause = cause_of(r)
-    record_reading(state, out, r.meter_id, r.ts, r.energy, r.source)
+    record_reading(state, out, r.meter_id, r.ts, r.milli, r.source)
     if verdict.since is not None:
         rate_span(state, out, rules, verdict.since, r.ts, verdict.delta)
     close_days_until(state, out, rules, r.ts)
@@ -142,7 +142,7 @@ def final_reading(
     start, previous = state.baseline
     milli = to_milli(energy)
     if ts > start and milli >= previous:
-        record_reading(state, out, meter_id, ts, energy, "final")
+        record_reading(state, out, meter_id, ts, milli, "final")
         rate_span(state, out, rules, start, ts, milli - previous)
         remember(state, ts, milli, rules)
 
@@ -157,17 +157,10 @@ def remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules)
 
 
 def record_reading(
-    state: AccountState, out: Emitter, meter_id: str, ts: datetime, energy: Decimal, source: str
+    state: AccountState, out: Emitter, meter_id: str, ts: datetime, milli: int, source: str
 ) -> None:
     """The ``readings`` row of a register value that was used (billing-rules #10)."""
-    out.row(
-        "readings",
-        meter_id=meter_id,
-        account_id=state.account_id,
-        ts=ts,
-        energy_kwh=energy,
-        source=source,
-    )
+    out.outputs.append(ScaledRow("readings", (meter_id, state.account_id, ts, milli, source)))
 
 
 def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previous: int) -> None:
@@ -180,7 +173,7 @@ def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previou
         data={
             "meter_id": r.meter_id,
             "reason": reason,
-            "energy_kwh": kwh_text(r.energy),
+            "energy_kwh": kwh_text(from_milli(r.milli)),
             "previous_kwh": kwh_text(from_milli(previous)),
         },
     )

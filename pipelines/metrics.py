@@ -18,9 +18,9 @@ from billing.outputs import (
     METER_COMMANDS,
     NOTIFICATIONS,
     PAYMENT_REQUESTS,
-    IntervalRow,
     Output,
     Row,
+    ScaledRow,
     TopicMessage,
 )
 from billing.state import ACTIVE, ARREARS, CLOSED, DISCONNECTED
@@ -80,8 +80,9 @@ class Metrics:
                     self.payment_requests.inc()
 
     def _count_row(self, row: Row) -> None:
-        if type(row) is IntervalRow:
-            self.kwh_rated.inc(row.scaled[5] / 1000)  # a gauge of the rate, not money
+        if type(row) is ScaledRow:
+            if row.table == "intervals":
+                self.kwh_rated.inc(row.scaled[5] / 1000)  # kwh: a counter, not money
             return
         values = row.values
         if row.table == "intervals":

@@ -29,6 +29,7 @@ from billing.messages import (
     Redeem,
     TopUp,
 )
+from billing.numbers import to_milli
 
 PackedEnvelope = tuple[Any, ...]
 PackedRouted = tuple[Any, ...]
@@ -84,7 +85,7 @@ def unpack_routed(packed: PackedRouted) -> Routed:
 
 def _pack_message(message: Message) -> tuple[Any, ...]:
     if isinstance(message, Reading):
-        return (_READING, message.meter_id, message.ts, str(message.energy), message.source)
+        return (_READING, message.meter_id, message.ts, message.milli, message.source)
     if isinstance(message, TopUp):
         return (
             _TOPUP,
@@ -120,7 +121,7 @@ def _pack_message(message: Message) -> tuple[Any, ...]:
 def _unpack_message(packed: tuple[Any, ...]) -> Message:
     kind = packed[0]
     if kind == _READING:
-        return Reading(packed[1], packed[2], Decimal(packed[3]), packed[4])
+        return Reading(packed[1], packed[2], _milli(packed[3]), packed[4])
     if kind == _TOPUP:
         _, payment_id, account_id, amount, channel, ts, request_id = packed
         return TopUp(payment_id, account_id, Decimal(amount), channel, ts, request_id)
@@ -228,7 +229,7 @@ def _routed_columns(entries: list[tuple[Any, ...]], at: int) -> tuple[Any, ...]:
         [r.verdict for r in items],
         [m.meter_id for m in messages],
         [m.ts for m in messages],
-        [str(m.energy) for m in messages],
+        [m.milli for m in messages],
         [m.source for m in messages],
     )
 
@@ -253,12 +254,17 @@ def _routed_reading(
     verdict: str | None,
     meter_id: str,
     ts: datetime,
-    energy: str,
+    milli: int | str,
     source: str,
 ) -> Routed:
     # The account side needs the envelope only to record a refusal, which names its key.
     envelope = Envelope(topic, position, raw, received_at, {"meter_id": meter_id}, raw_base64)
-    return Routed(envelope, Reading(meter_id, ts, Decimal(energy), source), verdict)
+    return Routed(envelope, Reading(meter_id, ts, _milli(milli), source), verdict)
+
+
+def _milli(energy: int | str) -> int:
+    """A register in 0.001 kWh; state packed before readings held integers has its text."""
+    return energy if type(energy) is int else to_milli(Decimal(energy))
 
 
 copyreg.pickle(Envelope, _reduce_envelope)

@@ -45,7 +45,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
-from billing.outputs import IntervalRow, Row
+from billing.outputs import Row, ScaledRow
 from config.errors import OperatorError
 from config.settings import mask_url, redact
 from store import schema
@@ -229,7 +229,7 @@ def encode_columns(
     Timestamps become millisecond ticks and decimals scaled ints (``_column_plan``): plain
     ints and strings, which also pickle cheaply when a batch crosses processes. With
     ``scaled``, every decimal of ``values`` is already an int at its column's scale
-    (``billing.outputs.IntervalRow.scaled``) and is sent as it is.
+    (``billing.outputs.ScaledRow.scaled``) and is sent as it is.
     """
     _, encoders = _column_plan(table)
     if not values:
@@ -246,14 +246,14 @@ def encode_rows(table: str, rows: Sequence[Row]) -> Columns:
     """Rows the billing core built for one table as the columns an insert sends.
 
     Its own exact types, not checked again (``tests/unit/test_core_rows.py`` checks them);
-    an ``IntervalRow`` gives its scaled integers, every other row its values.
+    a ``ScaledRow`` gives its scaled integers, every other row its values.
     """
-    scaled = [row.scaled for row in rows if type(row) is IntervalRow]
+    scaled = [row.scaled for row in rows if type(row) is ScaledRow]
     if len(scaled) == len(rows):
         return encode_columns(table, scaled, scaled=True)
     built = schema.built_values(table)
     columns = encode_columns(
-        table, [built(row.values) for row in rows if type(row) is not IntervalRow]
+        table, [built(row.values) for row in rows if type(row) is not ScaledRow]
     )
     if scaled:
         for column, more in zip(columns, encode_columns(table, scaled, scaled=True), strict=True):

@@ -28,7 +28,7 @@ from typing import Any
 from billing.clock import LOCAL_ZONE
 from billing.decoding import decode_json
 from billing.excerpt import excerpt
-from billing.outputs import IntervalRow, Row
+from billing.outputs import Row, ScaledRow
 from store import schema
 from store.clickhouse import TICKS, Columns, column_encodings, encode_columns, encode_rows
 
@@ -96,8 +96,8 @@ def _batch(table: str, rows: list[Row]) -> list[tuple[str, bytes]]:
 
 def _key(row: Row) -> str:
     """A batch's message key: its first row's account (or meter, or table)."""
-    if type(row) is IntervalRow:
-        return row.scaled[1]
+    if type(row) is ScaledRow:
+        return str(row.scaled[1])  # account_id: the second column of every scaled table
     first = row.values
     return str(first.get("account_id") or first.get("meter_id") or row.table)
 

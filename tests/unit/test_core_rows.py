@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
 from decimal import Decimal
 
 import pytest
 
-from billing.outputs import IntervalRow, Row
+from billing.outputs import SCALED_COLUMNS, Row, ScaledRow
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.replay_files import merged_envelopes
@@ -27,41 +28,54 @@ def test_core_rows_have_exactly_the_columns_and_types_of_their_table(sample: str
         assert schema.built_values(row.table)(row.values) == checked
 
 
-def _interval_rows() -> list[IntervalRow]:
+def _scaled_rows(table: str) -> list[ScaledRow]:
     rows = run_sequential(merged_envelopes(CONFORMANCE / "sample1"), BillingRules())
-    found = [o for o in rows if type(o) is IntervalRow]
+    found = [o for o in rows if type(o) is ScaledRow and o.table == table]
     assert len(found) > 100
     return found
 
 
+def test_scaled_columns_are_the_tables_columns_at_their_scales() -> None:
+    for table, columns in SCALED_COLUMNS.items():
+        spec = schema.table_spec(table)
+        assert [name for name, _ in columns] == spec.column_names
+        assert [name for name, _ in columns][1] == "account_id"  # the fact messages' key
+        for (name, places), column in zip(columns, spec.columns, strict=True):
+            decimal = re.fullmatch(r"Decimal\(\d+, (\d+)\)", column.type)
+            assert places == (int(decimal.group(1)) if decimal else None), name
+
+
 def test_interval_rows_keep_integers_that_are_exactly_their_decimal_values() -> None:
-    for row in _interval_rows():
+    for row in _scaled_rows("intervals"):
         values = row.values
         assert values["kwh"] == Decimal(row.scaled[5]) / 1000
         assert values["price"] == Decimal(row.scaled[8]) / 10_000
         assert values["cost"] == values["kwh"] * values["price"]  # exact, to 10^-7 yuan
         assert row == Row("intervals", values) and Row("intervals", values) == row
         assert pickle.loads(pickle.dumps(row)) == row  # noqa: S301
+    for row in _scaled_rows("readings"):
+        assert row.values["energy_kwh"] == Decimal(row.scaled[3]) / 1000
+        assert row != Row("intervals", row.values)
 
 
-def test_integer_rows_encode_as_their_decimal_values_do() -> None:
+@pytest.mark.parametrize("table", sorted(SCALED_COLUMNS))
+def test_integer_rows_encode_as_their_decimal_values_do(table: str) -> None:
     """Columns from the integers equal the columns of the same rows' checked values."""
-    intervals = _interval_rows()
-    as_values = [Row("intervals", row.values) for row in intervals]
-    checked = encode_columns(
-        "intervals", [schema.row_values("intervals", r.values) for r in as_values]
-    )
-    assert encode_rows("intervals", intervals) == checked
-    assert encode_built(intervals) == {"intervals": checked}
+    scaled = _scaled_rows(table)
+    as_values = [Row(table, row.values) for row in scaled]
+    checked = encode_columns(table, [schema.row_values(table, r.values) for r in as_values])
+    assert encode_rows(table, scaled) == checked
+    assert encode_built(scaled) == {table: checked}
     # Mixed with rows built as values (another writer), each row is still sent exactly once.
-    mixed = encode_rows("intervals", as_values[:5] + intervals[5:])
+    mixed = encode_rows(table, as_values[:5] + scaled[5:])
     assert sorted(zip(*mixed, strict=True)) == sorted(zip(*checked, strict=True))
 
 
-def test_integer_rows_make_the_same_fact_messages() -> None:
-    intervals = _interval_rows()
-    as_values = [Row("intervals", row.values) for row in intervals]
-    assert encode_facts(intervals) == encode_facts(as_values)
-    assert [fact_columns(p) for _, p in encode_facts(intervals)] == [
+@pytest.mark.parametrize("table", sorted(SCALED_COLUMNS))
+def test_integer_rows_make_the_same_fact_messages(table: str) -> None:
+    scaled = _scaled_rows(table)
+    as_values = [Row(table, row.values) for row in scaled]
+    assert encode_facts(scaled) == encode_facts(as_values)
+    assert [fact_columns(p) for _, p in encode_facts(scaled)] == [
         fact_columns(p) for _, p in encode_facts(as_values)
     ]

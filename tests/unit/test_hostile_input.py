@@ -385,3 +385,32 @@ def test_a_flat_message_decodes_as_the_general_path_does(
     body = comma.join(f"{json.dumps(k)}{colon}{json.dumps(v)}" for k, v in pairs)
     for text in ("{" + body + "}" + tail, "[" + comma.join(json.dumps(v) for _, v in pairs) + "]"):
         assert decode_json(text) == _slow_decode(text), text
+
+
+ENERGY_TEXTS = st.one_of(
+    st.from_regex(r"\A[0-9]{1,14}(\.[0-9]{0,5})?\Z"),
+    st.from_regex(r"\A-?0*[0-9]{0,13}\.?[0-9]{0,4}\Z"),
+    st.sampled_from(["0", "0.0", "-0", "1e3", " 1", "1 ", "١٢", "999999999999.999", "1" * 13]),
+    st.text(max_size=20),
+    st.integers(),
+    st.none(),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=ENERGY_TEXTS)
+def test_a_register_parses_to_the_same_integer_as_its_decimal(text: object) -> None:
+    """``energy_kwh`` read straight as 0.001 kWh is the checked decimal × 1000, or both refuse."""
+    payload = {"meter_id": "M1", "ts": "2026-03-01T00:00:00+08:00", "energy_kwh": text}
+    envelope = Envelope("readings", "p", json.dumps(payload), datetime.now(LOCAL_ZONE), payload)
+    try:
+        expected: int | str = int(parse_decimal_text(text, Decimal(10) ** 12) * 1000)
+        if expected < 0 or parse_decimal_text(text, Decimal(10) ** 12).as_tuple().exponent < -3:
+            expected = "refused"
+    except DecimalFormatError:
+        expected = "refused"
+    try:
+        got: int | str = parse_message(envelope, BillingRules()).milli  # type: ignore[union-attr]
+    except Malformed:
+        got = "refused"
+    assert got == expected

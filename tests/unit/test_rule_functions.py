@@ -20,6 +20,7 @@ from billing.directory import MeterDirectory
 from billing.engine import apply, route
 from billing.lifecycle import new_account
 from billing.messages import Envelope, Reading, TopUp
+from billing.numbers import to_milli
 from billing.outputs import Emitter, Row, TopicMessage
 from billing.points import basic_points, daily_points, on_day_close, redemption_value
 from billing.readings import Accepted, check_reading, remember
@@ -252,7 +253,7 @@ def test_holidays_close_the_window() -> None:
 
 
 def read(when: str, kwh: str, meter_id: str = "M1") -> Reading:
-    return Reading(meter_id, at(when), D(kwh))
+    return Reading(meter_id, at(when), to_milli(D(kwh)))
 
 
 def metered(kwh: str = "100.000") -> AccountState:
