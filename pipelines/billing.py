@@ -53,6 +53,8 @@ def apply_batch(
     """
     outputs: list[Output] = []
     value: Routed | None = None
+    applied: dict[str, int] = {}
+    rejected: dict[tuple[str, str], int] = {}
     for account_id, value in batch:
         outcome = apply(states.get(account_id), value, rules)
         if outcome.state is None:
@@ -61,9 +63,19 @@ def apply_batch(
             states[account_id] = outcome.state
         outputs += outcome.outputs
         if metrics is not None:
-            reason = outcome.rejection.reason if outcome.rejection else None
-            _tally(metrics, value.envelope, reason, outcome.outputs)
+            topic = value.envelope.topic
+            if outcome.rejection is None:
+                applied[topic] = applied.get(topic, 0) + 1
+            else:
+                key = (topic, outcome.rejection.reason)
+                rejected[key] = rejected.get(key, 0) + 1
     if metrics is not None and value is not None:
+        # Counted per batch: every increment takes its metric's lock.
+        for topic, count in applied.items():
+            metrics.of(metrics.messages_applied, topic).inc(count)
+        for (topic, reason), count in rejected.items():
+            metrics.of(metrics.messages_rejected, topic, reason).inc(count)
+        metrics.count_outputs(outputs)
         metrics.of(metrics.step_items, "accounts").inc(len(batch))
         metrics.observe_event_time(value.message.ts, datetime.now(UTC))
     return outputs
@@ -160,15 +172,6 @@ class AccountLogic(_AccountStep):
     def snapshot(self) -> bytes:
         states = {} if self.state is None else {self.account_id: self.state}
         return pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _tally(metrics: Metrics, envelope: Envelope, reason: str | None, outputs: list[Output]) -> None:
-    """Applied (``reason`` None) or rejected with its reason, and what the message produced."""
-    if reason is None:
-        metrics.of(metrics.messages_applied, envelope.topic).inc()
-    else:
-        metrics.of(metrics.messages_rejected, envelope.topic, reason).inc()
-    metrics.count_outputs(outputs)
 
 
 def build_billing_flow(

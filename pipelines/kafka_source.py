@@ -17,7 +17,6 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 
@@ -44,15 +43,10 @@ RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum
 EMIT_LIMIT = 5000
 
 
-@dataclass(order=True, slots=True)
-class _Head:
-    rank: int
-    ts: datetime
-    topic_rank: int
-    sequence: int
-    key: str = field(compare=False)
-    offset: int = field(compare=False)
-    envelope: Envelope = field(compare=False)
+_Head = tuple[int, datetime, int, int, str, int, Envelope]
+"""A fetched message as the merge orders it: (no-ts first, ts, topic order, sequence, then
+its partition key, offset and envelope). Compared as a tuple, in C; the sequence is unique,
+so no two heads ever compare the fields after it."""
 
 
 class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
@@ -93,7 +87,9 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         self._ends = PartitionEnds(self._buffers, quiet=GAP_SECONDS)
 
     def next_batch(self) -> list[Envelope]:
-        for message in self._consumer.consume(POLL_BATCH, 0.05):
+        messages = self._consumer.consume(POLL_BATCH, 0.05)
+        received_at = datetime.now(LOCAL_ZONE)  # one instant for what one poll returned
+        for message in messages:
             key = f"{message.topic()}:{message.partition()}"
             error = message.error()
             if error is not None:
@@ -102,7 +98,7 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                     continue
                 raise RuntimeError(f"consuming {key}: {error}")
             self._ends.record(key)
-            self._buffers[key].append(self._head(key, message))
+            self._buffers[key].append(self._head(key, message, received_at))
         emitted = self._emit()
         if self._metrics is not None and time.monotonic() >= self._lag_at:
             self._lag_at = time.monotonic() + LAG_EVERY_SECONDS
@@ -122,17 +118,17 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         for topic, lag in behind.items():
             metrics.of(metrics.input_lag, topic).set(lag)
 
-    def _head(self, key: str, message: Message) -> _Head:
+    def _head(self, key: str, message: Message, received_at: datetime) -> _Head:
         topic = self._logical[message.topic()]
         offset = message.offset()
         # The value's bytes as they are: any content is applied or rejected, never raised on.
         raw = message.value() or b""
-        envelope = Envelope.decode(topic, f"{key}:{offset}", raw, datetime.now(LOCAL_ZONE))
+        envelope = Envelope.decode(topic, f"{key}:{offset}", raw, received_at)
         ts = message_ts(envelope)
         rank = 0 if ts is None else 1
-        return _Head(
+        return (
             rank,
-            ts or envelope.received_at,
+            ts or received_at,
             TOPIC_ORDER[topic],
             next(self._sequence),
             key,
@@ -150,14 +146,14 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
         heads = [buffer[0] for buffer in self._buffers.values() if buffer]
         heapq.heapify(heads)
         while heads and len(emitted) < EMIT_LIMIT:
-            head = heapq.heappop(heads)
-            buffer = self._buffers[head.key]
+            _, _, _, _, key, offset, envelope = heapq.heappop(heads)
+            buffer = self._buffers[key]
             buffer.popleft()
-            self._positions[head.key] = head.offset + 1
-            emitted.append(head.envelope)
+            self._positions[key] = offset + 1
+            emitted.append(envelope)
             if buffer:
                 heapq.heappush(heads, buffer[0])
-            elif head.key in live_keys:
+            elif key in live_keys:
                 break
         return emitted
 

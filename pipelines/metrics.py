@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from billing.numbers import ZERO, to_milli
 from billing.outputs import (
     METER_COMMANDS,
     NOTIFICATIONS,
@@ -65,34 +66,51 @@ class Metrics:
         return child
 
     def count_outputs(self, outputs: Iterable[Output]) -> None:
-        """Count what a processed message produced."""
-        outputs = list(outputs)
-        self.of(self.step_items, "outputs").inc(len(outputs))
+        """Count what processed messages produced: summed first, one increment per series.
+
+        Every ``inc`` takes the metric's lock, so a batch's outputs are tallied in plain ints
+        and counted once each (energy in 0.001 kWh, money exact until the increment).
+        """
+        count = 0
+        milli = 0
+        charged = ZERO
+        credits: dict[str, Decimal] = {}
+        events: dict[tuple[Counter, str], int] = {}
         for output in outputs:
-            if isinstance(output, Row):
-                self._count_row(output)
+            count += 1
+            if type(output) is ScaledRow:
+                if output.table == "intervals":
+                    milli += output.scaled[5]
+            elif isinstance(output, Row):
+                table, values = output.table, output.values
+                if table == "intervals":
+                    milli += to_milli(values["kwh"])
+                elif table == "ledger":
+                    amount: Decimal = values["amount"]
+                    if values["kind"] == "charge":
+                        charged -= amount
+                    elif amount > 0:
+                        kind = str(values["kind"])
+                        credits[kind] = credits.get(kind, ZERO) + amount
             elif isinstance(output, TopicMessage):
                 if output.topic == NOTIFICATIONS:
-                    self.of(self.notifications, str(output.value.get("type", ""))).inc()
+                    key = (self.notifications, str(output.value.get("type", "")))
                 elif output.topic == METER_COMMANDS:
-                    self.of(self.commands, str(output.value.get("action", ""))).inc()
+                    key = (self.commands, str(output.value.get("action", "")))
                 elif output.topic == PAYMENT_REQUESTS:
-                    self.payment_requests.inc()
-
-    def _count_row(self, row: Row) -> None:
-        if type(row) is ScaledRow:
-            if row.table == "intervals":
-                self.kwh_rated.inc(row.scaled[5] / 1000)  # kwh: a counter, not money
-            return
-        values = row.values
-        if row.table == "intervals":
-            self.kwh_rated.inc(float(values["kwh"]))
-        elif row.table == "ledger":
-            amount: Decimal = values["amount"]
-            if values["kind"] == "charge":
-                self.yuan_charged.inc(float(-amount))
-            elif amount > 0:
-                self.of(self.yuan_credited, str(values["kind"])).inc(float(amount))
+                    key = (self.payment_requests, "")
+                else:
+                    continue
+                events[key] = events.get(key, 0) + 1
+        self.of(self.step_items, "outputs").inc(count)
+        if milli:
+            self.kwh_rated.inc(milli / 1000)  # kWh: a counter, not money
+        if charged:
+            self.yuan_charged.inc(float(charged))
+        for kind, credited in credits.items():
+            self.of(self.yuan_credited, kind).inc(float(credited))
+        for (metric, label), number in events.items():
+            (metric if metric is self.payment_requests else self.of(metric, label)).inc(number)
 
     def status_changed(self, old: str | None, new: str | None) -> None:
         """Move one account between status gauges."""

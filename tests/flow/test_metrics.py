@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from decimal import Decimal
 
 from bytewax.testing import TestingSource
 
@@ -51,7 +52,19 @@ def test_messages_in_equal_applied_plus_rejected_per_topic(run_flow: RunFlow) ->
     assert sample(metrics, "wattpay_meter_commands_total", {"action": "disconnect"}) == 2
     charged = sum(-float(r["amount"]) for r in expected["ledger"] if r["kind"] == "charge")
     assert abs(sample(metrics, "wattpay_yuan_charged_total") - charged) < 1e-6
-    assert sample(metrics, "wattpay_kwh_rated_total") > 0
+    # Every rated kWh is in some day's usage; credits are counted by their kind.
+    used = sum(Decimal(d["kwh"]) for d in expected["daily_usage"])
+    assert abs(sample(metrics, "wattpay_kwh_rated_total") - float(used)) < 1e-6
+    credits: dict[str, Decimal] = {}
+    for row in expected["ledger"]:
+        if row["kind"] != "charge" and Decimal(row["amount"]) > 0:
+            credits[row["kind"]] = credits.get(row["kind"], Decimal(0)) + Decimal(row["amount"])
+    assert credits
+    for kind, amount in credits.items():
+        got = sample(metrics, "wattpay_yuan_credited_total", {"kind": kind})
+        assert abs(got - float(amount)) < 1e-6, kind
+    requests = sample(metrics, "wattpay_payment_requests_total")
+    assert requests == len(expected["payment_requests"])
     routed = sample(metrics, "wattpay_step_items_total", {"step": "route"})
     decided = sample(metrics, "wattpay_step_items_total", {"step": "lifecycle"})
     readings = sum(1 for e in envelopes if e.topic == "readings")
