@@ -36,6 +36,11 @@ from store.schema import row_values, table_spec
 
 CSV_COLUMNS = ("account_id", "plan", "kwh", "current", "proposed", "change")
 ACCOUNTS_PER_PASS = 20_000
+"""The most accounts re-rated together: a city day in 14 passes."""
+ACCOUNT_DAYS_PER_PASS = 300_000
+"""Accounts × days with usage of a pass by default: a pass holds about 7 kB an account and
+day (1,000 households for a year: 3.1 GB at its peak), so a year goes 821 accounts at a
+time and a city day 20,000."""
 TABLE = "tariff_scenarios"
 SCENARIO_COLUMNS = table_spec(TABLE).column_names
 INSERT_ROWS = 50_000
@@ -49,6 +54,11 @@ class ScenarioRun:
     result: WhatIf
     csv_path: Path
     report_path: Path
+
+
+def accounts_per_pass(days: int) -> int:
+    """Accounts a pass re-rates by default over ``days`` days with usage (at most 20,000)."""
+    return max(1, min(ACCOUNTS_PER_PASS, ACCOUNT_DAYS_PER_PASS // max(days, 1)))
 
 
 def account_ranges(ids: list[str], per_pass: int) -> list[tables.AccountRange | None]:
@@ -183,12 +193,14 @@ def run_tariff_whatif(
     period: Period,
     out: Path,
     progress: IO[str] | None = None,
-    per_pass: int = ACCOUNTS_PER_PASS,
+    per_pass: int | None = None,
 ) -> ScenarioRun:
     """Re-rate the period under today's and the proposed plans; write CSV, report, rows.
 
-    The accounts are re-rated ``per_pass`` at a time, each range from its own aggregates
-    (`jobs.aggregates`), so the memory follows the range and not the city.
+    The accounts are re-rated ``per_pass`` at a time (`accounts_per_pass` of the period's
+    days with usage when None), each
+    range from its own aggregates (`jobs.aggregates`), so the memory follows the range and
+    not the city.
     """
     zone = str(settings.rules.zone)
     register_max = int(settings.rules.register_max_kwh * 1000)
@@ -200,6 +212,8 @@ def run_tariff_whatif(
         # Parsed once from the events' payloads: every range joins its own accounts.
         opening = opening_ytd(events, zone)
         facts = account_facts(events, tables.midnight_us(period.after, zone))
+        if per_pass is None:
+            per_pass = accounts_per_pass(tables.days_with_usage(store, period.first, period.last))
         ranges = account_ranges(events["account_id"].unique().sort().to_list(), per_pass)
         bar = Progress("tariff what-if", len(ranges) * steps(plans), progress)
         parts = []

@@ -148,6 +148,15 @@ def daily_usage(
     return _frame(store, sql, schema, _range_parameters(accounts))
 
 
+def days_with_usage(store: ClickHouseStore, first: date, last: date) -> int:
+    """How many local days from ``first`` to ``last`` have a ``daily_usage`` row of anyone."""
+    _, rows = store.query(
+        "SELECT uniqExact(day) FROM daily_usage WHERE day BETWEEN {first:Date} AND {last:Date}",
+        {"first": first, "last": last},
+    )
+    return int(rows[0][0]) if rows else 0
+
+
 def ledger(store: ClickHouseStore) -> pl.DataFrame:
     """Ledger entries: account_id, us, kind, amount (fen, signed), ref."""
     sql = (

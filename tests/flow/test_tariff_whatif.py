@@ -6,14 +6,14 @@ import csv
 import io
 import shutil
 import subprocess
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from jobs import scenarios
+from jobs import scenarios, tables
 from jobs.whatif import Period, WhatIf
 from store.clickhouse import ClickHouseStore, encode_columns
 from store.schema import row_values
@@ -216,3 +216,25 @@ def test_csv_parquet_and_scenario_columns_are_the_decimals_of_the_rows(tmp_path:
     assert back.schema["kwh"] == pl.Decimal(18, 3) and back.schema["change"] == pl.Decimal(18, 2)
     assert back["kwh"].to_list() == [r["kwh"] for r in rows]
     assert back["change"].to_list() == [r["change"] for r in rows]
+
+
+def test_a_pass_holds_a_bounded_number_of_account_days(town: str) -> None:
+    """A city day goes 20,000 accounts a pass; a year fewer, so a pass's memory stays bounded."""
+    assert scenarios.accounts_per_pass(1) == scenarios.ACCOUNTS_PER_PASS
+    assert scenarios.accounts_per_pass(0) == scenarios.ACCOUNTS_PER_PASS
+    for days in (31, 365, 3653):
+        per_pass = scenarios.accounts_per_pass(days)
+        assert per_pass * days <= scenarios.ACCOUNT_DAYS_PER_PASS < (per_pass + 1) * days
+    assert scenarios.accounts_per_pass(365) == 821
+    assert scenarios.account_ranges([f"A{i:05}" for i in range(2000)], 821) == [
+        ("A00000", "A00820"),
+        ("A00821", "A01641"),
+        ("A01642", "A01999"),
+    ]
+    with ClickHouseStore(town) as store:  # the days a period's passes are sized by
+        days = store.query("SELECT DISTINCT day FROM daily_usage FINAL ORDER BY day")[1]
+        first, last = days[0][0], days[-1][0]
+        assert tables.days_with_usage(store, first, last) == len(days) >= 1
+        assert tables.days_with_usage(store, first, first) == 1
+        assert tables.days_with_usage(store, first - timedelta(days=1), last) == len(days)
+        assert tables.days_with_usage(store, date(1999, 1, 1), date(1999, 12, 31)) == 0

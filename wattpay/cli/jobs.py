@@ -317,9 +317,9 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         "--accounts-per-pass",
         metavar="N",
         type=_positive,
-        default=20_000,
-        help="accounts re-rated together (20000); memory grows with it, some 50 KB per "
-        "account and day of the period",
+        default=None,
+        help="accounts re-rated together; memory grows with it, about 7 kB per account and "
+        "day of the period (default: 300000 account-days a pass, at most 20000 accounts)",
     )
     whatif.add_argument("--quiet", action="store_true", help="no progress bar")
     _connections(whatif, brokers=False)
