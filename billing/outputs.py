@@ -128,6 +128,10 @@ class Emitter:
         """Add an analytics row."""
         self.outputs.append(Row(table, values))
 
+    def add(self, output: Output) -> None:
+        """Add an output built already (a `ScaledRow`)."""
+        self.outputs.append(output)
+
     def message(self, topic: str, key: str, value: dict[str, Any]) -> None:
         """Add a topic message."""
         self.outputs.append(TopicMessage(topic, key, value))

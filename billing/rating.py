@@ -98,7 +98,7 @@ def rate_span(
         if plan.is_tou and plan.changes_within_day(start, end):
             cuts = set(plan.period_boundaries(start, end))
     parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
-    aid, meter_id, emit = state.account_id, state.meter_id, out.outputs.append
+    aid, meter_id, emit = state.account_id, state.meter_id, out.add
     for part in parts:
         if part.start >= state.day.end:
             close_days_until(state, out, rules, part.start)

@@ -160,7 +160,7 @@ def record_reading(
     state: AccountState, out: Emitter, meter_id: str, ts: datetime, milli: int, source: str
 ) -> None:
     """The ``readings`` row of a register value that was used (billing-rules #10)."""
-    out.outputs.append(ScaledRow("readings", (meter_id, state.account_id, ts, milli, source)))
+    out.add(ScaledRow("readings", (meter_id, state.account_id, ts, milli, source)))
 
 
 def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previous: int) -> None:
