@@ -1,9 +1,11 @@
 """Packing routed messages for an exchange loses nothing the account side uses."""
 
 import pickle
+from decimal import Decimal
 
 from billing.directory import MeterDirectory
 from billing.engine import apply, route
+from billing.messages import Reading
 from billing.rejections import Ignored, Rejected, Rejection, reject
 from billing.rules import BillingRules
 from pipelines.replay_files import merged_envelopes
@@ -93,3 +95,22 @@ def test_what_a_route_bucket_sends_crosses_as_columns_with_everything_in_its_pla
         assert list(reject(item2.envelope, why)) == list(reject(item.envelope, why))
         # Applying either gives the same outcome (the account side uses nothing else).
         assert apply(None, item2, rules).outputs == apply(None, item, rules).outputs
+
+
+def test_readings_packed_with_their_register_as_text_unpack_to_the_same_integer() -> None:
+    """State packed before readings held integers (the register's decimal text) still loads."""
+    rules = BillingRules()
+    directory = MeterDirectory()
+    checked = 0
+    for envelope in merged_envelopes(CONFORMANCE / "sample1"):
+        routed = route(envelope, directory, rules)
+        if isinstance(routed, Rejected | Ignored) or type(routed[1].message) is not Reading:
+            continue
+        item = routed[1]
+        packed = list(pack_routed(item))
+        assert packed[-2] == item.message.milli  # an int now
+        packed[-2] = str(Decimal(item.message.milli).scaleb(-3))  # as the text was packed
+        back = unpack_routed(tuple(packed))
+        assert back.message == item.message and type(back.message.milli) is int
+        checked += 1
+    assert checked > 100
