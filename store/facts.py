@@ -50,10 +50,8 @@ _ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}
 
 def encode_fact(row: Row) -> tuple[str, bytes]:
     """A row as (key, JSON bytes): ``{"table": …, "row": {…}}`` keyed by account when it has one."""
-    values = row.values
-    key = str(values.get("account_id") or values.get("meter_id") or row.table)
-    body = {"table": row.table, "row": {k: _plain(v) for k, v in values.items()}}
-    return key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = {"table": row.table, "row": {k: _plain(v) for k, v in row.values.items()}}
+    return _key(row), json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _plain(value: object) -> object:
@@ -95,11 +93,11 @@ def _batch(table: str, rows: list[Row]) -> list[tuple[str, bytes]]:
 
 
 def _key(row: Row) -> str:
-    """A batch's message key: its first row's account (or meter, or table)."""
-    if type(row) is ScaledRow:
+    """A fact message's key: its (first) row's account, or meter, or table."""
+    if type(row) is ScaledRow and row.scaled[1]:
         return str(row.scaled[1])  # account_id: the second column of every scaled table
-    first = row.values
-    return str(first.get("account_id") or first.get("meter_id") or row.table)
+    values = row.values
+    return str(values.get("account_id") or values.get("meter_id") or row.table)
 
 
 def _plain_value(value: object) -> object:
