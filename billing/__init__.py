@@ -1,0 +1,41 @@
+"""The billing rules of SPEC S14, one pure function per rule (docs/billing-rules.md).
+
+When ``make`` has compiled them (``native/build.py``: mypyc, into the virtualenv), the
+compiled modules are put first on this package's path, but only while every source here
+still has the SHA-256 it was compiled from: an edited rule runs as it is written, never as
+an older build of it. ``WATTPAY_NATIVE=0`` runs the sources alone. ``COMPILED`` says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+NATIVE = Path(sys.prefix) / "wattpay-native"
+
+
+def _compiled_matches() -> bool:
+    """True when a build exists for this interpreter and each of its sources is unchanged."""
+    if os.environ.get("WATTPAY_NATIVE", "1") == "0":
+        return False
+    try:
+        built = json.loads((NATIVE / "manifest.json").read_text())
+        if built["abi"] != sysconfig.get_config_var("SOABI"):
+            return False
+        here = Path(__file__).parent
+        return all(
+            hashlib.sha256((here / f"{name}.py").read_bytes()).hexdigest() == sha
+            for name, sha in built["modules"].items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+COMPILED = _compiled_matches()
+if COMPILED:
+    __path__.insert(0, str(NATIVE / "billing"))  # noqa: F821 - the package's own path
+    sys.path.append(str(NATIVE))  # the modules' shared library

@@ -25,7 +25,7 @@ def overdraft_limit(charges: Iterable[Decimal], rules: BillingRules) -> Decimal:
     recent = list(charges)[-rules.overdraft_days :]
     if not recent:
         return rules.overdraft_min
-    limit = round_money(3 * sum(recent) / len(recent))
+    limit = round_money(3 * sum(recent, Decimal(0)) / len(recent))
     return min(max(limit, rules.overdraft_min), rules.overdraft_max)
 
 

@@ -47,7 +47,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(
     parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=_object
 )
-_SPACE = json.decoder.WHITESPACE.match
+_SPACE = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
 _PAIRS = json.JSONDecoder(
     parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=tuple
 )

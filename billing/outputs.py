@@ -69,7 +69,7 @@ class ScaledRow(Row):
         self.scaled = scaled
 
     @property  # type: ignore[override]
-    def values(self) -> dict[str, Any]:
+    def values(self) -> dict[str, Any]:  # type: ignore[override]
         """The row with exact decimals at the columns' scales, as `Emitter.row` would hold it."""
         return {
             name: value if places is None else Decimal(value).scaleb(-places)

@@ -68,9 +68,10 @@ def apply_topup(
     state: AccountState | None, t: TopUp, out: Emitter, rules: BillingRules
 ) -> AccountState | Rejection:
     """Credit a top-up, its rebates and basic points; notify; reconnect when back above 0."""
-    state = payment_target(state, t)
-    if isinstance(state, Rejection):
-        return state
+    target = payment_target(state, t)
+    if isinstance(target, Rejection):
+        return target
+    state = target
     if not valid_topup_amount(t.amount, rules):
         return Rejection(
             "invalid_amount", f"amount must be > 0, ≤ {rules.max_topup}, at most 2 decimals"
@@ -111,9 +112,10 @@ def apply_redeem(
     state: AccountState | None, r: Redeem, out: Emitter, rules: BillingRules
 ) -> AccountState | Rejection:
     """Redeem points for a credit (oldest lot first); reconnect when back above 0."""
-    state = payment_target(state, r)
-    if isinstance(state, Rejection):
-        return state
+    target = payment_target(state, r)
+    if isinstance(target, Rejection):
+        return target
+    state = target
     if r.points < 1:
         return Rejection("invalid_amount", "redeem at least 1 point")
     if r.points > state.wallet.total:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 BLOCK = 64
 """Readings per checkpoint; fewer than ``2 · BLOCK`` readings beyond ``limit`` are kept."""
@@ -63,12 +64,12 @@ class ReadingLog:
             self.blocks.tobytes(),
         )
 
-    def __setstate__(self, packed: tuple[object, ...]) -> None:
+    def __setstate__(self, packed: tuple[Any, ...]) -> None:
         limit, data, self.count, self.last_stamp, self.last_milli, self.last_gap, blocks = packed
-        self.limit = limit  # type: ignore[assignment]
-        self.data = bytearray(data)  # type: ignore[arg-type]
+        self.limit = limit
+        self.data = bytearray(data)
         self.blocks = array("q")
-        self.blocks.frombytes(blocks)  # type: ignore[arg-type]
+        self.blocks.frombytes(blocks)
 
     def energy_at(self, key: int) -> int | None:
         """The register (0.001 kWh) accepted at ``key`` (µs since the epoch), if any."""

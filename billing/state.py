@@ -170,7 +170,7 @@ class AccountState:
         (self.phone, self.locale, self.district, self.landlord_id) = packed[18:22]
         (opening_balance, status, baseline, self.logs, maxlen, charges) = packed[22:28]
         (self.low_armed, self.arrears_armed, self.pending_cut) = packed[28:31]
-        (self.warned_consumption, request, self.payment_ids, self.rebates, lots) = packed[31:36]
+        (self.warned_consumption, request, payment_ids, self.rebates, lots) = packed[31:36]
         (self.ledger_seq, self.points_seq, self.version) = packed[36:39]
         # Snapshots from before S14.16's confirmed cuts end here: no cut on record.
         (cut, confirmed) = packed[39:41] if len(packed) > 39 else (None, None)
@@ -186,7 +186,7 @@ class AccountState:
         self.status = Status(status)
         self.baseline = None if baseline is None else (moment_of(baseline[0], zone), baseline[1])
         self.charges = list(charges)[-maxlen:]
-        self.payment_ids = frozenset(self.payment_ids)
+        self.payment_ids = frozenset(payment_ids)
         self.request = None if request is None else (request[0], moment_of(request[1], zone))
         self.wallet = PointsWallet(lots)
         self.cut_command = None if cut is None else (cut[0], moment_of(cut[1], zone))

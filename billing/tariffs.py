@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from billing.numbers import to_price_units
 
@@ -177,7 +178,7 @@ BUILTIN_PLANS: dict[str, Plan] = {
 }
 
 
-def plan_from_config(plan_id: str, spec: Mapping[str, object]) -> Plan:
+def plan_from_config(plan_id: str, spec: Mapping[str, Any]) -> Plan:
     """Build a plan from a config table (``[plans.ID]`` in the TOML file).
 
     Keys: ``tier_bounds`` (list of kWh strings), ``prices`` (table period -> list of
@@ -185,14 +186,14 @@ def plan_from_config(plan_id: str, spec: Mapping[str, object]) -> Plan:
     optional ``effective_from`` / ``effective_to`` (dates).
     """
     try:
-        bounds = tuple(Decimal(str(b)) for b in spec["tier_bounds"])  # type: ignore[union-attr]
+        bounds = tuple(Decimal(str(b)) for b in spec["tier_bounds"])
         raw_prices = spec["prices"]
         prices = {
-            str(name): tuple(Decimal(str(p)) for p in row)  # type: ignore[union-attr]
-            for name, row in raw_prices.items()  # type: ignore[union-attr]
+            str(name): tuple(Decimal(str(p)) for p in row)
+            for name, row in raw_prices.items()
         }
         periods = []
-        for item in spec.get("periods", []):  # type: ignore[union-attr]
+        for item in spec.get("periods", []):
             clock, name = str(item).split("=", 1)
             periods.append(Period(name.strip(), time.fromisoformat(clock.strip())))
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:

@@ -7,6 +7,7 @@ written by either resumes the other.
 
 import pickle
 from collections import defaultdict
+from dataclasses import fields
 
 import pytest
 
@@ -37,7 +38,7 @@ def _fields(snapshot: bytes) -> dict[str, list[str]]:
     """A snapshot's states, field by field (equal states may pickle to other bytes)."""
     states = pickle.loads(snapshot)  # noqa: S301
     return {
-        account_id: [repr(getattr(state, name)) for name in AccountState.__slots__]
+        account_id: [repr(getattr(state, f.name)) for f in fields(AccountState)]
         for account_id, state in states.items()
     }
 

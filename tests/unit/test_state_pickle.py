@@ -1,6 +1,7 @@
 """Account states pickle compactly and come back exactly (recovery snapshots, SPEC S10)."""
 
 import pickle
+from dataclasses import fields
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -15,8 +16,8 @@ from tests.paths import CONFORMANCE
 
 def same(a: AccountState, b: AccountState) -> bool:
     """Equal field by field, timestamps in the very same zone object, amounts digit for digit."""
-    for name in AccountState.__slots__:
-        x, y = getattr(a, name), getattr(b, name)
+    for field in fields(AccountState):
+        x, y = getattr(a, field.name), getattr(b, field.name)
         if x != y or (not isinstance(x, frozenset) and repr(x) != repr(y)):  # sets: no order
             return False
     return a.opened_at.tzinfo is b.opened_at.tzinfo and a.day.end.tzinfo is b.day.end.tzinfo

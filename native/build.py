@@ -1,0 +1,119 @@
+"""Compile the billing rules to C with mypyc, into the virtualenv (``make native``).
+
+Usage: .venv/bin/python native/build.py [--check]
+
+The rules stay Python: the same files in ``billing/`` are the only source, and they run as
+they are wherever no compiled copy matches them. The compiled modules go to
+``<virtualenv>/wattpay-native`` with a manifest of their sources' SHA-256;
+``billing/__init__.py`` puts them first on the package's path only while every source
+still has the hash it was compiled from, so an edited rule is never shadowed by an older
+build (docs/architecture.md, *Compiled rules*). ``--check`` prints whether the build in
+place matches the sources and exits 1 when it does not.
+
+Modules left out stay interpreted: the package's ``__init__``, ``decoding`` (it catches
+its own ``ValueError`` subclass among others, which compiled code narrows wrongly),
+``rejections`` (its lists of outputs subclass ``list``) and ``outputs`` (``ScaledRow``
+replaces an attribute of ``Row`` with a property).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "billing"
+TARGET = Path(sys.prefix) / "wattpay-native"
+MANIFEST = "manifest.json"
+GROUP = "wattpay_billing"
+INTERPRETED = frozenset({"__init__", "decoding", "rejections", "outputs"})
+
+
+def compiled_sources() -> list[Path]:
+    """The modules of ``billing/`` that are compiled, in name order."""
+    return sorted(p for p in PACKAGE.glob("*.py") if p.stem not in INTERPRETED)
+
+
+def digest(path: Path) -> str:
+    """A file's SHA-256 in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest() -> dict[str, object]:
+    """What a build is valid for: the interpreter's ABI and every compiled source's hash."""
+    return {
+        "abi": sysconfig.get_config_var("SOABI"),
+        "modules": {p.stem: digest(p) for p in compiled_sources()},
+    }
+
+
+def is_current() -> bool:
+    """True when the build in place was compiled from these sources for this interpreter."""
+    path = TARGET / MANIFEST
+    return path.exists() and json.loads(path.read_text()) == manifest()
+
+
+def build() -> None:
+    """Compile into a fresh directory beside the target, then swap it in."""
+    from mypyc.build import mypycify
+    from setuptools import setup
+
+    staging = Path(tempfile.mkdtemp(prefix="wattpay-native-", dir=TARGET.parent))
+    work = Path(tempfile.mkdtemp(prefix="wattpay-native-build-"))
+    cwd = Path.cwd()
+    try:
+        os.chdir(ROOT)  # mypyc names modules by their paths from here
+        extensions = mypycify(
+            [str(p.relative_to(ROOT)) for p in compiled_sources()],
+            opt_level="3",
+            group_name=GROUP,
+            target_dir=str(work / "c"),
+        )
+        setup(
+            name="wattpay-billing-native",
+            ext_modules=extensions,
+            script_args=[
+                "--quiet",
+                "build_ext",
+                "--build-lib",
+                str(staging),
+                "--build-temp",
+                str(work / "o"),
+                "--parallel",
+                str(os.cpu_count() or 1),
+            ],
+        )
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(work, ignore_errors=True)
+    (staging / MANIFEST).write_text(json.dumps(manifest(), indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(TARGET, ignore_errors=True)
+    staging.rename(TARGET)
+
+
+def main() -> int:
+    """Build unless current; ``--check`` only reports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say if the build is current")
+    args = parser.parse_args()
+    if args.check:
+        current = is_current()
+        print(f"compiled billing rules in {TARGET}: {'current' if current else 'missing or stale'}")
+        return 0 if current else 1
+    if is_current():
+        print(f"compiled billing rules in {TARGET} are current")
+        return 0
+    build()
+    print(f"compiled {len(compiled_sources())} billing modules into {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

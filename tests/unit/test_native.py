@@ -1,0 +1,142 @@
+"""The compiled billing rules (native/build.py): used only while current, and the same results.
+
+The suite runs the rules compiled when `make` has built them; these tests hold the
+interpreted sources to the same outputs and snapshots, and check that an edited source is
+never shadowed by an older build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import billing
+from tests.paths import CONFORMANCE, REPO
+
+BUILT = (billing.NATIVE / "manifest.json").exists()
+
+RUN = """
+import json, pickle, sys
+from dataclasses import fields
+from pathlib import Path
+import billing
+from billing.rules import BillingRules
+from billing.sequential import run_sequential
+from billing.state import AccountState
+from billing.engine import route, apply
+from billing.directory import MeterDirectory
+from billing.rejections import Rejected, Ignored
+from pipelines.replay_files import merged_envelopes
+
+def plain(output):
+    values = getattr(output, "values", None)
+    if values is None:
+        return ["message", output.topic, output.key, output.value]
+    return ["row", output.table, values]
+
+result = {"compiled": billing.COMPILED, "sets": {}}
+for name in sys.argv[2:]:
+    envelopes = list(merged_envelopes(Path(sys.argv[1]) / name))
+    outputs = [plain(o) for o in run_sequential(envelopes, BillingRules())]
+    directory, states, rules = MeterDirectory(), {}, BillingRules()
+    for envelope in envelopes:
+        routed = route(envelope, directory, rules)
+        if not isinstance(routed, Rejected | Ignored):
+            outcome = apply(states.get(routed[0]), routed[1], rules)
+            states[routed[0]] = outcome.state
+    states = {k: v for k, v in states.items() if v is not None}
+    theirs = Path(sys.argv[1]).parent / f"{name}.other.pickle"
+    loaded = pickle.loads(theirs.read_bytes()) if theirs.exists() else None
+    Path(sys.argv[1]).parent.joinpath(f"{name}.{int(billing.COMPILED)}.pickle").write_bytes(
+        pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
+    )
+    def fields_of(state):  # a set's order is the process's hashing, not the state
+        values = (getattr(state, f.name) for f in fields(AccountState))
+        return [repr(sorted(v)) if isinstance(v, frozenset) else repr(v) for v in values]
+    result["sets"][name] = {
+        "outputs": json.dumps(outputs, default=str, sort_keys=True),
+        "states": {k: fields_of(v) for k, v in sorted(states.items())},
+        "loaded": None if loaded is None else {k: fields_of(v) for k, v in sorted(loaded.items())},
+    }
+print(json.dumps(result))
+"""
+
+
+def _run(workdir: Path, *, native: bool, pythonpath: Path = REPO) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "WATTPAY_NATIVE": "1" if native else "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, str(workdir / "sets"), "sample1", "sample2"],
+        cwd=pythonpath,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _require_build() -> None:
+    if not BUILT:
+        if os.environ.get("CI"):
+            pytest.fail("no compiled billing rules: `make test` builds them (native/build.py)")
+        pytest.skip("no compiled billing rules here: run `make native`")
+
+
+def test_the_suite_runs_the_compiled_rules_when_they_are_built() -> None:
+    _require_build()
+    import billing.rating
+
+    assert billing.COMPILED
+    assert billing.rating.__file__.startswith(str(billing.NATIVE))
+    assert billing.rating.__file__.endswith(".so")
+
+
+def test_compiled_and_interpreted_rules_give_the_same_outputs_and_read_each_others_snapshots(
+    tmp_path: Path,
+) -> None:
+    _require_build()
+    shutil.copytree(CONFORMANCE, tmp_path / "sets")
+    compiled = _run(tmp_path, native=True)
+    for name in ("sample1", "sample2"):  # the interpreted run loads the compiled snapshots
+        (tmp_path / f"{name}.1.pickle").rename(tmp_path / f"{name}.other.pickle")
+    interpreted = _run(tmp_path, native=False)
+    assert compiled["compiled"] is True and interpreted["compiled"] is False
+    for name in ("sample1", "sample2"):
+        ours, theirs = compiled["sets"][name], interpreted["sets"][name]
+        assert len(ours["outputs"]) > 10_000  # every row and message of the set, as text
+        assert ours["outputs"] == theirs["outputs"]
+        assert ours["states"] == theirs["states"]
+        assert theirs["loaded"] == ours["states"]  # a compiled snapshot, loaded interpreted
+        (tmp_path / f"{name}.0.pickle").rename(tmp_path / f"{name}.other.pickle")
+    again = _run(tmp_path, native=True)  # and an interpreted snapshot, loaded compiled
+    for name in ("sample1", "sample2"):
+        assert again["sets"][name]["loaded"] == interpreted["sets"][name]["states"]
+
+
+def test_an_edited_source_runs_as_written_and_not_as_the_older_build(tmp_path: Path) -> None:
+    _require_build()
+    tree = tmp_path / "tree"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "billing", tree / "billing", ignore=skip)
+    probe = "import billing, billing.rating; print(billing.COMPILED, billing.rating.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("WATTPAY_NATIVE", None)
+
+    def which() -> str:
+        command = [sys.executable, "-c", probe]
+        done = subprocess.run(
+            command, cwd=tree, env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert which().startswith("True ")  # an unchanged copy of the sources: the build
+    rating = tree / "billing" / "rating.py"
+    rating.write_text(rating.read_text() + "\n# edited\n")
+    assert which() == f"False {rating}"
