@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.excerpt import excerpt
+from billing.state_pickle import frozen_reduce
 
 
 def _reject_float(text: str) -> Any:
@@ -27,6 +28,9 @@ class FloatLiteral:
     """A JSON number that is not an integer; never valid where a decimal string is needed."""
 
     text: str
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
 
 
 class _DuplicateKeyError(ValueError):
@@ -117,8 +121,8 @@ def decode_json(text: str) -> tuple[Any, str]:
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     try:
         value = _flat(text) if brackets == 1 else _DECODER.decode(text)
-    except _DuplicateKeyError as err:
-        return None, str(err)
+    except _DuplicateKeyError as duplicate:  # one name per clause: each has its own type
+        return None, str(duplicate)
     except (ValueError, RecursionError) as err:
         return None, f"not JSON: {err}"
     if _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):

@@ -24,6 +24,7 @@ from billing.numbers import (
     to_milli,
 )
 from billing.rules import CHANNELS, BillingRules
+from billing.state_pickle import frozen_reduce
 
 READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
 COMMAND_RESULTS = "meter-command-results"
@@ -121,6 +122,9 @@ class TopUp:
     ts: datetime
     request_id: str | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
+
 
 @dataclass(frozen=True, slots=True)
 class Redeem:
@@ -130,6 +134,9 @@ class Redeem:
     account_id: str
     points: int
     ts: datetime
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,9 @@ class AccountEvent:
     plan: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
+
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
@@ -153,6 +163,9 @@ class CommandResult:
     ok: bool
     ts: datetime
     error: str = ""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
 
 
 Message = Reading | TopUp | Redeem | AccountEvent | CommandResult

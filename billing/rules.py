@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from billing.clock import LOCAL_ZONE
+from billing.state_pickle import frozen_reduce
 from billing.tariffs import BUILTIN_PLANS, Plan
 
 CHANNELS = frozenset({"app", "alipay", "wechat", "bank", "counter"})
@@ -33,6 +35,9 @@ class RebateCampaign:
             and (self.to_day is None or day <= self.to_day)
         )
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
+
 
 DEFAULT_CAMPAIGN = RebateCampaign(
     campaign_id="default",
@@ -55,6 +60,9 @@ class DisconnectWindow:
     def is_window_day(self, day: date) -> bool:
         """True on a day cuts may happen."""
         return day.weekday() in self.weekdays and day not in self.holidays
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +92,6 @@ class BillingRules:
     confirmed only by its ``ok`` result. False: by ``tamper_grace_minutes`` instead."""
     duplicate_memory: int = 40_000
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr

@@ -10,6 +10,7 @@ value. Every value round-trips exactly (same instant, zone, digits and exponent)
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -68,3 +69,12 @@ def packed_pairs(pairs: list[tuple[datetime, Any]], zone: tzinfo | None) -> list
 def unpacked_pairs(pairs: list[tuple[Any, Any]], zone: tzinfo | None) -> list[tuple[datetime, Any]]:
     """The pairs ``packed_pairs`` packed."""
     return [(moment_of(moment, zone), value) for moment, value in pairs]
+
+
+def frozen_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:  # noqa: ANN401 - any frozen dataclass
+    """How a frozen dataclass pickles: its class and the fields its constructor takes.
+
+    Compiled (``native/build.py``), a frozen dataclass cannot be unpickled field by field, since
+    its fields refuse assignment; each one's ``__reduce__`` returns this instead.
+    """
+    return type(value), tuple(getattr(value, f.name) for f in fields(value) if f.init)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.numbers import to_price_units
+from billing.state_pickle import frozen_reduce
 
 FLAT = "flat"
 PRICE_PLACES = 4  # yuan per kWh (S3)
@@ -35,6 +36,9 @@ class Period:
 
     name: str
     start: time
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,9 @@ class Plan:
                 return index
         return len(self.tier_bounds)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)  # compiled, its fields refuse setattr
+
 
 def _price_units(price: Decimal) -> int | None:
     """A price in whole 10^-4 yuan/kWh, or None when it cannot be (`validate` refuses it)."""
@@ -189,8 +196,7 @@ def plan_from_config(plan_id: str, spec: Mapping[str, Any]) -> Plan:
         bounds = tuple(Decimal(str(b)) for b in spec["tier_bounds"])
         raw_prices = spec["prices"]
         prices = {
-            str(name): tuple(Decimal(str(p)) for p in row)
-            for name, row in raw_prices.items()
+            str(name): tuple(Decimal(str(p)) for p in row) for name, row in raw_prices.items()
         }
         periods = []
         for item in spec.get("periods", []):

@@ -10,8 +10,7 @@ still has the hash it was compiled from, so an edited rule is never shadowed by 
 build (docs/architecture.md, *Compiled rules*). ``--check`` prints whether the build in
 place matches the sources and exits 1 when it does not.
 
-Modules left out stay interpreted: the package's ``__init__``, ``decoding`` (it catches
-its own ``ValueError`` subclass among others, which compiled code narrows wrongly),
+Modules left out stay interpreted: the package's ``__init__`` (it chooses the build),
 ``rejections`` (its lists of outputs subclass ``list``) and ``outputs`` (``ScaledRow``
 replaces an attribute of ``Row`` with a property).
 """
@@ -33,7 +32,7 @@ PACKAGE = ROOT / "billing"
 TARGET = Path(sys.prefix) / "wattpay-native"
 MANIFEST = "manifest.json"
 GROUP = "wattpay_billing"
-INTERPRETED = frozenset({"__init__", "decoding", "rejections", "outputs"})
+INTERPRETED = frozenset({"__init__", "rejections", "outputs"})
 
 
 def compiled_sources() -> list[Path]:

@@ -7,16 +7,28 @@ never shadowed by an older build.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import os
+import pickle
+import pkgutil
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import billing
+from billing.clock import LOCAL_ZONE
+from billing.decoding import FloatLiteral
+from billing.messages import CommandResult, Malformed, parse_message
+from billing.rejections import Rejection
+from billing.rules import BillingRules
+from pipelines.replay_files import merged_envelopes
 from tests.paths import CONFORMANCE, REPO
 
 BUILT = (billing.NATIVE / "manifest.json").exists()
@@ -140,3 +152,53 @@ def test_an_edited_source_runs_as_written_and_not_as_the_older_build(tmp_path: P
     rating = tree / "billing" / "rating.py"
     rating.write_text(rating.read_text() + "\n# edited\n")
     assert which() == f"False {rating}"
+
+
+def _frozen_classes() -> set[type]:
+    """Every frozen dataclass defined in billing/."""
+    found: set[type] = set()
+    for module_info in pkgutil.iter_modules(billing.__path__):
+        module = importlib.import_module(f"billing.{module_info.name}")
+        for value in vars(module).values():
+            params = getattr(value, "__dataclass_params__", None)
+            if inspect.isclass(value) and value.__module__ == module.__name__ and params:
+                if params.frozen:
+                    found.add(value)
+    return found
+
+
+def _instances(value: object, into: list[object]) -> list[object]:
+    """``value`` and every dataclass instance inside it (fields, tuples, dicts)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        into.append(value)
+        for field in dataclasses.fields(value):
+            _instances(getattr(value, field.name), into)
+    elif isinstance(value, tuple | list):
+        for item in value:
+            _instances(item, into)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _instances(item, into)
+    return into
+
+
+def test_every_frozen_dataclass_of_the_rules_pickles_and_comes_back_equal() -> None:
+    """Compiled, a frozen dataclass cannot be unpickled field by field (it refuses setattr)."""
+    rules = BillingRules()
+    samples: list[object] = [
+        rules,
+        FloatLiteral("1e3"),
+        Rejection("malformed", "not JSON"),
+        CommandResult("C1", "M1", False, datetime(2026, 6, 1, 8, tzinfo=LOCAL_ZONE), "no answer"),
+    ]
+    for envelope in merged_envelopes(CONFORMANCE / "sample2"):
+        try:
+            samples.append(parse_message(envelope, rules))
+        except Malformed:
+            pass
+    found: list[object] = []
+    for sample in samples:
+        _instances(sample, found)
+    assert {type(value) for value in found} >= _frozen_classes()
+    for value in found:
+        assert pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) == value  # noqa: S301
