@@ -192,15 +192,18 @@ def dispatch(metrics: Metrics | None, chunk: Chunk) -> list[Keyed]:
     first, envelopes = chunk
     per_bucket = [InputEntries() for _ in ROUTE_KEYS]  # cross processes as columns
     decide: list[tuple[int, Envelope]] = []
+    received: dict[str, int] = {}  # counted per chunk: every increment takes a lock
     for seq, envelope in enumerate(envelopes, first):
-        if metrics is not None:
-            metrics.of(metrics.messages_in, envelope.topic).inc()
+        received[envelope.topic] = received.get(envelope.topic, 0) + 1
         if envelope.topic in METER_KEYED:
             per_bucket[route_bucket(envelope.key)].append((INPUT, seq, envelope))
         else:
             decide.append((seq, envelope))
             for entries in per_bucket:
                 entries.append((WAIT, seq))
+    if metrics is not None:
+        for topic, count in received.items():
+            metrics.of(metrics.messages_in, topic).inc(count)
     tick = first + len(envelopes) - 1
     out: list[Keyed] = [(LIFECYCLE_KEY, (DECIDE, decide))] if decide else []
     for bucket, key in enumerate(ROUTE_KEYS):
