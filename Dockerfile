@@ -28,7 +28,7 @@ COPY native native
 # The billing rules compiled to C (native/build.py), then the compiler removed again.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install --no-cache-dir . 'mypy==2.4.*' \
+    && pip install --no-cache-dir . 'mypy==2.4.*' 'setuptools>=68' \
     && python native/build.py \
     && pip uninstall -y mypy \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \

@@ -37,7 +37,7 @@ native: $(STAMP) compiler
 	$(PY) native/build.py
 
 # A C compiler and the interpreter's headers, for `native` (Debian: gcc, python3-dev).
-compiler:
+compiler: $(STAMP)
 	@missing=""; command -v gcc >/dev/null || missing=" gcc"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
