@@ -2,8 +2,9 @@
 
 When ``make`` has compiled them (``native/build.py``: mypyc, into the virtualenv), the
 compiled modules are put first on this package's path, but only while every source here
-still has the SHA-256 it was compiled from: an edited rule runs as it is written, never as
-an older build of it. ``WATTPAY_NATIVE=0`` runs the sources alone. ``COMPILED`` says which.
+(compiled or not) still has the SHA-256 it had at the build: an edited rule runs as it is
+written, never as an older build of it. ``WATTPAY_NATIVE=0`` runs the sources alone.
+``COMPILED`` says which.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ NATIVE = Path(sys.prefix) / "wattpay-native"
 
 
 def _compiled_matches() -> bool:
-    """True when a build exists for this interpreter and each of its sources is unchanged."""
+    """True when a build exists for this interpreter and every source is as it was built."""
     if os.environ.get("WATTPAY_NATIVE", "1") == "0":
         return False
     try:
@@ -29,7 +30,7 @@ def _compiled_matches() -> bool:
         here = Path(__file__).parent
         return all(
             hashlib.sha256((here / f"{name}.py").read_bytes()).hexdigest() == sha
-            for name, sha in built["modules"].items()
+            for name, sha in built["sources"].items()
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

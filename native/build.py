@@ -4,10 +4,10 @@ Usage: .venv/bin/python native/build.py [--check]
 
 The rules stay Python: the same files in ``billing/`` are the only source, and they run as
 they are wherever no compiled copy matches them. The compiled modules go to
-``<virtualenv>/wattpay-native`` with a manifest of their sources' SHA-256;
-``billing/__init__.py`` puts them first on the package's path only while every source
-still has the hash it was compiled from, so an edited rule is never shadowed by an older
-build (docs/architecture.md, *Compiled rules*). ``--check`` prints whether the build in
+``<virtualenv>/wattpay-native`` with a manifest of the SHA-256 of every source of the
+package; ``billing/__init__.py`` puts them first on the package's path only while every
+source still has the hash it had at the build, so an edited rule is never shadowed by an
+older build (docs/architecture.md, *Scale-out*). ``--check`` prints whether the build in
 place matches the sources and exits 1 when it does not.
 
 Modules left out stay interpreted: the package's ``__init__`` (it chooses the build),
@@ -46,10 +46,15 @@ def digest(path: Path) -> str:
 
 
 def manifest() -> dict[str, object]:
-    """What a build is valid for: the interpreter's ABI and every compiled source's hash."""
+    """What a build is valid for: the interpreter's ABI and the hash of every source.
+
+    The interpreted modules count too: compiled code was type-checked against them.
+    """
+    sources = sorted(p for p in PACKAGE.glob("*.py") if p.stem != "__init__")
     return {
         "abi": sysconfig.get_config_var("SOABI"),
-        "modules": {p.stem: digest(p) for p in compiled_sources()},
+        "compiled": [p.stem for p in compiled_sources()],
+        "sources": {p.stem: digest(p) for p in sources},
     }
 
 
@@ -93,8 +98,12 @@ def build() -> None:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
     (staging / MANIFEST).write_text(json.dumps(manifest(), indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(TARGET, ignore_errors=True)
+    # Renames, so a process starting meanwhile finds the old build whole, none, or the new one.
+    retired = Path(tempfile.mkdtemp(prefix="wattpay-native-old-", dir=TARGET.parent))
+    if TARGET.exists():
+        TARGET.rename(retired / "build")
     staging.rename(TARGET)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def main() -> int:
