@@ -19,24 +19,26 @@ from pathlib import Path
 NATIVE = Path(sys.prefix) / "wattpay-native"
 
 
-def _compiled_matches() -> bool:
-    """True when a build exists for this interpreter and every source is as it was built."""
-    if os.environ.get("WATTPAY_NATIVE", "1") == "0":
-        return False
+def compiled_matches(native: Path, sources: Path) -> bool:
+    """True when ``native`` holds a build for this interpreter of the files in ``sources``.
+
+    Anything unreadable, malformed or different means no: the sources then run as they are.
+    """
     try:
-        built = json.loads((NATIVE / "manifest.json").read_text())
+        built = json.loads((native / "manifest.json").read_text())
         if built["abi"] != sysconfig.get_config_var("SOABI"):
             return False
-        here = Path(__file__).parent
-        return all(
-            hashlib.sha256((here / f"{name}.py").read_bytes()).hexdigest() == sha
+        return bool(built["sources"]) and all(
+            hashlib.sha256((sources / f"{name}.py").read_bytes()).hexdigest() == sha
             for name, sha in built["sources"].items()
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
 
-COMPILED = _compiled_matches()
+COMPILED = os.environ.get("WATTPAY_NATIVE", "1") != "0" and compiled_matches(
+    NATIVE, Path(__file__).parent
+)
 if COMPILED:
     __path__.insert(0, str(NATIVE / "billing"))  # noqa: F821 - the package's own path
     sys.path.append(str(NATIVE))  # the modules' shared library

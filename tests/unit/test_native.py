@@ -8,6 +8,7 @@ never shadowed by an older build.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import inspect
 import json
@@ -17,6 +18,7 @@ import pkgutil
 import shutil
 import subprocess
 import sys
+import sysconfig
 from datetime import datetime
 from pathlib import Path
 
@@ -201,3 +203,39 @@ def test_every_frozen_dataclass_of_the_rules_pickles_and_comes_back_equal() -> N
     assert {type(value) for value in found} >= _frozen_classes()
     for value in found:
         assert pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) == value  # noqa: S301
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"abi": "cpython-27mu", "sources": {"rating": "00"}}',
+        b'{"abi": null, "sources": {}}',
+        b'{"sources": {"rating": "00"}}',
+        b'{"abi": "ABI", "sources": ["rating"]}',
+        b'{"abi": "ABI", "sources": {"rating": 7}}',
+        b'{"abi": "ABI", "sources": {"../../etc/passwd": "00"}}',
+        b'{"abi": "ABI", "sources": {}}',
+        b"\xff\xfe",
+    ],
+)
+def test_a_damaged_or_foreign_manifest_means_the_sources_run(
+    tmp_path: Path, manifest: bytes
+) -> None:
+    (tmp_path / "rating.py").write_text("RATE = 1\n")
+    abi = json.dumps(sysconfig.get_config_var("SOABI"))
+    (tmp_path / "manifest.json").write_bytes(manifest.replace(b'"ABI"', abi.encode()))
+    assert billing.compiled_matches(tmp_path, tmp_path) is False
+
+
+def test_a_manifest_of_these_very_sources_means_the_build(tmp_path: Path) -> None:
+    source = tmp_path / "rating.py"
+    source.write_text("RATE = 1\n")
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    manifest = {"abi": sysconfig.get_config_var("SOABI"), "sources": {"rating": sha}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert billing.compiled_matches(tmp_path, tmp_path) is True
+    source.write_text("RATE = 2\n")
+    assert billing.compiled_matches(tmp_path, tmp_path) is False
