@@ -36,9 +36,10 @@ demo: $(STAMP) native
 native: $(STAMP) compiler
 	$(PY) native/build.py
 
-# A C compiler and the interpreter's headers, for `native` (Debian: gcc, python3-dev).
+# A C compiler, the C library's headers and the interpreter's, for `native` (Debian packages).
 compiler: $(STAMP)
 	@missing=""; command -v gcc >/dev/null || missing=" gcc"; \
+	[ -f /usr/include/stdio.h ] || missing="$$missing libc6-dev"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
