@@ -10,6 +10,10 @@ source still has the hash it had at the build, so an edited rule is never shadow
 older build (docs/architecture.md, *Scale-out*). ``--check`` prints whether the build in
 place matches the sources and exits 1 when it does not.
 
+One build runs at a time (a lock beside the target); it compiles beside the target and
+swaps the result in by renames, so a build killed at any moment leaves the previous one
+whole, and the next build removes what the killed one left.
+
 Modules left out stay interpreted: the package's ``__init__`` (it chooses the build),
 ``rejections`` (its lists of outputs subclass ``list``) and ``outputs`` (``ScaledRow``
 replaces an attribute of ``Row`` with a property).
@@ -18,6 +22,7 @@ replaces an attribute of ``Row`` with a property).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "billing"
 TARGET = Path(sys.prefix) / "wattpay-native"
 MANIFEST = "manifest.json"
+LOCK = TARGET.parent / "wattpay-native.lock"
+LEFTOVERS = "wattpay-native-*"  # a build's own directories beside the target, while it runs
 GROUP = "wattpay_billing"
 INTERPRETED = frozenset({"__init__", "rejections", "outputs"})
 
@@ -69,8 +76,8 @@ def build() -> None:
     from mypyc.build import mypycify
     from setuptools import setup
 
-    staging = Path(tempfile.mkdtemp(prefix="wattpay-native-", dir=TARGET.parent))
-    work = Path(tempfile.mkdtemp(prefix="wattpay-native-build-"))
+    staging = Path(tempfile.mkdtemp(prefix="wattpay-native-new-", dir=TARGET.parent))
+    work = Path(tempfile.mkdtemp(prefix="wattpay-native-work-", dir=TARGET.parent))
     cwd = Path.cwd()
     try:
         os.chdir(ROOT)  # mypyc names modules by their paths from here
@@ -94,6 +101,9 @@ def build() -> None:
                 str(os.cpu_count() or 1),
             ],
         )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
@@ -115,10 +125,14 @@ def main() -> int:
         current = is_current()
         print(f"compiled billing rules in {TARGET}: {'current' if current else 'missing or stale'}")
         return 0 if current else 1
-    if is_current():
-        print(f"compiled billing rules in {TARGET} are current")
-        return 0
-    build()
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time
+        for leftover in TARGET.parent.glob(LEFTOVERS):  # of a build killed before it ended
+            shutil.rmtree(leftover, ignore_errors=True)
+        if is_current():
+            print(f"compiled billing rules in {TARGET} are current")
+            return 0
+        build()
     print(f"compiled {len(compiled_sources())} billing modules into {TARGET}")
     return 0
 
