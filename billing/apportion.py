@@ -5,18 +5,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from billing.clock import elapsed_us
 from billing.numbers import div_round_half_up
+from billing.state_pickle import constructor_reduce
 
 
-@dataclass(slots=True)  # not frozen: one or more per reading, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per reading; not frozen; init=False: billing/__init__.py
 class Part:
     """Consumption in [start, end), in thousandths of a kWh."""
 
     start: datetime
     end: datetime
     milli_kwh: int
+
+    def __init__(self, start: datetime, end: datetime, milli_kwh: int) -> None:
+        self.start = start
+        self.end = end
+        self.milli_kwh = milli_kwh
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
 def apportion(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.excerpt import excerpt
-from billing.state_pickle import frozen_reduce
+from billing.state_pickle import constructor_reduce
 
 
 def _reject_float(text: str) -> Any:
@@ -30,7 +30,7 @@ class FloatLiteral:
     text: str
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 class _DuplicateKeyError(ValueError):
@@ -55,6 +55,7 @@ _SPACE = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
 _PAIRS = json.JSONDecoder(
     parse_float=_reject_float, parse_constant=_reject_float, object_pairs_hook=tuple
 )
+_SCAN = _PAIRS.scan_once  # type: ignore[attr-defined]  # the C scanner; raw_decode wraps it
 MAX_DEPTH = 16  # input messages are flat objects; deeper nesting is malformed
 _STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
@@ -67,15 +68,22 @@ def _flat(text: str) -> Any:  # noqa: ANN401 - any JSON value
     The usual message. Its object comes back as a tuple of pairs from C, without the
     Python call per object of ``_DECODER``; a key given twice is refused as there.
     """
-    value, end = _PAIRS.raw_decode(text, _SPACE(text, 0).end())
+    # As ``JSONDecoder.decode`` does, with its errors, minus its calls for what is not there:
+    # whitespace around the value (a message has none) and ``raw_decode``'s wrapping.
+    start = 0 if text[0] == "{" else _SPACE(text, 0).end()
+    try:
+        value, end = _SCAN(text, start)
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
     if type(value) is tuple:
         flat = dict(value)
         if len(flat) != len(value):
             _object(list(value))  # raises, naming the first key given twice
         value = flat
-    end = _SPACE(text, end).end()  # then what follows, as ``JSONDecoder.decode`` checks it
     if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
+        end = _SPACE(text, end).end()  # then what follows, as ``JSONDecoder.decode`` checks it
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
     return value
 
 
@@ -125,6 +133,6 @@ def decode_json(text: str) -> tuple[Any, str]:
         return None, str(duplicate)
     except (ValueError, RecursionError) as err:
         return None, f"not JSON: {err}"
-    if _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
+    if "\\" in text and _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
         return None, "a string holds a lone surrogate (\\ud800-\\udfff)"
     return value, ""

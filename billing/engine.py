@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from billing.account_events import record_account_event
 from billing.clock import ts_text
@@ -34,19 +35,28 @@ from billing.readings import apply_reading
 from billing.rejections import Ignored, Rejected, Rejection, reject
 from billing.rules import BillingRules
 from billing.state import CLOSED, AccountState, account_row
+from billing.state_pickle import constructor_reduce
 from billing.tamper import apply_command_result
 
 
-@dataclass(slots=True)  # not frozen: one per message, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per message; not frozen; init=False: billing/__init__.py
 class Routed:
     """A parsed message on its way to its account; ``verdict`` is the lifecycle check result."""
 
     envelope: Envelope
     message: Message
-    verdict: str | None = None
+    verdict: str | None
+
+    def __init__(self, envelope: Envelope, message: Message, verdict: str | None = None) -> None:
+        self.envelope = envelope
+        self.message = message
+        self.verdict = verdict
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
-@dataclass(slots=True)  # not frozen: one per message, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per message; not frozen; init=False: billing/__init__.py
 class Outcome:
     """What applying one message did to its account.
 
@@ -56,7 +66,20 @@ class Outcome:
 
     state: AccountState | None
     outputs: list[Output]
-    rejection: Rejection | None = None
+    rejection: Rejection | None
+
+    def __init__(
+        self,
+        state: AccountState | None,
+        outputs: list[Output],
+        rejection: Rejection | None = None,
+    ) -> None:
+        self.state = state
+        self.outputs = outputs
+        self.rejection = rejection
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
 def route(

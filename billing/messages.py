@@ -24,7 +24,7 @@ from billing.numbers import (
     to_milli,
 )
 from billing.rules import CHANNELS, BillingRules
-from billing.state_pickle import frozen_reduce
+from billing.state_pickle import constructor_reduce
 
 READINGS, PAYMENTS, ACCOUNTS = "readings", "payments", "accounts"
 COMMAND_RESULTS = "meter-command-results"
@@ -34,7 +34,7 @@ METER_KEYED = frozenset({READINGS, COMMAND_RESULTS})
 """Input topics keyed (and routed) by meter id; the others are keyed by account id."""
 
 
-@dataclass(slots=True)  # not frozen: one or two per message, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per message; not frozen; init=False: billing/__init__.py
 class Envelope:
     """One input message as it arrived: its topic, a unique source position and its bytes.
 
@@ -47,9 +47,30 @@ class Envelope:
     position: str
     raw: str
     received_at: datetime
-    payload: Any = None
-    raw_base64: bool = False
-    problem: str = ""
+    payload: Any
+    raw_base64: bool
+    problem: str
+
+    def __init__(  # noqa: PLR0913 - the envelope's fields
+        self,
+        topic: str,
+        position: str,
+        raw: str,
+        received_at: datetime,
+        payload: Any = None,  # noqa: ANN401 - any JSON value
+        raw_base64: bool = False,  # noqa: FBT001, FBT002 - positional, as every caller passes it
+        problem: str = "",
+    ) -> None:
+        self.topic = topic
+        self.position = position
+        self.raw = raw
+        self.received_at = received_at
+        self.payload = payload
+        self.raw_base64 = raw_base64
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
     @staticmethod
     def decode(topic: str, position: str, raw: bytes | str, received_at: datetime) -> Envelope:
@@ -100,7 +121,7 @@ class Malformed(ValueError):
     """The message is not well formed; ``str(err)`` says why."""
 
 
-@dataclass(slots=True)  # not frozen: one per reading, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per reading; not frozen; init=False: billing/__init__.py
 class Reading:
     """A cumulative register reading."""
 
@@ -108,7 +129,16 @@ class Reading:
     ts: datetime
     milli: int
     """The register in thousandths of a kWh, read straight from its decimal text."""
-    source: str = ""
+    source: str
+
+    def __init__(self, meter_id: str, ts: datetime, milli: int, source: str = "") -> None:
+        self.meter_id = meter_id
+        self.ts = ts
+        self.milli = milli
+        self.source = source
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +153,7 @@ class TopUp:
     request_id: str | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +166,7 @@ class Redeem:
     ts: datetime
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +181,7 @@ class AccountEvent:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +195,7 @@ class CommandResult:
     error: str = ""
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 Message = Reading | TopUp | Redeem | AccountEvent | CommandResult

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
@@ -12,10 +13,11 @@ from billing.days import close_days_until
 from billing.outputs import Emitter, ScaledRow
 from billing.rules import BillingRules
 from billing.state import AccountState
+from billing.state_pickle import constructor_reduce
 from billing.tariffs import Plan
 
 
-@dataclass(slots=True)  # not frozen: one or more per reading, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per reading; not frozen; init=False: billing/__init__.py
 class RatedSlice:
     """The piece of a part that falls in one tier, priced at that tier and period.
 
@@ -30,6 +32,27 @@ class RatedSlice:
     tier: int  # 1-based, as analysts read it
     price: int
     cost: int
+
+    def __init__(  # noqa: PLR0913 - the columns of an interval
+        self,
+        start: datetime,
+        end: datetime,
+        milli_kwh: int,
+        period: str,
+        tier: int,
+        price: int,
+        cost: int,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.milli_kwh = milli_kwh
+        self.period = period
+        self.tier = tier
+        self.price = price
+        self.cost = cost
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
 def rate_part(

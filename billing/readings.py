@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from billing.clock import elapsed_us, epoch_us, ts_text
 from billing.days import close_days_until
@@ -19,6 +20,7 @@ from billing.reading_log import ReadingLog
 from billing.rejections import Rejection
 from billing.rules import BillingRules
 from billing.state import CLOSED, AccountState
+from billing.state_pickle import constructor_reduce
 from billing.tamper import is_tamper
 
 US_PER_HOUR = 3_600_000_000
@@ -27,7 +29,7 @@ ANOMALIES = (METER_REGRESSION, IMPLAUSIBLE_JUMP)
 """Rejections that also raise ``meter_anomaly``."""
 
 
-@dataclass(slots=True)  # not frozen: one per message, and frozen ones cost 3× to build
+@dataclass(slots=True, init=False)  # per message; not frozen; init=False: billing/__init__.py
 class Accepted:
     """A reading that passed every check; ``since`` is None for the uncharged baseline.
 
@@ -35,8 +37,16 @@ class Accepted:
     """
 
     milli: int
-    since: datetime | None = None
-    delta: int = 0
+    since: datetime | None
+    delta: int
+
+    def __init__(self, milli: int, since: datetime | None = None, delta: int = 0) -> None:
+        self.milli = milli
+        self.since = since
+        self.delta = delta
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
 def too_fast(milli: int, start: datetime, end: datetime, rules: BillingRules) -> bool:

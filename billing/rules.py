@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.clock import LOCAL_ZONE
-from billing.state_pickle import frozen_reduce
+from billing.state_pickle import constructor_reduce
 from billing.tariffs import BUILTIN_PLANS, Plan
 
 CHANNELS = frozenset({"app", "alipay", "wechat", "bank", "counter"})
@@ -36,7 +36,7 @@ class RebateCampaign:
         )
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 DEFAULT_CAMPAIGN = RebateCampaign(
@@ -62,7 +62,7 @@ class DisconnectWindow:
         return day.weekday() in self.weekdays and day not in self.holidays
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,4 +94,4 @@ class BillingRules:
     """How many recent accepted readings per meter are kept to tell duplicates from out-of-order."""
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr

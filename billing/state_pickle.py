@@ -71,10 +71,11 @@ def unpacked_pairs(pairs: list[tuple[Any, Any]], zone: tzinfo | None) -> list[tu
     return [(moment_of(moment, zone), value) for moment, value in pairs]
 
 
-def frozen_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:  # noqa: ANN401 - any frozen dataclass
-    """How a frozen dataclass pickles: its class and the fields its constructor takes.
+def constructor_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:  # noqa: ANN401 - a dataclass
+    """How a dataclass pickles through its constructor: its class and the fields it takes.
 
     Compiled (``native/build.py``), a frozen dataclass cannot be unpickled field by field, since
-    its fields refuse assignment; each one's ``__reduce__`` returns this instead.
+    its fields refuse assignment, and one with a written ``__init__`` cannot be made without
+    its arguments; each one's ``__reduce__`` returns this instead.
     """
     return type(value), tuple(getattr(value, f.name) for f in fields(value) if f.init)

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.numbers import to_price_units
-from billing.state_pickle import frozen_reduce
+from billing.state_pickle import constructor_reduce
 
 FLAT = "flat"
 PRICE_PLACES = 4  # yuan per kWh (S3)
@@ -38,7 +38,7 @@ class Period:
     start: time
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,7 @@ class Plan:
         return len(self.tier_bounds)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return frozen_reduce(self)  # compiled, its fields refuse setattr
+        return constructor_reduce(self)  # compiled, its fields refuse setattr
 
 
 def _price_units(price: Decimal) -> int | None:

@@ -375,15 +375,17 @@ _SCALARS = st.one_of(
 @given(
     pairs=st.lists(st.tuples(_KEYS, _SCALARS), max_size=6),
     spacing=st.sampled_from([(",", ":"), (", ", ": "), (" ,", " :")]),
-    tail=st.sampled_from(["", " ", "x", ",", "1.5", "}"]),
+    tail=st.sampled_from(["", " ", "x", ",", "1.5", "}", "\n", " \t"]),
+    lead=st.sampled_from(["", " ", "\n ", "x", '"', "1"]),
 )
 def test_a_flat_message_decodes_as_the_general_path_does(
-    pairs: list[tuple[str, object]], spacing: tuple[str, str], tail: str
+    pairs: list[tuple[str, object]], spacing: tuple[str, str], tail: str, lead: str
 ) -> None:
-    """Duplicates, strings with brackets, floats, broken ends: the same value or reason."""
+    """Duplicates, brackets in strings, floats, broken starts and ends: the same value or reason."""
     comma, colon = spacing
     body = comma.join(f"{json.dumps(k)}{colon}{json.dumps(v)}" for k, v in pairs)
-    for text in ("{" + body + "}" + tail, "[" + comma.join(json.dumps(v) for _, v in pairs) + "]"):
+    array = "[" + comma.join(json.dumps(v) for _, v in pairs) + "]"
+    for text in (lead + "{" + body + "}" + tail, lead + array + tail):
         assert decode_json(text) == _slow_decode(text), text
 
 
