@@ -29,20 +29,26 @@ def input_lines(path: Path) -> Iterator[bytes]:
     r"""The lines of an input file as bytes: split on b"\n" only, so ``wc -l`` counts them.
 
     A ``\r`` inside a line does not split it, an empty line is a line, and a last line
-    without its newline still counts (``wc -l`` plus one).
+    without its newline still counts (``wc -l`` plus one). Read a MiB at a time and split
+    in C; a line longer than that is joined once, however long.
     """
     if not path.exists():
         return
     with path.open("rb") as handle:
-        for line in handle:
-            yield line[:-1] if line.endswith(b"\n") else line
-
-
-def _envelopes(topic: str, path: Path) -> Iterator[tuple[datetime | None, Envelope]]:
-    """Envelopes of one file in line order, each with its timestamp (None if it has none)."""
-    for number, line in enumerate(input_lines(path), start=1):
-        envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
-        yield message_ts(envelope), envelope
+        pending: list[bytes] = []  # the start of a line that goes on in the next block
+        while block := handle.read(1 << 20):
+            if b"\n" not in block:
+                pending.append(block)
+                continue
+            lines = block.split(b"\n")
+            if pending:
+                pending.append(lines[0])
+                lines[0] = b"".join(pending)
+            pending = [lines.pop()]
+            yield from lines
+        last = b"".join(pending)
+        if last:
+            yield last
 
 
 def count_lines(directory: Path) -> int:
@@ -63,43 +69,48 @@ def count_lines(directory: Path) -> int:
     return total
 
 
-_Head = tuple[int, datetime, int, int, datetime | None, Envelope]
-"""A stream's next line as the merge orders it: (no-ts first, ts, topic order, line count, …)."""
+_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes]], datetime | None, Envelope]
+"""A stream's next line as the merge orders it: (no timestamp first, timestamp, topic order),
+then the stream's numbered lines, the line's timestamp (None if it has none), its envelope."""
 
 
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
-    """All input envelopes of a replay directory in processing order."""
-    streams = {topic: _envelopes(topic, directory / name) for topic, name in REPLAY_FILES.items()}
+    """All input envelopes of a replay directory in processing order.
+
+    A stream goes on while its next line comes before the head of every other stream (the
+    usual run of readings); the topics differ, so no two heads compare equal.
+    """
     heads: list[_Head] = []
-    clock = EPOCH
-    counter = 0
-
-    def head_of(topic: str) -> _Head | None:
-        nonlocal counter
-        for ts, envelope in streams[topic]:
-            counter += 1
-            # A line without a timestamp sorts first: it is applied as soon as it is at the head.
-            rank = 0 if ts is None else 1
-            return (rank, ts or EPOCH, TOPIC_ORDER[topic], counter, ts, envelope)
-        return None
-
-    for topic in streams:
-        first = head_of(topic)
+    for topic, name in REPLAY_FILES.items():
+        first = _head(topic, enumerate(input_lines(directory / name), start=1))
         if first is not None:
-            heapq.heappush(heads, first)
+            heads.append(first)
+    heapq.heapify(heads)
+    clock = EPOCH
     while heads:
         head: _Head | None = heapq.heappop(heads)
+        others = heads[0][:3] if heads else None  # what the next line must come before
         while head is not None:
             ts, envelope = head[4], head[5]
             clock = ts or clock
-            envelope.received_at = clock  # made above for this merge alone, so set in place
+            envelope.received_at = clock  # made here for this merge alone, so set in place
             yield envelope
-            head = head_of(envelope.topic)
-            # The same stream goes on while its head comes before every other head (the
-            # usual run of readings); the counters differ, so no two heads compare equal.
-            if head is not None and heads and heads[0] < head:
+            head = _head(envelope.topic, head[3])
+            if head is not None and others is not None and others < head[:3]:
                 heapq.heappush(heads, head)
                 head = None
+
+
+def _head(topic: str, lines: Iterator[tuple[int, bytes]]) -> _Head | None:
+    """A stream's next line as a head of the merge; None at the end of the stream."""
+    for number, line in lines:
+        envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
+        ts = message_ts(envelope)
+        # A line without a timestamp sorts first: it is applied as soon as it is at the head.
+        if ts is None:
+            return (0, EPOCH, TOPIC_ORDER[topic], lines, ts, envelope)
+        return (1, ts, TOPIC_ORDER[topic], lines, ts, envelope)
+    return None
 
 
 def has_command_results(directory: Path) -> bool:

@@ -37,3 +37,32 @@ def test_lines_across_the_counting_chunks_count_once() -> None:
     ):
         counted, read = _counted(content)
         assert counted == read
+
+
+def _lines_of(content: bytes) -> list[bytes]:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "readings.jsonl"
+        path.write_bytes(content)
+        return list(input_lines(path))
+
+
+def _split(content: bytes) -> list[bytes]:
+    """Lines as ``wc -l`` sees them, plus a last one without its newline."""
+    lines = content.split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"x", b"{}", b"\xff"]), max_size=40))
+def test_any_bytes_split_into_the_same_lines(parts: list[bytes]) -> None:
+    content = b"".join(parts)
+    assert _lines_of(content) == _split(content)
+
+
+def test_lines_longer_than_a_read_come_back_whole() -> None:
+    for content in (
+        b"a" * (3 * MIB + 5) + b"\nb\n" + b"c" * MIB,  # over four reads, then a last line
+        b"\n" + b"d" * (2 * MIB) + b"\n",
+        b"e" * (MIB - 1) + b"\n" + b"f" * (MIB + 1),
+    ):
+        assert _lines_of(content) == _split(content)

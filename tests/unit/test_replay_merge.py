@@ -2,9 +2,12 @@
 
 import json
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.messages import TOPIC_ORDER, Envelope, message_ts
 from pipelines.replay_files import EPOCH, REPLAY_FILES, input_lines, merged_envelopes
@@ -57,3 +60,30 @@ def test_the_merge_is_the_rule_for_runs_ties_and_lines_without_a_time(
     merged = [(e.position, e.received_at) for e in merged_envelopes(tmp_path)]
     assert merged == _reference(tmp_path)
     assert len(merged) == sum(len(list(input_lines(p))) for p in tmp_path.iterdir())
+
+
+# Equal instants written with other offsets tie by instant, then by topic order.
+STAMPS = [
+    "2026-03-01T00:00:00+08:00",
+    "2026-02-28T16:00:00Z",
+    "2026-03-01T00:15:00+08:00",
+    "2026-03-01T00:30:00+08:00",
+]
+LINES = st.one_of(
+    st.sampled_from(STAMPS).map(lambda ts: json.dumps({"ts": ts, "meter_id": "M1"}).encode()),
+    st.just(b'{"meter_id": "M1"}'),
+    st.just(b'{"ts": "yesterday"}'),
+    st.binary(max_size=12).filter(lambda line: b"\n" not in line),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(files=st.lists(st.lists(LINES, max_size=8), min_size=4, max_size=4))
+def test_the_merge_is_the_rule_for_equal_instants_and_any_bytes(files: list[list[bytes]]) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        for lines, file in zip(files, REPLAY_FILES.values(), strict=True):
+            if lines:
+                (directory / file).write_bytes(b"\n".join(lines) + b"\n")
+        merged = [(e.position, e.received_at) for e in merged_envelopes(directory)]
+        assert merged == _reference(directory)
