@@ -83,13 +83,17 @@ class Outcome:
 
 
 def route(
-    envelope: Envelope, directory: MeterDirectory, rules: BillingRules
+    envelope: Envelope,
+    directory: MeterDirectory,
+    rules: BillingRules,
+    parsed: Message | None = None,
 ) -> tuple[str, Routed] | Rejected | Ignored:
     """Parse a message and find its account; return (account_id, routed) or the rejection.
 
-    A relay result for a meter that no account owns is ``Ignored``.
+    A relay result for a meter that no account owns is ``Ignored``. ``parsed`` is the
+    message when it was parsed straight from its bytes (``billing.messages.reading_line``).
     """
-    message = parse_input(envelope, rules)
+    message = parse_input(envelope, rules, parsed)
     if isinstance(message, Rejected):
         return message
     if isinstance(message, Reading):
@@ -103,12 +107,20 @@ def route(
     return route_payment(envelope, message, directory.payment_ids, is_open, rules)
 
 
-def parse_input(envelope: Envelope, rules: BillingRules) -> Message | Rejected:
-    """The message an envelope holds, or its rejection (malformed; from the future, live)."""
-    try:
-        message = parse_message(envelope, rules)
-    except Malformed as err:
-        return reject(envelope, Rejection("malformed", str(err)))
+def parse_input(
+    envelope: Envelope, rules: BillingRules, parsed: Message | None = None
+) -> Message | Rejected:
+    """The message an envelope holds, or its rejection (malformed; from the future, live).
+
+    ``parsed`` is the message when it was already parsed from the envelope's bytes.
+    """
+    if parsed is None:
+        try:
+            message = parse_message(envelope, rules)
+        except Malformed as err:
+            return reject(envelope, Rejection("malformed", str(err)))
+    else:
+        message = parsed
     if rules.reject_future and message.ts > envelope.received_at + rules.future_tolerance:
         # Live mode: received_at is the wall clock at arrival.
         return reject(envelope, Rejection("future", f"{ts_text(message.ts)} is ahead of the clock"))

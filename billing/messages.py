@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -236,9 +237,14 @@ def _energy_milli(payload: dict[str, Any], name: str) -> int:
     """An energy field in thousandths of a kWh, as `_energy` checks it."""
     text = payload.get(name)
     if type(text) is str and PLAIN_ENERGY.fullmatch(text):
-        whole, _, decimals = text.partition(".")  # the usual register text: digits only
-        return int(whole) * 1000 + int(decimals.ljust(3, "0")) if decimals else int(whole) * 1000
+        return _plain_milli(text)
     return to_milli(_energy(payload, name))
+
+
+def _plain_milli(text: str) -> int:
+    """A ``PLAIN_ENERGY`` text (digits, at most 3 decimals) in thousandths of a kWh."""
+    whole, _, decimals = text.partition(".")
+    return int(whole) * 1000 + int(decimals.ljust(3, "0")) if decimals else int(whole) * 1000
 
 
 def _money(payload: dict[str, Any], name: str) -> Decimal:
@@ -281,6 +287,40 @@ def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
     if not isinstance(source, str):
         raise Malformed("source must be a string")
     return Reading(meter_id, ts, milli, source)
+
+
+# The usual reading line, byte for byte as meters and collectors write it: printable ASCII
+# without escapes, a meter id with no blank, the plain register text (``PLAIN_ENERGY``), then
+# an optional source and an optional power of that plain shape too (valid below its limit).
+# JSON decodes it to exactly these strings.
+_READING_LINE = re.compile(
+    rb'\{"meter_id": "([!#-\[\]-~]{1,64})", "ts": "([-+.:0-9TZ]{16,40})", '
+    rb'"energy_kwh": "([0-9]{1,12}(?:\.[0-9]{1,3})?)"'
+    rb'(?:, "source": "([ !#-\[\]-~]{0,64})")?(?:, "power_w": "([0-9]{1,12}(?:\.[0-9]{1,3})?)")?\}'
+)
+
+
+def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Reading] | None:
+    """The payload and reading of a usual reading line, parsed straight from its bytes.
+
+    The same payload ``Envelope.decode`` and the same reading ``parse_message`` give; None
+    for any other line, which the general path then decodes and parses.
+    """
+    match = _READING_LINE.fullmatch(line)
+    if match is None:
+        return None
+    meter_id, ts, energy = (match[index].decode("ascii") for index in (1, 2, 3))
+    try:
+        moment = parse_ts(ts, rules.zone)
+    except TimestampError:
+        return None  # refused by the general path, with its reason
+    payload: dict[str, Any] = {"meter_id": meter_id, "ts": ts, "energy_kwh": energy}
+    source = ""
+    if match[4] is not None:
+        source = payload["source"] = match[4].decode("ascii")
+    if match[5] is not None:
+        payload["power_w"] = match[5].decode("ascii")
+    return payload, Reading(meter_id, moment, _plain_milli(energy), source)
 
 
 def _command_result(payload: dict[str, Any], rules: BillingRules) -> CommandResult:

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from billing.clock import LOCAL_ZONE
-from billing.messages import TOPIC_ORDER, Envelope, message_ts
+from billing.messages import READINGS, TOPIC_ORDER, Envelope, Reading, message_ts, reading_line
+from billing.rules import BillingRules
 from bus.topics import BILLING_INPUTS, RESULTS
 
 REPLAY_FILES = {t.name: t.file_name() for t in BILLING_INPUTS}
@@ -69,20 +70,31 @@ def count_lines(directory: Path) -> int:
     return total
 
 
-_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes]], datetime | None, Envelope]
+Input = tuple[Envelope, Reading | None]
+"""An input line as the merge hands it on: its envelope, and its reading when the line was
+parsed straight from its bytes (``billing.messages.reading_line``)."""
+_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes]], datetime | None, Input]
 """A stream's next line as the merge orders it: (no timestamp first, timestamp, topic order),
-then the stream's numbered lines, the line's timestamp (None if it has none), its envelope."""
+then the stream's numbered lines, the line's timestamp (None if it has none), the line."""
 
 
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
-    """All input envelopes of a replay directory in processing order.
+    """All input envelopes of a replay directory in processing order."""
+    for envelope, _ in merged_inputs(directory):
+        yield envelope
 
-    A stream goes on while its next line comes before the head of every other stream (the
-    usual run of readings); the topics differ, so no two heads compare equal.
+
+def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterator[Input]:
+    """All input lines of a replay directory in processing order.
+
+    With ``rules``, the usual reading lines come with their reading, parsed straight from
+    their bytes. A stream goes on while its next line comes before the head of every other
+    stream (the usual run of readings); the topics differ, so no two heads compare equal.
     """
     heads: list[_Head] = []
     for topic, name in REPLAY_FILES.items():
-        first = _head(topic, enumerate(input_lines(directory / name), start=1))
+        lines = enumerate(input_lines(directory / name), start=1)
+        first = _head(topic, lines, rules if topic == READINGS else None)
         if first is not None:
             heads.append(first)
     heapq.heapify(heads)
@@ -91,25 +103,38 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
         head: _Head | None = heapq.heappop(heads)
         others = heads[0][:3] if heads else None  # what the next line must come before
         while head is not None:
-            ts, envelope = head[4], head[5]
+            ts, line = head[4], head[5]
+            envelope = line[0]
             clock = ts or clock
             envelope.received_at = clock  # made here for this merge alone, so set in place
-            yield envelope
-            head = _head(envelope.topic, head[3])
+            yield line
+            topic = envelope.topic
+            head = _head(topic, head[3], rules if topic == READINGS else None)
             if head is not None and others is not None and others < head[:3]:
                 heapq.heappush(heads, head)
                 head = None
 
 
-def _head(topic: str, lines: Iterator[tuple[int, bytes]]) -> _Head | None:
-    """A stream's next line as a head of the merge; None at the end of the stream."""
+def _head(
+    topic: str, lines: Iterator[tuple[int, bytes]], rules: BillingRules | None
+) -> _Head | None:
+    """A stream's next line as a head of the merge; None at the end of the stream.
+
+    With ``rules`` (readings only), a usual reading line is parsed straight from its bytes.
+    """
     for number, line in lines:
-        envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
+        parsed = reading_line(line, rules) if rules is not None else None
+        if parsed is None:
+            envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
+            reading = None
+        else:
+            payload, reading = parsed
+            envelope = Envelope(topic, f"{topic}:{number}", line.decode("ascii"), EPOCH, payload)
         ts = message_ts(envelope)
         # A line without a timestamp sorts first: it is applied as soon as it is at the head.
         if ts is None:
-            return (0, EPOCH, TOPIC_ORDER[topic], lines, ts, envelope)
-        return (1, ts, TOPIC_ORDER[topic], lines, ts, envelope)
+            return (0, EPOCH, TOPIC_ORDER[topic], lines, ts, (envelope, reading))
+        return (1, ts, TOPIC_ORDER[topic], lines, ts, (envelope, reading))
     return None
 
 

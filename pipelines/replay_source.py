@@ -22,11 +22,11 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.directory import MeterDirectory
 from billing.engine import route
-from billing.messages import READINGS, Envelope
+from billing.messages import READINGS
 from billing.outputs import Output
 from billing.rejections import Rejected
 from billing.rules import BillingRules
-from pipelines.replay_files import count_lines, merged_envelopes
+from pipelines.replay_files import Input, count_lines, merged_inputs
 from pipelines.wire import AccountEntries
 
 BATCH = 2000
@@ -44,10 +44,10 @@ class Progress:
         self.done = 0
         self.readings = 0
 
-    def advance(self, envelopes: list[Envelope]) -> None:
+    def advance(self, inputs: list[Input]) -> None:
         """Count a batch and report if it is time."""
-        self.done += len(envelopes)
-        self.readings += sum(1 for e in envelopes if e.topic == READINGS)
+        self.done += len(inputs)
+        self.readings += sum(1 for envelope, _ in inputs if envelope.topic == READINGS)
         now = time.monotonic()
         if self.stream is not None and (now - self.last >= self.every or self.done == self.total):
             self.last = now
@@ -65,7 +65,7 @@ SourceItem = tuple[str, AccountEntries] | list[Output]
 
 
 def route_chunk(
-    envelopes: list[Envelope],
+    inputs: list[Input],
     directory: MeterDirectory,
     rules: BillingRules,
     key_of: Callable[[str], str],
@@ -73,8 +73,8 @@ def route_chunk(
     """Route a chunk in input order: one batch per accounts key, then the refusals' outputs."""
     keyed: dict[str, AccountEntries] = {}
     refused: list[Output] = []
-    for envelope in envelopes:
-        routed = route(envelope, directory, rules)
+    for envelope, reading in inputs:
+        routed = route(envelope, directory, rules, reading)
         if type(routed) is tuple:
             account_id, item = routed
             key = key_of(account_id)
@@ -101,20 +101,20 @@ class _ReplayPartition(StatefulSourcePartition[SourceItem, int]):
         key_of: Callable[[str], str],
         batch: int,
     ) -> None:
-        self._envelopes: Iterator[Envelope] = merged_envelopes(directory)
+        self._inputs: Iterator[Input] = merged_inputs(directory, rules)
         self._batch = batch
         self._directory = MeterDirectory()
         self._rules = rules
         self._key_of = key_of
         # Owners and claimed payment ids depend on every input before: a resumed partition
         # routes what it skips again, handing nothing on.
-        for envelope in islice(self._envelopes, skip):
-            route(envelope, self._directory, rules)
+        for envelope, reading in islice(self._inputs, skip):
+            route(envelope, self._directory, rules, reading)
         self._position = skip
         self._progress = progress
 
     def next_batch(self) -> list[SourceItem]:
-        batch = list(islice(self._envelopes, self._batch))
+        batch = list(islice(self._inputs, self._batch))
         if not batch:
             raise StopIteration
         self._position += len(batch)
