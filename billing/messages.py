@@ -309,7 +309,11 @@ def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Read
     match = _READING_LINE.fullmatch(line)
     if match is None:
         return None
-    meter_id, ts, energy = (match[index].decode("ascii") for index in (1, 2, 3))
+    meter_id, ts, energy = (
+        match[1].decode("ascii"),
+        match[2].decode("ascii"),
+        match[3].decode("ascii"),
+    )
     try:
         moment = parse_ts(ts, rules.zone)
     except TimestampError:
