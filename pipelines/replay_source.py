@@ -45,11 +45,13 @@ class Progress:
         self.readings = 0
 
     def advance(self, inputs: list[Input]) -> None:
-        """Count a batch and report if it is time."""
+        """Count a batch and report if it is time (nothing to count with no stream)."""
         self.done += len(inputs)
-        self.readings += sum(1 for envelope, _ in inputs if envelope.topic == READINGS)
+        if self.stream is None:
+            return
+        self.readings += [envelope.topic for envelope, _ in inputs].count(READINGS)
         now = time.monotonic()
-        if self.stream is not None and (now - self.last >= self.every or self.done == self.total):
+        if now - self.last >= self.every or self.done == self.total:
             self.last = now
             rate = self.readings / max(now - self.started, 1e-9)
             share = 100 * self.done / self.total if self.total else 100.0
