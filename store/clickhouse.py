@@ -145,6 +145,18 @@ def _milli_ticks(value: dt.datetime) -> int:
     return _ticks(value, value.tzinfo, value.fold)
 
 
+def _ticks_column(values: Sequence[dt.datetime]) -> list[int]:
+    """``_milli_ticks`` of a column, each object converted once: a batch's rows share them."""
+    by_object: dict[int, int] = {}  # ``values`` holds every object, so no id is reused
+    column: list[int] = []
+    for value in values:
+        ticks = by_object.get(id(value))
+        if ticks is None:
+            ticks = by_object[id(value)] = _milli_ticks(value)
+        column.append(ticks)
+    return column
+
+
 class _ScaledDecimal(DecimalType, registered=False):
     """A Decimal column handed to the driver as ints already scaled by 10^scale.
 
@@ -236,9 +248,10 @@ def encode_columns(
         return [[] for _ in schema.table_spec(table).columns]
     columns: Columns = [list(column) for column in zip(*values, strict=True)]
     for index, encode in encoders:
-        if scaled and encode is not _milli_ticks:
-            continue
-        columns[index] = list(map(encode, columns[index]))
+        if encode is _milli_ticks:
+            columns[index] = _ticks_column(columns[index])
+        elif not scaled:
+            columns[index] = list(map(encode, columns[index]))
     return columns
 
 
