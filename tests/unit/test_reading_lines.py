@@ -54,39 +54,24 @@ def _general(line: bytes) -> tuple[Envelope, object]:
         return envelope, err
 
 
-def _line(
-    meter: str,
-    ts: str,
-    energy: str,
-    source: str | None,
-    power: str | None,
-    spacing: tuple[str, str],
-) -> bytes:
-    comma, colon = spacing
-    fields = [("meter_id", meter), ("ts", ts), ("energy_kwh", energy)]
-    fields += [(name, value) for name, value in (("source", source), ("power_w", power)) if value]
+@st.composite
+def reading_lines(draw: st.DrawFn) -> bytes:
+    """A reading line of the usual shape, with any field at an edge or in another spacing."""
+    comma, colon = draw(SPACING)
+    fields = [("meter_id", draw(METERS)), ("ts", draw(STAMPS)), ("energy_kwh", draw(ENERGIES))]
+    for name, values in (("source", OPTIONAL), ("power_w", st.one_of(st.none(), ENERGIES))):
+        value = draw(values)
+        if value is not None:
+            fields.append((name, value))
     text = comma.join(f'"{name}"{colon}"{value}"' for name, value in fields)
     return ("{" + text + "}").encode("utf-8", "surrogatepass")
 
 
 @settings(max_examples=3000, deadline=None)
-@given(
-    meter=METERS,
-    ts=STAMPS,
-    energy=ENERGIES,
-    source=OPTIONAL,
-    power=st.one_of(st.none(), ENERGIES),
-    spacing=SPACING,
-)
+@given(line=reading_lines())
 def test_a_line_parsed_from_its_bytes_is_the_general_paths_reading_and_payload(
-    meter: str,
-    ts: str,
-    energy: str,
-    source: str | None,
-    power: str | None,
-    spacing: tuple[str, str],
+    line: bytes,
 ) -> None:
-    line = _line(meter, ts, energy, source, power, spacing)
     parsed = reading_line(line, RULES)
     envelope, message = _general(line)
     if parsed is not None:  # else the general path decides, as for any other line

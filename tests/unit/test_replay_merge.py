@@ -9,8 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.messages import TOPIC_ORDER, Envelope, message_ts
-from pipelines.replay_files import EPOCH, REPLAY_FILES, input_lines, merged_envelopes
+from billing.messages import TOPIC_ORDER, Envelope, message_ts, parse_message
+from billing.rules import BillingRules
+from pipelines.replay_files import (
+    EPOCH,
+    REPLAY_FILES,
+    input_lines,
+    merged_envelopes,
+    merged_inputs,
+)
+
+RULES = BillingRules()
 
 
 def _reference(directory: Path) -> list[tuple[str, object]]:
@@ -71,6 +80,9 @@ STAMPS = [
 ]
 LINES = st.one_of(
     st.sampled_from(STAMPS).map(lambda ts: json.dumps({"ts": ts, "meter_id": "M1"}).encode()),
+    st.sampled_from(STAMPS).map(  # the usual reading line, parsed straight from its bytes
+        lambda ts: json.dumps({"meter_id": "M1", "ts": ts, "energy_kwh": "1.5"}).encode()
+    ),
     st.just(b'{"meter_id": "M1"}'),
     st.just(b'{"ts": "yesterday"}'),
     st.binary(max_size=12).filter(lambda line: b"\n" not in line),
@@ -87,3 +99,10 @@ def test_the_merge_is_the_rule_for_equal_instants_and_any_bytes(files: list[list
                 (directory / file).write_bytes(b"\n".join(lines) + b"\n")
         merged = [(e.position, e.received_at) for e in merged_envelopes(directory)]
         assert merged == _reference(directory)
+        # The same with the usual reading lines parsed straight from their bytes.
+        general = list(merged_envelopes(directory))
+        for (envelope, reading), expected in zip(
+            merged_inputs(directory, RULES), general, strict=True
+        ):
+            assert envelope == expected
+            assert reading is None or reading == parse_message(expected, RULES)
