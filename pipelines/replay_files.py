@@ -93,8 +93,7 @@ def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterato
     """
     heads: list[_Head] = []
     for topic, name in REPLAY_FILES.items():
-        lines = enumerate(input_lines(directory / name), start=1)
-        first = _head(topic, lines, rules if topic == READINGS else None)
+        first = _head(topic, enumerate(input_lines(directory / name), start=1), rules)
         if first is not None:
             heads.append(first)
     heapq.heapify(heads)
@@ -103,13 +102,12 @@ def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterato
         head: _Head | None = heapq.heappop(heads)
         others = heads[0][:3] if heads else None  # what the next line must come before
         while head is not None:
-            ts, line = head[4], head[5]
-            envelope = line[0]
+            ts, item = head[4], head[5]
+            envelope = item[0]
             clock = ts or clock
             envelope.received_at = clock  # made here for this merge alone, so set in place
-            yield line
-            topic = envelope.topic
-            head = _head(topic, head[3], rules if topic == READINGS else None)
+            yield item
+            head = _head(envelope.topic, head[3], rules)
             if head is not None and others is not None and others < head[:3]:
                 heapq.heappush(heads, head)
                 head = None
@@ -120,8 +118,10 @@ def _head(
 ) -> _Head | None:
     """A stream's next line as a head of the merge; None at the end of the stream.
 
-    With ``rules`` (readings only), a usual reading line is parsed straight from its bytes.
+    With ``rules``, a usual reading line is parsed straight from its bytes.
     """
+    if topic != READINGS:
+        rules = None
     for number, line in lines:
         parsed = reading_line(line, rules) if rules is not None else None
         if parsed is None:
