@@ -290,13 +290,16 @@ def _reading(payload: dict[str, Any], rules: BillingRules) -> Reading:
 
 
 # The usual reading line, byte for byte as meters and collectors write it: printable ASCII
-# without escapes, a meter id with no blank, the plain register text (``PLAIN_ENERGY``), then
-# an optional source and an optional power of that plain shape too (valid below its limit).
-# JSON decodes it to exactly these strings.
+# without escapes (``_VISIBLE``: no blank, quote or backslash), a meter id with no blank, the
+# plain register text (``PLAIN_ENERGY``), then an optional source and an optional power of
+# that plain shape too (valid below its limit). JSON decodes it to exactly these strings.
+_VISIBLE = rb"!#-\[\]-~"
+_PLAIN = PLAIN_ENERGY.pattern.encode("ascii")
 _READING_LINE = re.compile(
-    rb'\{"meter_id": "([!#-\[\]-~]{1,64})", "ts": "([-+.:0-9TZ]{16,40})", '
-    rb'"energy_kwh": "([0-9]{1,12}(?:\.[0-9]{1,3})?)"'
-    rb'(?:, "source": "([ !#-\[\]-~]{0,64})")?(?:, "power_w": "([0-9]{1,12}(?:\.[0-9]{1,3})?)")?\}'
+    rb'\{"meter_id": "(?P<meter>[' + _VISIBLE + rb']{1,64})", "ts": "(?P<ts>[-+.:0-9TZ]{16,40})", '
+    rb'"energy_kwh": "(?P<energy>' + _PLAIN + rb')"'
+    rb'(?:, "source": "(?P<source>[ ' + _VISIBLE + rb']{0,64})")?'
+    rb'(?:, "power_w": "(?P<power>' + _PLAIN + rb')")?\}'
 )
 
 
@@ -310,9 +313,9 @@ def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Read
     if match is None:
         return None
     meter_id, ts, energy = (
-        match[1].decode("ascii"),
-        match[2].decode("ascii"),
-        match[3].decode("ascii"),
+        match["meter"].decode("ascii"),
+        match["ts"].decode("ascii"),
+        match["energy"].decode("ascii"),
     )
     try:
         moment = parse_ts(ts, rules.zone)
@@ -320,10 +323,10 @@ def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Read
         return None  # refused by the general path, with its reason
     payload: dict[str, Any] = {"meter_id": meter_id, "ts": ts, "energy_kwh": energy}
     source = ""
-    if match[4] is not None:
-        source = payload["source"] = match[4].decode("ascii")
-    if match[5] is not None:
-        payload["power_w"] = match[5].decode("ascii")
+    if match["source"] is not None:
+        source = payload["source"] = match["source"].decode("ascii")
+    if match["power"] is not None:
+        payload["power_w"] = match["power"].decode("ascii")
     return payload, Reading(meter_id, moment, _plain_milli(energy), source)
 
 
