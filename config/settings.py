@@ -45,7 +45,7 @@ class Settings:
     brokers: str = ""
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     kafka: dict[str, str] = field(default_factory=dict)
-    batch_rows: int = 100_000
+    batch_rows: int = 400_000
     batch_seconds: float = 1.0
     live_duplicate_memory: int = 960
     """Accepted readings per meter kept in live mode (10 days at 15 minutes; see BENCHMARKS)."""
@@ -220,7 +220,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> Settings:
         brokers=str(kafka.get("brokers", "")),
         topic_prefix=str(kafka.get("topic_prefix", DEFAULT_TOPIC_PREFIX)),
         kafka={str(k): str(v) for k, v in kafka.get("client", {}).items()},
-        batch_rows=_int(clickhouse.get("batch_rows", 100_000), "clickhouse.batch_rows", problems),
+        batch_rows=_int(clickhouse.get("batch_rows", 400_000), "clickhouse.batch_rows", problems),
         batch_seconds=_seconds(
             clickhouse.get("batch_seconds", 1.0), "clickhouse.batch_seconds", problems
         ),

@@ -56,13 +56,22 @@ def build_replay_flow(
             settings.clickhouse_dsn,
             writers=workers if leader else 0,
             max_rows=settings.batch_rows,
-            max_seconds=settings.batch_seconds,
+            max_seconds=REPLAY_INSERT_SECONDS,
         ),
         messages=TopicFileSink(directory / "out", settings.topic_prefix, local=leader),
         topic_prefix=settings.topic_prefix,
         encode_rows=_columns,
     )
 
+
+REPLAY_INSERT_SECONDS = 30.0
+"""A replay inserts ``clickhouse.batch_rows`` rows at a time, or every 30 s, whichever first.
+
+Not ``clickhouse.batch_seconds``: that bounds how long live rows wait to be seen, and a
+replay bills 60,000 readings a second or more, so a second's wait made inserts of a third
+the size. Every insert is a new part that chdb merges later: on a replay of 1,104,783
+readings, inserts of 400,000 rows used 10 % less CPU than the second-long ones (BENCHMARKS.md).
+"""
 
 READER_SHARE = (1, 4)
 """In a cluster, the reading process's workers bill 1 account for every 4 of another's.
