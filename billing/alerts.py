@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from billing.clock import ts_text
 from billing.notices import notify
-from billing.numbers import from_fen
+from billing.numbers import cost_ceiling, from_cost, from_fen
 from billing.outputs import PAYMENT_REQUESTS, Emitter, money
 from billing.rules import BillingRules
 from billing.state import AccountState
@@ -28,21 +28,22 @@ def balance_alerts(
     rules: BillingRules,
     ts: datetime,
     cause: str,
-    available: Decimal,
+    available: int,
 ) -> None:
     """low_balance and arrears fire once per crossing; auto top-up is level-triggered.
 
-    ``available`` is the account's available balance after the message (``state.available``).
+    ``available`` is the account's available balance after the message, in 10^-7 yuan
+    (``state.available_units``).
     """
-    if available >= state.threshold:
+    if available >= cost_ceiling(state.threshold):
         state.low_armed = True
     elif state.low_armed:
         state.low_armed = False
         data: dict[str, object] = {
-            "available": money(available),
+            "available": money(from_cost(available)),
             "threshold": money(state.threshold),
         }
-        left = days_left(state, available, rules)
+        left = days_left(state, from_cost(available), rules)
         if left is not None:
             data["days_left"] = left
         notify(state, out, "low_balance", ts=ts, cause=cause, data=data)
@@ -56,16 +57,22 @@ def balance_alerts(
             "arrears",
             ts=ts,
             cause=cause,
-            data={"available": money(available), "overdraft_limit": money(state.overdraft_limit)},
+            data={
+                "available": money(from_cost(available)),
+                "overdraft_limit": money(state.overdraft_limit),
+            },
         )
     auto_topup(state, out, rules, ts, available)
 
 
 def auto_topup(
-    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, available: Decimal
+    state: AccountState, out: Emitter, rules: BillingRules, ts: datetime, available: int
 ) -> None:
-    """Ask the bank for the configured amount while available < threshold (银行代扣)."""
-    if state.auto_topup_amount is None or available >= state.threshold:
+    """Ask the bank for the configured amount while available < threshold (银行代扣).
+
+    ``available`` in 10^-7 yuan, as ``balance_alerts`` has it.
+    """
+    if state.auto_topup_amount is None or available >= cost_ceiling(state.threshold):
         return
     retry = timedelta(hours=rules.auto_topup_retry_hours)
     if state.request is not None and ts - state.request[1] < retry:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from billing.clock import ts_text
 from billing.notices import notify
+from billing.numbers import cost_ceiling, from_cost
 from billing.outputs import METER_COMMANDS, Emitter, money
 from billing.rules import BillingRules, DisconnectWindow
 from billing.state import ACTIVE, DISCONNECTED, AccountState
@@ -62,13 +62,16 @@ def disconnection(
     rules: BillingRules,
     ts: datetime,
     cause: str,
-    available: Decimal,
+    available: int,
 ) -> None:
-    """Cut inside the window when ``available`` < −limit; outside it, schedule the cut once."""
+    """Cut inside the window when ``available`` < −limit; outside it, schedule the cut once.
+
+    ``available`` is in 10^-7 yuan (``AccountState.available_units``).
+    """
     if state.status == DISCONNECTED:
         return
     limit = state.overdraft_limit
-    if available < -limit:
+    if available < cost_ceiling(-limit):
         if in_window(rules.window, ts):
             state.status = DISCONNECTED
             state.pending_cut = False
@@ -80,7 +83,7 @@ def disconnection(
                 "disconnected",
                 ts=ts,
                 cause=cause,
-                data={"available": money(available), "overdraft_limit": money(limit)},
+                data={"available": money(from_cost(available)), "overdraft_limit": money(limit)},
             )
         elif not state.pending_cut:
             state.pending_cut = True
@@ -91,7 +94,7 @@ def disconnection(
                 ts=ts,
                 cause=cause,
                 data={
-                    "available": money(available),
+                    "available": money(from_cost(available)),
                     "overdraft_limit": money(limit),
                     "scheduled_for": ts_text(next_window_opening(rules.window, ts)),
                 },
@@ -102,7 +105,7 @@ def disconnection(
 
 def reconnection(state: AccountState, out: Emitter, ts: datetime, cause: str) -> None:
     """After a credit: reconnect a cut account, or drop a pending cut, once available > 0."""
-    if state.available <= 0:
+    if state.available_units <= 0:
         return
     state.pending_cut = False
     if state.status == DISCONNECTED:

@@ -190,6 +190,6 @@ def finish(state: AccountState, rules: BillingRules) -> list[Output]:
     if state.status != CLOSED:
         day_end = state.day.end
         close_day(state, out, rules, day_end)
-        follow_status(state, state.available)
+        follow_status(state, state.available_units)
         account_row(state, out, day_end)
     return out.outputs

@@ -7,7 +7,6 @@ exact available balance; the disconnection check runs after every applied messag
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 
 from billing.alerts import balance_alerts
 from billing.cuts import disconnection
@@ -16,8 +15,11 @@ from billing.rules import BillingRules
 from billing.state import ACTIVE, ARREARS, AccountState, account_row
 
 
-def follow_status(state: AccountState, available: Decimal) -> None:
-    """Active (``available`` ≥ 0) or arrears (< 0); disconnected ends only by reconnection."""
+def follow_status(state: AccountState, available: int) -> None:
+    """Active (``available`` ≥ 0) or arrears (< 0); disconnected ends only by reconnection.
+
+    ``available`` is in 10^-7 yuan (``AccountState.available_units``), as in every check.
+    """
     if state.status in (ACTIVE, ARREARS):
         state.status = ACTIVE if available >= 0 else ARREARS
 
@@ -27,7 +29,7 @@ def follow_up(
     out: Emitter,
     rules: BillingRules,
     *,
-    before: Decimal | None,
+    before: int | None,
     ts: datetime,
     cause: str,
     always_row: bool,
@@ -35,12 +37,12 @@ def follow_up(
 ) -> None:
     """Checks after an applied message, then the account row when anything visible changed.
 
-    ``before`` is the available balance before the message (None: no alert check, as after
-    ``open``, ``update`` and ``change_plan``). ``day`` is the open day before the message: a
-    reading that closed days gets a row.
+    ``before`` is the available balance before the message, in 10^-7 yuan (None: no alert
+    check, as after ``open``, ``update`` and ``change_plan``). ``day`` is the open day before
+    the message: a reading that closed days gets a row.
     """
     status = state.status
-    available = state.available  # none of the checks moves money
+    available = state.available_units  # none of the checks moves money
     if before is not None and available != before:
         balance_alerts(state, out, rules, ts, cause, available)
     disconnection(state, out, rules, ts, cause, available)

@@ -69,13 +69,13 @@ def apply_account_event(
     if e.kind == "close":
         close_account(state, e, out, rules)
         return state
-    before: Decimal | None = None  # only a replacement's final reading moves the balance
+    before: int | None = None  # only a replacement's final reading moves the balance
     if e.kind == "change_plan":
         state.plans.append((e.ts, e.plan))
     elif e.kind == "update":
         update_settings(state, e.fields)
     else:
-        before = state.available
+        before = state.available_units
         replace_meter(state, e, out, rules)
     follow_up(state, out, rules, before=before, ts=e.ts, cause=cause_of(e), always_row=True)
     return state

@@ -303,6 +303,10 @@ _READING_LINE = re.compile(
 )
 
 
+_READING_TEXT = re.compile(_READING_LINE.pattern.decode("ascii"))
+"""The same line as text (an ASCII line decoded): its groups are the strings themselves."""
+
+
 def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Reading] | None:
     """The payload and reading of a usual reading line, parsed straight from its bytes.
 
@@ -312,22 +316,44 @@ def reading_line(line: bytes, rules: BillingRules) -> tuple[dict[str, Any], Read
     match = _READING_LINE.fullmatch(line)
     if match is None:
         return None
-    meter_id, ts, energy = (
+    source, power = match["source"], match["power"]
+    return _usual_reading(
         match["meter"].decode("ascii"),
         match["ts"].decode("ascii"),
         match["energy"].decode("ascii"),
+        None if source is None else source.decode("ascii"),
+        None if power is None else power.decode("ascii"),
+        rules,
     )
+
+
+def reading_text(line: str, rules: BillingRules) -> tuple[dict[str, Any], Reading] | None:
+    """``reading_line`` of a line already decoded from ASCII bytes (the same shape and result)."""
+    match = _READING_TEXT.fullmatch(line)
+    if match is None:
+        return None
+    meter_id, ts, energy, source, power = match.group("meter", "ts", "energy", "source", "power")
+    return _usual_reading(meter_id, ts, energy, source, power, rules)
+
+
+def _usual_reading(  # noqa: PLR0913 - the fields of the usual line
+    meter_id: str,
+    ts: str,
+    energy: str,
+    source: str | None,
+    power: str | None,
+    rules: BillingRules,
+) -> tuple[dict[str, Any], Reading] | None:
     try:
         moment = parse_ts(ts, rules.zone)
     except TimestampError:
         return None  # refused by the general path, with its reason
     payload: dict[str, Any] = {"meter_id": meter_id, "ts": ts, "energy_kwh": energy}
-    source = ""
-    if match["source"] is not None:
-        source = payload["source"] = match["source"].decode("ascii")
-    if match["power"] is not None:
-        payload["power_w"] = match["power"].decode("ascii")
-    return payload, Reading(meter_id, moment, _plain_milli(energy), source)
+    if source is not None:
+        payload["source"] = source
+    if power is not None:
+        payload["power_w"] = power
+    return payload, Reading(meter_id, moment, _plain_milli(energy), source or "")
 
 
 def _command_result(payload: dict[str, Any], rules: BillingRules) -> CommandResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 from billing.excerpt import excerpt
 
@@ -107,6 +108,30 @@ COST_PLACES = 7
 def from_cost(units: int) -> Decimal:
     """Exact cost from integer units of 10^-7 yuan (the ``intervals.cost`` scale)."""
     return Decimal(units).scaleb(-COST_PLACES)
+
+
+def to_cost(value: Decimal) -> int:
+    """Money in whole units of 10^-7 yuan, exactly; ValueError if it has more decimals.
+
+    Every amount wattpay posts has at most 2 decimals, so a balance always converts.
+    """
+    numerator, denominator = value.as_integer_ratio()
+    units, rest = divmod(numerator * 10**COST_PLACES, denominator)
+    if rest:
+        raise ValueError(f"not a whole number of 10^-7 yuan: {value}")
+    return units
+
+
+@lru_cache(maxsize=4096)
+def cost_ceiling(value: Decimal) -> int:
+    """The least whole number of 10^-7 yuan not below ``value``, whatever its decimals.
+
+    For an int ``a`` of 10^-7 yuan, ``a >= value`` and ``a < value`` are exactly
+    ``a >= cost_ceiling(value)`` and ``a < cost_ceiling(value)``. Remembered: thresholds
+    and overdraft limits repeat across accounts and messages.
+    """
+    numerator, denominator = value.as_integer_ratio()
+    return -((-numerator * 10**COST_PLACES) // denominator)
 
 
 def to_price_units(price: Decimal) -> int:

@@ -10,7 +10,7 @@ from billing.follow_up import follow_up
 from billing.ledger import post_ledger
 from billing.messages import Redeem, TopUp
 from billing.notices import notify
-from billing.numbers import decimal_places
+from billing.numbers import decimal_places, from_cost
 from billing.outputs import Emitter, money
 from billing.points import basic_points, earn_basic, redeem
 from billing.rebates import grant_rebates
@@ -76,13 +76,13 @@ def apply_topup(
         return Rejection(
             "invalid_amount", f"amount must be > 0, ≤ {rules.max_topup}, at most 2 decimals"
         )
-    before = state.available
+    before = state.available_units
     aid, pid = state.account_id, t.payment_id
     state.payment_ids |= {pid}
     post_ledger(
         state, out, kind="topup", amount=t.amount, ts=t.ts, ref=pid, entry_id=f"topup:{aid}:{pid}"
     )
-    points = basic_points(t.amount, before)
+    points = basic_points(t.amount, from_cost(before))
     earn_basic(state, out, points=points, ts=t.ts, payment_id=pid)
     rebate = grant_rebates(state, out, t, rules)
     if t.request_id is not None and state.request is not None and state.request[0] == t.request_id:
@@ -120,7 +120,7 @@ def apply_redeem(
         return Rejection("invalid_amount", "redeem at least 1 point")
     if r.points > state.wallet.total:
         return Rejection("insufficient_points", f"{state.wallet.total} points held")
-    before = state.available
+    before = state.available_units
     state.payment_ids |= {r.payment_id}
     redeem(state, out, points=r.points, ts=r.ts, ref=r.payment_id)
     reconnection(state, out, r.ts, r.payment_id)

@@ -116,7 +116,7 @@ def apply_reading(
                 state.baseline = (r.ts, r.milli)  # rebased, nothing charged
         return verdict
     assert state is not None  # a state-less reading is always refused
-    before = state.available
+    before = state.available_units
     day = state.day.day
     cause = cause_of(r)
     record_reading(state, out, r.meter_id, r.ts, r.milli, r.source)

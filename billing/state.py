@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from billing.numbers import COST_PLACES, from_cost, from_milli, round_money
+from billing.numbers import COST_PLACES, from_cost, from_milli, round_money, to_cost
 from billing.outputs import Emitter
 from billing.reading_log import ReadingLog
 from billing.state_pickle import (
@@ -100,6 +100,19 @@ class AccountState:
     ledger_seq: int = 0
     points_seq: int = 0
     version: int = 0
+    # ``balance`` in 10^-7 yuan, converted when ``balance`` is another object (a Decimal
+    # never changes in place, and the one converted is held, so its id is not reused).
+    _units_of: Decimal | None = field(default=None, init=False, repr=False, compare=False)
+    _balance_units: int = field(default=0, init=False, repr=False, compare=False)
+
+    @property
+    def available_units(self) -> int:
+        """``available`` in whole 10^-7 yuan (the ``day.cost`` scale): what the checks compare."""
+        balance = self.balance
+        if balance is not self._units_of:
+            self._balance_units = to_cost(balance)
+            self._units_of = balance
+        return self._balance_units - self.day.cost
 
     @property
     def plan_id(self) -> str:
@@ -191,6 +204,7 @@ class AccountState:
         self.wallet = PointsWallet(lots)
         self.cut_command = None if cut is None else (cut[0], moment_of(cut[1], zone))
         self.cut_confirmed = None if confirmed is None else moment_of(confirmed, zone)
+        self._units_of, self._balance_units = None, 0
 
     def plan_at(self, moment: datetime) -> str:
         """The plan in force at ``moment``."""

@@ -15,7 +15,15 @@ from datetime import datetime
 from pathlib import Path
 
 from billing.clock import LOCAL_ZONE
-from billing.messages import READINGS, TOPIC_ORDER, Envelope, Reading, message_ts, reading_line
+from billing.messages import (
+    READINGS,
+    TOPIC_ORDER,
+    Envelope,
+    Reading,
+    message_ts,
+    reading_line,
+    reading_text,
+)
 from billing.rules import BillingRules
 from bus.topics import BILLING_INPUTS, RESULTS
 
@@ -33,20 +41,41 @@ def input_lines(path: Path) -> Iterator[bytes]:
     without its newline still counts (``wc -l`` plus one). Read a MiB at a time and split
     in C; a line longer than that is joined once, however long.
     """
+    for lines in _line_blocks(path):
+        yield from lines.split(b"\n")
+
+
+def input_texts(path: Path) -> Iterator[bytes | str]:
+    """``input_lines``, but the lines of an ASCII block come as text, decoded once a block.
+
+    Text is what the merge reads the usual reading line from (``reading_text``); the lines
+    of a block with any other byte stay bytes.
+    """
+    for lines in _line_blocks(path):
+        yield from lines.decode("ascii").split("\n") if lines.isascii() else lines.split(b"\n")
+
+
+def _line_blocks(path: Path) -> Iterator[bytes]:
+    r"""A file's bytes in blocks of whole lines without their last newline (a MiB or so).
+
+    The last block is what follows the last newline, if anything. A line longer than a
+    read is joined once, however long.
+    """
     if not path.exists():
         return
     with path.open("rb") as handle:
         pending: list[bytes] = []  # the start of a line that goes on in the next block
         while block := handle.read(1 << 20):
-            if b"\n" not in block:
+            end = block.rfind(b"\n")
+            if end < 0:
                 pending.append(block)
                 continue
-            lines = block.split(b"\n")
             if pending:
-                pending.append(lines[0])
-                lines[0] = b"".join(pending)
-            pending = [lines.pop()]
-            yield from lines
+                pending.append(block[:end])
+                yield b"".join(pending)
+            else:
+                yield block[:end]
+            pending = [block[end + 1 :]]
         last = b"".join(pending)
         if last:
             yield last
@@ -73,7 +102,7 @@ def count_lines(directory: Path) -> int:
 Input = tuple[Envelope, Reading | None]
 """An input line as the merge hands it on: its envelope, and its reading when the line was
 parsed straight from its bytes (``billing.messages.reading_line``)."""
-_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes]], datetime | None, Input]
+_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes | str]], datetime | None, Input]
 """A stream's next line as the merge orders it: (no timestamp first, timestamp, topic order),
 then the stream's numbered lines, the line's timestamp (None if it has none), the line."""
 
@@ -93,7 +122,7 @@ def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterato
     """
     heads: list[_Head] = []
     for topic, name in REPLAY_FILES.items():
-        first = _head(topic, enumerate(input_lines(directory / name), start=1), rules)
+        first = _head(topic, enumerate(input_texts(directory / name), start=1), rules)
         if first is not None:
             heads.append(first)
     heapq.heapify(heads)
@@ -114,23 +143,32 @@ def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterato
 
 
 def _head(
-    topic: str, lines: Iterator[tuple[int, bytes]], rules: BillingRules | None
+    topic: str, lines: Iterator[tuple[int, bytes | str]], rules: BillingRules | None
 ) -> _Head | None:
     """A stream's next line as a head of the merge; None at the end of the stream.
 
-    With ``rules``, a usual reading line is parsed straight from its bytes.
+    With ``rules``, a usual reading line is parsed straight from its text or bytes.
     """
     if topic != READINGS:
         rules = None
+    # The reading's own ts is the instant message_ts reads from the same text in its zone.
+    own_ts = rules is not None and rules.zone is LOCAL_ZONE
     for number, line in lines:
-        parsed = reading_line(line, rules) if rules is not None else None
+        if rules is None:
+            parsed = None
+        elif isinstance(line, str):
+            parsed = reading_text(line, rules)
+        else:
+            parsed = reading_line(line, rules)
         if parsed is None:
             envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
             reading = None
+            ts = message_ts(envelope)
         else:
             payload, reading = parsed
-            envelope = Envelope(topic, f"{topic}:{number}", line.decode("ascii"), EPOCH, payload)
-        ts = message_ts(envelope)
+            raw = line if isinstance(line, str) else line.decode("ascii")
+            envelope = Envelope(topic, f"{topic}:{number}", raw, EPOCH, payload)
+            ts = reading.ts if own_ts else message_ts(envelope)
         # A line without a timestamp sorts first: it is applied as soon as it is at the head.
         if ts is None:
             return (0, EPOCH, TOPIC_ORDER[topic], lines, ts, (envelope, reading))

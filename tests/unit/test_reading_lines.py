@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.clock import LOCAL_ZONE
-from billing.messages import READINGS, Envelope, Malformed, parse_message, reading_line
+from billing.messages import (
+    READINGS,
+    Envelope,
+    Malformed,
+    parse_message,
+    reading_line,
+    reading_text,
+)
 from billing.rules import BillingRules
 from pipelines.replay_files import EPOCH
 from tests.hostile_strategies import hostile_lines
@@ -73,6 +80,8 @@ def test_a_line_parsed_from_its_bytes_is_the_general_paths_reading_and_payload(
     line: bytes,
 ) -> None:
     parsed = reading_line(line, RULES)
+    if line.isascii():  # the merge reads an ASCII line as text: the same result
+        assert reading_text(line.decode("ascii"), RULES) == parsed
     envelope, message = _general(line)
     if parsed is not None:  # else the general path decides, as for any other line
         payload, reading = parsed
@@ -84,6 +93,8 @@ def test_a_line_parsed_from_its_bytes_is_the_general_paths_reading_and_payload(
 @given(line=hostile_lines())
 def test_a_hostile_line_takes_the_general_path(line: bytes) -> None:
     parsed = reading_line(line, RULES)
+    if line.isascii():
+        assert reading_text(line.decode("ascii"), RULES) == parsed
     assert parsed is None or parsed == (_general(line)[0].payload, _general(line)[1])
 
 

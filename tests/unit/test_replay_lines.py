@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.replay_files import count_lines, input_lines
+from pipelines.replay_files import count_lines, input_lines, input_texts
 
 MIB = 1 << 20
 
@@ -66,3 +66,27 @@ def test_lines_longer_than_a_read_come_back_whole() -> None:
         b"e" * (MIB - 1) + b"\n" + b"f" * (MIB + 1),
     ):
         assert _lines_of(content) == _split(content)
+
+
+def _texts_of(content: bytes) -> list[bytes | str]:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "readings.jsonl"
+        path.write_bytes(content)
+        return list(input_texts(path))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"x", b"{}", b"\xff", b"\xc3\xa9"]), max_size=40))
+def test_the_merge_reads_the_same_lines_as_text_where_they_are_ascii(parts: list[bytes]) -> None:
+    content = b"".join(parts)
+    texts = _texts_of(content)
+    assert [t.encode("ascii") if isinstance(t, str) else t for t in texts] == _split(content)
+    if content.isascii():
+        assert all(isinstance(t, str) for t in texts)
+
+
+def test_a_block_with_another_byte_stays_bytes_and_the_next_is_text_again() -> None:
+    first = b"a\n\xff\n" + b"x" * MIB  # the first read ends inside a long ASCII line
+    texts = _texts_of(first + b"\nb\n" + b"c" * MIB + b"\nd\n")
+    assert texts[:2] == [b"a", b"\xff"]
+    assert texts[2:] == ["x" * MIB, "b", "c" * MIB, "d"]

@@ -199,7 +199,7 @@ def test_low_balance_and_arrears_fire_once_per_crossing() -> None:
     for balance in ["19.00", "18.00", "20.00", "19.99", "-0.01", "-5.00", "0.00", "-1.00"]:
         state.balance = D(balance)
         out = Emitter()
-        balance_alerts(state, out, RULES, at("2026-03-02T10:00"), "test", state.available)
+        balance_alerts(state, out, RULES, at("2026-03-02T10:00"), "test", state.available_units)
         fired.append([kind for kind, _ in notices(out)])
     assert fired == [
         ["low_balance"],  # 19.00 < 20.00: fires, days_left floor(19 × 2 / 5) = 7
@@ -218,7 +218,7 @@ def test_low_balance_data() -> None:
     state.charges.extend([200, 300])  # 2.00 and 3.00, in fen
     state.balance = D("19.004")
     out = Emitter()
-    balance_alerts(state, out, RULES, at("2026-03-02T10:00"), "test", state.available)
+    balance_alerts(state, out, RULES, at("2026-03-02T10:00"), "test", state.available_units)
     assert notices(out) == [
         ("low_balance", {"available": "19.00", "threshold": "20.00", "days_left": 7})
     ]
