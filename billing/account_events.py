@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from billing.emitter import Emitter
 from billing.messages import AccountEvent
-from billing.outputs import Emitter, account_event_row
+from billing.outputs import account_event_row
 from billing.state import AccountState
 
 

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.clock import ts_text
+from billing.emitter import Emitter
 from billing.notices import notify
 from billing.numbers import cost_ceiling, from_cost, from_fen
-from billing.outputs import PAYMENT_REQUESTS, Emitter, money
+from billing.outputs import PAYMENT_REQUESTS, money
 from billing.rules import BillingRules
 from billing.state import AccountState
 

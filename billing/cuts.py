@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from billing.clock import ts_text
+from billing.emitter import Emitter
 from billing.notices import notify
 from billing.numbers import cost_ceiling, from_cost
-from billing.outputs import METER_COMMANDS, Emitter, money
+from billing.outputs import METER_COMMANDS, money
 from billing.rules import BillingRules, DisconnectWindow
 from billing.state import ACTIVE, DISCONNECTED, AccountState
 from billing.tamper import end_cut, record_cut

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from billing.clock import local_midnight
+from billing.emitter import Emitter
 from billing.ledger import post_ledger
 from billing.numbers import from_cost, from_fen, from_milli, round_money, to_fen
-from billing.outputs import Emitter
 from billing.points import on_day_close
 from billing.rules import BillingRules
 from billing.state import CHARGES_KEPT, AccountState, DayTotals

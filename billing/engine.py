@@ -15,6 +15,7 @@ from billing.account_events import record_account_event
 from billing.clock import ts_text
 from billing.days import close_day
 from billing.directory import MeterDirectory
+from billing.emitter import Emitter
 from billing.follow_up import follow_status
 from billing.lifecycle import apply_account_event
 from billing.messages import (
@@ -29,7 +30,7 @@ from billing.messages import (
     parse_message,
 )
 from billing.notices import cause_of
-from billing.outputs import Emitter, Output
+from billing.outputs import Output
 from billing.payments import apply_redeem, apply_topup, claim_payment_id
 from billing.readings import apply_reading
 from billing.rejections import Ignored, Rejected, Rejection, reject

@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 from billing.alerts import balance_alerts
 from billing.cuts import disconnection
-from billing.outputs import Emitter
+from billing.emitter import Emitter
 from billing.rules import BillingRules
 from billing.state import ACTIVE, ARREARS, AccountState, account_row
 

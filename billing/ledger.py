@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from billing.outputs import Emitter
+from billing.emitter import Emitter
 from billing.state import AccountState
 
 

@@ -11,12 +11,13 @@ from decimal import Decimal
 
 from billing.account_settings import INVALID_AMOUNT, settings_problem
 from billing.days import close_day, close_days_until, open_day
+from billing.emitter import Emitter
 from billing.follow_up import follow_up
 from billing.ledger import post_ledger
 from billing.messages import AccountEvent
 from billing.notices import cause_of, notify
 from billing.numbers import to_milli
-from billing.outputs import Emitter, money
+from billing.outputs import money
 from billing.points import redeem
 from billing.readings import final_reading, record_reading
 from billing.rejections import Rejection

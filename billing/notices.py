@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from billing.clock import ts_text
+from billing.emitter import Emitter
 from billing.messages import CommandResult, Message, Reading, Redeem, TopUp
-from billing.outputs import NOTIFICATIONS, Emitter
+from billing.outputs import NOTIFICATIONS
 from billing.state import AccountState
 
 

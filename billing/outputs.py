@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -116,95 +116,6 @@ def json_default(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-@dataclass(slots=True)
-class Emitter:
-    """Collects the outputs of one processed message, in processing order."""
-
-    outputs: list[Output] = field(default_factory=list)
-
-    def row(self, table: str, **values: Any) -> None:
-        """Add an analytics row."""
-        self.outputs.append(Row(table, values))
-
-    def add(self, output: Output) -> None:
-        """Add an output built already (a `ScaledRow`)."""
-        self.outputs.append(output)
-
-    def message(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        """Add a topic message."""
-        self.outputs.append(TopicMessage(topic, key, value))
-
-    def event(
-        self,
-        topic: str,
-        *,
-        id_field: str,
-        event_id: str,
-        kind: str,
-        account_id: str,
-        meter_id: str,
-        ts: datetime,
-        key: str,
-        value: dict[str, Any],
-        data: dict[str, Any],
-    ) -> None:
-        """A topic message that is also recorded in the ``events`` table."""
-        self.message(topic, key, {id_field: event_id, **value})
-        self.row(
-            "events",
-            event_id=event_id,
-            account_id=account_id,
-            meter_id=meter_id,
-            ts=ts,
-            type=kind,
-            data=json_text(data),
-        )
-
-
-def rejection(
-    emitter: Emitter,
-    *,
-    topic: str,
-    position: str,
-    key: str,
-    payload: str,
-    payload_base64: bool,
-    reason: str,
-    detail: str,
-    received_at: datetime,
-) -> None:
-    """Record a rejected input in the ``rejected`` table and on the DLQ.
-
-    ``topic`` is the logical input topic (``readings``); the flow adds the configured prefix.
-    ``payload`` is the input's text, or the base64 of its bytes when ``payload_base64``.
-    """
-    emitter.row(
-        "rejected",
-        rejection_id=position,
-        topic=topic,
-        key=key,
-        payload=payload,
-        payload_base64=int(payload_base64),
-        reason=reason,
-        detail=detail,
-        received_at=received_at,
-    )
-    emitter.message(
-        DLQ,
-        key,
-        {
-            "rejection_id": position,
-            "topic": topic,
-            "key": key,
-            "payload": payload,
-            "payload_base64": payload_base64,
-            "reason": reason,
-            "detail": detail,
-            "received_at": ts_text(received_at),
-        },
-    )
 
 
 def money(value: Decimal) -> str:

@@ -6,12 +6,13 @@ from collections.abc import MutableMapping
 from decimal import Decimal
 
 from billing.cuts import reconnection
+from billing.emitter import Emitter
 from billing.follow_up import follow_up
 from billing.ledger import post_ledger
 from billing.messages import Redeem, TopUp
 from billing.notices import notify
 from billing.numbers import decimal_places, from_cost
-from billing.outputs import Emitter, money
+from billing.outputs import money
 from billing.points import basic_points, earn_basic, redeem
 from billing.rebates import grant_rebates
 from billing.rejections import Rejection

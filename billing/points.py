@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+from billing.emitter import Emitter
 from billing.ledger import post_ledger, post_points
 from billing.notices import notify
-from billing.outputs import Emitter
 from billing.state import AccountState
 
 

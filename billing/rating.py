@@ -10,7 +10,8 @@ from typing import Any
 from billing.apportion import Part, apportion
 from billing.clock import local_midnight, ts_text
 from billing.days import close_days_until
-from billing.outputs import Emitter, ScaledRow
+from billing.emitter import Emitter
+from billing.outputs import ScaledRow
 from billing.rules import BillingRules
 from billing.state import AccountState
 from billing.state_pickle import constructor_reduce

@@ -10,11 +10,12 @@ from typing import Any
 
 from billing.clock import elapsed_us, epoch_us, ts_text
 from billing.days import close_days_until
+from billing.emitter import Emitter
 from billing.follow_up import follow_up
 from billing.messages import Reading
 from billing.notices import cause_of, notify
 from billing.numbers import from_milli, kwh_text, to_milli
-from billing.outputs import Emitter, ScaledRow
+from billing.outputs import ScaledRow
 from billing.rating import rate_span
 from billing.reading_log import ReadingLog
 from billing.rejections import Rejection

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from billing.emitter import Emitter
 from billing.ledger import post_ledger
 from billing.messages import TopUp
-from billing.outputs import Emitter
 from billing.rules import BillingRules, RebateCampaign
 from billing.state import AccountState
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing.emitter import Emitter, rejection
 from billing.messages import Envelope
-from billing.outputs import Emitter, Output, rejection
+from billing.outputs import Output
 
 
 @dataclass(frozen=True, slots=True)

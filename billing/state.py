@@ -8,8 +8,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from billing.emitter import Emitter
 from billing.numbers import COST_PLACES, from_cost, from_milli, round_money, to_cost
-from billing.outputs import Emitter
 from billing.reading_log import ReadingLog
 from billing.state_pickle import (
     amount,

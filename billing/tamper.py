@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from billing.emitter import Emitter
 from billing.messages import CommandResult
 from billing.notices import notify
-from billing.outputs import Emitter
 from billing.rules import BillingRules
 from billing.state import DISCONNECTED, AccountState
 

@@ -17,11 +17,12 @@ from billing.alerts import balance_alerts, days_left
 from billing.cuts import in_window, next_window_opening
 from billing.days import overdraft_limit
 from billing.directory import MeterDirectory
+from billing.emitter import Emitter
 from billing.engine import apply, route
 from billing.lifecycle import new_account
 from billing.messages import Envelope, Reading, TopUp
 from billing.numbers import to_milli
-from billing.outputs import Emitter, Row, TopicMessage
+from billing.outputs import Row, TopicMessage
 from billing.points import basic_points, daily_points, on_day_close, redemption_value
 from billing.readings import Accepted, check_reading, remember
 from billing.rebates import grant_rebates

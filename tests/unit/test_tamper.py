@@ -17,9 +17,10 @@ from typing import Any
 
 from billing.clock import parse_ts
 from billing.directory import MeterDirectory
+from billing.emitter import Emitter
 from billing.engine import Routed, apply, route
 from billing.messages import COMMAND_RESULTS, CommandResult, Envelope
-from billing.outputs import Emitter, Row, TopicMessage
+from billing.outputs import Row, TopicMessage
 from billing.rules import BillingRules
 from billing.state import DISCONNECTED, AccountState
 from billing.tamper import apply_command_result, cut_confirmed_at, is_tamper, record_cut
