@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from billing.clock import ts_text
 from billing.emitter import Emitter
 from billing.notices import notify
-from billing.numbers import cost_ceiling, from_cost
+from billing.numbers import cost_floor, from_cost
 from billing.outputs import METER_COMMANDS, money
 from billing.rules import BillingRules, DisconnectWindow
 from billing.state import ACTIVE, DISCONNECTED, AccountState
@@ -72,7 +72,7 @@ def disconnection(
     if state.status == DISCONNECTED:
         return
     limit = state.overdraft_limit
-    if available < cost_ceiling(-limit):
+    if available < -cost_floor(limit):
         if in_window(rules.window, ts):
             state.status = DISCONNECTED
             state.pending_cut = False

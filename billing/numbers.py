@@ -134,6 +134,17 @@ def cost_ceiling(value: Decimal) -> int:
     return -((-numerator * 10**COST_PLACES) // denominator)
 
 
+@lru_cache(maxsize=4096)
+def cost_floor(value: Decimal) -> int:
+    """The greatest whole number of 10^-7 yuan not above ``value``: ``-cost_ceiling(-value)``.
+
+    For an int ``a``, ``a < -value`` is exactly ``a < -cost_floor(value)``, without making
+    the Decimal ``-value`` (and hashing it) each time.
+    """
+    numerator, denominator = value.as_integer_ratio()
+    return (numerator * 10**COST_PLACES) // denominator
+
+
 def to_price_units(price: Decimal) -> int:
     """A price (yuan/kWh, at most 4 decimals) in whole units of 10^-4 yuan; else ValueError."""
     units = price.scaleb(4)

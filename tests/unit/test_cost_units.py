@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.lifecycle import new_account
-from billing.numbers import cost_ceiling, from_cost, to_cost
+from billing.numbers import cost_ceiling, cost_floor, from_cost, to_cost
 from billing.rules import BillingRules
 from tests.billing_harness import at
 
@@ -35,6 +35,8 @@ def test_units_compare_as_the_decimals_do(balance: Decimal, bound: Decimal, step
     assert (units >= cost_ceiling(bound)) == (available >= bound)
     assert (units < cost_ceiling(bound)) == (available < bound)
     assert (units < cost_ceiling(-bound)) == (available < -bound)
+    assert (units < -cost_floor(bound)) == (available < -bound)
+    assert (units < -cost_floor(-bound)) == (available < bound)
 
 
 @pytest.mark.parametrize("value", ["0.00000001", "-1.123456789", "1E-8"])
