@@ -73,12 +73,14 @@ the size. Every insert is a new part that chdb merges later: on a replay of 1,10
 readings, inserts of 400,000 rows used 10 % less CPU than the second-long ones (BENCHMARKS.md).
 """
 
-READER_SHARE = (1, 4)
-"""In a cluster, the reading process's workers bill 1 account for every 4 of another's.
+READER_SHARE = (1, 3)
+"""In a cluster, the reading process's workers bill 1 account for every 3 of another's.
 
-Measured on a 2-process replay of 1,104,783 readings with integer rating: its worker then
-spends about as much CPU as the first process's (14.0 against 13.6 s; 15.9 against 11.4 s
-with 2 for every 5, the share before reading cost more than billing).
+Measured on a 2-process replay of 1,104,783 readings, in turns (BENCHMARKS.md, step 9):
+1 for every 4 took 11.9–12.7 s with the first process the limit (12.1–12.6 CPU s against
+the reading process's 9.0–9.7), 1 for every 3 took 11.5–11.7 s and 2 for every 5 took
+11.3–11.7 s. Reading the files got cheaper (text lines, integer checks), so the reading
+process now has room for more accounts than at step 6 (1 for every 4).
 """
 
 
