@@ -26,8 +26,10 @@ import datetime as dt
 import decimal
 import logging
 import os
+import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +42,7 @@ import clickhouse_connect
 from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.datatypes.numeric import Decimal as DecimalType
 from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.datatypes.string import String as StringType
 from clickhouse_connect.driver import options as _driver_options
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
@@ -168,8 +171,44 @@ class _ScaledDecimal(DecimalType, registered=False):
         if self.byte_size <= 8:
             write_array(self._array_type, column, dest, ctx.column_name)
         else:
-            size = self.byte_size
-            dest += b"".join(v.to_bytes(size, "little", signed=True) for v in column)
+            dest += _wide_ints(column, self.byte_size)
+
+
+def _wide_ints(column: Sequence[int], size: int) -> bytes:
+    """Ints as ``size``-byte little-endian two's complement (Int128, Int256), one after another.
+
+    Values within 64 bits (every cost of an interval) are laid out as 64-bit words, their
+    sign repeated in the words above, in C; any larger one is converted a value at a time.
+    """
+    try:
+        low = array("q", column)
+    except OverflowError:
+        low = None
+    if low is None or sys.byteorder != "little":
+        return b"".join(v.to_bytes(size, "little", signed=True) for v in column)
+    step = size // 8
+    words = array("q", bytes(size * len(low)))
+    words[0::step] = low
+    if low and min(low) < 0:
+        signs = array("q", [-1 if v < 0 else 0 for v in low])
+        for word in range(1, step):
+            words[word::step] = signs
+    return words.tobytes()
+
+
+class _Label(StringType, registered=False):
+    """A ``LowCardinality(String)`` column whose dictionary is built in C.
+
+    The driver builds it a value at a time in Python (about a quarter of a second for
+    400,000 values); this gives the same index (values in first-seen order) and keys.
+    """
+
+    def _build_lc_dictionary(self, column: Sequence[Any], ctx: Any) -> tuple[list[Any], list[int]]:  # noqa: ANN401
+        if self.nullable:
+            return super()._build_lc_dictionary(column, ctx)  # type: ignore[no-any-return]
+        index = list(dict.fromkeys(column))
+        keys = {value: key for key, value in enumerate(index)}
+        return index, list(map(keys.__getitem__, column))
 
 
 _WIDE = decimal.Context(prec=100)
@@ -196,6 +235,8 @@ def _column_plan(
         driver_type = get_from_name(column.type)
         if column.type == schema.TIMESTAMP:
             encoders.append((index, _milli_ticks))
+        elif column.type == schema.LABEL:
+            driver_type = _Label(driver_type.type_def)
         elif isinstance(driver_type, DecimalType) and not driver_type.nullable:
             driver_type = _ScaledDecimal(
                 driver_type.type_def, driver_type.prec, driver_type.byte_size * 8, driver_type.scale

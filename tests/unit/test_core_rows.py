@@ -7,13 +7,17 @@ import re
 from decimal import Decimal
 
 import pytest
+from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver.insert import InsertContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.outputs import SCALED_COLUMNS, Row, ScaledRow
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.replay_files import merged_envelopes
 from store import schema
-from store.clickhouse import encode_built, encode_columns, encode_rows
+from store.clickhouse import _Label, _wide_ints, encode_built, encode_columns, encode_rows
 from store.facts import encode_facts, fact_columns
 from tests.paths import CONFORMANCE
 
@@ -79,3 +83,28 @@ def test_integer_rows_make_the_same_fact_messages(table: str) -> None:
     assert [fact_columns(p) for _, p in encode_facts(scaled)] == [
         fact_columns(p) for _, p in encode_facts(as_values)
     ]
+
+
+WIDE = st.integers(min_value=-(2**127), max_value=2**127 - 1)
+EDGES = st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**127 - 1, -(2**127)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), EDGES, WIDE), max_size=30))
+def test_a_wide_decimal_column_is_each_value_in_its_bytes(values: list[int]) -> None:
+    # Int128 (a cost's Decimal(38, 7)) and Int256, written in C when the values fit 64 bits.
+    for size in (16, 32):
+        expected = b"".join(v.to_bytes(size, "little", signed=True) for v in values)
+        assert _wide_ints(values, size) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.sampled_from(["peak", "valley", "flat", "", "é", "peak "]), max_size=40))
+def test_a_label_column_gets_the_drivers_dictionary(values: list[str]) -> None:
+    driver = get_from_name(schema.LABEL)
+    ours = _Label(driver.type_def)
+    assert ours._build_lc_dictionary(values, None) == driver._build_lc_dictionary(values, None)
+    ours_bytes, theirs = bytearray(), bytearray()
+    ours.write_column(values, ours_bytes, InsertContext("t", ["c"], [ours]))
+    driver.write_column(values, theirs, InsertContext("t", ["c"], [driver]))
+    assert ours_bytes == theirs
