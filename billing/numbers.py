@@ -122,7 +122,7 @@ def to_cost(value: Decimal) -> int:
     return units
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)  # limits: 10.00 … 100.00 by default, 9,001 values
 def cost_ceiling(value: Decimal) -> int:
     """The least whole number of 10^-7 yuan not below ``value``, whatever its decimals.
 
@@ -134,7 +134,7 @@ def cost_ceiling(value: Decimal) -> int:
     return -((-numerator * 10**COST_PLACES) // denominator)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def cost_floor(value: Decimal) -> int:
     """The greatest whole number of 10^-7 yuan not above ``value``: ``-cost_ceiling(-value)``.
 

@@ -38,7 +38,7 @@ def _fields(snapshot: bytes) -> dict[str, list[str]]:
     """A snapshot's states, field by field (equal states may pickle to other bytes)."""
     states = pickle.loads(snapshot)  # noqa: S301
     return {
-        account_id: [repr(getattr(state, f.name)) for f in fields(AccountState)]
+        account_id: [repr(getattr(state, f.name)) for f in fields(AccountState) if f.compare]
         for account_id, state in states.items()
     }
 
