@@ -7,7 +7,7 @@ rules return a ``Rejection`` and ``apply`` says applied or rejected.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,33 @@ def route(
     return route_payment(envelope, message, directory.payment_ids, is_open, rules)
 
 
+def route_all(
+    inputs: list[tuple[Envelope, Reading | None]],
+    directory: MeterDirectory,
+    rules: BillingRules,
+    key_of: Callable[[str], str],
+    new_batch: Callable[[], list[tuple[str, Routed]]],
+) -> tuple[dict[str, list[tuple[str, Routed]]], list[Output]]:
+    """Route a chunk in input order: ``(account_id, routed)`` per key, and the refusals' outputs.
+
+    A loop around ``route``; ``key_of`` names an account's key, ``new_batch`` makes a
+    key's list. A relay result for no account's meter is dropped (``Ignored``).
+    """
+    keyed: dict[str, list[tuple[str, Routed]]] = {}
+    refused: list[Output] = []
+    for envelope, reading in inputs:
+        routed = route(envelope, directory, rules, reading)
+        if isinstance(routed, tuple):
+            key = key_of(routed[0])
+            entries = keyed.get(key)
+            if entries is None:
+                entries = keyed[key] = new_batch()
+            entries.append(routed)
+        elif isinstance(routed, Rejected):
+            refused.extend(routed)
+    return keyed, refused
+
+
 def parse_input(
     envelope: Envelope, rules: BillingRules, parsed: Message | None = None
 ) -> Message | Rejected:
@@ -183,6 +210,33 @@ def apply(state: AccountState | None, item: Routed, rules: BillingRules) -> Outc
     if isinstance(message, AccountEvent):
         record_account_event(result, message, out)
     return Outcome(result, out.outputs)
+
+
+def apply_all(
+    states: dict[str, AccountState],
+    batch: list[tuple[str, Routed]],
+    rules: BillingRules,
+    counts: dict[tuple[str, str | None], int] | None = None,
+) -> list[Output]:
+    """Apply a batch to the accounts of ``states`` in input order; return every output.
+
+    A loop around ``apply``, one message at a time; ``states`` is updated in place (an
+    account whose state ends is removed). With ``counts``, every message is counted by
+    its topic and its rejection's reason (None when it was applied).
+    """
+    outputs: list[Output] = []
+    for account_id, item in batch:
+        outcome = apply(states.get(account_id), item, rules)
+        if outcome.state is None:
+            states.pop(account_id, None)
+        else:
+            states[account_id] = outcome.state
+        outputs += outcome.outputs
+        if counts is not None:
+            rejection = outcome.rejection
+            key = (item.envelope.topic, None if rejection is None else rejection.reason)
+            counts[key] = counts.get(key, 0) + 1
+    return outputs
 
 
 def finish(state: AccountState, rules: BillingRules) -> list[Output]:

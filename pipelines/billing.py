@@ -17,7 +17,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from billing.engine import Routed, apply, finish
+from billing.engine import Routed, apply_all, finish
 from billing.messages import Envelope
 from billing.outputs import DLQ, Output, Row, TopicMessage
 from billing.rules import BillingRules
@@ -48,36 +48,23 @@ def apply_batch(
 ) -> list[Output]:
     """Apply a batch to the accounts of ``states`` in input order; return every output.
 
-    A loop around ``billing.engine.apply``, one message at a time; ``states`` is updated in
-    place (an account whose state ends is removed).
+    ``billing.engine.apply_all`` (a loop around ``apply``, compiled with the rules);
+    ``states`` is updated in place (an account whose state ends is removed).
     """
-    outputs: list[Output] = []
-    value: Routed | None = None
-    applied: dict[str, int] = {}
-    rejected: dict[tuple[str, str], int] = {}
-    for account_id, value in batch:
-        outcome = apply(states.get(account_id), value, rules)
-        if outcome.state is None:
-            states.pop(account_id, None)
-        else:
-            states[account_id] = outcome.state
-        outputs += outcome.outputs
-        if metrics is not None:
-            topic = value.envelope.topic
-            if outcome.rejection is None:
-                applied[topic] = applied.get(topic, 0) + 1
-            else:
-                key = (topic, outcome.rejection.reason)
-                rejected[key] = rejected.get(key, 0) + 1
-    if metrics is not None and value is not None:
+    if metrics is None:
+        return apply_all(states, batch, rules)
+    counts: dict[tuple[str, str | None], int] = {}
+    outputs = apply_all(states, batch, rules, counts)
+    if batch:
         # Counted per batch: every increment takes its metric's lock.
-        for topic, count in applied.items():
-            metrics.of(metrics.messages_applied, topic).inc(count)
-        for (topic, reason), count in rejected.items():
-            metrics.of(metrics.messages_rejected, topic, reason).inc(count)
+        for (topic, reason), count in counts.items():
+            if reason is None:
+                metrics.of(metrics.messages_applied, topic).inc(count)
+            else:
+                metrics.of(metrics.messages_rejected, topic, reason).inc(count)
         metrics.count_outputs(outputs)
         metrics.of(metrics.step_items, "accounts").inc(len(batch))
-        metrics.observe_event_time(value.message.ts, datetime.now(UTC))
+        metrics.observe_event_time(batch[-1][1].message.ts, datetime.now(UTC))
     return outputs
 
 

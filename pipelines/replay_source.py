@@ -21,10 +21,9 @@ from typing import TextIO
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.directory import MeterDirectory
-from billing.engine import route
+from billing.engine import route, route_all
 from billing.messages import READINGS
 from billing.outputs import Output
-from billing.rejections import Rejected
 from billing.rules import BillingRules
 from pipelines.replay_files import Input, count_lines, merged_inputs
 from pipelines.wire import AccountEntries
@@ -73,21 +72,8 @@ def route_chunk(
     key_of: Callable[[str], str],
 ) -> list[SourceItem]:
     """Route a chunk in input order: one batch per accounts key, then the refusals' outputs."""
-    keyed: dict[str, AccountEntries] = {}
-    refused: list[Output] = []
-    for envelope, reading in inputs:
-        routed = route(envelope, directory, rules, reading)
-        if type(routed) is tuple:
-            account_id, item = routed
-            key = key_of(account_id)
-            entries = keyed.get(key)
-            if entries is None:
-                entries = keyed[key] = AccountEntries()
-            entries.append(routed)
-        elif isinstance(routed, Rejected):
-            refused.extend(routed)
-        # else Ignored: a relay result for no account's command
-    items: list[SourceItem] = list(keyed.items())
+    keyed, refused = route_all(inputs, directory, rules, key_of, AccountEntries)
+    items: list[SourceItem] = list(keyed.items())  # type: ignore[arg-type]
     if refused:
         items.append(refused)
     return items
