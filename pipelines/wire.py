@@ -14,11 +14,10 @@ Amounts travel as the text of their Decimal, which gives back the very same Deci
 from __future__ import annotations
 
 import copyreg
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing.engine import Routed
+from billing.engine import Routed, routed_readings
 from billing.messages import (
     METER_KEYED,
     AccountEvent,
@@ -236,30 +235,10 @@ def _routed_columns(entries: list[tuple[Any, ...]], at: int) -> tuple[Any, ...]:
 
 def _from_routed_columns(columns: tuple[Any, ...], at: int) -> list[tuple[Any, ...]]:
     others, heads, *fields = columns
-    entries = [
-        (*head, _routed_reading(*values))
-        for head, values in zip(heads, zip(*fields, strict=True), strict=True)
-    ]
+    entries = routed_readings(heads, fields)
     for index, entry in others:  # in ascending places, so each lands where it was
         entries.insert(index, entry)
     return entries
-
-
-def _routed_reading(
-    topic: str,
-    position: str,
-    raw: str,
-    received_at: datetime,
-    raw_base64: bool,
-    verdict: str | None,
-    meter_id: str,
-    ts: datetime,
-    milli: int | str,
-    source: str,
-) -> Routed:
-    # The account side needs the envelope only to record a refusal, which names its key.
-    envelope = Envelope(topic, position, raw, received_at, {"meter_id": meter_id}, raw_base64)
-    return Routed(envelope, Reading(meter_id, ts, _milli(milli), source), verdict)
 
 
 def _milli(energy: int | str) -> int:
