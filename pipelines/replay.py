@@ -70,7 +70,8 @@ REPLAY_INSERT_SECONDS = 30.0
 Not ``clickhouse.batch_seconds``: that bounds how long live rows wait to be seen, and a
 replay bills 60,000 readings a second or more, so a second's wait made inserts of a third
 the size. Every insert is a new part that chdb merges later: on a replay of 1,104,783
-readings, inserts of 400,000 rows used 10 % less CPU than the second-long ones (BENCHMARKS.md).
+readings, inserts of 400,000 rows used 6–25 % less CPU than the second-long ones in each of
+4 rounds (BENCHMARKS.md, step 9).
 """
 
 READER_SHARE = (1, 3)
