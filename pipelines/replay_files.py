@@ -101,7 +101,7 @@ def count_lines(directory: Path) -> int:
 
 Input = tuple[Envelope, Reading | None]
 """An input line as the merge hands it on: its envelope, and its reading when the line was
-parsed straight from its bytes (``billing.messages.reading_line``)."""
+parsed straight from its text or bytes (``billing.messages.reading_text``, ``reading_line``)."""
 _Head = tuple[int, datetime, int, Iterator[tuple[int, bytes | str]], datetime | None, Input]
 """A stream's next line as the merge orders it: (no timestamp first, timestamp, topic order),
 then the stream's numbered lines, the line's timestamp (None if it has none), the line."""
