@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from billing.numbers import decimal_places
 from billing.rules import DEFAULT_CAMPAIGN, BillingRules, DisconnectWindow, RebateCampaign
 from billing.tariffs import BUILTIN_PLANS, PlanError, plan_catalog, plan_from_config
 from config.errors import OperatorError
@@ -372,12 +373,20 @@ def _campaigns(raw: Any, problems: list[str]) -> tuple[RebateCampaign, ...]:
     campaigns = []
     for index, spec in enumerate(raw):
         try:
+            rebate = Decimal(str(spec["rebate"]))
+            if not rebate.is_finite() or rebate <= 0 or decimal_places(rebate) > 2:
+                # It is posted to the ledger: money, to the fen, like every amount there.
+                problems.append(
+                    f"campaigns[{index}]: rebate must be a positive amount with at most"
+                    f" 2 decimals: {spec['rebate']!r}"
+                )
+                continue
             campaigns.append(
                 RebateCampaign(
                     campaign_id=str(spec["id"]),
                     channels=frozenset(str(c) for c in spec["channels"]),
                     min_amount=Decimal(str(spec["min_amount"])),
-                    rebate=Decimal(str(spec["rebate"])),
+                    rebate=rebate,
                     per_account_per_month=int(spec.get("per_account_per_month", 1)),
                     from_day=_opt_day(spec.get("from")),
                     to_day=_opt_day(spec.get("to")),

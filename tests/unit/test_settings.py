@@ -181,3 +181,15 @@ def test_invoice_seller_from_the_file(tmp_path: Path) -> None:
     settings = load_settings(str(path), env={})
     assert (settings.seller_name, settings.seller_tax_id) == ("某某供电公司", "123")
     assert load_settings(None, env={}).seller_name  # a default seller without a file
+
+
+@pytest.mark.parametrize("rebate", ['"0.001"', '"1e-9"', '"-5.00"', "0", '"NaN"'])
+def test_a_campaigns_rebate_is_money_to_the_fen(tmp_path: Path, rebate: str) -> None:
+    # It is posted to the ledger, and every balance must be exact in 10^-7 yuan.
+    config = tmp_path / "w.toml"
+    spec = '[[campaigns]]\nid = "c"\nchannels = ["bank"]\nmin_amount = "100"\nrebate = {}\n'
+    config.write_text(spec.format(rebate))
+    with pytest.raises(SettingsError, match=r"campaigns\[0\]: rebate must be a positive amount"):
+        load_settings(str(config), env={})
+    config.write_text(spec.format('"5.50"'))
+    assert load_settings(str(config), env={}).rules.campaigns[0].rebate == Decimal("5.50")
