@@ -111,15 +111,14 @@ def from_cost(units: int) -> Decimal:
 
 
 def to_cost(value: Decimal) -> int:
-    """Money in whole units of 10^-7 yuan, exactly; ValueError if it has more decimals.
+    """Money in whole units of 10^-7 yuan: the greatest number of them not above ``value``.
 
-    Every amount wattpay posts has at most 2 decimals, so a balance always converts.
+    Exact for every balance: every amount wattpay posts is whole fen (inputs and a
+    configured rebate are checked to have at most 2 decimals). A finer value, which nothing
+    makes, is taken at its floor rather than stop the flow.
     """
     numerator, denominator = value.as_integer_ratio()
-    units, rest = divmod(numerator * 10**COST_PLACES, denominator)
-    if rest:
-        raise ValueError(f"not a whole number of 10^-7 yuan: {value}")
-    return units
+    return (numerator * 10**COST_PLACES) // denominator
 
 
 @lru_cache(maxsize=1 << 16)  # limits: 10.00 … 100.00 by default, 9,001 values
@@ -136,13 +135,12 @@ def cost_ceiling(value: Decimal) -> int:
 
 @lru_cache(maxsize=1 << 16)
 def cost_floor(value: Decimal) -> int:
-    """The greatest whole number of 10^-7 yuan not above ``value``: ``-cost_ceiling(-value)``.
+    """``to_cost`` remembered, for limits: ``-cost_ceiling(-value)``.
 
     For an int ``a``, ``a < -value`` is exactly ``a < -cost_floor(value)``, without making
     the Decimal ``-value`` (and hashing it) each time.
     """
-    numerator, denominator = value.as_integer_ratio()
-    return (numerator * 10**COST_PLACES) // denominator
+    return to_cost(value)
 
 
 def to_price_units(price: Decimal) -> int:
