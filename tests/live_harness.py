@@ -112,13 +112,15 @@ def metric(port: int, name: str) -> float:
     )
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.3) -> None:
+def wait_until(condition, timeout: float, what: str, interval: float = 0.3, explain=None) -> None:
+    """Wait for ``condition``; on a timeout, fail with ``explain()`` (say, a log's end) too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    detail = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> None:
@@ -226,6 +228,12 @@ class Instance:
         wait_until(state_file.exists, 60, "wattpay up to write its state file")
         self.state = json.loads(state_file.read_text())
         return self.state
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of this instance's log, to explain a failed wait (pytest keeps few tmp dirs)."""
+        self.log.flush()
+        text = (self.work / "up.log").read_text(encoding="utf-8", errors="replace")
+        return "up.log, last lines:\n" + "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         assert self.process is not None

@@ -37,9 +37,15 @@ def events(instance: Instance, kind: str) -> list[dict]:
 
 
 def test_households_are_cut_and_reconnected_and_their_meters_follow(loop: Instance) -> None:
-    wait_until(lambda: events(loop, "low_balance"), 120, "a low-balance alert")
-    wait_until(lambda: events(loop, "arrears"), 120, "an arrears alert")
-    wait_until(lambda: events(loop, "reconnected"), 300, "a cut household to top up and reconnect")
+    explain = loop.log_tail  # a failed wait shows what the instance logged
+    wait_until(lambda: events(loop, "low_balance"), 120, "a low-balance alert", explain=explain)
+    wait_until(lambda: events(loop, "arrears"), 120, "an arrears alert", explain=explain)
+    wait_until(
+        lambda: events(loop, "reconnected"),
+        300,
+        "a cut household to top up and reconnect",
+        explain=explain,
+    )
     cut = events(loop, "disconnected")[0]
     back = [e for e in events(loop, "reconnected") if e["account_id"] == cut["account_id"]][0]
     meter = cut["meter_id"]
