@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from billing.account_events import record_account_event
@@ -31,7 +30,7 @@ from billing.messages import (
     parse_message,
 )
 from billing.notices import cause_of
-from billing.numbers import to_milli
+from billing.numbers import packed_milli
 from billing.outputs import Output
 from billing.payments import apply_redeem, apply_topup, claim_payment_id
 from billing.readings import apply_reading
@@ -108,9 +107,7 @@ def routed_readings(heads: list[tuple[Any, ...]], fields: list[list[Any]]) -> li
             {"meter_id": meter_id},
             base64s[index],
         )
-        energy = registers[index]
-        milli = energy if isinstance(energy, int) else to_milli(Decimal(energy))
-        reading = Reading(meter_id, stamps[index], milli, sources[index])
+        reading = Reading(meter_id, stamps[index], packed_milli(registers[index]), sources[index])
         entries.append((*head, Routed(envelope, reading, verdicts[index])))
     return entries
 

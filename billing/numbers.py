@@ -86,6 +86,11 @@ def to_milli(value: Decimal) -> int:
     return int(value * 1000)
 
 
+def packed_milli(energy: int | str) -> int:
+    """A packed register in 0.001 kWh; what was packed before readings held ints is its text."""
+    return energy if isinstance(energy, int) else to_milli(Decimal(energy))
+
+
 def to_fen(value: Decimal) -> int:
     """Money in whole fen (values carry at most 2 decimals)."""
     return int(value.scaleb(2))

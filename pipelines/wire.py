@@ -28,7 +28,7 @@ from billing.messages import (
     Redeem,
     TopUp,
 )
-from billing.numbers import to_milli
+from billing.numbers import packed_milli
 
 PackedEnvelope = tuple[Any, ...]
 PackedRouted = tuple[Any, ...]
@@ -120,7 +120,7 @@ def _pack_message(message: Message) -> tuple[Any, ...]:
 def _unpack_message(packed: tuple[Any, ...]) -> Message:
     kind = packed[0]
     if kind == _READING:
-        return Reading(packed[1], packed[2], _milli(packed[3]), packed[4])
+        return Reading(packed[1], packed[2], packed_milli(packed[3]), packed[4])
     if kind == _TOPUP:
         _, payment_id, account_id, amount, channel, ts, request_id = packed
         return TopUp(payment_id, account_id, Decimal(amount), channel, ts, request_id)
@@ -239,11 +239,6 @@ def _from_routed_columns(columns: tuple[Any, ...], at: int) -> list[tuple[Any, .
     for index, entry in others:  # in ascending places, so each lands where it was
         entries.insert(index, entry)
     return entries
-
-
-def _milli(energy: int | str) -> int:
-    """A register in 0.001 kWh; state packed before readings held integers has its text."""
-    return energy if type(energy) is int else to_milli(Decimal(energy))
 
 
 copyreg.pickle(Envelope, _reduce_envelope)
