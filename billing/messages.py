@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing.clock import TimestampError, parse_ts
+from billing.clock import TimestampError, epoch_us, parse_ts
 from billing.contacts import CONTACT_FIELDS
 from billing.decoding import decode_json
 from billing.excerpt import excerpt
@@ -131,12 +131,15 @@ class Reading:
     milli: int
     """The register in thousandths of a kWh, read straight from its decimal text."""
     source: str
+    us: int = field(init=False, repr=False, compare=False)
+    """``ts`` in µs since the epoch, worked out once: the checks compare instants as ints."""
 
     def __init__(self, meter_id: str, ts: datetime, milli: int, source: str = "") -> None:
         self.meter_id = meter_id
         self.ts = ts
         self.milli = milli
         self.source = source
+        self.us = epoch_us(ts)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return constructor_reduce(self)  # compiled, it cannot be made without its arguments

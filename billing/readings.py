@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from billing.clock import elapsed_us, epoch_us, ts_text
+from billing.clock import epoch_us, ts_text
 from billing.days import close_days_until
 from billing.emitter import Emitter
 from billing.follow_up import follow_up
@@ -50,10 +50,10 @@ class Accepted:
         return constructor_reduce(self)  # compiled, it cannot be made without its arguments
 
 
-def too_fast(milli: int, start: datetime, end: datetime, rules: BillingRules) -> bool:
-    """Mean power over [start, end) strictly above ``max_power_kw`` (compared exactly as ints)."""
+def too_fast(milli: int, elapsed: int, rules: BillingRules) -> bool:
+    """Mean power of ``milli`` over ``elapsed`` µs above ``max_power_kw`` (exact, as ints)."""
     kw, per = _ratio(rules.max_power_kw)  # max_power_kw = kw / per
-    return milli * US_PER_HOUR * per > kw * 1000 * elapsed_us(start, end)
+    return milli * US_PER_HOUR * per > kw * 1000 * elapsed
 
 
 @lru_cache(maxsize=16)
@@ -74,7 +74,7 @@ def check_reading(
         return Rejection("unknown_meter", f"no open account owns {r.meter_id} at {ts_text(r.ts)}")
     milli = r.milli
     log = state.logs.get(r.meter_id)
-    known = log.energy_at(epoch_us(r.ts)) if log is not None else None
+    known = log.energy_at(r.us) if log is not None else None
     if known is not None:
         return Rejection(
             "duplicate" if known == milli else "conflict",
@@ -92,11 +92,12 @@ def check_reading(
             "out_of_order", f"older than the latest accepted reading at {ts_text(start)}"
         )
     delta = milli - previous
+    elapsed = r.us - epoch_us(start)
     if delta < 0:
         delta += to_milli(rules.register_max_kwh)  # a rollover, if it passes the jump check
-        if too_fast(delta, start, r.ts, rules):
+        if too_fast(delta, elapsed, rules):
             return Rejection(METER_REGRESSION, "register went backwards; rebased without charge")
-    elif too_fast(delta, start, r.ts, rules):
+    elif too_fast(delta, elapsed, rules):
         return Rejection(IMPLAUSIBLE_JUMP, f"mean power above {rules.max_power_kw} kW")
     return Accepted(milli, start, delta)
 
@@ -124,7 +125,7 @@ def apply_reading(
     if verdict.since is not None:
         rate_span(state, out, rules, verdict.since, r.ts, verdict.delta)
     close_days_until(state, out, rules, r.ts)
-    remember(state, r.ts, verdict.milli, rules)
+    remember(state, r.ts, verdict.milli, rules, r.us)
     if is_tamper(state, verdict.since, verdict.delta, rules):
         state.warned_consumption = True
         notify(
@@ -158,13 +159,18 @@ def final_reading(
         remember(state, ts, milli, rules)
 
 
-def remember(state: AccountState, ts: datetime, milli: int, rules: BillingRules) -> None:
-    """Make an accepted register value the baseline and keep it for duplicate checks."""
+def remember(
+    state: AccountState, ts: datetime, milli: int, rules: BillingRules, us: int | None = None
+) -> None:
+    """Make an accepted register value the baseline and keep it for duplicate checks.
+
+    ``us`` is ``ts`` in µs since the epoch when the caller has it (``Reading.us``).
+    """
     state.baseline = (ts, milli)
     log = state.logs.get(state.meter_id)
     if log is None:
         log = state.logs[state.meter_id] = ReadingLog(rules.duplicate_memory)
-    log.add(epoch_us(ts), milli)
+    log.add(epoch_us(ts) if us is None else us, milli)
 
 
 def record_reading(

@@ -9,21 +9,11 @@ the grace period of S14.16 (``has_command_results``).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
-from billing.clock import LOCAL_ZONE
-from billing.messages import (
-    READINGS,
-    TOPIC_ORDER,
-    Envelope,
-    Reading,
-    message_ts,
-    reading_line,
-    reading_text,
-)
+from billing.merge import EPOCH, Input, merge_streams
+from billing.messages import Envelope
 from billing.rules import BillingRules
 from bus.topics import BILLING_INPUTS, RESULTS
 
@@ -31,7 +21,7 @@ REPLAY_FILES = {t.name: t.file_name() for t in BILLING_INPUTS}
 """Every file a replay reads: the three inputs and the optional relay results."""
 RESULTS_FILE = REPLAY_FILES[RESULTS.name]
 INPUT_FILES = {name: file for name, file in REPLAY_FILES.items() if name != RESULTS.name}
-EPOCH = datetime(1970, 1, 1, tzinfo=LOCAL_ZONE)
+__all__ = ["EPOCH", "Input", "merged_envelopes", "merged_inputs"]
 
 
 def input_lines(path: Path) -> Iterator[bytes]:
@@ -99,14 +89,6 @@ def count_lines(directory: Path) -> int:
     return total
 
 
-Input = tuple[Envelope, Reading | None]
-"""An input line as the merge hands it on: its envelope, and its reading when the line was
-parsed straight from its text or bytes (``billing.messages.reading_text``, ``reading_line``)."""
-_Head = tuple[int, datetime, int, Iterator[tuple[int, bytes | str]], datetime | None, Input]
-"""A stream's next line as the merge orders it: (no timestamp first, timestamp, topic order),
-then the stream's numbered lines, the line's timestamp (None if it has none), the line."""
-
-
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     """All input envelopes of a replay directory in processing order."""
     for envelope, _ in merged_inputs(directory):
@@ -114,66 +96,16 @@ def merged_envelopes(directory: Path) -> Iterator[Envelope]:
 
 
 def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterator[Input]:
-    """All input lines of a replay directory in processing order.
+    """All input lines of a replay directory in processing order (``billing.merge``).
 
     With ``rules``, the usual reading lines come with their reading, parsed straight from
-    their bytes. A stream goes on while its next line comes before the head of every other
-    stream (the usual run of readings); the topics differ, so no two heads compare equal.
+    their bytes.
     """
-    heads: list[_Head] = []
-    for topic, name in REPLAY_FILES.items():
-        first = _head(topic, enumerate(input_texts(directory / name), start=1), rules)
-        if first is not None:
-            heads.append(first)
-    heapq.heapify(heads)
-    clock = EPOCH
-    while heads:
-        head: _Head | None = heapq.heappop(heads)
-        others = heads[0][:3] if heads else None  # what the next line must come before
-        while head is not None:
-            ts, item = head[4], head[5]
-            envelope = item[0]
-            clock = ts or clock
-            envelope.received_at = clock  # made here for this merge alone, so set in place
-            yield item
-            head = _head(envelope.topic, head[3], rules)
-            if head is not None and others is not None and others < head[:3]:
-                heapq.heappush(heads, head)
-                head = None
-
-
-def _head(
-    topic: str, lines: Iterator[tuple[int, bytes | str]], rules: BillingRules | None
-) -> _Head | None:
-    """A stream's next line as a head of the merge; None at the end of the stream.
-
-    With ``rules``, a usual reading line is parsed straight from its text or bytes.
-    """
-    if topic != READINGS:
-        rules = None
-    # The reading's own ts is the instant message_ts reads from the same text in its zone.
-    own_ts = rules is not None and rules.zone is LOCAL_ZONE
-    for number, line in lines:
-        if rules is None:
-            parsed = None
-        elif isinstance(line, str):
-            parsed = reading_text(line, rules)
-        else:
-            parsed = reading_line(line, rules)
-        if parsed is None:
-            envelope = Envelope.decode(topic, f"{topic}:{number}", line, EPOCH)
-            reading = None
-            ts = message_ts(envelope)
-        else:
-            payload, reading = parsed
-            raw = line if isinstance(line, str) else line.decode("ascii")
-            envelope = Envelope(topic, f"{topic}:{number}", raw, EPOCH, payload)
-            ts = reading.ts if own_ts else message_ts(envelope)
-        # A line without a timestamp sorts first: it is applied as soon as it is at the head.
-        if ts is None:
-            return (0, EPOCH, TOPIC_ORDER[topic], lines, ts, (envelope, reading))
-        return (1, ts, TOPIC_ORDER[topic], lines, ts, (envelope, reading))
-    return None
+    streams = [
+        (topic, enumerate(input_texts(directory / name), start=1))
+        for topic, name in REPLAY_FILES.items()
+    ]
+    return merge_streams(streams, rules)
 
 
 def has_command_results(directory: Path) -> bool:

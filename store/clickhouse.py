@@ -48,7 +48,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 
-from billing.outputs import Row, ScaledRow
+from billing.clock import milli_ticks_column
+from billing.outputs import Row, rows_by_table
 from config.errors import OperatorError
 from config.settings import mask_url, redact
 from store import schema
@@ -150,14 +151,7 @@ def _milli_ticks(value: dt.datetime) -> int:
 
 def _ticks_column(values: Sequence[dt.datetime]) -> list[int]:
     """``_milli_ticks`` of a column, each object converted once: a batch's rows share them."""
-    by_object: dict[int, int] = {}  # ``values`` holds every object, so no id is reused
-    column: list[int] = []
-    for value in values:
-        ticks = by_object.get(id(value))
-        if ticks is None:
-            ticks = by_object[id(value)] = _milli_ticks(value)
-        column.append(ticks)
-    return column
+    return milli_ticks_column(values if isinstance(values, list) else list(values))
 
 
 class _ScaledDecimal(DecimalType, registered=False):
@@ -302,13 +296,16 @@ def encode_rows(table: str, rows: Sequence[Row]) -> Columns:
     Its own exact types, not checked again (``tests/unit/test_core_rows.py`` checks them);
     a ``ScaledRow`` gives its scaled integers, every other row its values.
     """
-    scaled = [row.scaled for row in rows if type(row) is ScaledRow]
-    if len(scaled) == len(rows):
+    grouped = rows_by_table(list(rows)).get(table, ([], []))
+    return _encode_grouped(table, *grouped)
+
+
+def _encode_grouped(table: str, scaled: list[tuple[Any, ...]], others: list[Row]) -> Columns:
+    """The columns of a table's rows: the others' (checked types) then the scaled ones."""
+    if not others:
         return encode_columns(table, scaled, scaled=True)
     built = schema.built_values(table)
-    columns = encode_columns(
-        table, [built(row.values) for row in rows if type(row) is not ScaledRow]
-    )
+    columns = encode_columns(table, [built(row.values) for row in others])
     if scaled:
         for column, more in zip(columns, encode_columns(table, scaled, scaled=True), strict=True):
             column += more
@@ -317,13 +314,10 @@ def encode_rows(table: str, rows: Sequence[Row]) -> Columns:
 
 def encode_built(rows: Iterable[Row]) -> dict[str, Columns]:
     """Rows the billing core built as columns per table."""
-    by_table: dict[str, list[Row]] = {}
-    for row in rows:
-        same = by_table.get(row.table)
-        if same is None:
-            same = by_table[row.table] = []
-        same.append(row)
-    return {table: encode_rows(table, same) for table, same in by_table.items()}
+    columns: dict[str, Columns] = {}
+    for table, (scaled, others) in rows_by_table(list(rows)).items():
+        columns[table] = _encode_grouped(table, scaled, others)
+    return columns
 
 
 _SHARED: dict[str, _Shared] = {}
