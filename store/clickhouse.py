@@ -47,6 +47,7 @@ from clickhouse_connect.driver import options as _driver_options
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
+from clickhouse_connect.driver.insert import InsertContext
 
 from billing.clock import milli_ticks_column
 from billing.outputs import Row, rows_by_table
@@ -324,6 +325,24 @@ _SHARED: dict[str, _Shared] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+_CONTEXT_REFERENCES = ("_next_block_data", "_block_columns", "_block_rows", "_data", "_raw_data")
+"""What a driver's insert context holds of its data, and the bound method of its own it keeps."""
+
+
+def _release(context: InsertContext) -> None:
+    """Let an insert's columns go as soon as it is done.
+
+    The driver's insert context keeps one of its own bound methods, so it is in a reference
+    cycle, and the columns it holds (up to a whole batch of rows) waited for a full
+    collection of the garbage collector: with rarer collections a replay's peak memory grew
+    by a third. Dropping these references frees the columns at once and ends the cycle
+    (``tests/flow/test_clickhouse.py``).
+    """
+    for name in _CONTEXT_REFERENCES:
+        if hasattr(context, name):
+            setattr(context, name, None)
+
+
 def _open_client(dsn: str) -> Client:
     """Open a clickhouse-connect client for a normalized DSN."""
     try:
@@ -441,15 +460,21 @@ class ClickHouseStore:
         # Passing the types spares the driver a DESCRIBE TABLE round trip per insert;
         # columns spare it the row-by-row encoding.
         types, _ = _column_plan(table)
-        self._call(
-            lambda c: c.insert(
+
+        def insert(client: Client) -> None:
+            context = client.create_insert_context(
                 spec.name,
-                columns,
                 column_names=spec.column_names,
                 column_types=types,
                 column_oriented=True,
+                data=columns,
             )
-        )
+            try:
+                client.insert(context=context)
+            finally:
+                _release(context)
+
+        self._call(insert)
 
     def read(
         self, sql: str, parameters: Mapping[str, object] | None = None
