@@ -7,7 +7,7 @@ VAT split. Fonts: see `jobs.fonts`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,16 @@ def _document(stamp: datetime, text: str) -> FPDF:
     pdf.set_auto_page_break(False)
     pdf.add_page()
     return pdf
+
+
+def warm_up(text: str) -> None:
+    """Render a throwaway page of ``text``: what a process's first document pays once.
+
+    The font subsets for the labels and ``text``, and the renderer's own first use.
+    """
+    pdf = _document(datetime(2000, 1, 1, tzinfo=UTC), text)
+    pdf.cell(80, 5, f"0123456789 {text}")
+    pdf.output()
 
 
 def _text(value: object, none: str) -> str:

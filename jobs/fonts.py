@@ -12,6 +12,7 @@ import logging
 import os
 import string
 import tempfile
+import threading
 from pathlib import Path
 
 from fontTools import subset, ttLib
@@ -71,8 +72,13 @@ class _Fonts:
         self.chars: frozenset[str] = frozenset()
         self.files: tuple[Path, Path] | None = None
         self.folder = Path(tempfile.mkdtemp(prefix="wattpay-fonts-"))
+        self.lock = threading.Lock()  # the web pages render on several threads
 
     def for_text(self, text: str) -> tuple[Path, Path]:
+        with self.lock:
+            return self._for_text(text)
+
+    def _for_text(self, text: str) -> tuple[Path, Path]:
         needed = frozenset(text) | frozenset(_BASE_TEXT)
         if self.files is None or not needed <= self.chars:
             self.chars = self.chars | needed

@@ -35,7 +35,11 @@ from simulate.households import SimulatedHouseholds, SimulationOptions
 from store.clickhouse import ClickHouseError, ClickHouseStore, QueryLimits, mask_dsn
 from store.loader import Loader
 from wattpay.backup import clickhouse_directory, restored_clickhouse_problem
-from wattpay.documents import render_bill_on_demand, render_invoice_on_demand
+from wattpay.documents import (
+    prepare_in_background,
+    render_bill_on_demand,
+    render_invoice_on_demand,
+)
 from wattpay.durable import BUCKET, EmbeddedKafka
 from wattpay.instance import InstanceRunning, StateDirLock, claim_state_dir
 from wattpay.notices import notification_texts
@@ -257,6 +261,8 @@ class Up:
         )
         outcomes = CommandOutcomes(self.config, self.settings.topic(RESULTS.name))
         self.web = serve_web(self.store, web, outcomes, self.stop_event)
+        if self.web is not None:
+            prepare_in_background(self.settings.seller_name)  # the first PDF is then as quick
 
     def _stop_web(self) -> None:
         if self.web is not None:

@@ -121,6 +121,26 @@ def test_invoice_pdf(tmp_path: Path) -> None:
     assert again.read_bytes() == pdf.read_bytes()
 
 
+def test_a_prepared_renderer_makes_no_font_subsets_for_an_invoice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The web pages prepare the renderer when they start, for the labels and the seller's
+    # name: the first invoice a household asks for then builds no font subsets (0.7 s).
+    import jobs.documents
+    from jobs.fonts import _Fonts
+    from wattpay.documents import prepare_renderer
+
+    fonts = _Fonts()
+    monkeypatch.setattr(jobs.documents, "FONTS", fonts)
+    seller = Seller("国网示例供电有限公司", "91330000000000000X")
+    prepare_renderer(seller.name)
+    prepared = fonts.files
+    assert prepared is not None
+    render_invoice(invoice_row(BILL, seller, ISSUED, "i.pdf", "i.xml"), tmp_path / "i.pdf")
+    assert fonts.files is prepared
+    assert "国网示例供电有限公司" in _text(tmp_path / "i.pdf")
+
+
 def _next_second() -> None:
     """Wait until the wall clock's second changes."""
     second = int(time.time())

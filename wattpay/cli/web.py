@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from wattpay.cli.common import settings_from_args as _settings
-from wattpay.documents import render_bill_on_demand, render_invoice_on_demand
+from wattpay.documents import (
+    prepare_in_background,
+    render_bill_on_demand,
+    render_invoice_on_demand,
+)
 from wattpay.notices import notification_texts
 
 EXAMPLES = """\
@@ -64,6 +68,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         from bus.kafka import kafka_config
 
         brokers = kafka_config(settings)
+    if options.documents is not None:
+        prepare_in_background(settings.seller_name)  # the first PDF is then as quick
     print(f"wattpay web on {url_of(options)}/  (Ctrl-C stops)", flush=True)
     serve_foreground(settings.clickhouse_dsn, options, brokers, settings.topic(RESULTS.name))
     return 0
