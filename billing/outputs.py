@@ -51,24 +51,6 @@ SCALED_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
 insert order with the decimal places of its ints (None: a value kept as it is)."""
 
 
-def rows_by_table(rows: list[Row]) -> dict[str, tuple[list[tuple[Any, ...]], list[Row]]]:
-    """A batch's rows grouped by table, in order: the ``ScaledRow``s' scaled values, the others.
-
-    Compiled with the rules: the column encoders (``store.clickhouse.encode_built``) call it
-    for every row a replay or live billing makes.
-    """
-    tables: dict[str, tuple[list[tuple[Any, ...]], list[Row]]] = {}
-    for row in rows:
-        same = tables.get(row.table)
-        if same is None:
-            same = tables[row.table] = ([], [])
-        if type(row) is ScaledRow:
-            same[0].append(row.scaled)
-        else:
-            same[1].append(row)
-    return tables
-
-
 class ScaledRow(Row):
     """A row of a `SCALED_COLUMNS` table kept as the core's integers until its values are asked.
 

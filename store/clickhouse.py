@@ -50,7 +50,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as _DriverError
 from clickhouse_connect.driver.insert import InsertContext
 
 from billing.clock import milli_ticks_column
-from billing.outputs import Row, rows_by_table
+from billing.emitter import rows_by_table
+from billing.outputs import Row
 from config.errors import OperatorError
 from config.settings import mask_url, redact
 from store import schema
