@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from billing.merge import EPOCH, Input, merge_streams
+from billing.merge import Input, merge_streams
 from billing.messages import Envelope
 from billing.rules import BillingRules
 from bus.topics import BILLING_INPUTS, RESULTS
@@ -21,7 +21,6 @@ REPLAY_FILES = {t.name: t.file_name() for t in BILLING_INPUTS}
 """Every file a replay reads: the three inputs and the optional relay results."""
 RESULTS_FILE = REPLAY_FILES[RESULTS.name]
 INPUT_FILES = {name: file for name, file in REPLAY_FILES.items() if name != RESULTS.name}
-__all__ = ["EPOCH", "Input", "merged_envelopes", "merged_inputs"]
 
 
 def input_lines(path: Path) -> Iterator[bytes]:

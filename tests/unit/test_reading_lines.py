@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.clock import LOCAL_ZONE
+from billing.merge import EPOCH
 from billing.messages import (
     READINGS,
     Envelope,
@@ -19,7 +20,6 @@ from billing.messages import (
     reading_text,
 )
 from billing.rules import BillingRules
-from pipelines.replay_files import EPOCH
 from tests.hostile_strategies import hostile_lines
 
 RULES = BillingRules()

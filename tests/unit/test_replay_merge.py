@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing.merge import EPOCH
 from billing.messages import TOPIC_ORDER, Envelope, message_ts, parse_message
 from billing.rules import BillingRules
 from pipelines.replay_files import (
-    EPOCH,
     REPLAY_FILES,
     input_lines,
     merged_envelopes,
