@@ -65,8 +65,6 @@ from store.sqlguard import (
 )
 
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MILLISECOND = dt.timedelta(milliseconds=1)
 # The driver logs a warning (sometimes with a traceback holding the request URL) before it
 # raises; the raised error is reported once by the caller, secrets redacted.
 logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
@@ -136,26 +134,6 @@ class _Shared:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-@lru_cache(maxsize=8192)
-def _ticks(value: dt.datetime, zone: dt.tzinfo | None, fold: int) -> int:
-    return (value - _EPOCH) // _MILLISECOND
-
-
-def _milli_ticks(value: dt.datetime) -> int:
-    """A DateTime64(3) value as the column stores it: whole milliseconds since the epoch.
-
-    Remembered per instant, zone and fold (equal instants in other zones are other keys):
-    the rows of a batch share their timestamps, and the driver's own conversion costs a
-    microsecond a value.
-    """
-    return _ticks(value, value.tzinfo, value.fold)
-
-
-def _ticks_column(values: Sequence[dt.datetime]) -> list[int]:
-    """``_milli_ticks`` of a column, each object converted once: a batch's rows share them."""
-    return milli_ticks_column(values if isinstance(values, list) else list(values))
-
-
 class _ScaledDecimal(DecimalType, registered=False):
     """A Decimal column handed to the driver as ints already scaled by 10^scale.
 
@@ -211,26 +189,33 @@ _WIDE = decimal.Context(prec=100)
 """Scaling by 10^S in this context is exact for any value a Decimal(76, S) column holds."""
 
 
-def _scaled(scale: int) -> Callable[[object], int]:
+def _scaled(scale: int) -> Callable[[list[Any]], list[int]]:
+    """A decimal column's values (``Decimal`` or int) as ints × 10^scale."""
+
     def encode(value: object) -> int:
         if isinstance(value, int):
             return value * 10**scale
         return int(value.scaleb(scale, _WIDE))  # type: ignore[attr-defined]
 
-    return encode
+    return lambda column: list(map(encode, column))
 
 
 @lru_cache(maxsize=None)
 def _column_plan(
     table: str,
-) -> tuple[list[ClickHouseType], list[tuple[int, Callable[[Any], object]]]]:
-    """A table's driver types, and how its timestamp and decimal columns are encoded first."""
+) -> tuple[list[ClickHouseType], list[tuple[int, Callable[[list[Any]], list[int]]]]]:
+    """A table's driver types, and how its timestamp and decimal columns are encoded first.
+
+    Timestamps become whole milliseconds since the epoch, as a ``DateTime64(3)`` column
+    stores them (``billing.clock.milli_ticks_column``: the driver's own conversion costs a
+    microsecond a value).
+    """
     types: list[ClickHouseType] = []
-    encoders: list[tuple[int, Callable[[Any], object]]] = []
+    encoders: list[tuple[int, Callable[[list[Any]], list[int]]]] = []
     for index, column in enumerate(schema.table_spec(table).columns):
         driver_type = get_from_name(column.type)
         if column.type == schema.TIMESTAMP:
-            encoders.append((index, _milli_ticks))
+            encoders.append((index, milli_ticks_column))
         elif column.type == schema.LABEL:
             driver_type = _Label(driver_type.type_def)
         elif isinstance(driver_type, DecimalType) and not driver_type.nullable:
@@ -285,10 +270,8 @@ def encode_columns(
         return [[] for _ in schema.table_spec(table).columns]
     columns: Columns = [list(column) for column in zip(*values, strict=True)]
     for index, encode in encoders:
-        if encode is _milli_ticks:
-            columns[index] = _ticks_column(columns[index])
-        elif not scaled:
-            columns[index] = list(map(encode, columns[index]))
+        if encode is milli_ticks_column or not scaled:
+            columns[index] = encode(columns[index])
     return columns
 
 
