@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from billing.clock import ts_text
 from billing.emitter import Emitter
-from billing.notices import notify
+from billing.notices import Cause, notify
 from billing.numbers import cost_ceiling, from_cost, from_fen
 from billing.outputs import PAYMENT_REQUESTS, money
 from billing.rules import BillingRules
@@ -28,7 +28,7 @@ def balance_alerts(
     out: Emitter,
     rules: BillingRules,
     ts: datetime,
-    cause: str,
+    cause: Cause,
     available: int,
 ) -> None:
     """low_balance and arrears fire once per crossing; auto top-up is level-triggered.

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from billing.clock import ts_text
 from billing.emitter import Emitter
-from billing.notices import notify
+from billing.notices import Cause, cause_text, notify
 from billing.numbers import cost_floor, from_cost
 from billing.outputs import METER_COMMANDS, money
 from billing.rules import BillingRules, DisconnectWindow
@@ -31,10 +31,10 @@ def in_window(window: DisconnectWindow, moment: datetime) -> bool:
 
 
 def command(
-    state: AccountState, out: Emitter, action: str, ts: datetime, cause: str, reason: str
+    state: AccountState, out: Emitter, action: str, ts: datetime, cause: Cause, reason: str
 ) -> str:
     """Emit a relay command for the meter head-end; return its ``command_id``."""
-    command_id = f"{action}:{state.account_id}:{cause}"
+    command_id = f"{action}:{state.account_id}:{cause_text(cause)}"
     value = {
         "meter_id": state.meter_id,
         "account_id": state.account_id,
@@ -62,7 +62,7 @@ def disconnection(
     out: Emitter,
     rules: BillingRules,
     ts: datetime,
-    cause: str,
+    cause: Cause,
     available: int,
 ) -> None:
     """Cut inside the window when ``available`` < −limit; outside it, schedule the cut once.
@@ -104,7 +104,7 @@ def disconnection(
         state.pending_cut = False
 
 
-def reconnection(state: AccountState, out: Emitter, ts: datetime, cause: str) -> None:
+def reconnection(state: AccountState, out: Emitter, ts: datetime, cause: Cause) -> None:
     """After a credit: reconnect a cut account, or drop a pending cut, once available > 0."""
     if state.available_units <= 0:
         return

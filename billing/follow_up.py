@@ -11,6 +11,7 @@ from datetime import date, datetime
 from billing.alerts import balance_alerts
 from billing.cuts import disconnection
 from billing.emitter import Emitter
+from billing.notices import Cause
 from billing.rules import BillingRules
 from billing.state import ACTIVE, ARREARS, AccountState, account_row
 
@@ -31,7 +32,7 @@ def follow_up(
     *,
     before: int | None,
     ts: datetime,
-    cause: str,
+    cause: Cause,
     always_row: bool,
     day: date | None = None,
 ) -> None:

@@ -10,6 +10,18 @@ from billing.messages import CommandResult, Message, Reading, Redeem, TopUp
 from billing.outputs import NOTIFICATIONS
 from billing.state import AccountState
 
+Cause = str | Message
+"""What caused an output: its stable identifier, or the message it is made from when needed.
+
+A reading is passed as it is: most readings cause no notification or command, so the text
+(`cause_of`) is made only for those that do.
+"""
+
+
+def cause_text(cause: Cause) -> str:
+    """The stable identifier of a cause (``cause_of`` of a message)."""
+    return cause if isinstance(cause, str) else cause_of(cause)
+
 
 def cause_of(message: Message) -> str:
     """A stable identifier of the message that caused an output (billing-rules #24)."""
@@ -52,11 +64,11 @@ def notify(
     kind: str,
     *,
     ts: datetime,
-    cause: str,
+    cause: Cause,
     data: dict[str, object],
 ) -> None:
     """Emit a notification for the account's household (S7)."""
-    event_id = f"{kind}:{state.account_id}:{cause}"
+    event_id = f"{kind}:{state.account_id}:{cause_text(cause)}"
     value = envelope(
         event_id,
         kind,

@@ -120,7 +120,7 @@ def apply_reading(
     assert state is not None  # a state-less reading is always refused
     before = state.available_units
     day = state.day.day
-    cause = cause_of(r)
+    cause = r  # its text only if a notification or command needs it
     record_reading(state, out, r.meter_id, r.ts, r.milli, r.source)
     if verdict.since is not None:
         rate_span(state, out, rules, verdict.since, r.ts, verdict.delta)
