@@ -28,9 +28,8 @@ class Row:
 
 SCALED_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
     "intervals": (
-        ("interval_id", None),
-        ("account_id", None),
         ("meter_id", None),
+        ("account_id", None),
         ("start", None),
         ("end", None),
         ("kwh", 3),  # 0.001 kWh

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from billing.apportion import Part, apportion
-from billing.clock import local_midnight, ts_text
+from billing.clock import local_midnight
 from billing.days import close_days_until
 from billing.emitter import Emitter
 from billing.outputs import ScaledRow
@@ -144,9 +144,8 @@ def rate_span(
                 ScaledRow(
                     "intervals",
                     (
-                        f"{aid}:{ts_text(piece.start)}:{piece.tier}",
-                        aid,
                         meter_id,
+                        aid,
                         piece.start,
                         piece.end,
                         milli,

@@ -19,6 +19,7 @@ from billing.outputs import (
     METER_COMMANDS,
     NOTIFICATIONS,
     PAYMENT_REQUESTS,
+    SCALED_COLUMNS,
     Output,
     Row,
     ScaledRow,
@@ -27,6 +28,8 @@ from billing.outputs import (
 from billing.state import ACTIVE, ARREARS, CLOSED, DISCONNECTED
 
 STATUSES = (ACTIVE, ARREARS, DISCONNECTED, CLOSED)
+_INTERVAL_KWH = [name for name, _ in SCALED_COLUMNS["intervals"]].index("kwh")
+"""Where an ``intervals`` row's kWh (0.001 kWh) is among its scaled values."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Metrics:
             count += 1
             if type(output) is ScaledRow:
                 if output.table == "intervals":
-                    milli += output.scaled[5]
+                    milli += output.scaled[_INTERVAL_KWH]
             elif isinstance(output, Row):
                 table, values = output.table, output.values
                 if table == "intervals":

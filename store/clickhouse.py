@@ -419,6 +419,8 @@ class ClickHouseStore:
         for migration in schema.pending_migrations(self.applied_migrations()):
             for statement in migration.statements:
                 self.command(statement)
+            for table in migration.rebuild:
+                self.rebuild(table)
             record = {
                 "version": migration.version,
                 "description": migration.description,
@@ -427,6 +429,35 @@ class ClickHouseStore:
             self.insert_rows(schema.SCHEMA_MIGRATIONS.name, [record])
             applied.append(migration.version)
         return applied
+
+    def rebuild(self, table: str) -> None:
+        """Give ``table`` its current definition's sorting key, its rows kept; safe to repeat.
+
+        The rows are copied into ``{table}__rebuild`` (the current columns, which the old
+        table has too) and the two tables are exchanged atomically, then the old one is
+        dropped. Run again after a stop at any point, it starts the copy over (before the
+        exchange) or only drops what is left (after it): the table's key tells which.
+        """
+        spec = schema.table_spec(table)
+        staging = f"{spec.name}__rebuild"
+        _, rows = self.query(
+            "SELECT sorting_key FROM system.tables"
+            " WHERE database = currentDatabase() AND name = {name:String}",
+            {"name": spec.name},
+        )
+        if rows and rows[0][0] != schema.sorting_key(spec):
+            names = ", ".join(schema.quote_identifier(c) for c in spec.column_names)
+            self.command(f"DROP TABLE IF EXISTS {schema.quote_identifier(staging)}")
+            self.command(schema.create_table_sql(spec, staging))
+            self.command(
+                f"INSERT INTO {schema.quote_identifier(staging)} ({names})"
+                f" SELECT {names} FROM {schema.quote_identifier(spec.name)}"
+            )
+            self.command(
+                f"EXCHANGE TABLES {schema.quote_identifier(spec.name)}"
+                f" AND {schema.quote_identifier(staging)}"
+            )
+        self.command(f"DROP TABLE IF EXISTS {schema.quote_identifier(staging)}")
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert row dicts keyed by column name; every value is checked before anything is sent."""

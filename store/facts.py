@@ -46,6 +46,8 @@ _NOT_JSON = re.compile(r"Decimal|Date")
 
 # Columns added by a later migration, with the value a fact published before it means.
 _ADDED_LATER: dict[str, dict[str, object]] = {"rejected": {"payload_base64": 0}}
+# Columns a later migration removed: a fact published before it carries them, and they go.
+_DROPPED_LATER: dict[str, tuple[str, ...]] = {"intervals": ("interval_id",)}
 
 
 def encode_fact(row: Row) -> tuple[str, bytes]:
@@ -137,6 +139,8 @@ def fact_columns(payload: bytes) -> tuple[str, Columns, int]:
 def _checked_columns(table: str, raw: dict[str, Any]) -> tuple[Columns, int]:
     spec = schema.table_spec(table)
     raw = {**{k: None for k in _ADDED_LATER.get(table, {})}, **raw}
+    for dropped in _DROPPED_LATER.get(table, ()):
+        raw.pop(dropped, None)
     if set(raw) != set(spec.column_names):
         raise ValueError(f"{table}: columns {sorted(raw)} are not {list(spec.column_names)}")
     count = len(raw[spec.column_names[0]]) if isinstance(raw[spec.column_names[0]], list) else 0

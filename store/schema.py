@@ -58,11 +58,16 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Migration:
-    """A numbered schema change: statements run in order, then the version is recorded."""
+    """A numbered schema change: statements run in order, then the version is recorded.
+
+    ``rebuild`` names tables whose sorting key changed: each is copied into its current
+    definition and swapped in (``ClickHouseStore.rebuild``), unless it already has it.
+    """
 
     version: int
     description: str
     statements: tuple[str, ...]
+    rebuild: tuple[str, ...] = ()
 
 
 def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
@@ -98,9 +103,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "intervals",
         _cols(
-            ("interval_id", STRING),
-            ("account_id", STRING),
             ("meter_id", STRING),
+            ("account_id", STRING),
             ("start", TIMESTAMP),
             ("end", TIMESTAMP),
             ("kwh", ENERGY),
@@ -109,7 +113,9 @@ TABLES: tuple[TableSpec, ...] = (
             ("price", PRICE),
             ("cost", COST),
         ),
-        ("account_id", "interval_id"),
+        # A rated part is its account's start and tier (ts at the column's milliseconds, as
+        # ``readings`` keys a register): no text id to build, send or sort (migration 6).
+        ("account_id", "start", "tier"),
     ),
     TableSpec(
         "daily_usage",
@@ -342,8 +348,13 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def create_table_sql(table: TableSpec) -> str:
-    """Return the ``CREATE TABLE IF NOT EXISTS`` statement for one table."""
+def sorting_key(table: TableSpec) -> str:
+    """The table's sorting key as ClickHouse reports it (``system.tables.sorting_key``)."""
+    return ", ".join(table.order_by)
+
+
+def create_table_sql(table: TableSpec, name: str | None = None) -> str:
+    """Return the ``CREATE TABLE IF NOT EXISTS`` statement for one table (named ``name``)."""
     columns = ",\n".join(f"    {quote_identifier(c.name)} {c.type}" for c in table.columns)
     engine = "ReplacingMergeTree"
     if table.version_column is not None:
@@ -351,7 +362,7 @@ def create_table_sql(table: TableSpec) -> str:
     keys = [quote_identifier(k) for k in table.order_by]
     order_by = keys[0] if len(keys) == 1 else "(" + ", ".join(keys) + ")"
     return (
-        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table.name)}\n(\n{columns}\n)\n"
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(name or table.name)}\n(\n{columns}\n)\n"
         f"ENGINE = {engine}\nORDER BY {order_by}"
     )
 
@@ -394,6 +405,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "tariff_scenarios table (tariff what-if)",
         (create_table_sql(_BY_NAME["tariff_scenarios"]),),
+    ),
+    Migration(
+        6,
+        "intervals keyed by (account_id, start, tier): the interval_id text column is gone",
+        (),
+        rebuild=("intervals",),
     ),
 )
 

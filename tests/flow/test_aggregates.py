@@ -289,7 +289,6 @@ def test_interval_sums_in_clickhouse_equal_the_polars_ones(zone: str, tmp_path: 
             for tier in (1, 2) if rng.random() < 0.1 else (1,):  # a tier crossing: two rows
                 rows.append(
                     {
-                        "interval_id": f"H{n}:{ts.isoformat()}:{tier}",
                         "account_id": f"H{n}",
                         "meter_id": f"M{n}",
                         "start": ts,

@@ -66,9 +66,8 @@ SAMPLE_ROWS: dict[str, dict[str, object]] = {
         "received_at": dt.datetime(2024, 3, 1, 0, 0, 0, 1000, tzinfo=UTC),
     },
     "intervals": {
-        "interval_id": "iv-1",
-        "account_id": "A-001",
         "meter_id": "M-001",
+        "account_id": "A-001",
         "start": dt.datetime(2024, 3, 1, 7, 45, tzinfo=SHANGHAI),
         "end": dt.datetime(2024, 3, 1, 2, 30, tzinfo=IST),
         "kwh": Decimal("0.001"),

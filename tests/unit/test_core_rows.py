@@ -52,8 +52,9 @@ def test_scaled_columns_are_the_tables_columns_at_their_scales() -> None:
 def test_interval_rows_keep_integers_that_are_exactly_their_decimal_values() -> None:
     for row in _scaled_rows("intervals"):
         values = row.values
-        assert values["kwh"] == Decimal(row.scaled[5]) / 1000
-        assert values["price"] == Decimal(row.scaled[8]) / 10_000
+        names = [name for name, _ in SCALED_COLUMNS["intervals"]]
+        assert values["kwh"] == Decimal(row.scaled[names.index("kwh")]) / 1000
+        assert values["price"] == Decimal(row.scaled[names.index("price")]) / 10_000
         assert values["cost"] == values["kwh"] * values["price"]  # exact, to 10^-7 yuan
         assert row == Row("intervals", values) and Row("intervals", values) == row
         assert pickle.loads(pickle.dumps(row)) == row  # noqa: S301

@@ -65,3 +65,22 @@ def test_a_batch_over_a_megabyte_is_split_but_a_single_row_is_not() -> None:
     huge = Row("rejected", {**big, "payload": "x" * 3_000_000})
     [(_, payload)] = encode_facts([huge])
     assert decode_facts(payload) == [huge]
+
+
+def test_facts_published_before_migration_6_still_load_without_their_interval_id() -> None:
+    # A facts topic may still hold intervals published with the text id when the loader is
+    # upgraded: the column the migration removed is dropped, every other value is kept.
+    row = Row("intervals", SAMPLE_ROWS["intervals"])
+    [(_, payload)] = encode_facts([row])
+    body = json.loads(payload)
+    body["columns"] = {"interval_id": ["A-001:2024-03-01T07:45:00+08:00:255"], **body["columns"]}
+    old_batch = json.dumps(body).encode()
+    assert decode_facts(old_batch) == [row]
+    assert fact_columns(old_batch) == fact_columns(payload)
+    single = json.loads(encode_fact(row)[1])
+    single["row"]["interval_id"] = "A-001:2024-03-01T07:45:00+08:00:255"
+    assert decode_fact(json.dumps(single).encode()) == row
+    # Any other column that is not the table's is still refused.
+    body["columns"]["note"] = ["x"]
+    with pytest.raises(ValueError, match="are not"):
+        fact_columns(json.dumps(body).encode())

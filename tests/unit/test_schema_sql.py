@@ -97,7 +97,7 @@ def test_create_table_sql_quotes_keyword_columns() -> None:
     assert "    `start` DateTime64(3, 'Asia/Shanghai'),\n" in sql
     assert "    `end` DateTime64(3, 'Asia/Shanghai'),\n" in sql
     assert "    `cost` Decimal(38, 7)\n)" in sql
-    assert sql.endswith("ORDER BY (`account_id`, `interval_id`)")
+    assert sql.endswith("ORDER BY (`account_id`, `start`, `tier`)")
 
 
 def test_migration_statements_create_record_table_then_every_table() -> None:
@@ -213,7 +213,6 @@ def test_row_values_accepts_trailing_zeros_and_ints_for_decimals() -> None:
 
 def test_row_values_checks_integer_ranges_and_dates() -> None:
     interval = {
-        "interval_id": "i",
         "account_id": "A1",
         "meter_id": "M1",
         "start": TS,
