@@ -123,6 +123,25 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.3, expl
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
+def settled(read, ready, quiet: float = 3.0, limit: float = 120.0):
+    """``read()`` once ``ready()`` holds and two reads ``quiet`` seconds apart agree.
+
+    Caught up, live billing applies messages in arrival order (S14.1 live mode), and the
+    broker delivers the topics independently: a payment fed just before the sentinel may
+    reach billing after it, so the sentinel's row alone does not mean every input is billed.
+    """
+    deadline = time.monotonic() + limit
+    previous = None
+    while True:
+        wait_until(ready, 60, "every fact loaded", interval=0.5)
+        current = read()
+        if current == previous:
+            return current
+        assert time.monotonic() < deadline, "the billed tables kept changing"
+        previous = current
+        time.sleep(quiet)
+
+
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> None:
     if process.poll() is None:
         process.send_signal(sig)

@@ -23,7 +23,7 @@ import pytest
 from simulate.example import write_example
 from tests.crash_harness import INPUT_TOPICS, Feeder, UpProcess, feed_messages, read_values
 from tests.integration.test_crash import opening_balances
-from tests.live_harness import TABLE_QUERIES, WATTPAY, wait_until
+from tests.live_harness import TABLE_QUERIES, WATTPAY, settled, wait_until
 
 pytestmark = [pytest.mark.live]
 COMPARED = ("ledger", "daily_usage", "points_ledger", "accounts", "events")
@@ -102,8 +102,8 @@ def test_backup_under_load_restores_elsewhere_with_the_same_balances(tmp_path: P
         assert catch_up.error is None and not catch_up.is_alive()
         for up in (original, restored):
             wait_until(up.has_sentinel, 240, "the last input billed and loaded", interval=1.0)
-            wait_until(up.loaded_everything, 60, "every fact loaded", interval=0.5)
-        want, got = billed(original), billed(restored)
+        want = settled(lambda: billed(original), original.loaded_everything)
+        got = settled(lambda: billed(restored), restored.loaded_everything)
     finally:
         for up in (restored, original):
             if up.process is not None:

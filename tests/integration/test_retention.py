@@ -16,7 +16,7 @@ import pytest
 from simulate.example import write_example
 from tests.crash_harness import SENTINEL, Feeder, UpProcess, feed_messages, read_values
 from tests.integration.test_backup import COMPARED, query
-from tests.live_harness import TABLE_QUERIES, metric, wait_until
+from tests.live_harness import TABLE_QUERIES, metric, settled, wait_until
 from wattpay.durable import BUCKET
 from wattpay.retention import BatchObjects
 
@@ -67,8 +67,7 @@ def test_retention_removes_what_is_loaded_and_recovered_and_a_crash_loses_nothin
             )
         assert 0 in first_offsets(up, "wattpay.accounts").values()  # account events stay
         assert metric(up.ports["metrics"], "wattpay_retention_batches_removed_total") > 0
-        wait_until(up.loaded_everything, 60, "every fact loaded", interval=0.5)
-        before = billed(up)
+        before = settled(lambda: billed(up), up.loaded_everything)
         assert before["ledger"] and before["accounts"]
         # Every reader from the start still ends: the removed offsets are a gap it skips.
         left = read_values(up.state["brokers"], ("wattpay.readings",), settle=3.0)
