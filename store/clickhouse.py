@@ -434,30 +434,39 @@ class ClickHouseStore:
         """Give ``table`` its current definition's sorting key, its rows kept; safe to repeat.
 
         The rows are copied into ``{table}__rebuild`` (the current columns, which the old
-        table has too) and the two tables are exchanged atomically, then the old one is
-        dropped. Run again after a stop at any point, it starts the copy over (before the
-        exchange) or only drops what is left (after it): the table's key tells which.
+        table has too) and the two tables are exchanged atomically; the old one's rows are
+        copied once more (what a writer added during the first copy; the key collapses the
+        rest) before it is dropped. Run again after a stop at any point, it starts the copy
+        over (before the exchange) or only drops what is left (after it): the table's key
+        tells which. A second migration exchanging at the same moment would swap the old
+        table back: that is detected after the exchange and raised, with nothing dropped,
+        so the next run completes it.
         """
         spec = schema.table_spec(table)
-        staging = f"{spec.name}__rebuild"
+        name, staging = spec.name, schema.quote_identifier(f"{spec.name}__rebuild")
+        target = schema.quote_identifier(name)
+        if self._sorting_key(name) not in (None, schema.sorting_key(spec)):
+            names = ", ".join(schema.quote_identifier(c) for c in spec.column_names)
+            copy = f"({names}) SELECT {names} FROM"
+            self.command(f"DROP TABLE IF EXISTS {staging}")
+            self.command(schema.create_table_sql(spec, f"{name}__rebuild"))
+            self.command(f"INSERT INTO {staging} {copy} {target}")
+            self.command(f"EXCHANGE TABLES {target} AND {staging}")
+            if self._sorting_key(name) != schema.sorting_key(spec):
+                raise ClickHouseError(
+                    f"{name} was rebuilt by another migration at the same time; run again"
+                )
+            self.command(f"INSERT INTO {target} {copy} {staging}")
+        self.command(f"DROP TABLE IF EXISTS {staging}")
+
+    def _sorting_key(self, table: str) -> str | None:
+        """A table's sorting key as ClickHouse reports it; None when there is no such table."""
         _, rows = self.query(
             "SELECT sorting_key FROM system.tables"
             " WHERE database = currentDatabase() AND name = {name:String}",
-            {"name": spec.name},
+            {"name": table},
         )
-        if rows and rows[0][0] != schema.sorting_key(spec):
-            names = ", ".join(schema.quote_identifier(c) for c in spec.column_names)
-            self.command(f"DROP TABLE IF EXISTS {schema.quote_identifier(staging)}")
-            self.command(schema.create_table_sql(spec, staging))
-            self.command(
-                f"INSERT INTO {schema.quote_identifier(staging)} ({names})"
-                f" SELECT {names} FROM {schema.quote_identifier(spec.name)}"
-            )
-            self.command(
-                f"EXCHANGE TABLES {schema.quote_identifier(spec.name)}"
-                f" AND {schema.quote_identifier(staging)}"
-            )
-        self.command(f"DROP TABLE IF EXISTS {schema.quote_identifier(staging)}")
+        return str(rows[0][0]) if rows else None
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert row dicts keyed by column name; every value is checked before anything is sent."""

@@ -5,8 +5,10 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from store import schema
-from store.clickhouse import ClickHouseStore
+from store.clickhouse import ClickHouseError, ClickHouseStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -147,3 +149,51 @@ def test_a_fresh_database_has_the_new_key_from_migration_1(tmp_path: Path) -> No
         assert key == "account_id, start, tier"
         assert "interval_id" not in columns
         assert "intervals__rebuild" not in tables
+
+
+def test_rows_written_during_the_copy_are_kept(tmp_path: Path) -> None:
+    late = ("A3:2026-03-01T00:00:00+08:00:1", "A3", T0, T1, "2.000", 1, "1.0760000")
+
+    class Writer(ClickHouseStore):
+        """A loader writing into the old table while the rebuild copies it."""
+
+        def command(self, sql: str) -> None:
+            super().command(sql)
+            if sql.startswith("INSERT INTO `intervals__rebuild`"):
+                iid, account, start, end, kwh, tier, cost = late
+                super().command(
+                    f"INSERT INTO intervals VALUES ('{iid}', '{account}', 'M',"
+                    f" '{start:%Y-%m-%d %H:%M:%S}', '{end:%Y-%m-%d %H:%M:%S}', {kwh}, 'flat',"
+                    f" {tier}, 0.5380, {cost})"
+                )
+
+    with Writer(f"chdb://{tmp_path / 'ch'}") as store:
+        _old_database(store)
+        assert store.migrate() == [6]
+        _, _, start, _, kwh, tier, cost = late
+        assert _rows(store) == sorted([*EXPECTED, ("A3", start, tier, Decimal(kwh), Decimal(cost))])
+
+
+def test_an_exchange_undone_by_a_second_migration_is_raised_and_completed_next_time(
+    tmp_path: Path,
+) -> None:
+    class Raced(ClickHouseStore):
+        """Another migration exchanges the same two tables right after this one."""
+
+        def command(self, sql: str) -> None:
+            super().command(sql)
+            if sql.startswith("EXCHANGE TABLES"):
+                super().command(sql)
+
+    with Raced(f"chdb://{tmp_path / 'ch'}") as store:
+        _old_database(store)
+        with pytest.raises(ClickHouseError, match="another migration"):
+            store.migrate()
+        assert store.applied_migrations() == [1, 2, 3, 4, 5]
+        assert _layout(store)[0] == "account_id, interval_id"  # swapped back, nothing lost
+    with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
+        assert store.migrate() == [6]
+        key, _, tables = _layout(store)
+        assert key == "account_id, start, tier"
+        assert "intervals__rebuild" not in tables
+        assert _rows(store) == EXPECTED
