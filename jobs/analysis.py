@@ -13,7 +13,7 @@ from config.settings import Settings
 from jobs import aggregates, rating, tables
 from jobs.bills import BillInputs
 from jobs.money import div_half_up, fen, kwh, month_after
-from jobs.rater import opening_ytd, plan_data, plan_timeline
+from jobs.rater import plan_data, plan_timeline
 from store.clickhouse import ClickHouseStore
 
 FLAT_PLAN, TOU_PLAN = "zhejiang-tiered", "zhejiang-tou"
@@ -67,14 +67,15 @@ def analysis_rows(
     peak_milli = {aid: sum(hours[h] for h in PEAK_HOURS) for aid, hours in hourly.items()}
     alternative = alt_plans(settings.rules.plans)
     register_max = int(settings.rules.register_max_kwh * 1000)
-    # The month alone, from the year's cumulative at its first midnight (jobs.aggregates).
+    # The month alone, from the year's cumulative at its first midnight, read from the
+    # stream's rated parts where they hold every cut of both plans (jobs.aggregates).
     data = plan_data(settings.rules.plans)
-    found = aggregates.aggregated(
+    found = aggregates.from_intervals(
         store,
         aggregates.Window(month, end, zone),
         data.values(),
         tables.regressions(store),
-        opening_ytd(events, zone),
+        events,
         register_max,
     )
     alt_daily = rating.daily(aggregates.rated(found, plan_timeline(events, alternative), data))
