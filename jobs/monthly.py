@@ -12,6 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -94,11 +95,19 @@ def run_monthly(
         who = contacts(events)
         series = daily_kwh(inputs.daily_usage, month) if documents else {}
         bar = Progress(f"bills {month:%Y-%m}", len(result.bills), progress)
+        result.invoices = [
+            _invoice(bill, seller, issued_at, month)
+            for bill in result.bills
+            if bill["invoice_no"] is not None
+        ]
+        # The invoices' files are written beside the rest of the run (creating a file is
+        # the kernel's work, without the interpreter lock); the run ends when they are.
+        files = ThreadPoolExecutor(1, thread_name_prefix="invoice-files")
+        written = files.submit(_invoice_files, result.invoices, out_dir, documents)
+        files.shutdown(wait=False)
         for bill in result.bills:
-            aid = bill["account_id"]
-            if bill["invoice_no"] is not None:
-                result.invoices.append(_invoice(bill, seller, issued_at, out_dir, month, documents))
             if documents:
+                aid = bill["account_id"]
                 render_bill_pdf(bill, series.get(aid, []), who.get(aid, {}), out_dir)
             bar.advance()
         bar.finish()
@@ -124,28 +133,33 @@ def run_monthly(
             ],
         )
         writer.close()
+        written.result()
     result.notices_to = _send(settings, out_dir, result.notices)
     return result
 
 
 def _invoice(
-    bill: dict[str, Any],
-    seller: Seller,
-    issued_at: datetime,
-    out_dir: Path,
-    month: date,
-    render: bool,
+    bill: dict[str, Any], seller: Seller, issued_at: datetime, month: date
 ) -> dict[str, Any]:
     folder = Path("invoices") / f"{month:%Y-%m}"
     # Named by account and invoice number: the web pages serve an invoice by its number.
     stem = f"{file_stem(bill['account_id'])}-{bill['invoice_no']}"
-    pdf, xml = folder / f"{stem}.pdf", folder / f"{stem}.xml"
-    row = invoice_row(bill, seller, issued_at, str(pdf), str(xml))
-    (out_dir / folder).mkdir(parents=True, exist_ok=True)
-    (out_dir / xml).write_bytes(invoice_xml(row))
-    if render:
-        render_invoice_pdf(row, out_dir)
-    return row
+    return invoice_row(
+        bill, seller, issued_at, str(folder / f"{stem}.pdf"), str(folder / f"{stem}.xml")
+    )
+
+
+def _invoice_files(invoices: list[dict[str, Any]], out_dir: Path, render: bool) -> None:
+    """Write each invoice's XML (and PDF when ``render``) under ``out_dir``."""
+    folders: set[Path] = set()
+    for row in invoices:
+        xml = out_dir / row["xml_path"]
+        if xml.parent not in folders:
+            xml.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(xml.parent)
+        xml.write_bytes(invoice_xml(row))
+        if render:
+            render_invoice_pdf(row, out_dir)
 
 
 def render_invoice_pdf(invoice: Mapping[str, Any], out_dir: Path) -> Path:

@@ -380,3 +380,18 @@ def test_bills_chain_over_a_conformance_set(tmp_path: Path) -> None:
     held = dict(points)
     assert {aid: b["points_closing"] for aid, b in chain.items() if aid in held} == held
     assert total == charged[0][0]
+
+
+def test_an_invoice_that_cannot_be_written_fails_the_run(
+    replayed: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The invoices' files are written beside the run, and the run waits for them."""
+    dsn, _ = replayed
+    blocked = tmp_path / "invoices" / "2026-03"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the month's folder goes", encoding="utf-8")
+    with pytest.raises(OSError):
+        _bills(dsn, tmp_path, "2026-03")
+    written = _bills(dsn, tmp_path / "again", "2026-03")  # the same run, somewhere writable
+    xml = sorted((tmp_path / "again" / "invoices" / "2026-03").glob("*.xml"))
+    assert [p.name.split("-")[0] for p in xml] == ["A1"] and "A1" in written
