@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from billing.clock import ts_text
-from billing.outputs import DLQ, Output, Row, ScaledRow, TopicMessage, json_text
+from billing.outputs import DLQ, Output, Row, ScaledRow, ScaledRows, TopicMessage, json_text
 
 
 class Emitter:
@@ -17,17 +17,34 @@ class Emitter:
     """
 
     outputs: list[Output]
+    scaled_rows: dict[str, list[tuple[Any, ...]]] | None
 
-    def __init__(self) -> None:
+    def __init__(self, scaled_rows: dict[str, list[tuple[Any, ...]]] | None = None) -> None:
         self.outputs = []
+        self.scaled_rows = scaled_rows
 
     def row(self, table: str, **values: Any) -> None:
         """Add an analytics row."""
         self.outputs.append(Row(table, values))
 
     def add(self, output: Output) -> None:
-        """Add an output built already (a `ScaledRow`)."""
+        """Add an output built already."""
         self.outputs.append(output)
+
+    def scaled(self, table: str, values: tuple[Any, ...]) -> None:
+        """Add a row of a ``SCALED_COLUMNS`` table: its values, each decimal a scaled int.
+
+        A `ScaledRow` among the outputs; with ``scaled_rows`` (a batch's, from
+        ``billing.engine.apply_all``), the values go there, per table, and no row is made.
+        """
+        tables = self.scaled_rows
+        if tables is None:
+            self.outputs.append(ScaledRow(table, values))
+            return
+        rows = tables.get(table)
+        if rows is None:
+            rows = tables[table] = []
+        rows.append(values)
 
     def message(self, topic: str, key: str, value: dict[str, Any]) -> None:
         """Add a topic message."""
@@ -105,13 +122,21 @@ def rejection(
 
 
 def rows_by_table(rows: list[Row]) -> dict[str, tuple[list[tuple[Any, ...]], list[Row]]]:
-    """A batch's rows grouped by table, in order: the ``ScaledRow``s' scaled values, the others.
+    """A batch's rows grouped by table, in order: the scaled rows' values, the others.
 
     Here, compiled with the rules (``billing.outputs`` is not): the column encoders
     (``store.clickhouse.encode_built``) call it for every row a replay or live billing makes.
+    A `ScaledRows` adds its tables' values as they are.
     """
     tables: dict[str, tuple[list[tuple[Any, ...]], list[Row]]] = {}
     for row in rows:
+        if type(row) is ScaledRows:
+            for name, scaled in row.tables.items():
+                into = tables.get(name)
+                if into is None:
+                    into = tables[name] = ([], [])
+                into[0].extend(scaled)
+            continue
         same = tables.get(row.table)
         if same is None:
             same = tables[row.table] = ([], [])

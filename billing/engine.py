@@ -31,7 +31,7 @@ from billing.messages import (
 )
 from billing.notices import cause_of
 from billing.numbers import packed_milli
-from billing.outputs import Output
+from billing.outputs import Output, ScaledRows
 from billing.payments import apply_redeem, apply_topup, claim_payment_id
 from billing.readings import apply_reading
 from billing.rejections import Ignored, Rejected, Rejection, reject
@@ -217,9 +217,17 @@ def route_payment(
     return payment.account_id, Routed(envelope, payment)
 
 
-def apply(state: AccountState | None, item: Routed, rules: BillingRules) -> Outcome:
-    """Apply a message to an account: its new state, everything it emits, applied or not."""
-    out = Emitter()
+def apply(
+    state: AccountState | None,
+    item: Routed,
+    rules: BillingRules,
+    scaled_rows: dict[str, list[tuple[Any, ...]]] | None = None,
+) -> Outcome:
+    """Apply a message to an account: its new state, everything it emits, applied or not.
+
+    With ``scaled_rows``, the rows of ``SCALED_COLUMNS`` tables go there (`Emitter.scaled`).
+    """
+    out = Emitter(scaled_rows)
     message = item.message
     result: AccountState | Rejection
     if isinstance(message, Reading):
@@ -246,16 +254,20 @@ def apply_all(
     batch: list[tuple[str, Routed]],
     rules: BillingRules,
     counts: dict[tuple[str, str | None], int] | None = None,
+    scaled_rows: bool = False,
 ) -> list[Output]:
     """Apply a batch to the accounts of ``states`` in input order; return every output.
 
     A loop around ``apply``, one message at a time; ``states`` is updated in place (an
     account whose state ends is removed). With ``counts``, every message is counted by
-    its topic and its rejection's reason (None when it was applied).
+    its topic and its rejection's reason (None when it was applied). With
+    ``scaled_rows``, the batch's readings and intervals rows come last, as one
+    `ScaledRows` (for the column encoders: no row object per reading).
     """
     outputs: list[Output] = []
+    tables: dict[str, list[tuple[Any, ...]]] | None = {} if scaled_rows else None
     for account_id, item in batch:
-        outcome = apply(states.get(account_id), item, rules)
+        outcome = apply(states.get(account_id), item, rules, tables)
         if outcome.state is None:
             states.pop(account_id, None)
         else:
@@ -265,6 +277,8 @@ def apply_all(
             rejection = outcome.rejection
             key = (item.envelope.topic, None if rejection is None else rejection.reason)
             counts[key] = counts.get(key, 0) + 1
+    if tables:
+        outputs.append(ScaledRows(tables))
     return outputs
 
 

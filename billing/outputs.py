@@ -89,6 +89,35 @@ class ScaledRow(Row):
         return ScaledRow, (self.table, self.scaled)
 
 
+class ScaledRows(Row):
+    """A batch's `ScaledRow`s as their ``scaled`` values per table, in the order they came.
+
+    What ``billing.engine.apply_all`` hands on with ``scaled_rows``, for the column
+    encoders alone (``store.clickhouse.encode_built``): no row object per reading. It is a
+    batch, not a row: asking its ``values`` is a mistake and raises.
+    """
+
+    __slots__ = ("tables",)
+
+    tables: dict[str, list[tuple[Any, ...]]]
+
+    def __init__(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+        self.table = ""
+        self.tables = tables
+
+    @property  # type: ignore[override]
+    def values(self) -> dict[str, Any]:  # type: ignore[override]
+        """Not a row: see ``tables``."""
+        raise TypeError("a batch of scaled rows has no values of its own: read its tables")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ScaledRows):
+            return NotImplemented
+        return self.tables == other.tables
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(slots=True)  # not frozen, like Row
 class TopicMessage:
     """One message for an output topic (logical name, without the configured prefix)."""

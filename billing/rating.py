@@ -11,7 +11,6 @@ from billing.apportion import Part, apportion
 from billing.clock import local_midnight
 from billing.days import close_days_until
 from billing.emitter import Emitter
-from billing.outputs import ScaledRow
 from billing.rules import BillingRules
 from billing.state import AccountState
 from billing.state_pickle import constructor_reduce
@@ -122,7 +121,7 @@ def rate_span(
         if plan.is_tou and plan.changes_within_day(start, end):
             cuts = set(plan.period_boundaries(start, end))
     parts = apportion(start, end, milli_kwh, cuts) if cuts else [Part(start, end, milli_kwh)]
-    aid, meter_id, emit = state.account_id, state.meter_id, out.add
+    aid, meter_id, emit = state.account_id, state.meter_id, out.scaled
     for part in parts:
         if part.start >= state.day.end:
             close_days_until(state, out, rules, part.start)
@@ -141,20 +140,18 @@ def rate_span(
             totals.cost += piece.cost
             state.ytd_milli += milli
             emit(
-                ScaledRow(
-                    "intervals",
-                    (
-                        meter_id,
-                        aid,
-                        piece.start,
-                        piece.end,
-                        milli,
-                        piece.period,
-                        piece.tier,
-                        piece.price,
-                        piece.cost,
-                    ),
-                )
+                "intervals",
+                (
+                    meter_id,
+                    aid,
+                    piece.start,
+                    piece.end,
+                    milli,
+                    piece.period,
+                    piece.tier,
+                    piece.price,
+                    piece.cost,
+                ),
             )
     if changes:
         # Plan changes now in the past matter no more, except the one in force.

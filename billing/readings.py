@@ -15,7 +15,6 @@ from billing.follow_up import follow_up
 from billing.messages import Reading
 from billing.notices import cause_of, notify
 from billing.numbers import from_milli, kwh_text, to_milli
-from billing.outputs import ScaledRow
 from billing.rating import rate_span
 from billing.reading_log import ReadingLog
 from billing.rejections import Rejection
@@ -177,7 +176,7 @@ def record_reading(
     state: AccountState, out: Emitter, meter_id: str, ts: datetime, milli: int, source: str
 ) -> None:
     """The ``readings`` row of a register value that was used (billing-rules #10)."""
-    out.add(ScaledRow("readings", (meter_id, state.account_id, ts, milli, source)))
+    out.scaled("readings", (meter_id, state.account_id, ts, milli, source))
 
 
 def _anomaly(state: AccountState, out: Emitter, r: Reading, reason: str, previous: int) -> None:

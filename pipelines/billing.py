@@ -45,16 +45,18 @@ def apply_batch(
     batch: list[tuple[str, Routed]],
     rules: BillingRules,
     metrics: Metrics | None,
+    scaled_rows: bool = False,
 ) -> list[Output]:
     """Apply a batch to the accounts of ``states`` in input order; return every output.
 
     ``billing.engine.apply_all`` (a loop around ``apply``, compiled with the rules);
-    ``states`` is updated in place (an account whose state ends is removed).
+    ``states`` is updated in place (an account whose state ends is removed). With
+    ``scaled_rows``, the readings and intervals rows come as one ``ScaledRows``.
     """
     if metrics is None:
-        return apply_all(states, batch, rules)
+        return apply_all(states, batch, rules, None, scaled_rows)
     counts: dict[tuple[str, str | None], int] = {}
-    outputs = apply_all(states, batch, rules, counts)
+    outputs = apply_all(states, batch, rules, counts, scaled_rows)
     if batch:
         # Counted per batch: every increment takes its metric's lock.
         for (topic, reason), count in counts.items():
@@ -84,20 +86,24 @@ class _AccountStep(StatefulLogic[list[tuple[str, Routed]], list[Output], bytes])
     """What both accounts steps hold besides their accounts; they snapshot the same pickle.
 
     A snapshot is ``{account_id: state}``; ``take`` keeps the states of one resumed.
+    ``scaled_rows``: the readings and intervals rows leave as one ``ScaledRows`` per batch
+    (for a flow that turns rows into columns where they are billed).
     """
 
-    __slots__ = ("rules", "close_at_eof", "metrics")
+    __slots__ = ("rules", "close_at_eof", "metrics", "scaled_rows")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the step's settings
         self,
         rules: BillingRules,
         resume: bytes | None,
         close_at_eof: bool,
         metrics: Metrics | None = None,
+        scaled_rows: bool = False,
     ) -> None:
         self.rules = rules
         self.close_at_eof = close_at_eof
         self.metrics = metrics
+        self.scaled_rows = scaled_rows
         self.take(pickle.loads(resume) if resume else {})  # noqa: S301 - our own snapshot
 
     def take(self, states: dict[str, AccountState]) -> None:
@@ -117,7 +123,7 @@ class AccountsLogic(_AccountStep):
         self.states = states
 
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
-        outputs = apply_batch(self.states, batch, self.rules, self.metrics)
+        outputs = apply_batch(self.states, batch, self.rules, self.metrics, self.scaled_rows)
         return ([outputs] if outputs else []), not self.states
 
     def on_eof(self) -> tuple[Iterable[list[Output]], bool]:
@@ -146,7 +152,7 @@ class AccountLogic(_AccountStep):
     def on_item(self, batch: list[tuple[str, Routed]]) -> tuple[Iterable[list[Output]], bool]:
         self.account_id = batch[0][0]
         states = {} if self.state is None else {self.account_id: self.state}
-        outputs = apply_batch(states, batch, self.rules, self.metrics)
+        outputs = apply_batch(states, batch, self.rules, self.metrics, self.scaled_rows)
         self.state = states.get(self.account_id)
         return ([outputs] if outputs else []), self.state is None
 
@@ -257,8 +263,12 @@ def build_routed_flow(
     """
     flow = Dataflow(flow_id)
     routed = op.branch("routable", op.input("input", flow, source), is_keyed)
+    # Rows that become columns where they are billed need no row object each.
+    scaled_rows = encode_rows is not None
     applied = op.stateful(
-        "accounts", routed.trues, lambda resume: AccountsLogic(rules, resume, close_at_eof=True)
+        "accounts",
+        routed.trues,
+        lambda resume: AccountsLogic(rules, resume, close_at_eof=True, scaled_rows=scaled_rows),
     )
     _to_sinks(applied, routed.falses, rows, messages, topic_prefix, encode_rows)
     return flow

@@ -12,7 +12,10 @@ from clickhouse_connect.driver.insert import InsertContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.outputs import SCALED_COLUMNS, Row, ScaledRow
+from billing.directory import MeterDirectory
+from billing.engine import Routed, apply_all, route
+from billing.outputs import SCALED_COLUMNS, Row, ScaledRow, ScaledRows
+from billing.rejections import Ignored, Rejected
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.replay_files import merged_envelopes
@@ -109,3 +112,44 @@ def test_a_label_column_gets_the_drivers_dictionary(values: list[str]) -> None:
     ours.write_column(values, ours_bytes, InsertContext("t", ["c"], [ours]))
     driver.write_column(values, theirs, InsertContext("t", ["c"], [driver]))
     assert ours_bytes == theirs
+
+
+def _batches(sample: str, size: int) -> list[list[tuple[str, Routed]]]:
+    """The routed messages of a conformance set, in input order, in batches of ``size``."""
+    directory, routed = MeterDirectory(), []
+    for envelope in merged_envelopes(CONFORMANCE / sample):
+        item = route(envelope, directory, BillingRules())
+        if not isinstance(item, Rejected | Ignored):
+            routed.append(item)
+    return [routed[i : i + size] for i in range(0, len(routed), size)]
+
+
+@pytest.mark.parametrize("sample", ["sample1", "sample2"])
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_a_batchs_scaled_rows_are_its_rows_without_the_objects(sample: str, size: int) -> None:
+    """``apply_all`` with ``scaled_rows``: the same outputs, readings and intervals as one batch."""
+    rules = BillingRules()
+    plain_states: dict = {}
+    scaled_states: dict = {}
+    for batch in _batches(sample, size):
+        plain = apply_all(plain_states, batch, rules)
+        scaled = apply_all(scaled_states, batch, rules, scaled_rows=True)
+        assert [o for o in plain if type(o) is not ScaledRow] == [
+            o for o in scaled if type(o) is not ScaledRows
+        ]
+        kept = [o for o in scaled if type(o) is ScaledRows]
+        expected: dict[str, list[tuple]] = {}
+        for row in plain:
+            if type(row) is ScaledRow:
+                expected.setdefault(row.table, []).append(row.scaled)
+        assert [k.tables for k in kept] == ([expected] if expected else [])
+        assert encode_built([o for o in scaled if isinstance(o, Row)]) == encode_built(
+            [o for o in plain if isinstance(o, Row)]
+        )
+    assert plain_states == scaled_states
+
+
+def test_a_batch_of_scaled_rows_is_not_a_row() -> None:
+    batch = ScaledRows({"readings": [("M1", "A1", None, 1, "")]})
+    with pytest.raises(TypeError, match="no values of its own"):
+        _ = batch.values
