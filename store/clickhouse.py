@@ -445,6 +445,10 @@ class ClickHouseStore:
         spec = schema.table_spec(table)
         name, staging = spec.name, schema.quote_identifier(f"{spec.name}__rebuild")
         target = schema.quote_identifier(name)
+        engine = self._engine(name)
+        if engine is not None and engine != "ReplacingMergeTree":
+            self._check_cluster_table(spec, engine)
+            return
         if self._sorting_key(name) not in (None, schema.sorting_key(spec)):
             names = ", ".join(schema.quote_identifier(c) for c in spec.column_names)
             copy = f"({names}) SELECT {names} FROM"
@@ -458,6 +462,34 @@ class ClickHouseStore:
                 )
             self.command(f"INSERT INTO {target} {copy} {staging}")
         self.command(f"DROP TABLE IF EXISTS {staging}")
+
+    def _check_cluster_table(self, spec: schema.TableSpec, engine: str) -> None:
+        """A table this store did not make (a cluster's): rebuilt by its operators, never here.
+
+        On a cluster (``wattpay migrate --cluster``) ``{table}`` is a Distributed table over
+        the shards' ``{table}_local``; copying it into one server's table and exchanging the
+        two would take the table off the cluster. The migration passes when this server's
+        ``{table}_local`` has the current key, and raises, changing nothing, otherwise.
+        """
+        key = schema.sorting_key(spec)
+        local = f"{spec.name}_local"
+        if engine == "Distributed" and self._sorting_key(local) == key:
+            return
+        raise ClickHouseError(
+            f"{spec.name} is a {engine} table, which this migration does not rebuild: give"
+            f" {local} on every shard the key ({key}) first, as `wattpay migrate --cluster`"
+            " creates it (a new table, its rows copied on every shard, the two exchanged on"
+            " the cluster, the old one dropped; docs/architecture.md), then run again"
+        )
+
+    def _engine(self, table: str) -> str | None:
+        """A table's engine as ClickHouse reports it; None when there is no such table."""
+        _, rows = self.query(
+            "SELECT engine FROM system.tables"
+            " WHERE database = currentDatabase() AND name = {name:String}",
+            {"name": table},
+        )
+        return str(rows[0][0]) if rows else None
 
     def _sorting_key(self, table: str) -> str | None:
         """A table's sorting key as ClickHouse reports it; None when there is no such table."""

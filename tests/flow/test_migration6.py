@@ -197,3 +197,46 @@ def test_an_exchange_undone_by_a_second_migration_is_raised_and_completed_next_t
         assert key == "account_id, start, tier"
         assert "intervals__rebuild" not in tables
         assert _rows(store) == EXPECTED
+
+
+def test_a_table_this_store_did_not_make_is_never_rebuilt(tmp_path: Path) -> None:
+    """A ``MergeTree`` (not Replacing) ``intervals``: refused, nothing changed, not recorded."""
+    with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
+        _old_database(store)
+        store.command("DROP TABLE intervals")
+        store.command(OLD_INTERVALS.replace("ReplacingMergeTree", "MergeTree"))
+        with pytest.raises(ClickHouseError, match="MergeTree table, which this migration does"):
+            store.migrate()
+        key, columns, tables = _layout(store)
+        assert key == "account_id, interval_id" and "interval_id" in columns
+        assert "intervals__rebuild" not in tables
+        assert 6 not in store.applied_migrations()
+
+
+class _ClusterNode(ClickHouseStore):
+    """A server of a cluster: ``intervals`` reported as the Distributed table it is there.
+
+    The embedded engine has no cluster to put a Distributed table on; everything else, the
+    shard's ``intervals_local`` included, is a real table of this chdb.
+    """
+
+    def _engine(self, table: str) -> str | None:
+        return "Distributed" if table == "intervals" else super()._engine(table)
+
+
+def test_a_cluster_table_is_left_to_its_operators(tmp_path: Path) -> None:
+    with _ClusterNode(f"chdb://{tmp_path / 'ch'}") as store:
+        _old_database(store)
+        store.command(OLD_INTERVALS.replace("`intervals`", "`intervals_local`"))
+        # The shard's table still has the old key: refused, before anything is copied.
+        with pytest.raises(ClickHouseError, match="give intervals_local on every shard the key"):
+            store.migrate()
+        assert _layout(store)[0] == "account_id, interval_id"
+        assert 6 not in store.applied_migrations()
+        # Rebuilt by the operators: the migration passes and changes nothing here.
+        store.command("DROP TABLE intervals_local")
+        new = schema.create_table_sql(schema.table_spec("intervals"), "intervals_local")
+        store.command(new)
+        assert store.migrate() == [6]
+        assert _layout(store)[0] == "account_id, interval_id"  # this store's own table untouched
+        assert _rows(store) == EXPECTED
