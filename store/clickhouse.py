@@ -484,21 +484,22 @@ class ClickHouseStore:
 
     def _engine(self, table: str) -> str | None:
         """A table's engine as ClickHouse reports it; None when there is no such table."""
-        _, rows = self.query(
-            "SELECT engine FROM system.tables"
-            " WHERE database = currentDatabase() AND name = {name:String}",
-            {"name": table},
-        )
-        return str(rows[0][0]) if rows else None
+        described = self._described(table)
+        return None if described is None else described[0]
 
     def _sorting_key(self, table: str) -> str | None:
         """A table's sorting key as ClickHouse reports it; None when there is no such table."""
+        described = self._described(table)
+        return None if described is None else described[1]
+
+    def _described(self, table: str) -> tuple[str, str] | None:
+        """A table's engine and sorting key (``system.tables``); None when there is none."""
         _, rows = self.query(
-            "SELECT sorting_key FROM system.tables"
+            "SELECT engine, sorting_key FROM system.tables"
             " WHERE database = currentDatabase() AND name = {name:String}",
             {"name": table},
         )
-        return str(rows[0][0]) if rows else None
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert row dicts keyed by column name; every value is checked before anything is sent."""

@@ -179,6 +179,15 @@ def billed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return dsn, zone
 
 
+def _read_from_readings(
+    store: ClickHouseStore, window: aggregates.Window, data: dict, events: pl.DataFrame
+) -> aggregates.Aggregated:
+    """`aggregates.aggregated`: every account read from ``readings`` (what is compared)."""
+    opening = opening_ytd(events, window.zone)
+    rebases = tables.regressions(store)
+    return aggregates.aggregated(store, window, data.values(), rebases, opening, REGISTER_MAX)
+
+
 @pytest.mark.parametrize(
     ("first", "after"),
     [
@@ -202,9 +211,7 @@ def test_intervals_rate_like_the_readings(billed, first, after, override) -> Non
         events = tables.account_events(store)
         rebases = tables.regressions(store)
         assert rebases.height == 1
-        expected = aggregates.aggregated(
-            store, window, data.values(), rebases, opening_ytd(events, zone), REGISTER_MAX
-        )
+        expected = _read_from_readings(store, window, data, events)
         found = aggregates.from_intervals(
             store, window, data.values(), rebases, events, REGISTER_MAX
         )
@@ -254,34 +261,14 @@ def test_the_usage_analysis_reads_intervals(billed) -> None:
     window = aggregates.Window(date(2026, 12, 1), date(2027, 1, 1), zone)
     with ClickHouseStore(dsn) as store:
         events = tables.account_events(store)
-        expected = aggregates.aggregated(
-            store,
-            window,
-            data.values(),
-            tables.regressions(store),
-            opening_ytd(events, zone),
-            REGISTER_MAX,
-        )
+        expected = _read_from_readings(store, window, data, events)
     alt = daily(
         aggregates.rated(expected, plan_timeline(events, alt_plans(settings.rules.plans)), data)
     )
     totals = dict(alt.group_by("account_id").agg(pl.col("charge").sum()).iter_rows())
     out = Path(dsn.removeprefix("chdb://")).parent / "jobs"
-    subprocess.run(
-        [
-            *WATTPAY,
-            "bills",
-            "--month",
-            "2026-12",
-            "--clickhouse",
-            dsn,
-            "--out",
-            str(out),
-            "--quiet",
-            "--no-documents",
-        ],
-        check=True,
-    )
+    billing = "bills --month 2026-12 --quiet --no-documents".split()
+    subprocess.run([*WATTPAY, *billing, "--clickhouse", dsn, "--out", str(out)], check=True)
     with ClickHouseStore(dsn) as store:
         _, rows = store.query("SELECT account_id, alt_charge FROM usage_analysis FINAL")
     found = {aid: int(charge.scaleb(2)) for aid, charge in rows}
