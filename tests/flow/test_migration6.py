@@ -77,6 +77,14 @@ def _layout(store: ClickHouseStore) -> tuple[str, list[str], set[str]]:
     return key[0][0], [c[0] for c in cols], {t[0] for t in tables}
 
 
+def _assert_rebuilt(store: ClickHouseStore) -> None:
+    """``intervals`` has the new key and every old row, and no staging table is left."""
+    key, _, tables = _layout(store)
+    assert key == "account_id, start, tier"
+    assert "intervals__rebuild" not in tables
+    assert _rows(store) == EXPECTED
+
+
 def _rows(store: ClickHouseStore) -> list[tuple[object, ...]]:
     _, rows = store.query(
         "SELECT account_id, start, tier, kwh, cost FROM intervals FINAL"
@@ -136,10 +144,7 @@ def test_a_rebuild_stopped_before_or_after_its_exchange_completes_when_run_again
         # Stopped after the exchange: only the old table is left to drop.
         store.command(staging)
         store.rebuild("intervals")
-        key, _, tables = _layout(store)
-        assert key == "account_id, start, tier"
-        assert "intervals__rebuild" not in tables
-        assert _rows(store) == EXPECTED
+        _assert_rebuilt(store)
 
 
 def test_a_fresh_database_has_the_new_key_from_migration_1(tmp_path: Path) -> None:
@@ -193,10 +198,7 @@ def test_an_exchange_undone_by_a_second_migration_is_raised_and_completed_next_t
         assert _layout(store)[0] == "account_id, interval_id"  # swapped back, nothing lost
     with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
         assert store.migrate() == [6]
-        key, _, tables = _layout(store)
-        assert key == "account_id, start, tier"
-        assert "intervals__rebuild" not in tables
-        assert _rows(store) == EXPECTED
+        _assert_rebuilt(store)
 
 
 def test_a_table_this_store_did_not_make_is_never_rebuilt(tmp_path: Path) -> None:
