@@ -100,14 +100,18 @@ def run_monthly(
             for bill in result.bills
             if bill["invoice_no"] is not None
         ]
-        # The invoices' files are written beside the rest of the run (creating a file is
-        # the kernel's work, without the interpreter lock); the run ends when they are.
+        # The invoices' XML is written beside the rest of the run (creating a file is the
+        # kernel's work, without the interpreter lock); the run ends when it is. The PDFs
+        # stay here, in order: a PDF embeds the fonts' subset of the characters seen so far.
         files = ThreadPoolExecutor(1, thread_name_prefix="invoice-files")
-        written = files.submit(_invoice_files, result.invoices, out_dir, documents)
+        written = files.submit(_invoice_xml_files, result.invoices, out_dir)
         files.shutdown(wait=False)
+        invoices = iter(result.invoices)
         for bill in result.bills:
             if documents:
                 aid = bill["account_id"]
+                if bill["invoice_no"] is not None:
+                    render_invoice_pdf(next(invoices), out_dir)
                 render_bill_pdf(bill, series.get(aid, []), who.get(aid, {}), out_dir)
             bar.advance()
         bar.finish()
@@ -149,8 +153,8 @@ def _invoice(
     )
 
 
-def _invoice_files(invoices: list[dict[str, Any]], out_dir: Path, render: bool) -> None:
-    """Write each invoice's XML (and PDF when ``render``) under ``out_dir``."""
+def _invoice_xml_files(invoices: list[dict[str, Any]], out_dir: Path) -> None:
+    """Write each invoice's XML under ``out_dir``."""
     folders: set[Path] = set()
     for row in invoices:
         xml = out_dir / row["xml_path"]
@@ -158,8 +162,6 @@ def _invoice_files(invoices: list[dict[str, Any]], out_dir: Path, render: bool) 
             xml.parent.mkdir(parents=True, exist_ok=True)
             folders.add(xml.parent)
         xml.write_bytes(invoice_xml(row))
-        if render:
-            render_invoice_pdf(row, out_dir)
 
 
 def render_invoice_pdf(invoice: Mapping[str, Any], out_dir: Path) -> Path:
