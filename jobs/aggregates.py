@@ -284,6 +284,9 @@ def from_intervals(
 ) -> Aggregated:
     """What `aggregated` gives for every account, read mostly from the stream's ``intervals``.
 
+    The same days, tiers and money wherever there is consumption: a span of no energy has no
+    rated part, so a day with none has no row here where `aggregated` gives it one of zeros.
+
     The stream cuts every span at each local midnight, at its own plan's period starts and at
     plan changes, with cumulative rounding (SPEC S4), so the energy of any run of a span's
     consecutive parts is what the rater's cut of that span at the run's ends gives. Where no
