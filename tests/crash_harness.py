@@ -292,7 +292,7 @@ class UpProcess:
         try:
             pid = int((self.state_dir / name).read_text().split()[0])
             os.kill(pid, 0)
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):  # no file, or not a pid (yet)
             return None
         return pid
 

@@ -14,8 +14,14 @@ from pathlib import Path
 
 
 def record_pid(path: Path, pid: int) -> None:
-    """Write down the process id of a server just started, and of the process that owns it."""
-    path.write_text(f"{pid} {os.getpid()}\n", encoding="utf-8")
+    """Write down the process id of a server just started, and of the process that owns it.
+
+    Written beside and renamed into place: a reader (or a kill at that moment) never finds
+    the file empty, which would leave the server unknown to ``reap_stale`` after a crash.
+    """
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    partial.write_text(f"{pid} {os.getpid()}\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 class StateDirInUse(RuntimeError):

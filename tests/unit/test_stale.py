@@ -1,5 +1,6 @@
 """Pid files of the embedded servers: a leftover is stopped, a server in use is not."""
 
+import os
 import subprocess
 import sys
 import time
@@ -54,3 +55,11 @@ def test_a_pid_file_of_another_program_is_dropped(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_pid_file_is_never_seen_empty(tmp_path: Path) -> None:
+    """Written beside and renamed: a reader finds the old pids or the new ones, never nothing."""
+    (tmp_path / "s.pid").write_text("1 2\n")
+    record_pid(tmp_path / "s.pid", 4242)
+    assert (tmp_path / "s.pid").read_text() == f"4242 {os.getpid()}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.pid"]  # nothing left beside it
