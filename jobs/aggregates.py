@@ -315,11 +315,11 @@ def from_intervals(
         .group_by("account_id")
         .agg(entries=pl.len(), opened=pl.col(tables.US).min())
     )
-    several = timelines.filter(pl.col("entries") > 1).get_column("account_id").sort()
+    several = timelines.filter(pl.col("entries") > 1).get_column("account_id").sort().to_list()
     found = pl.DataFrame(
         store.query_arrow(
             _parts_sql(clocks),
-            {**params, "offset": offset, "rebased": rebased, "several": several.to_list()},
+            {**params, "offset": offset, "rebased": rebased, "several": several},
         )
     ).cast(
         {
@@ -341,7 +341,7 @@ def from_intervals(
     found = found.filter(~pl.col("account_id").is_in(listed))
     before = found.filter(pl.col("early")).group_by("account_id").agg(before=pl.col("milli").sum())
     window_parts = found.filter(~pl.col("early"))
-    apart = pl.col("account_id").is_in(several.to_list())
+    apart = pl.col("account_id").is_in(several)
     merged = window_parts.filter(~apart).select(
         "account_id", start="first", end="last", milli="milli"
     )

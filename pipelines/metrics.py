@@ -23,7 +23,6 @@ from billing.outputs import (
     Output,
     Row,
     ScaledRow,
-    ScaledRows,
     TopicMessage,
 )
 from billing.state import ACTIVE, ARREARS, CLOSED, DISCONNECTED
@@ -85,12 +84,6 @@ class Metrics:
             if type(output) is ScaledRow:
                 if output.table == "intervals":
                     milli += output.scaled[_INTERVAL_KWH]
-            elif type(output) is ScaledRows:
-                count -= 1  # a batch: its rows are counted
-                for table, scaled in output.tables.items():
-                    count += len(scaled)
-                    if table == "intervals":
-                        milli += sum(row[_INTERVAL_KWH] for row in scaled)
             elif isinstance(output, Row):
                 table, values = output.table, output.values
                 if table == "intervals":
