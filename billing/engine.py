@@ -18,6 +18,7 @@ from billing.directory import MeterDirectory
 from billing.emitter import Emitter
 from billing.follow_up import follow_status
 from billing.lifecycle import apply_account_event
+from billing.merge import Merged, ReadingLine, line_input
 from billing.messages import (
     AccountEvent,
     CommandResult,
@@ -137,31 +138,78 @@ def route(
     return route_payment(envelope, message, directory.payment_ids, is_open, rules)
 
 
-def route_all(
-    inputs: list[tuple[Envelope, Reading | None]],
+def route_all(  # noqa: PLR0913 - the chunk, the routing state and what is kept
+    inputs: list[Merged],
     directory: MeterDirectory,
     rules: BillingRules,
     key_of: Callable[[str], str],
     new_batch: Callable[[], list[tuple[str, Routed]]],
+    share: Share | None = None,
 ) -> tuple[dict[str, list[tuple[str, Routed]]], list[Output]]:
     """Route a chunk in input order: ``(account_id, routed)`` per key, and the refusals' outputs.
 
     A loop around ``route``; ``key_of`` names an account's key, ``new_batch`` makes a
     key's list. A relay result for no account's meter is dropped (``Ignored``).
+
+    With ``share`` (a process of a cluster where every process reads the input), every line
+    is routed, so every process keeps the same routing state, but only this process's share
+    is kept: what goes to its keys, and the refusals when it is the ``designated`` one. A
+    ``ReadingLine`` goes to the owner of its meter at its timestamp (the same lookup
+    ``route`` makes), so only the process that bills it makes its envelope and reading, and
+    whatever becomes of it there is kept.
     """
     keyed: dict[str, list[tuple[str, Routed]]] = {}
     refused: list[Output] = []
-    for envelope, reading in inputs:
-        routed = route(envelope, directory, rules, reading)
+    for item in inputs:
+        if isinstance(item, ReadingLine):
+            owner = directory.owner_at(item.meter_id, item.ts)
+            if share is not None and not share.bills(owner, key_of):
+                continue
+            envelope, line_reading = line_input(item, rules)
+            # What ``route`` does with a reading, its owner found above.
+            message = parse_input(envelope, rules, line_reading)
+            if isinstance(message, Rejected):
+                routed: tuple[str, Routed] | Rejected | Ignored = message
+            else:
+                routed = route_reading(envelope, line_reading, owner)
+            keep = True
+        else:
+            envelope, reading = item
+            routed = route(envelope, directory, rules, reading)
+            keep = share is None
         if isinstance(routed, tuple):
             key = key_of(routed[0])
-            entries = keyed.get(key)
-            if entries is None:
-                entries = keyed[key] = new_batch()
-            entries.append(routed)
+            if keep or key in share.keys:  # type: ignore[union-attr]
+                entries = keyed.get(key)
+                if entries is None:
+                    entries = keyed[key] = new_batch()
+                entries.append(routed)
         elif isinstance(routed, Rejected):
-            refused.extend(routed)
+            if keep or share.designated:  # type: ignore[union-attr]
+                refused.extend(routed)
     return keyed, refused
+
+
+class Share:
+    """The accounts keys a process of a cluster bills, and whether it emits the refusals."""
+
+    keys: frozenset[str]
+    designated: bool
+    _owners: dict[str, bool]
+
+    def __init__(self, keys: frozenset[str], designated: bool) -> None:  # noqa: FBT001
+        self.keys = keys
+        self.designated = designated
+        self._owners = {}  # whether an account's key is one of ``keys``, once looked up
+
+    def bills(self, owner: str | None, key_of: Callable[[str], str]) -> bool:
+        """True when this process routes a reading of ``owner`` (None: refused, designated)."""
+        if owner is None:
+            return self.designated
+        mine = self._owners.get(owner)
+        if mine is None:
+            mine = self._owners[owner] = key_of(owner) in self.keys
+        return mine
 
 
 def parse_input(

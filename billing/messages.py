@@ -335,8 +335,26 @@ def reading_text(line: str, rules: BillingRules) -> tuple[dict[str, Any], Readin
     match = _READING_TEXT.fullmatch(line)
     if match is None:
         return None
+    return matched_reading(match, rules)
+
+
+def reading_match(line: str) -> re.Match[str] | None:
+    """The fields of a usual reading line (text), or None: ``reading_text`` reads them from it.
+
+    Its ``meter`` and ``ts`` groups are the meter id and the timestamp's text as they are.
+    """
+    return _READING_TEXT.fullmatch(line)
+
+
+def matched_reading(
+    match: re.Match[str], rules: BillingRules, moment: datetime | None = None
+) -> tuple[dict[str, Any], Reading] | None:
+    """``reading_text`` of the line ``reading_match`` matched.
+
+    ``moment``: its timestamp already parsed in ``rules.zone``.
+    """
     meter_id, ts, energy, source, power = match.group("meter", "ts", "energy", "source", "power")
-    return _usual_reading(meter_id, ts, energy, source, power, rules)
+    return _usual_reading(meter_id, ts, energy, source, power, rules, moment)
 
 
 def _usual_reading(  # noqa: PLR0913 - the fields of the usual line
@@ -346,11 +364,13 @@ def _usual_reading(  # noqa: PLR0913 - the fields of the usual line
     source: str | None,
     power: str | None,
     rules: BillingRules,
+    moment: datetime | None = None,
 ) -> tuple[dict[str, Any], Reading] | None:
-    try:
-        moment = parse_ts(ts, rules.zone)
-    except TimestampError:
-        return None  # refused by the general path, with its reason
+    if moment is None:
+        try:
+            moment = parse_ts(ts, rules.zone)
+        except TimestampError:
+            return None  # refused by the general path, with its reason
     payload: dict[str, Any] = {"meter_id": meter_id, "ts": ts, "energy_kwh": energy}
     if source is not None:
         payload["source"] = source

@@ -1,8 +1,8 @@
 """``wattpay replay --processes N``: the replay as a Bytewax cluster of processes on loopback.
 
 The first process is the one the user started: it starts the others with the same
-options and writes ClickHouse and the topic files; the last one reads the input files
-(and reports the progress); billing is spread over the workers of every process. A
+options, writes ClickHouse and the topic files and reports the progress; every process
+reads the input files and bills its own share of the accounts (``pipelines.replay``). A
 process that fails ends the whole replay with its exit code instead of leaving the others
 waiting for it.
 """

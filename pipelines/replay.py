@@ -2,9 +2,9 @@
 
 ``wattpay replay`` builds it here and runs it with ``pipelines.cluster``. In a cluster, the
 first process (``leader``) writes ClickHouse and the topic files (the embedded ClickHouse
-opens in one process only) and the last one (``reader``) reads, merges and routes the
-files (``pipelines.replay_source``), so the two heaviest single-process parts run side by
-side; the accounts, keyed by order bucket, spread over every worker of every process.
+opens in one process only). Every process reads, merges and routes the files itself
+(``pipelines.replay_source``) and bills its own share of the accounts, keyed by order
+bucket, so no reading crosses processes; only their rows go to the first.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TextIO
 
 from bytewax.dataflow import Dataflow
 
+from billing.engine import Share
 from billing.outputs import Row
 from config.settings import Settings
 from pipelines.billing import build_routed_flow
@@ -37,21 +38,33 @@ def build_replay_flow(
     workers: int = 1,
     processes: int = 1,
     progress: TextIO | None = None,
+    process_id: int = 0,
 ) -> Dataflow:
     """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``.
 
     S14.16: with a relay results file, only its results confirm cuts; without, a grace does.
+    In a cluster whose accounts keys' places are known (2, 4 or 8 workers in all), every
+    process reads the files and bills its own accounts (``process_share``); otherwise the
+    ``reader`` reads and routes for all.
     """
     rules = replace(settings.rules, command_results=has_command_results(directory))
-    return build_routed_flow(
-        rules,
-        source=ReplaySource(
+    share = process_share(processes, workers, process_id)
+    if share is None:
+        source = ReplaySource(
+            directory, rules, accounts_key(processes, workers), progress=progress, local=reader
+        )
+    else:
+        shown = progress if process_id == 0 else None
+        source = ReplaySource(
             directory,
             rules,
             accounts_key(processes, workers),
-            progress=progress,
-            local=reader,
-        ),
+            progress=shown,
+            share=(f"replay-{process_id}", share),
+        )
+    return build_routed_flow(
+        rules,
+        source=source,
         rows=ClickHouseSink(
             settings.clickhouse_dsn,
             writers=workers if leader else 0,
@@ -74,32 +87,45 @@ readings, inserts of 400,000 rows used 6–25 % less CPU than the second-long on
 4 rounds (BENCHMARKS.md, step 9).
 """
 
-READER_SHARE = (1, 3)
-"""In a cluster, the reading process's workers bill 1 account for every 3 of another's.
+WRITER_SHARE = (2, 3)
+"""In a cluster, the first process's workers bill 1 account for every 2 of another's.
 
-Measured on a 2-process replay of 1,104,783 readings, in turns (BENCHMARKS.md, step 9):
-1 for every 4 took 11.9–12.7 s with the first process the limit (12.1–12.6 CPU s against
-the reading process's 9.0–9.7), 1 for every 3 took 11.5–11.7 s and 2 for every 5 took
-11.3–11.7 s. Reading the files got cheaper (text lines, integer checks), so the reading
-process now has room for more accounts than at step 6 (1 for every 4).
+Every process reads the files, and the first one also writes every row to ClickHouse and
+the topic files (its insert thread serializes the columns holding the interpreter lock).
 """
 
 
+def process_share(processes: int, workers: int, process_id: int) -> Share | None:
+    """The accounts keys process ``process_id`` bills when every process reads the files.
+
+    Bucket b's key is on worker b mod n for n = 2, 4 and 8 workers in all
+    (``pipelines.routing``), and a process's workers are numbered together, so each
+    process's own partition hands only its own keys on: no reading crosses processes. The
+    first process also emits the refusals. None for one process or another count of workers.
+    """
+    total = processes * workers
+    if processes == 1 or total not in (2, 4, 8):
+        return None
+    keys = frozenset(
+        key for bucket, key in enumerate(ORDER_KEYS) if (bucket % total) // workers == process_id
+    )
+    return Share(keys, designated=process_id == 0)
+
+
 def accounts_key(processes: int, workers: int) -> Callable[[str], str]:
-    """How the replay keys an account: by order bucket, fewer of them where the files are read.
+    """How the replay keys an account: by order bucket, fewer of them where rows are written.
 
     The order buckets' names put bucket b on worker b mod n for n = 2, 4 and 8 workers
-    (``pipelines.routing``), and the last process reads, merges and routes the files, so
-    its workers get fewer accounts. The keys never outlive the run (a replay is not
-    recovered), so they can depend on the layout.
+    (``pipelines.routing``); in a cluster the first process writes ClickHouse and the
+    topic files, so its workers get fewer accounts (``WRITER_SHARE``). The keys never
+    outlive the run (a replay is not recovered), so they can depend on the layout.
     """
     total = processes * workers
     if processes == 1 or total not in (2, 4, 8):
         return order_key
-    readers = range(total - workers, total)
     table: list[str] = []
     for bucket, key in enumerate(ORDER_KEYS):
-        table += [key] * READER_SHARE[0 if bucket % total in readers else 1]
+        table += [key] * WRITER_SHARE[0 if bucket % total < workers else 1]
     return partial(_weighted_key, tuple(table))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from billing.merge import Input, merge_streams
+from billing.merge import Merged, merge_streams
 from billing.messages import Envelope
 from billing.rules import BillingRules
 from bus.topics import BILLING_INPUTS, RESULTS
@@ -90,21 +90,23 @@ def count_lines(directory: Path) -> int:
 
 def merged_envelopes(directory: Path) -> Iterator[Envelope]:
     """All input envelopes of a replay directory in processing order."""
-    for envelope, _ in merged_inputs(directory):
+    for envelope, _ in merged_inputs(directory):  # type: ignore[misc] - never light
         yield envelope
 
 
-def merged_inputs(directory: Path, rules: BillingRules | None = None) -> Iterator[Input]:
+def merged_inputs(
+    directory: Path, rules: BillingRules | None = None, *, light: bool = False
+) -> Iterator[Merged]:
     """All input lines of a replay directory in processing order (``billing.merge``).
 
     With ``rules``, the usual reading lines come with their reading, parsed straight from
-    their bytes.
+    their bytes; ``light``, those of text come as ``billing.merge.ReadingLine``.
     """
     streams = [
         (topic, enumerate(input_texts(directory / name), start=1))
         for topic, name in REPLAY_FILES.items()
     ]
-    return merge_streams(streams, rules)
+    return merge_streams(streams, rules, light=light)
 
 
 def has_command_results(directory: Path) -> bool:

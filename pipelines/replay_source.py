@@ -21,11 +21,12 @@ from typing import TextIO
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from billing.directory import MeterDirectory
-from billing.engine import route, route_all
+from billing.engine import Share, route, route_all
+from billing.merge import Merged, ReadingLine
 from billing.messages import READINGS
 from billing.outputs import Output
 from billing.rules import BillingRules
-from pipelines.replay_files import Input, count_lines, merged_inputs
+from pipelines.replay_files import count_lines, merged_inputs
 from pipelines.wire import AccountEntries
 
 BATCH = 2000
@@ -43,12 +44,14 @@ class Progress:
         self.done = 0
         self.readings = 0
 
-    def advance(self, inputs: list[Input]) -> None:
+    def advance(self, inputs: list[Merged]) -> None:
         """Count a batch and report if it is time (nothing to count with no stream)."""
         self.done += len(inputs)
         if self.stream is None:
             return
-        self.readings += [envelope.topic for envelope, _ in inputs].count(READINGS)
+        self.readings += sum(
+            1 for item in inputs if isinstance(item, ReadingLine) or item[0].topic == READINGS
+        )
         now = time.monotonic()
         if now - self.last >= self.every or self.done == self.total:
             self.last = now
@@ -66,13 +69,17 @@ SourceItem = tuple[str, AccountEntries] | list[Output]
 
 
 def route_chunk(
-    inputs: list[Input],
+    inputs: list[Merged],
     directory: MeterDirectory,
     rules: BillingRules,
     key_of: Callable[[str], str],
+    share: Share | None = None,
 ) -> list[SourceItem]:
-    """Route a chunk in input order: one batch per accounts key, then the refusals' outputs."""
-    keyed, refused = route_all(inputs, directory, rules, key_of, AccountEntries)
+    """Route a chunk in input order: one batch per accounts key, then the refusals' outputs.
+
+    With ``share``, only this process's share of them (``billing.engine.route_all``).
+    """
+    keyed, refused = route_all(inputs, directory, rules, key_of, AccountEntries, share)
     items: list[SourceItem] = list(keyed.items())  # type: ignore[arg-type]
     if refused:
         items.append(refused)
@@ -88,16 +95,20 @@ class _ReplayPartition(StatefulSourcePartition[SourceItem, int]):
         rules: BillingRules,
         key_of: Callable[[str], str],
         batch: int,
+        share: Share | None,
     ) -> None:
-        self._inputs: Iterator[Input] = merged_inputs(directory, rules)
+        light = share is not None
+        self._inputs: Iterator[Merged] = merged_inputs(directory, rules, light=light)
         self._batch = batch
         self._directory = MeterDirectory()
         self._rules = rules
         self._key_of = key_of
+        self._share = share
         # Owners and claimed payment ids depend on every input before: a resumed partition
-        # routes what it skips again, handing nothing on.
-        for envelope, reading in islice(self._inputs, skip):
-            route(envelope, self._directory, rules, reading)
+        # routes what it skips again, handing nothing on (a reading changes neither).
+        for item in islice(self._inputs, skip):
+            if not isinstance(item, ReadingLine):
+                route(item[0], self._directory, rules, item[1])
         self._position = skip
         self._progress = progress
 
@@ -107,7 +118,7 @@ class _ReplayPartition(StatefulSourcePartition[SourceItem, int]):
             raise StopIteration
         self._position += len(batch)
         self._progress.advance(batch)
-        return route_chunk(batch, self._directory, self._rules, self._key_of)
+        return route_chunk(batch, self._directory, self._rules, self._key_of, self._share)
 
     def snapshot(self) -> int:
         return self._position
@@ -117,6 +128,9 @@ class ReplaySource(FixedPartitionedSource[SourceItem, int]):
     """The merged input files of a replay directory as one partition, routed as read.
 
     ``key_of`` names the accounts key of an account; ``batch`` is the lines of a chunk.
+    ``share``: in a cluster where every process reads the files, this process's share and
+    the name of its partition (``billing.engine.route_all``); without, the one partition is
+    in the process that is ``local``.
     """
 
     def __init__(
@@ -128,8 +142,10 @@ class ReplaySource(FixedPartitionedSource[SourceItem, int]):
         progress: TextIO | None = sys.stderr,
         local: bool = True,
         batch: int = BATCH,
+        share: tuple[str, Share] | None = None,
     ) -> None:
         self.batch = batch
+        self.share = share
         self.directory = directory
         self.rules = rules
         self.key_of = key_of
@@ -137,11 +153,17 @@ class ReplaySource(FixedPartitionedSource[SourceItem, int]):
         self.local = local
 
     def list_parts(self) -> list[str]:
-        """The one partition, in the process of a cluster that reads the files (``local``)."""
+        """The one partition, in the process of a cluster that reads the files (``local``).
+
+        With a share, this process's own partition: every process reads the files.
+        """
+        if self.share is not None:
+            return [self.share[0]]
         return ["replay"] if self.local else []
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
         progress = Progress(count_lines(self.directory), self.progress)
+        share = None if self.share is None else self.share[1]
         return _ReplayPartition(
-            self.directory, resume_state or 0, progress, self.rules, self.key_of, self.batch
+            self.directory, resume_state or 0, progress, self.rules, self.key_of, self.batch, share
         )

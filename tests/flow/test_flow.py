@@ -11,12 +11,13 @@ from billing.outputs import Row, TopicMessage, json_text
 from billing.rules import BillingRules
 from billing.sequential import run_sequential
 from pipelines.billing import build_billing_flow, build_routed_flow, full_topic_names
-from pipelines.replay import READER_SHARE, accounts_key
-from pipelines.replay_files import merged_envelopes
+from pipelines.replay import WRITER_SHARE, accounts_key, process_share
+from pipelines.replay_files import INPUT_FILES, merged_envelopes
 from pipelines.replay_source import ReplaySource
 from pipelines.routing import ORDER_KEYS, order_key
 from pipelines.topic_files import OUTPUT_TOPICS, TopicFileSink
 from tests.flow.conftest import BatchesSink, RunFlow
+from tests.hostile import corpus, input_directory
 from tests.paths import CONFORMANCE
 from tests.unit.test_bucket_workers import placement
 
@@ -214,20 +215,85 @@ def test_a_resumed_replay_source_routes_on_as_if_it_had_never_stopped() -> None:
 
 
 @pytest.mark.parametrize(("processes", "workers"), [(2, 1), (2, 2), (4, 2)])
-def test_a_replay_cluster_gives_the_reading_process_fewer_accounts(
+def test_a_replay_cluster_gives_the_writing_process_fewer_accounts(
     processes: int, workers: int
 ) -> None:
-    """Its workers bill READER_SHARE of another worker's accounts, by Bytewax's placement."""
+    """Its workers bill WRITER_SHARE of another worker's accounts, by Bytewax's placement."""
     key_of = accounts_key(processes, workers)
     total = processes * workers
     found = placement(list(ORDER_KEYS), total)
     accounts = [f"A{n:06d}" for n in range(40_000)]
     per_worker = Counter(found[key_of(a)] for a in accounts)
-    readers = range(total - workers, total)
-    reader_share = sum(per_worker[w] for w in readers) / len(accounts)
-    others = total - workers
-    reader, other = READER_SHARE
-    expected = workers * reader / (workers * reader + others * other)
-    assert abs(reader_share - expected) < 0.02, (reader_share, expected)
+    writer_share = sum(per_worker[w] for w in range(workers)) / len(accounts)
+    mine, other = WRITER_SHARE
+    expected = workers * mine / (workers * mine + (total - workers) * other)
+    assert abs(writer_share - expected) < 0.02, (writer_share, expected)
     assert set(per_worker) == set(range(total))  # every worker bills some
     assert accounts_key(1, 2) is order_key  # threads of one process share everything
+    for process in range(processes):  # each process's own keys are on its own workers
+        share = process_share(processes, workers, process)
+        assert share is not None
+        assert {found[key] // workers for key in share.keys} == {process}
+    assert process_share(1, 2, 0) is None
+    assert process_share(3, 1, 0) is None  # keys' places unknown: one process reads for all
+
+
+def _handed_on(source: ReplaySource, part: str) -> tuple[dict[str, list], list]:
+    """Everything a replay source's partition hands on: per key, and the refusals' outputs."""
+    keyed: dict[str, list] = {}
+    refused: list = []
+    partition = source.build_part("input", part, None)
+    while True:
+        try:
+            items = partition.next_batch()
+        except StopIteration:
+            return keyed, refused
+        for item in items:
+            if not isinstance(item, tuple):
+                refused += item
+                continue
+            keyed.setdefault(item[0], []).extend(
+                (
+                    account,
+                    routed.envelope.position,
+                    routed.envelope.raw,
+                    routed.envelope.payload,
+                    routed.envelope.received_at,
+                    routed.message,
+                    routed.verdict,
+                )
+                for account, routed in item[1]
+            )
+
+
+@pytest.mark.parametrize(("processes", "workers"), [(2, 1), (2, 2), (4, 2)])
+@pytest.mark.parametrize("name", ["sample1", "sample2", "hostile"])
+def test_every_process_of_a_cluster_hands_on_its_own_share_of_the_input(
+    name: str, processes: int, workers: int, tmp_path: Path
+) -> None:
+    """Every process reads the files; together they hand on what one reader would, once.
+
+    Each hands on only its own keys, in the same order and with the same envelopes
+    (received times too); the first alone hands on the refusals.
+    """
+    if name == "hostile":  # the hostile corpus of every topic after a valid input
+        directory = input_directory(tmp_path, {t: corpus(t) for t in INPUT_FILES})
+    else:
+        directory = CONFORMANCE / name
+    rules = BillingRules()
+    key_of = accounts_key(processes, workers)
+    whole, refusals = _handed_on(ReplaySource(directory, rules, key_of, progress=None), "replay")
+    assert refusals
+    combined: dict[str, list] = {}
+    for process in range(processes):
+        share = process_share(processes, workers, process)
+        assert share is not None
+        part = f"replay-{process}"
+        source = ReplaySource(directory, rules, key_of, progress=None, share=(part, share))
+        assert source.list_parts() == [part]
+        keyed, refused = _handed_on(source, part)
+        assert set(keyed) <= share.keys
+        assert not set(keyed) & set(combined)
+        combined.update(keyed)
+        assert refused == (refusals if process == 0 else [])
+    assert combined == whole

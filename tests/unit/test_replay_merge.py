@@ -4,12 +4,13 @@ import json
 import random
 import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.merge import EPOCH
+from billing.merge import EPOCH, ReadingLine, line_input
 from billing.messages import TOPIC_ORDER, Envelope, message_ts, parse_message
 from billing.rules import BillingRules
 from pipelines.replay_files import (
@@ -20,6 +21,7 @@ from pipelines.replay_files import (
 )
 
 RULES = BillingRules()
+BERLIN = BillingRules(zone=ZoneInfo("Europe/Berlin"))
 
 
 def _reference(directory: Path) -> list[tuple[str, object]]:
@@ -106,3 +108,16 @@ def test_the_merge_is_the_rule_for_equal_instants_and_any_bytes(files: list[list
         ):
             assert envelope == expected
             assert reading is None or reading == parse_message(expected, RULES)
+        # And light (a process billing some accounts): a usual reading line of text is made
+        # only when asked, and is then what the merge would have made, in any zone.
+        for rules in (RULES, BERLIN):
+            for item, expected in zip(
+                merged_inputs(directory, rules, light=True), general, strict=True
+            ):
+                if isinstance(item, ReadingLine):
+                    assert item.meter_id == expected.payload["meter_id"]
+                    assert item.ts == message_ts(expected)
+                    item = line_input(item, rules)
+                envelope, reading = item
+                assert envelope == expected
+                assert reading is None or reading == parse_message(expected, rules)

@@ -69,7 +69,8 @@ def _replay(
     from wattpay.summary import print_summary
 
     leader = args.process_id in (None, 0)
-    # The last process of a cluster reads the files; the first writes ClickHouse.
+    # The first process of a cluster writes ClickHouse; every one reads the files (the last
+    # reads for all when the keys' places are not known: ``pipelines.replay``).
     processes = args.processes if args.addresses is None else len(str(args.addresses).split(";"))
     reader = (args.process_id or 0) == processes - 1
     out = directory / "out"
@@ -87,6 +88,7 @@ def _replay(
         workers=args.workers,
         processes=processes,
         progress=progress,
+        process_id=args.process_id or 0,
     )
     run_replay_cluster(flow, args, cluster)
     elapsed = time.monotonic() - started
