@@ -38,10 +38,24 @@ def parse_ts(value: object, zone: tzinfo = LOCAL_ZONE) -> datetime:
     """
     if not isinstance(value, str):
         raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
-    return _parse_text(value, zone)
+    parsed = _PARSED.get(zone)
+    if parsed is None:
+        parsed = _PARSED[zone] = {}
+    moment = parsed.get(value)
+    if moment is None:
+        moment = _parse_text(value, zone)  # raises for an invalid text, which is not kept
+        if len(parsed) >= _PARSED_TEXTS:
+            parsed.clear()
+        parsed[value] = moment
+    return moment
 
 
-@lru_cache(maxsize=4096)
+_PARSED: dict[tzinfo, dict[str, datetime]] = {}
+"""Valid texts parsed in each zone: a dict looked up in C, not a cached call."""
+_PARSED_TEXTS = 4096
+"""The most kept per zone (a day of quarter-hour stamps is 96): then it starts again."""
+
+
 def _parse_text(value: str, zone: tzinfo) -> datetime:
     if not _ISO_SHAPE.fullmatch(value):
         raise TimestampError(f"not an ISO-8601 timestamp: {excerpt(value)}")
