@@ -266,8 +266,87 @@ def _handed_on(source: ReplaySource, part: str) -> tuple[dict[str, list], list]:
             )
 
 
+def _moved_meters(directory: Path, processes: int, workers: int) -> Path:
+    """A meter that goes from one account to another billed by another process, and back.
+
+    M1 is A's, then nobody's (its readings refused), then B's, then C's by a meter
+    replacement; A, B and C are billed by different processes where there are three.
+    """
+    key_of = accounts_key(processes, workers)
+    shares = [process_share(processes, workers, p) for p in range(processes)]
+
+    def place(account: str) -> int:
+        return next(p for p, share in enumerate(shares) if key_of(account) in share.keys)  # type: ignore[union-attr]
+
+    accounts = [f"A{n:03d}" for n in range(1000)]
+    a = accounts[0]
+    b = next(x for x in accounts if place(x) != place(a))
+    others = [x for x in accounts if x != a and place(x) != place(b)]
+    c = next((x for x in others if place(x) != place(a)), others[0])  # a third, where there is one
+    day = "2026-03-02T"
+    events = [
+        {
+            "type": "open",
+            "account_id": a,
+            "meter_id": "M1",
+            "plan": "zhejiang-tou",
+            "ts": f"{day}00:00:00+08:00",
+            "opening_balance": "20.00",
+        },
+        {
+            "type": "open",
+            "account_id": c,
+            "meter_id": "M2",
+            "plan": "zhejiang-tiered",
+            "ts": f"{day}00:00:00+08:00",
+            "opening_balance": "20.00",
+        },
+        {"type": "close", "account_id": a, "ts": f"{day}06:00:00+08:00", "final_kwh": "106.000"},
+        {
+            "type": "open",
+            "account_id": b,
+            "meter_id": "M1",
+            "plan": "zhejiang-tiered",
+            "ts": f"{day}08:00:00+08:00",
+            "opening_balance": "5.00",
+        },
+        {"type": "close", "account_id": b, "ts": f"{day}12:00:00+08:00", "final_kwh": "112.000"},
+        {
+            "type": "replace_meter",
+            "account_id": c,
+            "old_meter_id": "M2",
+            "old_final_kwh": "214.000",
+            "new_meter_id": "M1",
+            "new_initial_kwh": "112.000",
+            "ts": f"{day}14:00:00+08:00",
+        },
+    ]
+    readings = []
+    for quarter in range(0, 18 * 4 + 1):
+        ts = f"{day}{quarter // 4:02d}:{quarter % 4 * 15:02d}:00+08:00"
+        readings.append({"meter_id": "M1", "ts": ts, "energy_kwh": f"{100 + quarter / 4:.3f}"})
+        readings.append({"meter_id": "M2", "ts": ts, "energy_kwh": f"{200 + quarter / 4:.3f}"})
+        if quarter % 7 == 0:  # not the usual line: read by every process, billed by one
+            readings.append({"meter_id": "M1", "ts": ts, "energy_kwh": "1e2", "note": "x"})
+    payments = [
+        {
+            "type": "topup",
+            "payment_id": f"P-{account}",
+            "account_id": account,
+            "amount": "50.00",
+            "channel": "app",
+            "ts": f"{day}{hour}:30:00+08:00",
+        }
+        for account, hour in ((a, "03"), (b, "09"), (c, "15"), (a, "10"))
+    ]
+    for name, lines in (("accounts", events), ("readings", readings), ("payments", payments)):
+        text = "".join(json.dumps(line) + "\n" for line in lines)
+        (directory / INPUT_FILES[name]).write_text(text, encoding="utf-8")
+    return directory
+
+
 @pytest.mark.parametrize(("processes", "workers"), [(2, 1), (2, 2), (4, 2)])
-@pytest.mark.parametrize("name", ["sample1", "sample2", "hostile"])
+@pytest.mark.parametrize("name", ["sample1", "sample2", "hostile", "moved"])
 def test_every_process_of_a_cluster_hands_on_its_own_share_of_the_input(
     name: str, processes: int, workers: int, tmp_path: Path
 ) -> None:
@@ -278,6 +357,8 @@ def test_every_process_of_a_cluster_hands_on_its_own_share_of_the_input(
     """
     if name == "hostile":  # the hostile corpus of every topic after a valid input
         directory = input_directory(tmp_path, {t: corpus(t) for t in INPUT_FILES})
+    elif name == "moved":
+        directory = _moved_meters(tmp_path, processes, workers)
     else:
         directory = CONFORMANCE / name
     rules = BillingRules()
