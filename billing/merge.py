@@ -45,15 +45,13 @@ class ReadingLine:
     """
 
     number: int
-    text: str
     match: re.Match[str]
     meter_id: str
     ts: datetime
     received_at: datetime
 
-    def __init__(self, number: int, text: str, match: re.Match[str], ts: datetime) -> None:
+    def __init__(self, number: int, match: re.Match[str], ts: datetime) -> None:
         self.number = number
-        self.text = text
         self.match = match
         self.meter_id = match.group("meter")
         self.ts = ts  # the instant, in LOCAL_ZONE (as ``message_ts`` reads it)
@@ -75,7 +73,7 @@ def line_input(line: ReadingLine, rules: BillingRules) -> tuple[Envelope, Readin
     assert parsed is not None  # noqa: S101 - its timestamp parsed when it was merged
     payload, reading = parsed
     position = f"{READINGS}:{line.number}"
-    return Envelope(READINGS, position, line.text, line.received_at, payload), reading
+    return Envelope(READINGS, position, line.match.string, line.received_at, payload), reading
 
 
 def merge_streams(
@@ -137,7 +135,7 @@ def _head(topic: str, lines: Lines, rules: BillingRules | None, light: bool) -> 
                 except TimestampError:
                     moment = None  # refused by the general path, with its reason
                 if moment is not None:
-                    item = ReadingLine(number, line, match, moment)
+                    item = ReadingLine(number, match, moment)
                     return (1, moment, order, lines, moment, item, topic)
         parsed = None
         if rules is not None:

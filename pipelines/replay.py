@@ -49,19 +49,14 @@ def build_replay_flow(
     """
     rules = replace(settings.rules, command_results=has_command_results(directory))
     share = process_share(processes, workers, process_id)
-    if share is None:
-        source = ReplaySource(
-            directory, rules, accounts_key(processes, workers), progress=progress, local=reader
-        )
-    else:
-        shown = progress if process_id == 0 else None
-        source = ReplaySource(
-            directory,
-            rules,
-            accounts_key(processes, workers),
-            progress=shown,
-            share=(f"replay-{process_id}", share),
-        )
+    source = ReplaySource(
+        directory,
+        rules,
+        accounts_key(processes, workers),
+        progress=progress if share is None or process_id == 0 else None,
+        local=reader,
+        share=None if share is None else (f"replay-{process_id}", share),
+    )
     return build_routed_flow(
         rules,
         source=source,
