@@ -158,6 +158,11 @@ def is_end_of_partition(error: KafkaError) -> bool:
     return error.code() == KafkaError._PARTITION_EOF
 
 
+def is_broker_lost(error: KafkaError) -> bool:
+    """True for a client error saying a broker connection failed or every broker is down."""
+    return error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+
+
 def topic_names(settings: Settings, topics: Iterable[Topic] = CATALOGUE) -> list[str]:
     """Full topic names (with the configured prefix), every topic of the catalogue by default."""
     return [settings.topic(t.name) for t in topics]
@@ -391,7 +396,11 @@ class PartitionEnds:
     can end in an offset gap, below that high watermark, where no end-of-partition event
     ever comes. So a partition counts as at its end when the broker said so since its last
     record, or when it has sent nothing at all for ``quiet`` seconds while being read. A
-    slow broker taken for an end costs nothing: the next record makes it live again.
+    slow broker taken for an end costs a reader that counts messages nothing (the next
+    record makes it live again), but a reader that merges partitions in order applies
+    the others' later messages first. Such a reader gives a partition that has not
+    answered at all since it was assigned (no record, no end: a broker still starting, or
+    slow to read a backlog from its restarted store) ``first_quiet`` seconds instead.
     """
 
     def __init__(
@@ -399,13 +408,16 @@ class PartitionEnds:
         keys: Iterable[Any],
         *,
         quiet: float = QUIET_SECONDS,
+        first_quiet: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.quiet = quiet
+        self.first_quiet = quiet if first_quiet is None else first_quiet
         self._clock = clock
         now = clock()
         self._heard: dict[Any, float] = dict.fromkeys(keys, now)
         self._ended: set[Any] = set()
+        self._answered: set[Any] = set()
 
     @property
     def keys(self) -> list[Any]:
@@ -416,14 +428,19 @@ class PartitionEnds:
         """A record of ``key`` was read: more may follow."""
         self._heard[key] = self._clock()
         self._ended.discard(key)
+        self._answered.add(key)
 
     def end(self, key: Any) -> None:  # noqa: ANN401
         """The broker reported the end of ``key``."""
         self._heard[key] = self._clock()
         self._ended.add(key)
+        self._answered.add(key)
 
     def restart(self) -> None:
-        """Forget the ends seen so far: read until each partition reports or falls silent again."""
+        """Forget the ends seen so far: read until each partition reports or falls silent again.
+
+        A partition that answered before keeps the ordinary ``quiet`` time.
+        """
         now = self._clock()
         self._ended.clear()
         for key in self._heard:
@@ -434,8 +451,14 @@ class PartitionEnds:
         return key in self._ended or self.silent(key)
 
     def silent(self, key: Any) -> bool:  # noqa: ANN401
-        """Nothing from ``key`` (no record, no end) for ``quiet`` seconds."""
-        return key not in self._ended and self._clock() - self._heard[key] >= self.quiet
+        """Nothing from ``key`` (no record, no end) for ``quiet`` seconds.
+
+        ``first_quiet`` seconds while it has never answered.
+        """
+        if key in self._ended:
+            return False
+        quiet = self.quiet if key in self._answered else self.first_quiet
+        return self._clock() - self._heard[key] >= quiet
 
     @property
     def all_at_end(self) -> bool:

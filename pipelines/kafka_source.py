@@ -9,6 +9,14 @@ caught up, messages are applied in arrival order (S14.1 "live mode").
 
 The position (next offset per partition) is the resume state Bytewax snapshots with every
 epoch, so recovery re-reads exactly what the snapshot's state has not seen.
+
+A partition counts as read to its end when the broker said so, or when it has been silent
+for a while (``bus.kafka.PartitionEnds``). Both can be wrong for a moment around a broker
+restart: an end reported before the broker went away says nothing of what landed since,
+and a partition the restarted broker is slow to serve is silent. So a lost broker
+connection makes every partition report again (a fresh end, a record or fresh silence),
+and a partition that has not answered at all since the source started holds the merge for
+``FIRST_ANSWER_SECONDS`` before it counts as at its end.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from billing.clock import LOCAL_ZONE
 from billing.messages import TOPIC_ORDER, Envelope, message_ts
 from bus.kafka import (
+    KafkaError,
     Message,
     PartitionEnds,
     assign,
     consumer_lag,
+    is_broker_lost,
     is_end_of_partition,
     new_consumer,
 )
@@ -38,6 +48,9 @@ POLL_BATCH = 2000
 GAP_SECONDS = 5.0
 """A partition silent this long counts as caught up: it may sit in an offset gap, where the
 embedded broker never reports an end (``bus.kafka.PartitionEnds``), and must not stop billing."""
+FIRST_ANSWER_SECONDS = 30.0
+"""How long a partition that has sent neither a record nor its end since the source started
+holds the merge: its broker may still be reading a backlog from a store that restarted."""
 LAG_EVERY_SECONDS = 1.0
 RECEIVE_MAX_BYTES = 2**31 - 1  # librdkafka's maximum
 EMIT_LIMIT = 5000
@@ -65,8 +78,12 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
             config,
             "wattpay-billing-input",
             end_of_partition=True,
-            extra={"receive.message.max.bytes": str(RECEIVE_MAX_BYTES)},
+            extra={
+                "receive.message.max.bytes": str(RECEIVE_MAX_BYTES),
+                "error_cb": self._client_error,
+            },
         )
+        self._broker_lost = False
         self._positions: dict[str, int] = dict(resume or {})
         self._buffers: dict[str, deque[_Head]] = {}
         self._sequence = count()
@@ -84,7 +101,14 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 self._buffers[key] = deque()
                 assignments.append((full, partition, offset))
         assign(self._consumer, assignments)
-        self._ends = PartitionEnds(self._buffers, quiet=GAP_SECONDS)
+        self._ends = PartitionEnds(
+            self._buffers, quiet=GAP_SECONDS, first_quiet=FIRST_ANSWER_SECONDS
+        )
+
+    def _client_error(self, error: KafkaError) -> None:
+        """Called by the client within ``consume``: a broker gone means ends gone stale."""
+        if is_broker_lost(error):
+            self._broker_lost = True
 
     def next_batch(self) -> list[Envelope]:
         messages = self._consumer.consume(POLL_BATCH, 0.05)
@@ -99,6 +123,9 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 raise RuntimeError(f"consuming {key}: {error}")
             self._ends.record(key)
             self._buffers[key].append(self._head(key, message, received_at))
+        if self._broker_lost:
+            self._broker_lost = False
+            self._ends.restart()
         emitted = self._emit()
         if self._metrics is not None and time.monotonic() >= self._lag_at:
             self._lag_at = time.monotonic() + LAG_EVERY_SECONDS

@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
@@ -40,9 +41,13 @@ Message = tuple[str, bytes | None, bytes]
 
 
 def feed_messages(directory: Path) -> list[Message]:
-    """The example set in processing order, then an account opening that marks the end."""
+    """The example set in processing order, then an account opening that marks the end.
+
+    The opening is a minute later than every input: a flow that catches up merges by
+    timestamp, and on a tie it would take the opening before the last readings (S14.1).
+    """
     messages: list[Message] = []
-    last_ts = ""
+    last_ts: datetime | None = None
     for envelope in merged_envelopes(directory):
         payload = envelope.payload if isinstance(envelope.payload, dict) else {}
         field = "meter_id" if envelope.topic == "readings" else "account_id"
@@ -50,13 +55,19 @@ def feed_messages(directory: Path) -> list[Message]:
         messages.append(
             (f"wattpay.{envelope.topic}", str(key).encode() if key else None, envelope.raw.encode())
         )
-        last_ts = max(last_ts, str(payload.get("ts", "")))
+        try:
+            ts = datetime.fromisoformat(str(payload.get("ts")))
+        except ValueError:
+            continue
+        if ts.tzinfo is not None and (last_ts is None or ts > last_ts):
+            last_ts = ts
+    assert last_ts is not None, "no input with a timestamp"
     end = {
         "type": "open",
         "account_id": SENTINEL,
         "meter_id": "M-ZZ-END",
         "plan": "zhejiang-tiered",
-        "ts": last_ts,
+        "ts": (last_ts + timedelta(minutes=1)).isoformat(),
     }
     messages.append(("wattpay.accounts", SENTINEL.encode(), json.dumps(end).encode()))
     return messages

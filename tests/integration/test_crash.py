@@ -156,8 +156,11 @@ def opening_balances(fed: list[bytes]) -> dict[str, Decimal]:
 
 
 def assert_same_money(got: Outcome, want: Outcome) -> None:
+    # On a difference, say what else differs and what the run went through.
+    events = [line for line in got.log.splitlines() if "restart" in line or "exited" in line]
+    context = f"intervals {got.tables['intervals']} vs {want.tables['intervals']}; {events}"
     for table in COMPARED:
-        assert got.tables[table] == want.tables[table], table
+        assert got.tables[table] == want.tables[table], f"{table}: {context}"
     # Every input on its topic: the feed lost none. A copy the broker kept twice is rejected,
     # once per copy, and nothing else is; with no copy the rejections are the reference's:
     # the same inputs for the same reasons. Not the same ids: an id holds its input's offset,
