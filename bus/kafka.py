@@ -158,9 +158,12 @@ def is_end_of_partition(error: KafkaError) -> bool:
     return error.code() == KafkaError._PARTITION_EOF
 
 
-def is_broker_lost(error: KafkaError) -> bool:
-    """True for a client error saying a broker connection failed or every broker is down."""
-    return error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+def is_every_broker_down(error: KafkaError) -> bool:
+    """True for the client error saying it has lost every broker connection.
+
+    Not for one connection closed (``_TRANSPORT``), which a broker does to an idle client.
+    """
+    return error.code() == KafkaError._ALL_BROKERS_DOWN
 
 
 def topic_names(settings: Settings, topics: Iterable[Topic] = CATALOGUE) -> list[str]:

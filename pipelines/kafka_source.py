@@ -13,10 +13,10 @@ epoch, so recovery re-reads exactly what the snapshot's state has not seen.
 A partition counts as read to its end when the broker said so, or when it has been silent
 for a while (``bus.kafka.PartitionEnds``). Both can be wrong for a moment around a broker
 restart: an end reported before the broker went away says nothing of what landed since,
-and a partition the restarted broker is slow to serve is silent. So a lost broker
-connection makes every partition report again (a fresh end, a record or fresh silence),
-and a partition that has not answered at all since the source started holds the merge for
-``FIRST_ANSWER_SECONDS`` before it counts as at its end.
+and a partition the restarted broker is slow to serve is silent. So once every broker was
+lost, the first answer after it makes every partition report again (a fresh end, a record
+or fresh silence), and a partition that has not answered at all since the source started
+holds the merge for ``FIRST_ANSWER_SECONDS`` before it counts as at its end.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from bus.kafka import (
     PartitionEnds,
     assign,
     consumer_lag,
-    is_broker_lost,
     is_end_of_partition,
+    is_every_broker_down,
     new_consumer,
 )
 from pipelines.metrics import Metrics
@@ -107,12 +107,16 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
 
     def _client_error(self, error: KafkaError) -> None:
         """Called by the client within ``consume``: a broker gone means ends gone stale."""
-        if is_broker_lost(error):
+        if is_every_broker_down(error):
             self._broker_lost = True
 
     def next_batch(self) -> list[Envelope]:
+        lost = self._broker_lost  # set by the client within an earlier ``consume``
         messages = self._consumer.consume(POLL_BATCH, 0.05)
         received_at = datetime.now(LOCAL_ZONE)  # one instant for what one poll returned
+        if lost and messages:  # the first answer since every broker was lost
+            self._broker_lost = False
+            self._ends.restart()
         for message in messages:
             key = f"{message.topic()}:{message.partition()}"
             error = message.error()
@@ -123,9 +127,6 @@ class _MergedPartition(StatefulSourcePartition[Envelope, dict[str, int]]):
                 raise RuntimeError(f"consuming {key}: {error}")
             self._ends.record(key)
             self._buffers[key].append(self._head(key, message, received_at))
-        if self._broker_lost:
-            self._broker_lost = False
-            self._ends.restart()
         emitted = self._emit()
         if self._metrics is not None and time.monotonic() >= self._lag_at:
             self._lag_at = time.monotonic() + LAG_EVERY_SECONDS
