@@ -10,10 +10,11 @@ bucket, so no reading crosses processes; only their rows go to the first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bytewax.dataflow import Dataflow
 
@@ -39,13 +40,15 @@ def build_replay_flow(
     processes: int = 1,
     progress: TextIO | None = None,
     process_id: int = 0,
+    ready: Future[Any] | None = None,
 ) -> Dataflow:
     """The billing dataflow over ``directory``: rows to ClickHouse, messages to ``DIR/out``.
 
     S14.16: with a relay results file, only its results confirm cuts; without, a grace does.
     In a cluster whose accounts keys' places are known (2, 4 or 8 workers in all), every
     process reads the files and bills its own accounts (``process_share``); otherwise the
-    ``reader`` reads and routes for all.
+    ``reader`` reads and routes for all. ``ready``: what the inserts wait for (the tables
+    being migrated meanwhile, ``store.clickhouse.open_migrated``).
     """
     rules = replace(settings.rules, command_results=has_command_results(directory))
     share = process_share(processes, workers, process_id)
@@ -65,6 +68,7 @@ def build_replay_flow(
             writers=workers if leader else 0,
             max_rows=settings.batch_rows,
             max_seconds=REPLAY_INSERT_SECONDS,
+            ready=ready,
         ),
         messages=TopicFileSink(directory / "out", settings.topic_prefix, local=leader),
         topic_prefix=settings.topic_prefix,
@@ -110,19 +114,24 @@ def process_share(processes: int, workers: int, process_id: int) -> Share | None
 
 
 def accounts_key(processes: int, workers: int) -> Callable[[str], str]:
-    """How the replay keys an account: by order bucket, fewer of them where rows are written.
+    """How the replay keys an account: one key per worker, fewer accounts where rows are written.
 
-    The order buckets' names put bucket b on worker b mod n for n = 2, 4 and 8 workers
-    (``pipelines.routing``); in a cluster the first process writes ClickHouse and the
-    topic files, so its workers get fewer accounts (``WRITER_SHARE``). The keys never
-    outlive the run (a replay is not recovered), so they can depend on the layout.
+    Every key is a call of the accounts step per chunk read and a batch of rows to turn into
+    columns, so a worker gets one key for all its accounts: with one worker in all, 5–8 %
+    less time than a key per order bucket (BENCHMARKS.md, step 14). The order buckets' names
+    put bucket b on worker b mod n for n = 2, 4 and 8 workers (``pipelines.routing``), so
+    bucket w's name is worker w's key; in a cluster the first process writes ClickHouse and
+    the topic files, so its workers get fewer accounts (``WRITER_SHARE``). For other counts
+    of workers, where the names' places are not known, the order buckets' own keys. The keys
+    never outlive the run (a replay is not recovered), so they can depend on the layout.
     """
     total = processes * workers
-    if processes == 1 or total not in (2, 4, 8):
+    if total not in (1, 2, 4, 8):
         return order_key
     table: list[str] = []
-    for bucket, key in enumerate(ORDER_KEYS):
-        table += [key] * WRITER_SHARE[0 if bucket % total < workers else 1]
+    for bucket in range(len(ORDER_KEYS)):
+        weight = 1 if processes == 1 else WRITER_SHARE[0 if bucket % total < workers else 1]
+        table += [ORDER_KEYS[bucket % total]] * weight
     return partial(_weighted_key, tuple(table))
 
 

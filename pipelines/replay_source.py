@@ -162,7 +162,9 @@ class ReplaySource(FixedPartitionedSource[SourceItem, int]):
         return ["replay"] if self.local else []
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
-        progress = Progress(count_lines(self.directory), self.progress)
+        # The lines are counted for the progress report only (a pass over every file).
+        total = 0 if self.progress is None else count_lines(self.directory)
+        progress = Progress(total, self.progress)
         share = None if self.share is None else self.share[1]
         return _ReplayPartition(
             self.directory, resume_state or 0, progress, self.rules, self.key_of, self.batch, share

@@ -31,6 +31,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
@@ -619,6 +620,30 @@ class ClickHouseStore:
         params = dict(parameters) if parameters else None
         result = self._call(lambda c: c.query(sql, parameters=params, settings=settings))
         return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+
+def open_migrated(dsn: str) -> Future[ClickHouseStore]:
+    """Open ``dsn`` and apply its pending migrations on a thread; the future holds the store.
+
+    Opening chdb and the DDL mostly run without the interpreter lock, so a replay reads and
+    bills its first lines meanwhile (BENCHMARKS.md, step 14). The store stays open for the
+    caller to close; a failure is the future's exception, with the store already closed.
+    """
+    prepared: Future[ClickHouseStore] = Future()
+
+    def prepare() -> None:
+        store = ClickHouseStore(dsn)
+        try:
+            store.connect()
+            store.migrate()
+        except BaseException as ex:  # noqa: BLE001 - handed to whoever waits for the store
+            store.close()
+            prepared.set_exception(ex)
+            return
+        prepared.set_result(store)
+
+    threading.Thread(target=prepare, name="clickhouse-migrate", daemon=True).start()
+    return prepared
 
 
 class BatchWriter:

@@ -229,13 +229,32 @@ def test_a_replay_cluster_gives_the_writing_process_fewer_accounts(
     expected = workers * mine / (workers * mine + (total - workers) * other)
     assert abs(writer_share - expected) < 0.02, (writer_share, expected)
     assert set(per_worker) == set(range(total))  # every worker bills some
-    assert accounts_key(1, 2) is order_key  # threads of one process share everything
+    assert len({key_of(a) for a in accounts}) == total  # one key per worker
     for process in range(processes):  # each process's own keys are on its own workers
         share = process_share(processes, workers, process)
         assert share is not None
         assert {found[key] // workers for key in share.keys} == {process}
     assert process_share(1, 2, 0) is None
     assert process_share(3, 1, 0) is None  # keys' places unknown: one process reads for all
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4, 8, 3])
+def test_one_replay_process_keys_its_accounts_once_per_worker_evenly(workers: int) -> None:
+    """Threads of one process share everything: their accounts are spread evenly, a key each."""
+    key_of = accounts_key(1, workers)
+    accounts = [f"A{n:06d}" for n in range(40_000)]
+    if workers == 3:  # the names' places are not known: the order buckets' own keys
+        assert key_of is order_key
+        return
+    found = placement(list(ORDER_KEYS), workers)
+    keys = Counter(key_of(a) for a in accounts)
+    assert len(keys) == workers
+    assert sorted(found[key] for key in keys) == list(range(workers))
+    for key, count in keys.items():
+        assert abs(count / len(accounts) - 1 / workers) < 0.02, (key, count)
+        # the worker each account's order bucket is placed on, as with a key per bucket
+        mine = ORDER_KEYS[found[key] :: workers]
+        assert all(order_key(a) in mine for a in accounts[:500] if key_of(a) == key)
 
 
 def _handed_on(source: ReplaySource, part: str) -> tuple[dict[str, list], list]:

@@ -42,13 +42,18 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
-def test_a_cluster_whose_first_process_cannot_start_ends_the_others(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("processes", "workers"), [(3, 1), (1, 1), (1, 2)])
+def test_a_replay_whose_clickhouse_cannot_be_opened_ends_with_the_reason(
+    tmp_path: Path, processes: int, workers: int
+) -> None:
     # The other processes are started before the first opens ClickHouse; when that fails
     # they are ended with it, and none is left waiting for a first process that never listens.
+    # One process opens it while its flow starts reading: the flow ends with that reason.
     (tmp_path / "readings.jsonl").write_text("{}\n", encoding="utf-8")
     unreachable = f"http://127.0.0.1:{free_port()}/"
+    layout = ["--processes", str(processes), "--workers", str(workers)]
     done = subprocess.run(
-        [*WATTPAY, "replay", str(tmp_path), "--processes", "3", "--clickhouse", unreachable],
+        [*WATTPAY, "replay", str(tmp_path), *layout, "--clickhouse", unreachable],
         capture_output=True,
         text=True,
         timeout=120,

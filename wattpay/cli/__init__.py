@@ -28,8 +28,11 @@ from wattpay.cli.publish import add_publish_commands
 from wattpay.cli.web import add_web_commands
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from config.settings import Settings
     from pipelines.cluster import Cluster
+    from store.clickhouse import ClickHouseStore
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -63,20 +66,46 @@ def _replay(
     args: argparse.Namespace, settings: Settings, directory: Path, cluster: Cluster | None
 ) -> int:
     """The replay of one process: the first also migrates ClickHouse and prints the summary."""
+    from store.clickhouse import open_migrated
+
+    leader = args.process_id in (None, 0)
+    # The first process of a cluster writes ClickHouse, opened and migrated on a thread
+    # while the flow starts reading; every process reads the files (the last reads for all
+    # when the keys' places are not known: ``pipelines.replay``).
+    prepared = open_migrated(settings.clickhouse_dsn) if leader else None
+    if prepared is not None and cluster is not None:
+        # A cluster's processes abort together when one fails while they run: the first
+        # fails before it listens, so the others are ended with a clear reason.
+        prepared.result()
+    try:
+        return _replay_flow(args, settings, directory, cluster, prepared)
+    except Exception:
+        failure = prepared.exception() if prepared is not None and prepared.done() else None
+        if failure is not None:
+            raise failure from None  # the cause, not the flow's report of it
+        raise
+    finally:
+        if prepared is not None and prepared.done() and prepared.exception() is None:
+            prepared.result().close()
+
+
+def _replay_flow(
+    args: argparse.Namespace,
+    settings: Settings,
+    directory: Path,
+    cluster: Cluster | None,
+    prepared: Future[ClickHouseStore] | None,
+) -> int:
     from pipelines.cluster import run_replay_cluster
     from pipelines.replay import build_replay_flow
     from store.clickhouse import ClickHouseStore
     from wattpay.summary import print_summary
 
-    leader = args.process_id in (None, 0)
-    # The first process of a cluster writes ClickHouse; every one reads the files (the last
-    # reads for all when the keys' places are not known: ``pipelines.replay``).
+    leader = prepared is not None
     processes = args.processes if args.addresses is None else len(str(args.addresses).split(";"))
     reader = (args.process_id or 0) == processes - 1
     out = directory / "out"
     if leader:
-        with ClickHouseStore(settings.clickhouse_dsn) as store:
-            store.migrate()
         shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
     progress = None if args.quiet else sys.stderr
@@ -89,6 +118,7 @@ def _replay(
         processes=processes,
         progress=progress,
         process_id=args.process_id or 0,
+        ready=prepared,
     )
     run_replay_cluster(flow, args, cluster)
     elapsed = time.monotonic() - started
