@@ -8,8 +8,11 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.error import HTTPError, URLError
@@ -28,8 +31,6 @@ from wattpay.cli.publish import add_publish_commands
 from wattpay.cli.web import add_web_commands
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from config.settings import Settings
     from pipelines.cluster import Cluster
     from store.clickhouse import ClickHouseStore
@@ -73,12 +74,15 @@ def _replay(
     # while the flow starts reading; every process reads the files (the last reads for all
     # when the keys' places are not known: ``pipelines.replay``).
     prepared = open_migrated(settings.clickhouse_dsn) if leader else None
+    ready = prepared
     if prepared is not None and cluster is not None:
-        # A cluster's processes abort together when one fails while they run: the first
-        # fails before it listens, so the others are ended with a clear reason.
-        prepared.result()
+        # Bytewax aborts every process of a cluster when one fails while they run, with
+        # no reason given: if ClickHouse cannot be opened, the first process ends the
+        # others and itself with the reason, and its sink is never told.
+        ready = Future()
+        prepared.add_done_callback(partial(_ready_or_end, ready, cluster, args.debug))
     try:
-        return _replay_flow(args, settings, directory, cluster, prepared)
+        return _replay_flow(args, settings, directory, cluster, ready)
     except Exception:
         failure = prepared.exception() if prepared is not None and prepared.done() else None
         if failure is not None:
@@ -87,6 +91,24 @@ def _replay(
     finally:
         if prepared is not None and prepared.done() and prepared.exception() is None:
             prepared.result().close()
+
+
+def _ready_or_end(
+    ready: Future[ClickHouseStore], cluster: Cluster, debug: bool, prepared: Future[ClickHouseStore]
+) -> None:
+    """The store for a cluster's sink, or, if it could not be prepared, the end of the cluster."""
+    failure = prepared.exception()
+    if failure is None:
+        ready.set_result(prepared.result())
+        return
+    cluster.stop()
+    if debug:
+        traceback.print_exception(failure)
+        code = 1
+    else:
+        code = report_failure("wattpay replay", failure)
+    sys.stderr.flush()
+    os._exit(code)  # the flow is running on the main thread: nothing else would end it
 
 
 def _replay_flow(
@@ -449,15 +471,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        command = f"wattpay {args.command}"
-        if isinstance(err, OperatorError):
-            # A settings error lists every problem, one per line; the rest fit on one line.
-            text = str(err) if len(getattr(err, "problems", ())) > 1 else " ".join(str(err).split())
-            print(f"{command}: {text}", file=sys.stderr)
-            return 2
-        reason = " ".join(str(err).split()) or "no details"
-        print(f"{command}: {type(err).__name__}: {reason} (--debug shows where)", file=sys.stderr)
-        return 1
+        return report_failure(f"wattpay {args.command}", err)
+
+
+def report_failure(command: str, err: BaseException) -> int:
+    """Print why ``command`` failed on one line (a settings error: a line per problem).
+
+    Returns the exit code: 2 for what the operator can mend (``OperatorError``), else 1.
+    """
+    if isinstance(err, OperatorError):
+        text = str(err) if len(getattr(err, "problems", ())) > 1 else " ".join(str(err).split())
+        print(f"{command}: {text}", file=sys.stderr, flush=True)
+        return 2
+    reason = " ".join(str(err).split()) or "no details"
+    print(
+        f"{command}: {type(err).__name__}: {reason} (--debug shows where)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
 
 
 if __name__ == "__main__":
