@@ -195,6 +195,14 @@ def free_ports() -> dict[str, int]:
     return {name: free_port() for name in ("query", "metrics", "billing", "web")}
 
 
+PORT_TAKEN = "a port is already in use"
+"""What ``wattpay up`` says when a port it was given is bound by someone else."""
+FIRST_START_ATTEMPTS = 3
+"""A test's ports are drawn free, but another test running beside it may bind one of them
+before ``wattpay up`` does: a first start that meets one taken draws new ports and tries
+again. A restart keeps its ports (it must be able to bind them again)."""
+
+
 def up_command(
     dsn: str, ports: dict[str, int], *extra: str, config: Path | None = None
 ) -> list[str]:
@@ -236,15 +244,31 @@ class Instance:
         """Start ``wattpay up`` (with settings file ``config`` if given) and wait for it."""
         state_file = self.work / ".wattpay" / "up.json"
         state_file.unlink(missing_ok=True)
-        self.log = (self.work / "up.log").open("ab")
-        self.process = subprocess.Popen(
-            up_command(f"chdb://{self.work / 'clickhouse'}", self.ports, *extra, config=config),
-            cwd=self.work,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=up_environment(self.ports),
-        )
-        wait_until(state_file.exists, 60, "wattpay up to write its state file")
+        attempts = FIRST_START_ATTEMPTS if self.process is None else 1
+        for attempt in range(1, attempts + 1):
+            log_path = self.work / "up.log"
+            started_at = log_path.stat().st_size if log_path.exists() else 0
+            self.log = log_path.open("ab")
+            self.process = subprocess.Popen(
+                up_command(f"chdb://{self.work / 'clickhouse'}", self.ports, *extra, config=config),
+                cwd=self.work,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                env=up_environment(self.ports),
+            )
+            process = self.process
+            wait_until(
+                lambda p=process: state_file.exists() or p.poll() is not None,
+                60,
+                "wattpay up to write its state file",
+            )
+            if process.poll() is None:
+                break
+            self.log.close()
+            said = log_path.read_bytes()[started_at:].decode("utf-8", "replace")
+            if PORT_TAKEN not in said or attempt == attempts:
+                raise AssertionError(f"wattpay up ended while starting:\n{said[-3000:]}")
+            self.ports = free_ports()  # another test bound one meanwhile
         self.state = json.loads(state_file.read_text())
         return self.state
 

@@ -216,3 +216,24 @@ def test_a_port_in_use(tmp_path: Path) -> None:
         )
     assert_one_line_error(done, "port is already in use", "--metrics-port")
     assert not (tmp_path / ".wattpay" / STATE_FILE).exists()
+
+
+def test_a_tests_first_start_of_up_draws_new_ports_when_one_was_taken(tmp_path: Path) -> None:
+    # The test harnesses' own guard against another test binding a drawn port first; a
+    # restart keeps its ports (tests/crash_harness.py restarts on them).
+    import socket
+
+    from tests.live_harness import PORT_TAKEN, Instance
+
+    up = Instance(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", up.ports["metrics"]))
+        taken.listen()
+        drawn = dict(up.ports)
+        state = up.start()
+        try:
+            assert up.ports["metrics"] != drawn["metrics"]
+            assert state["metrics"][0] == f"http://127.0.0.1:{up.ports['metrics']}/metrics"
+            assert PORT_TAKEN in (tmp_path / "up.log").read_text(encoding="utf-8")
+        finally:
+            up.stop()
