@@ -42,18 +42,24 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize(("processes", "workers"), [(3, 1), (1, 1), (1, 2)])
+@pytest.mark.parametrize("layout", ["3x1", "1x1", "1x2", "first of 2, by hand"])
 def test_a_replay_whose_clickhouse_cannot_be_opened_ends_with_the_reason(
-    tmp_path: Path, processes: int, workers: int
+    tmp_path: Path, layout: str
 ) -> None:
     # The other processes are started before the first opens ClickHouse; when that fails
     # they are ended with it, and none is left waiting for a first process that never listens.
-    # One process opens it while its flow starts reading: the flow ends with that reason.
+    # One process opens it while its flow starts reading: the flow ends with that reason. A
+    # first process started by hand fails before it listens.
     (tmp_path / "readings.jsonl").write_text("{}\n", encoding="utf-8")
     unreachable = f"http://127.0.0.1:{free_port()}/"
-    layout = ["--processes", str(processes), "--workers", str(workers)]
+    if layout == "first of 2, by hand":
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+        options = ["--process-id", "0", "--addresses", addresses]
+    else:
+        processes, workers = layout.split("x")
+        options = ["--processes", processes, "--workers", workers]
     done = subprocess.run(
-        [*WATTPAY, "replay", str(tmp_path), *layout, "--clickhouse", unreachable],
+        [*WATTPAY, "replay", str(tmp_path), *options, "--clickhouse", unreachable],
         capture_output=True,
         text=True,
         timeout=120,

@@ -81,6 +81,8 @@ def _replay(
         # others and itself with the reason, and its sink is never told.
         ready = Future()
         prepared.add_done_callback(partial(_ready_or_end, ready, cluster, args.debug))
+    elif prepared is not None and args.addresses is not None:
+        prepared.result()  # a first process started by hand: it cannot end the others
     try:
         return _replay_flow(args, settings, directory, cluster, ready)
     except Exception:
