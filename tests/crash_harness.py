@@ -34,13 +34,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from bus.kafka import PUBLISHER_SETTINGS
 from pipelines.replay_files import merged_envelopes
 from tests.live_harness import (
-    FIRST_START_ATTEMPTS,
-    PORT_TAKEN,
     WATTPAY,
     free_ports,
+    start_up,
     up_command,
     up_environment,
-    wait_until,
 )
 
 INPUT_TOPICS = ("wattpay.accounts", "wattpay.payments", "wattpay.readings")
@@ -249,28 +247,21 @@ class UpProcess:
         state_file = self.state_dir / "up.json"
         state_file.unlink(missing_ok=True)
         log_path = self.work / "up.log"
-        attempts = FIRST_START_ATTEMPTS if self.process is None else 1
-        for attempt in range(1, attempts + 1):
-            started_at = log_path.stat().st_size if log_path.exists() else 0
+
+        def launch(ports: dict[str, int]) -> subprocess.Popen[bytes]:
             with log_path.open("ab") as log:
-                self.process = process = subprocess.Popen(
-                    up_command(self.dsn, self.ports, *extra),
+                return subprocess.Popen(
+                    up_command(self.dsn, ports, *extra),
                     cwd=self.work,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=up_environment(self.ports),
+                    env=up_environment(ports),
                     start_new_session=True,
                 )
-            wait_until(
-                lambda p=process: state_file.exists() or p.poll() is not None,
-                120,
-                "wattpay up to write its state file",
-            )
-            if process.poll() is None:
-                break
-            said = log_path.read_bytes()[started_at:].decode("utf-8", "replace")
-            assert PORT_TAKEN in said and attempt < attempts, log_path.read_text()[-3000:]
-            self.ports = free_ports()  # another test bound one meanwhile
+
+        self.process, self.ports = start_up(
+            launch, self.ports, log_path, state_file, 120, first=self.process is None
+        )
         self.state = json.loads(state_file.read_text())
         return self.state
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from bus.kafka import consume_json, ensure_topics, new_producer
@@ -203,6 +204,39 @@ before ``wattpay up`` does: a first start that meets one taken draws new ports a
 again. A restart keeps its ports (it must be able to bind them again)."""
 
 
+def start_up(  # noqa: PLR0913 - how to start, where it writes, how long to wait
+    launch: Callable[[dict[str, int]], subprocess.Popen[bytes]],
+    ports: dict[str, int],
+    log_path: Path,
+    state_file: Path,
+    timeout: float,
+    *,
+    first: bool,
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """Start ``wattpay up`` with ``launch(ports)`` until it writes ``state_file``.
+
+    Returns the process and the ports it runs on. A first start that meets a port taken
+    tries again on new ones (``FIRST_START_ATTEMPTS``); otherwise an ``up`` that ends while
+    starting fails with the end of its log.
+    """
+    attempts = FIRST_START_ATTEMPTS if first else 1
+    for attempt in range(1, attempts + 1):
+        started_at = log_path.stat().st_size if log_path.exists() else 0
+        process = launch(ports)
+        wait_until(
+            lambda: state_file.exists() or process.poll() is not None,  # noqa: B023 - this loop's
+            timeout,
+            "wattpay up to write its state file",
+        )
+        if process.poll() is None:
+            return process, ports
+        said = log_path.read_bytes()[started_at:].decode("utf-8", "replace")
+        if PORT_TAKEN not in said or attempt == attempts:
+            break
+        ports = free_ports()  # another test bound one meanwhile
+    raise AssertionError(f"wattpay up ended while starting:\n{said[-3000:]}")
+
+
 def up_command(
     dsn: str, ports: dict[str, int], *extra: str, config: Path | None = None
 ) -> list[str]:
@@ -244,31 +278,23 @@ class Instance:
         """Start ``wattpay up`` (with settings file ``config`` if given) and wait for it."""
         state_file = self.work / ".wattpay" / "up.json"
         state_file.unlink(missing_ok=True)
-        attempts = FIRST_START_ATTEMPTS if self.process is None else 1
-        for attempt in range(1, attempts + 1):
-            log_path = self.work / "up.log"
-            started_at = log_path.stat().st_size if log_path.exists() else 0
+        log_path = self.work / "up.log"
+
+        def launch(ports: dict[str, int]) -> subprocess.Popen[bytes]:
+            if getattr(self, "log", None) is not None:
+                self.log.close()  # an attempt that met a port taken
             self.log = log_path.open("ab")
-            self.process = subprocess.Popen(
-                up_command(f"chdb://{self.work / 'clickhouse'}", self.ports, *extra, config=config),
+            return subprocess.Popen(
+                up_command(f"chdb://{self.work / 'clickhouse'}", ports, *extra, config=config),
                 cwd=self.work,
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
-                env=up_environment(self.ports),
+                env=up_environment(ports),
             )
-            process = self.process
-            wait_until(
-                lambda p=process: state_file.exists() or p.poll() is not None,
-                60,
-                "wattpay up to write its state file",
-            )
-            if process.poll() is None:
-                break
-            self.log.close()
-            said = log_path.read_bytes()[started_at:].decode("utf-8", "replace")
-            if PORT_TAKEN not in said or attempt == attempts:
-                raise AssertionError(f"wattpay up ended while starting:\n{said[-3000:]}")
-            self.ports = free_ports()  # another test bound one meanwhile
+
+        self.process, self.ports = start_up(
+            launch, self.ports, log_path, state_file, 60, first=self.process is None
+        )
         self.state = json.loads(state_file.read_text())
         return self.state
 
