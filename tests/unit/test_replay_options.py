@@ -66,6 +66,7 @@ def test_a_replay_whose_clickhouse_cannot_be_opened_ends_with_the_reason(
     )
     assert done.returncode == 2, done.stderr
     assert "cannot open ClickHouse" in done.stderr
+    assert "panicked" not in done.stderr, done.stderr  # the reason alone, no engine's report
     assert _processes_naming(str(tmp_path)) == []
 
 

@@ -74,36 +74,35 @@ def _replay(
     # while the flow starts reading; every process reads the files (the last reads for all
     # when the keys' places are not known: ``pipelines.replay``).
     prepared = open_migrated(settings.clickhouse_dsn) if leader else None
-    ready = prepared
-    if prepared is not None and cluster is not None:
-        # Bytewax aborts every process of a cluster when one fails while they run, with
-        # no reason given: if ClickHouse cannot be opened, the first process ends the
-        # others and itself with the reason, and its sink is never told.
+    ready: Future[ClickHouseStore] | None = None
+    if prepared is not None:
+        if args.addresses is not None:
+            prepared.result()  # a first process started by hand cannot end the others
+        # Bytewax reports a sink's error as a panic, and aborts every process of a cluster
+        # when one fails while they run: if ClickHouse cannot be opened, this process ends
+        # itself (and the others) with the reason, and its sink is never told.
         ready = Future()
         prepared.add_done_callback(partial(_ready_or_end, ready, cluster, args.debug))
-    elif prepared is not None and args.addresses is not None:
-        prepared.result()  # a first process started by hand: it cannot end the others
     try:
         return _replay_flow(args, settings, directory, cluster, ready)
-    except Exception:
-        failure = prepared.exception() if prepared is not None and prepared.done() else None
-        if failure is not None:
-            raise failure from None  # the cause, not the flow's report of it
-        raise
     finally:
         if prepared is not None and prepared.done() and prepared.exception() is None:
             prepared.result().close()
 
 
 def _ready_or_end(
-    ready: Future[ClickHouseStore], cluster: Cluster, debug: bool, prepared: Future[ClickHouseStore]
+    ready: Future[ClickHouseStore],
+    cluster: Cluster | None,
+    debug: bool,
+    prepared: Future[ClickHouseStore],
 ) -> None:
-    """The store for a cluster's sink, or, if it could not be prepared, the end of the cluster."""
+    """The store for the sink, or, if it could not be prepared, the end of the replay."""
     failure = prepared.exception()
     if failure is None:
         ready.set_result(prepared.result())
         return
-    cluster.stop()
+    if cluster is not None:
+        cluster.stop()
     if debug:
         traceback.print_exception(failure)
         code = 1
