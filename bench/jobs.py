@@ -48,11 +48,14 @@ def timed(args: list[str]) -> tuple[float, str, str]:
     return elapsed, done.stdout, done.stderr
 
 
-def example_set(households: int, days: int, seed: int) -> Path:
+def example_set(households: int, days: int, seed: int, start: date = date(2026, 3, 2)) -> Path:
     """The input directory of an example set, written if missing."""
-    inputs = ROOT / "bench" / "data" / f"h{households}-d{days}-s{seed}" / "input"
+    name = f"h{households}-d{days}-s{seed}"
+    if start != date(2026, 3, 2):
+        name += f"-from{start:%Y%m%d}"
+    inputs = ROOT / "bench" / "data" / name / "input"
     if not (inputs / "readings.jsonl").exists():
-        write_example(inputs, households=households, days=days, seed=seed, start=date(2026, 3, 2))
+        write_example(inputs, households=households, days=days, seed=seed, start=start)
     return inputs
 
 
@@ -77,20 +80,41 @@ def rows_only(tree: Path, clickhouse: Path, month: str, out: Path) -> tuple[floa
     return elapsed, bills
 
 
+def migrated(tree: Path, clickhouse: Path, name: str) -> Path:
+    """A copy of ``clickhouse`` upgraded by ``tree``'s `wattpay migrate` (kept for the rounds).
+
+    Each tree bills its own layout (a migration may re-partition a table), and no timed run
+    includes a migration.
+    """
+    copy = clickhouse.with_name(f"clickhouse-{name}")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(clickhouse, copy, symlinks=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run(
+        [*WATTPAY, "migrate", "--clickhouse", f"chdb://{copy}"],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return copy
+
+
 def compare_bills(args: argparse.Namespace) -> None:
     """Rows-only `wattpay bills`, the baseline tree and this one taking turns, per size."""
     trees = {"before": Path(args.baseline).resolve(), "after": ROOT}
     best: dict[tuple[str, int], float] = {}
     bills: dict[int, int] = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        inputs = example_set(size, args.days, args.seed)
+        inputs = example_set(size, args.days, args.seed, date.fromisoformat(args.start))
         clickhouse = inputs.parent / "clickhouse"
         if not clickhouse.exists():
             replay_pass(inputs, 1)
+        layouts = {name: migrated(tree, clickhouse, name) for name, tree in trees.items()}
         for round_no in range(1, args.rounds + 1):
             for name, tree in trees.items():
                 out = ROOT / "bench" / "data" / f"bills-{name}"
-                seconds, bills[size] = rows_only(tree, clickhouse, args.month, out)
+                seconds, bills[size] = rows_only(tree, layouts[name], args.month, out)
                 print(f"{size} households, round {round_no}, {name}: {seconds:.2f} s")
                 key = (name, size)
                 best[key] = min(best.get(key, seconds), seconds)
@@ -119,6 +143,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--month", default="2026-03")
+    parser.add_argument(
+        "--start", default="2026-03-02", help="the example set's first day (a year: 2026-01-01)"
+    )
     parser.add_argument("--baseline", help="another checkout: compare rows-only bills with it")
     parser.add_argument("--sizes", default="100,400,1600", help="households, with --baseline")
     parser.add_argument("--rounds", type=int, default=2, help="turns each, with --baseline")
@@ -126,7 +153,7 @@ def main() -> None:
     if args.baseline:
         compare_bills(args)
         return
-    inputs = example_set(args.households, args.days, args.seed)
+    inputs = example_set(args.households, args.days, args.seed, date.fromisoformat(args.start))
     data = inputs.parent
     replay, _ = replay_pass(inputs, 1)
     dsn = f"chdb://{data / 'clickhouse'}"

@@ -22,7 +22,8 @@ contains another plan's clock but none of its own plan's is still one part for i
 
 The calendar-year cumulative at a local midnight does not depend on the plan (a midnight is
 always a cut and cumulative rounding telescopes), so a window of days is rated from a base:
-the opening ``ytd_kwh`` plus every part of the year before the window, summed in ClickHouse.
+the opening ``ytd_kwh`` plus every part of the year before the window (summed in ClickHouse
+from readings, or the stream's ``ytd_kwh`` of the day before the window).
 Energy in thousandths of a kWh, instants in epoch microseconds, integers only.
 """
 
@@ -292,14 +293,19 @@ def from_intervals(
     consecutive parts is what the rater's cut of that span at the run's ends gives. Where no
     cut of ``plans`` falls strictly inside any part of an account, its parts stand in for its
     spans: summed per local day × segment as merged spans are (one plan all along), or each
-    as a raw span of its own (plan changes), and summed from 1 January to the window's start
-    for its base. ``intervals`` has no text to parse and no window function to run.
+    as a raw span of its own (plan changes). Only the window's parts are read: an account's
+    base is the stream's ``ytd_kwh`` of the day before the window (`_year_before`).
+    ``intervals`` has no text to parse and no window function to run.
+
+    A ``meter_regression`` rebase is a gap in the parts: the stream starts the series again
+    from the rejected reading without a charge, as the rater does (S14.3).
 
     Read from ``readings`` as `aggregated` does, through their meters: the accounts with a
     part that a cut of ``plans`` falls inside (a flat account's gap across 08:00, rated on
-    TOU), a part before their ``open`` or no ``open``, or a ``meter_regression`` rebase. In
-    a zone whose UTC offset changes in the year, everything is read there. ``events`` are
-    the applied account events (`tables.account_events`).
+    TOU), or a part in the window before their ``open``, or no ``open`` (a precaution: a
+    reading is its meter's owner's at its ts, SPEC S14.3, so the stream rates no part before
+    an ``open``). In a zone whose UTC offset changes in the year, everything is read there.
+    ``events`` are the applied account events (`tables.account_events`).
     """
     zone = window.zone
     _check_zone(zone)
@@ -309,7 +315,6 @@ def from_intervals(
         return aggregated(store, window, plans, rebases, opening, register_max_milli)
     clocks = segment_clocks(plans)
     params = _parameters(window, register_max_milli)
-    rebased = _rebased_accounts(store, rebases, "1", params)
     timelines = (
         events.filter(pl.col("type").is_in(["open", "change_plan"]))
         .group_by("account_id")
@@ -317,18 +322,15 @@ def from_intervals(
     )
     several = timelines.filter(pl.col("entries") > 1).get_column("account_id").sort().to_list()
     found = pl.DataFrame(
-        store.query_arrow(
-            _parts_sql(clocks),
-            {**params, "offset": offset, "rebased": rebased, "several": several},
-        )
+        store.query_arrow(_parts_sql(clocks), {**params, "offset": offset, "several": several})
     ).cast(
         {
             "account_id": pl.String(),
             **dict.fromkeys(("first", "last", "milli"), _I64),
-            **dict.fromkeys(("early", "odd"), pl.Boolean()),
+            "odd": pl.Boolean(),
         }
     )
-    irregular = (
+    listed = (
         found.group_by("account_id")
         .agg(earliest=pl.col("first").min(), odd=pl.col("odd").any())
         .join(timelines, on="account_id", how="left")
@@ -336,16 +338,14 @@ def from_intervals(
             pl.col("odd") | pl.col("opened").is_null() | (pl.col("earliest") < pl.col("opened"))
         )
         .get_column("account_id")
+        .sort()
+        .to_list()
     )
-    listed = sorted({*irregular.to_list(), *rebased})
     found = found.filter(~pl.col("account_id").is_in(listed))
-    before = found.filter(pl.col("early")).group_by("account_id").agg(before=pl.col("milli").sum())
-    window_parts = found.filter(~pl.col("early"))
+    before = _year_before(store, window, found.get_column("account_id").unique(), opening)
     apart = pl.col("account_id").is_in(several)
-    merged = window_parts.filter(~apart).select(
-        "account_id", start="first", end="last", milli="milli"
-    )
-    raw = window_parts.filter(apart).select("account_id", t0="first", t1="last", delta="milli")
+    merged = found.filter(~apart).select("account_id", start="first", end="last", milli="milli")
+    raw = found.filter(apart).select("account_id", t0="first", t1="last", delta="milli")
     if listed:
         only = "has({only:Array(String)}, account_id)"
         selection = _Selection(
@@ -353,6 +353,7 @@ def from_intervals(
             f"meter_id IN (SELECT meter_id FROM account_events WHERE {only}) AND ",
             {**params, "only": listed},
         )
+        rebased = _rebased_accounts(store, rebases, selection.accounts, selection.params)
         more_merged, more_raw, more_before = _from_readings(
             store, window, clocks, rebases, rebased, register_max_milli, selection
         )
@@ -360,6 +361,50 @@ def from_intervals(
         raw = pl.concat([raw, more_raw])
         before = pl.concat([before, more_before])
     return _assembled(window, merged, raw, before, opening)
+
+
+def _year_before(
+    store: ClickHouseStore, window: Window, accounts: pl.Series, opening: pl.DataFrame
+) -> pl.DataFrame:
+    """(account_id, before): every part of ``accounts`` in the year before the window, summed.
+
+    The stream's ``ytd_kwh`` of the day before the window is the year's opening base plus
+    every part of the year up to that day's end (SPEC S14: a day closes before any later part
+    is rated), so it gives the sum without reading the year's parts. An account whose day
+    before has not closed (no row) has its parts summed from ``intervals``.
+    """
+    schema = pl.Schema({"account_id": pl.String(), "before": _I64})
+    eve = window.first - timedelta(days=1)
+    if eve.year != window.first.year or not accounts.len():
+        return pl.DataFrame(schema=schema)
+    ytd = pl.DataFrame(
+        store.query_arrow(
+            "SELECT account_id, toInt64(ytd_kwh * 1000) AS ytd FROM daily_usage FINAL"
+            " WHERE day = {eve:Date} AND account_id IN {accounts:Array(String)}",
+            {"eve": eve, "accounts": accounts.to_list()},
+        )
+    ).cast({"account_id": pl.String(), "ytd": _I64})
+    base = opening.filter(pl.col("year") == window.first.year).select("account_id", "base")
+    closed = ytd.join(base, on="account_id", how="left").select(
+        "account_id", before=pl.col("ytd") - pl.col("base").fill_null(0)
+    )
+    unclosed = accounts.to_frame().join(ytd, on="account_id", how="anti")
+    if not unclosed.height:
+        return closed
+    summed = pl.DataFrame(
+        store.query_arrow(
+            "SELECT account_id, sum(toInt64(kwh * 1000)) AS before FROM intervals FINAL"
+            " WHERE account_id IN {accounts:Array(String)}"
+            " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
+            " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
+            {
+                "accounts": unclosed.get_column("account_id").to_list(),
+                "new_year": window.new_year,
+                "start": window.start,
+            },
+        )
+    ).cast(schema)
+    return pl.concat([closed, summed])
 
 
 @dataclass(frozen=True)
@@ -387,35 +432,33 @@ def _parameters(window: Window, register_max_milli: int) -> dict[str, object]:
 
 
 def _parts_sql(clocks: Sequence[int]) -> str:
-    """The rated parts of the year up to the window's end, summed as `from_intervals` uses them.
+    """The rated parts of the window, summed as `from_intervals` uses them.
 
-    Local days and clocks from the zone's one UTC offset (``offset``, µs). ``early`` rows are
-    an account-meter's parts before the window, summed (its base). In the window, the parts
-    of an account with ``several`` plan entries stay apart; every other account's are summed
-    per local day and segment. ``odd``: a clock falls strictly inside a part, or a part
-    crosses a local midnight (the stream cuts there; a precaution).
+    Local days and clocks from the zone's one UTC offset (``offset``, µs). The parts of an
+    account with ``several`` plan entries stay apart; every other account's are summed per
+    local day and segment. ``odd``: a clock falls strictly inside a part, or a part crosses
+    a local midnight (the stream cuts there; a precaution).
     """
     # Comparisons with each clock written out: a lambda over an array costs a third more here.
     segment = " + ".join(f"(clock0 >= {int(c)})" for c in clocks) or "0"
     inside = " OR ".join(f"({int(c)} > clock0 AND {int(c)} < clock0 + (e - s))" for c in clocks)
     return f"""
-SELECT account_id, meter_id, early, min(s) AS first, max(e) AS last, sum(milli) AS milli,
+SELECT account_id, meter_id, min(s) AS first, max(e) AS last, sum(milli) AS milli,
     max(odd) AS odd
 FROM (
     SELECT account_id, meter_id, toUnixTimestamp64Micro(`start`) AS s,
         toUnixTimestamp64Micro(`end`) AS e, toInt64(kwh * 1000) AS milli,
-        s < {{start:Int64}} AS early, s + {{offset:Int64}} AS local_us,
+        s + {{offset:Int64}} AS local_us,
         local_us % {US_PER_DAY} AS clock0,
         account_id IN {{several:Array(String)}} AS apart,
-        multiIf(early, toInt64(0), apart, s, toInt64(intDiv(local_us, {US_PER_DAY}))) AS key1,
-        multiIf(early, toInt64(0), apart, e, toInt64({segment})) AS key2,
-        NOT early AND (clock0 + (e - s) > {US_PER_DAY} OR {inside or "0"}) AS odd
+        if(apart, s, toInt64(intDiv(local_us, {US_PER_DAY}))) AS key1,
+        if(apart, e, toInt64({segment})) AS key2,
+        clock0 + (e - s) > {US_PER_DAY} OR {inside or "0"} AS odd
     FROM intervals FINAL
-    WHERE `start` >= fromUnixTimestamp64Micro({{new_year:Int64}})
+    WHERE `start` >= fromUnixTimestamp64Micro({{start:Int64}})
         AND `start` < fromUnixTimestamp64Micro({{end:Int64}})
-        AND NOT has({{rebased:Array(String)}}, account_id)
 )
-GROUP BY account_id, meter_id, early, key1, key2
+GROUP BY account_id, meter_id, key1, key2
 """
 
 

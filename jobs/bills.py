@@ -11,8 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from jobs.money import div_half_up, fen, kwh, month_after, month_before
-from jobs.tables import local_ts
+from jobs.money import div_half_up, fen, kwh, month_after
+from jobs.tables import PREVIOUS_MONTH, THIS_MONTH, YEAR_AGO
 
 CLOSING_LEDGER = ("charge",)
 CLOSING_POINTS = ("daily", "expiry")
@@ -21,11 +21,22 @@ ENERGY = ("kwh", "kwh_peak", "kwh_valley", "kwh_tier1", "kwh_tier2", "kwh_tier3"
 
 @dataclass(frozen=True)
 class BillInputs:
-    """What a bill is made of, as read by `jobs.tables` (money in fen, energy in milli)."""
+    """What a month's bills are made of, as read by `jobs.tables` (fen and milli).
 
+    ``daily_usage``: the month's rows. ``ledger`` and ``points``: every entry up to the
+    month's end summed per account × kind × bucket (`jobs.tables.month_buckets`: the month,
+    the one before, the same month a year before, and earlier). ``usage_before``: kWh of the
+    month before and of the same month a year before (`jobs.tables.usage_before`).
+    ``earlier_ytd``: the last ``ytd_kwh`` before the month's end of the accounts billed
+    without a row in it. ``disconnections``: per account, ``disconnected`` events in it.
+    """
+
+    month: date
     daily_usage: pl.DataFrame
     ledger: pl.DataFrame
     points: pl.DataFrame
+    usage_before: pl.DataFrame
+    earlier_ytd: pl.DataFrame
     accounts: pl.DataFrame
     disconnections: pl.DataFrame
     zone: str
@@ -42,80 +53,77 @@ def invoice_number(account_id: str, month: date) -> str:
     return f"{month:%Y%m}{digest % 10**14:014d}"
 
 
-def _bill_day(frame: pl.DataFrame, closing: Sequence[str], zone: str) -> pl.DataFrame:
-    """Entries made by a day close belong to the day they close: local date of (ts − 1 µs)."""
-    shifted = pl.when(pl.col("kind").is_in(list(closing))).then(pl.col("us") - 1)
-    moment = shifted.otherwise(pl.col("us"))
-    day = local_ts(moment, zone).dt.date()
-    return frame.with_columns(bday=day).with_columns(month=pl.col("bday").dt.truncate("1mo"))
-
-
 def _sum_kind(column: str, *kinds: str) -> pl.Expr:
     return pl.col(column).filter(pl.col("kind").is_in(list(kinds))).sum()
 
 
-def _activity(inputs: BillInputs, ledger: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
-    """(account_id, month) pairs that get a bill: a daily_usage row, ledger or points entry."""
-    du = inputs.daily_usage.select("account_id", month=pl.col("day").dt.truncate("1mo"))
+def activity(inputs: BillInputs) -> pl.DataFrame:
+    """(account_id, bucket) pairs that get a bill: a daily_usage row, ledger or points entry."""
     return pl.concat(
-        [du, ledger.select("account_id", "month"), points.select("account_id", "month")]
+        [
+            inputs.daily_usage.select("account_id", bucket=pl.lit(THIS_MONTH, pl.Int64)),
+            inputs.usage_before.select("account_id", "bucket"),
+            inputs.ledger.select("account_id", "bucket"),
+            inputs.points.select("account_id", "bucket"),
+        ]
     ).unique()
 
 
-def monthly_kwh(inputs: BillInputs) -> pl.DataFrame:
-    """Every month's kWh (milli) per account that had a bill then (null-free)."""
-    ledger = _bill_day(inputs.ledger, CLOSING_LEDGER, inputs.zone)
-    points = _bill_day(inputs.points, CLOSING_POINTS, inputs.zone)
-    sums = (
-        inputs.daily_usage.with_columns(month=pl.col("day").dt.truncate("1mo"))
-        .group_by("account_id", "month")
-        .agg(pl.col("kwh").sum())
-    )
+def unread_ytd(inputs: BillInputs) -> list[str]:
+    """The accounts billed for the month without a ``daily_usage`` row in it (sorted)."""
+    billed = activity(inputs).filter(pl.col("bucket") == THIS_MONTH).select("account_id")
     return (
-        _activity(inputs, ledger, points)
-        .join(sums, on=["account_id", "month"], how="left")
-        .with_columns(pl.col("kwh").fill_null(0))
+        billed.join(inputs.daily_usage, on="account_id", how="anti")
+        .get_column("account_id")
+        .sort()
+        .to_list()
     )
 
 
-def bill_frame(inputs: BillInputs, month: date, account: str | None = None) -> pl.DataFrame:
-    """One row per account billed for ``month``: the sums of S15.2 as scaled integers."""
-    zone = inputs.zone
-    ledger = _bill_day(inputs.ledger, CLOSING_LEDGER, zone)
-    points = _bill_day(inputs.points, CLOSING_POINTS, zone)
-    du = inputs.daily_usage.with_columns(month=pl.col("day").dt.truncate("1mo"))
-    in_month = pl.col("month") == month
-    ids = _activity(inputs, ledger, points).filter(in_month).select("account_id")
+def _kwh_in(inputs: BillInputs, bucket: int, name: str) -> pl.DataFrame:
+    """(account_id, ``name``): kWh of a bucket's month for every account with a bill then."""
+    sums = inputs.usage_before.filter(pl.col("bucket") == bucket).select("account_id", "kwh")
+    return (
+        activity(inputs)
+        .filter(pl.col("bucket") == bucket)
+        .select("account_id")
+        .join(sums, on="account_id", how="left")
+        .select("account_id", pl.col("kwh").fill_null(0).alias(name))
+    )
+
+
+def bill_frame(inputs: BillInputs, account: str | None = None) -> pl.DataFrame:
+    """One row per account billed for the month: the sums of S15.2 as scaled integers."""
+    ledger, points = inputs.ledger, inputs.points
+    in_month = pl.col("bucket") == THIS_MONTH
+    earlier = pl.col("bucket") < THIS_MONTH
+    ids = activity(inputs).filter(in_month).select("account_id")
     if account is not None:
         ids = ids.filter(pl.col("account_id") == account)
-    usage = (
-        du.filter(in_month)
-        .sort("day")
-        .group_by("account_id")
-        .agg(
-            pl.len().alias("days"),
-            *(pl.col(c).sum() for c in (*ENERGY, "charge")),
-        )
+    month_rows = inputs.daily_usage.sort("day")
+    usage = month_rows.group_by("account_id").agg(
+        pl.len().alias("days"),
+        *(pl.col(c).sum() for c in (*ENERGY, "charge")),
     )
-    last_ytd = (
-        du.filter(pl.col("day") < month_after(month))
-        .sort("day")
-        .group_by("account_id")
-        .agg(pl.col("ytd_kwh").last())
-    )
+    last_ytd = pl.concat(
+        [
+            month_rows.group_by("account_id").agg(pl.col("ytd_kwh").last()),
+            inputs.earlier_ytd.select("account_id", "ytd_kwh"),
+        ]
+    ).unique("account_id", keep="first", maintain_order=True)
     money = (
         ledger.filter(in_month)
         .group_by("account_id")
         .agg(
             _sum_kind("amount", "topup").alias("topups"),
-            (pl.col("kind") == "topup").sum().alias("topup_count"),
+            _sum_kind("entries", "topup").alias("topup_count"),
             _sum_kind("amount", "rebate").alias("rebates"),
             _sum_kind("amount", "points_redemption").alias("points_redeemed_yuan"),
             (-_sum_kind("amount", "refund")).alias("refund"),
         )
     )
     before = (
-        ledger.filter(pl.col("bday") < month)
+        ledger.filter(earlier)
         .group_by("account_id")
         .agg(pl.col("amount").sum().alias("ledger_before"))
     )
@@ -129,23 +137,13 @@ def bill_frame(inputs: BillInputs, month: date, account: str | None = None) -> p
         )
     )
     pts_before = (
-        points.filter(pl.col("bday") < month)
+        points.filter(earlier)
         .group_by("account_id")
         .agg(pl.col("points").sum().alias("points_opening"))
     )
-    cuts = (
-        inputs.disconnections.with_columns(month=local_ts("us", zone).dt.date().dt.truncate("1mo"))
-        .filter(in_month)
-        .group_by("account_id")
-        .agg(pl.len().alias("disconnections"))
-    )
-    history = monthly_kwh(inputs)
-    prev = history.filter(pl.col("month") == month_before(month)).select(
-        "account_id", kwh_prev_month="kwh"
-    )
-    last_year = history.filter(pl.col("month") == month_before(month, 12)).select(
-        "account_id", kwh_same_month_last_year="kwh"
-    )
+    cuts = inputs.disconnections.select("account_id", disconnections="events")
+    prev = _kwh_in(inputs, PREVIOUS_MONTH, "kwh_prev_month")
+    last_year = _kwh_in(inputs, YEAR_AGO, "kwh_same_month_last_year")
     frame = ids
     for part in (usage, last_ytd, money, before, pts, pts_before, cuts, prev, last_year):
         frame = frame.join(part, on="account_id", how="left")

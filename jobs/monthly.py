@@ -13,15 +13,25 @@ import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 from config.settings import Settings
 from jobs import tables
-from jobs.bills import BillInputs, bill_frame, bill_rows, daily_kwh
+from jobs.bills import (
+    CLOSING_LEDGER,
+    CLOSING_POINTS,
+    BillInputs,
+    bill_frame,
+    bill_rows,
+    daily_kwh,
+    unread_ytd,
+)
 from jobs.invoices import Seller, invoice_row, invoice_xml
 from jobs.money import month_after
 from jobs.notices import contacts, event_row, file_notices, monthly_bill
@@ -54,16 +64,27 @@ def month_end(month: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(month_after(month), time(0), tzinfo=zone)
 
 
-def read_inputs(store: ClickHouseStore, zone: str, until: date) -> BillInputs:
-    """Everything the bills need, up to the end of the billed month."""
-    return BillInputs(
-        daily_usage=tables.daily_usage(store, until),
-        ledger=tables.ledger(store),
-        points=tables.points(store),
+def read_inputs(store: ClickHouseStore, zone: str, month: date) -> BillInputs:
+    """Everything the bills of ``month`` need: its rows, and the history folded in ClickHouse.
+
+    Nothing before the month leaves ClickHouse row by row: the ledger's and points' history
+    comes as a sum per account and kind, the months compared with as a sum per account.
+    """
+    inputs = BillInputs(
+        month=month,
+        daily_usage=tables.daily_usage(store, month_after(month), since=month),
+        ledger=tables.month_buckets(store, "ledger", "amount", CLOSING_LEDGER, month, zone),
+        points=tables.month_buckets(store, "points_ledger", "points", CLOSING_POINTS, month, zone),
+        usage_before=tables.usage_before(store, month),
+        earlier_ytd=pl.DataFrame(schema={"account_id": pl.String(), "ytd_kwh": pl.Int64()}),
         accounts=tables.accounts(store),
-        disconnections=tables.events_of_type(store, "disconnected"),
+        disconnections=tables.events_in_month(store, "disconnected", month, zone),
         zone=zone,
     )
+    missing = unread_ytd(inputs)
+    if not missing:
+        return inputs
+    return replace(inputs, earlier_ytd=tables.last_ytd(store, month_after(month), missing))
 
 
 def run_monthly(
@@ -88,8 +109,8 @@ def run_monthly(
     seller = Seller(settings.seller_name, settings.seller_tax_id)
     with ClickHouseStore(settings.clickhouse_dsn) as store:
         store.migrate()
-        inputs = read_inputs(store, zone, month_after(month))
-        frame = bill_frame(inputs, month, account)
+        inputs = read_inputs(store, zone, month)
+        frame = bill_frame(inputs, account)
         result.bills = bill_rows(frame, month, bounds, issued_at)
         events = tables.account_events(store)
         who = contacts(events)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from jobs.money import month_after, month_before
 from store.clickhouse import ClickHouseStore
 
 US = "us"
@@ -129,10 +130,18 @@ def account_events(store: ClickHouseStore) -> pl.DataFrame:
 
 
 def daily_usage(
-    store: ClickHouseStore, until: date | None = None, accounts: AccountRange | None = None
+    store: ClickHouseStore,
+    until: date | None = None,
+    accounts: AccountRange | None = None,
+    since: date | None = None,
 ) -> pl.DataFrame:
-    """``daily_usage`` rows, energy in milli and money in fen (of a range of accounts if given)."""
+    """``daily_usage`` rows, energy in milli and money in fen (of a range of accounts if given).
+
+    Days from ``since`` (when given) to before ``until`` (when given).
+    """
     conditions = [f"day < toDate('{until.isoformat()}')"] if until else []
+    if since is not None:
+        conditions.append(f"day >= toDate('{since.isoformat()}')")
     if accounts is not None:
         conditions.append(_IN_RANGE)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -146,6 +155,97 @@ def daily_usage(
     schema.update({c: _I64 for c in energy})
     schema.update({"charge": _I64, "closing_balance": _I64})
     return _frame(store, sql, schema, _range_parameters(accounts))
+
+
+THIS_MONTH, PREVIOUS_MONTH, YEAR_AGO, EARLIER = 0, -1, -12, -99
+"""The buckets a month's bill reads history in: the month itself, the one before, the same
+month a year before, and every other month before it (`month_buckets`)."""
+
+
+def month_bounds(month: date, zone: str) -> dict[str, int]:
+    """Epoch µs of the local midnights that bound `month_buckets`' buckets of ``month``."""
+    firsts = {
+        "year_ago": month_before(month, 12),
+        "year_ago_end": month_before(month, 11),
+        "previous": month_before(month),
+        "start": month,
+        "end": month_after(month),
+    }
+    return {name: midnight_us(day, zone) for name, day in firsts.items()}
+
+
+def _bucket_of(moment: str) -> str:
+    """SQL: the bucket of an epoch-µs ``moment`` before the month's end (`month_bounds`)."""
+    return (
+        f"multiIf({moment} < {{year_ago:Int64}}, {EARLIER},"
+        f" {moment} < {{year_ago_end:Int64}}, {YEAR_AGO},"
+        f" {moment} < {{previous:Int64}}, {EARLIER},"
+        f" {moment} < {{start:Int64}}, {PREVIOUS_MONTH}, {THIS_MONTH})"
+    )
+
+
+def month_buckets(
+    store: ClickHouseStore,
+    table: str,
+    value: str,
+    closing: tuple[str, ...],
+    month: date,
+    zone: str,
+) -> pl.DataFrame:
+    """Entries of ``table`` up to ``month``'s end summed per account × kind × bucket.
+
+    account_id, kind, bucket, ``value`` (the sum), entries (their count). An entry's bill
+    day is the local date of its ts, or of ts − 1 µs for the ``closing`` kinds (made by a
+    day close, SPEC S15.1), so the month's bounds compare with the ts alone: the history is
+    folded where it is kept, and only a few rows per account leave ClickHouse.
+    """
+    if table not in ("ledger", "points_ledger") or value not in ("amount", "points"):
+        raise ValueError(f"not an entries table and value: {table!r}, {value!r}")
+    picked = "toInt64(amount * 100)" if value == "amount" else "points"
+    sql = (
+        f"SELECT account_id, kind, {_bucket_of('moment')} AS bucket,"
+        f" sum(picked) AS {value}, count() AS entries FROM ("
+        f" SELECT account_id, toString(kind) AS kind, {picked} AS picked,"
+        " toUnixTimestamp64Micro(ts) - has({closing:Array(String)}, kind) AS moment"
+        f" FROM {table} FINAL) WHERE moment < {{end:Int64}}"
+        " GROUP BY account_id, kind, bucket"
+    )
+    params = {**month_bounds(month, zone), "closing": list(closing)}
+    schema = {"account_id": _STR, "kind": _STR, "bucket": _I64, value: _I64, "entries": _I64}
+    return _frame(store, sql, schema, params)
+
+
+def usage_before(store: ClickHouseStore, month: date) -> pl.DataFrame:
+    """The energy (milli) of the month before ``month`` and of the same month a year before.
+
+    account_id, bucket (`PREVIOUS_MONTH` or `YEAR_AGO`), kwh: one row per account and month
+    with a ``daily_usage`` row in it.
+    """
+    sql = (
+        f"SELECT account_id, if(day >= {{previous:Date}}, {PREVIOUS_MONTH}, {YEAR_AGO}) AS bucket,"
+        " sum(toInt64(kwh * 1000)) AS kwh FROM daily_usage FINAL"
+        " WHERE (day >= {year_ago:Date} AND day < {year_ago_end:Date})"
+        " OR (day >= {previous:Date} AND day < {start:Date})"
+        " GROUP BY account_id, bucket"
+    )
+    params: dict[str, object] = {
+        "year_ago": month_before(month, 12),
+        "year_ago_end": month_before(month, 11),
+        "previous": month_before(month),
+        "start": month,
+    }
+    return _frame(store, sql, {"account_id": _STR, "bucket": _I64, "kwh": _I64}, params)
+
+
+def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.DataFrame:
+    """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``."""
+    sql = (
+        "SELECT account_id, argMax(toInt64(ytd_kwh * 1000), day) AS ytd_kwh"
+        " FROM daily_usage FINAL WHERE account_id IN {accounts:Array(String)}"
+        " AND day < {until:Date} GROUP BY account_id"
+    )
+    params = {"accounts": accounts, "until": until}
+    return _frame(store, sql, {"account_id": _STR, "ytd_kwh": _I64}, params)
 
 
 def days_with_usage(store: ClickHouseStore, first: date, last: date) -> int:
@@ -193,19 +293,28 @@ def accounts(store: ClickHouseStore) -> pl.DataFrame:
     return _frame(store, sql, schema)
 
 
-def events_of_type(store: ClickHouseStore, kind: str) -> pl.DataFrame:
-    """Events of one type (``disconnected``…): account_id, us."""
+def events_in_month(store: ClickHouseStore, kind: str, month: date, zone: str) -> pl.DataFrame:
+    """account_id, events: how many events of one type (``disconnected``…) in the local month."""
     sql = (
-        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us FROM events FINAL"
-        " WHERE type = {kind:String}"
+        "SELECT account_id, count() AS events FROM events FINAL WHERE type = {kind:String}"
+        " AND toUnixTimestamp64Micro(ts) >= {start:Int64}"
+        " AND toUnixTimestamp64Micro(ts) < {end:Int64} GROUP BY account_id"
     )
-    return _frame(store, sql, {"account_id": _STR, US: _I64}, {"kind": kind})
+    bounds = month_bounds(month, zone)
+    params = {"kind": kind, "start": bounds["start"], "end": bounds["end"]}
+    return _frame(store, sql, {"account_id": _STR, "events": _I64}, params)
 
 
-def _interval_window(start: date, end: date) -> str:
+def _interval_window(start: date, end: date, zone: str) -> str:
+    """SQL: an interval starts on a local day of ``zone`` from ``start`` to before ``end``.
+
+    Compared as instants (the days' local midnights), so the month's partitions and the
+    table's key pick the rows, whatever the column's own time zone.
+    """
+    first, after = midnight_us(start, zone), midnight_us(end, zone)
     return (
-        f"toDate(`start`) >= toDate('{start.isoformat()}')"
-        f" AND toDate(`start`) < toDate('{end.isoformat()}')"
+        f"`start` >= fromUnixTimestamp64Micro(toInt64({first}))"
+        f" AND `start` < fromUnixTimestamp64Micro(toInt64({after}))"
     )
 
 
@@ -223,7 +332,7 @@ def interval_hours(store: ClickHouseStore, start: date, end: date, zone: str) ->
     sql = (
         f"SELECT account_id, toHour(toTimeZone(`start`, {_zone_sql(zone)})) AS hour,"
         f" sum(toInt64(kwh * 1000)) AS milli FROM intervals FINAL"
-        f" WHERE {_interval_window(start, end)} GROUP BY account_id, hour"
+        f" WHERE {_interval_window(start, end, zone)} GROUP BY account_id, hour"
     )
     return _frame(store, sql, {"account_id": _STR, "hour": _I64, "milli": _I64})
 
@@ -241,7 +350,7 @@ def interval_nights(store: ClickHouseStore, start: date, end: date, zone: str) -
         " toUnixTimestamp64Micro(`end`) - toUnixTimestamp64Micro(`start`) AS length,"
         " if(length = 0, NULL, toInt64(intDiv(2 * toInt128(sum(toInt64(kwh * 1000)))"
         " * 3600000000 + length, 2 * toInt128(length)))) AS watts"
-        f" FROM intervals FINAL WHERE {_interval_window(start, end)} AND toHour({local}) < 6"
+        f" FROM intervals FINAL WHERE {_interval_window(start, end, zone)} AND toHour({local}) < 6"
         " GROUP BY account_id, `start`, `end`"
         ") GROUP BY account_id, day"
     )

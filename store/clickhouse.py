@@ -69,6 +69,10 @@ _SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The driver logs a warning (sometimes with a traceback holding the request URL) before it
 # raises; the raised error is reported once by the caller, secrets redacted.
 logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
+
+# A batch may hold rows of many months (a meter silent for years, then read: its span is cut
+# at every midnight), and the monthly tables put each month in its own partition.
+_INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
 # wattpay hands the driver columns and reads Arrow, never pandas frames. The driver imports
 # pandas on the first insert only to ask whether the data is one, which costs every process
 # that inserts about 0.2 s of start-up; telling it that pandas is absent spares that.
@@ -432,14 +436,14 @@ class ClickHouseStore:
         return applied
 
     def rebuild(self, table: str) -> None:
-        """Give ``table`` its current definition's sorting key, its rows kept; safe to repeat.
+        """Give ``table`` its current definition's keys (sorting, partition), rows kept; repeatable.
 
         The rows are copied into ``{table}__rebuild`` (the current columns, which the old
         table has too) and the two tables are exchanged atomically; the old one's rows are
         copied once more (what a writer added during the first copy; the key collapses the
         rest) before it is dropped. Run again after a stop at any point, it starts the copy
-        over (before the exchange) or only drops what is left (after it): the table's key
-        tells which. A second migration exchanging at the same moment would swap the old
+        over (before the exchange) or only drops what is left (after it): the table's keys
+        tell which. A second migration exchanging at the same moment would swap the old
         table back: that is detected after the exchange and raised, with nothing dropped,
         so the next run completes it.
         """
@@ -450,14 +454,15 @@ class ClickHouseStore:
         if engine is not None and engine != "ReplacingMergeTree":
             self._check_cluster_table(spec, engine)
             return
-        if self._sorting_key(name) not in (None, schema.sorting_key(spec)):
+        wanted = (schema.sorting_key(spec), schema.partition_key(spec))
+        if self._keys(name) not in (None, wanted):
             names = ", ".join(schema.quote_identifier(c) for c in spec.column_names)
             copy = f"({names}) SELECT {names} FROM"
             self.command(f"DROP TABLE IF EXISTS {staging}")
             self.command(schema.create_table_sql(spec, f"{name}__rebuild"))
             self.command(f"INSERT INTO {staging} {copy} {target}")
             self.command(f"EXCHANGE TABLES {target} AND {staging}")
-            if self._sorting_key(name) != schema.sorting_key(spec):
+            if self._keys(name) != wanted:
                 raise ClickHouseError(
                     f"{name} was rebuilt by another migration at the same time; run again"
                 )
@@ -470,17 +475,19 @@ class ClickHouseStore:
         On a cluster (``wattpay migrate --cluster``) ``{table}`` is a Distributed table over
         the shards' ``{table}_local``; copying it into one server's table and exchanging the
         two would take the table off the cluster. The migration passes when this server's
-        ``{table}_local`` has the current key, and raises, changing nothing, otherwise.
+        ``{table}_local`` has the current keys, and raises, changing nothing, otherwise.
         """
-        key = schema.sorting_key(spec)
+        key, partition = schema.sorting_key(spec), schema.partition_key(spec)
         local = f"{spec.name}_local"
-        if engine == "Distributed" and self._sorting_key(local) == key:
+        if engine == "Distributed" and self._keys(local) == (key, partition):
             return
+        partitioned = f", partitioned by {partition}" if partition else ""
         raise ClickHouseError(
             f"{spec.name} is a {engine} table, which this migration does not rebuild: give"
-            f" {local} on every shard the key ({key}) first, as `wattpay migrate --cluster`"
-            " creates it (a new table, its rows copied on every shard, the two exchanged on"
-            " the cluster, the old one dropped; docs/architecture.md), then run again"
+            f" {local} on every shard the key ({key}){partitioned} first, as `wattpay migrate"
+            " --cluster` creates it (a new table, its rows copied on every shard, the two"
+            " exchanged on the cluster, the old one dropped; docs/architecture.md), then run"
+            " again"
         )
 
     def _engine(self, table: str) -> str | None:
@@ -488,19 +495,19 @@ class ClickHouseStore:
         described = self._described(table)
         return None if described is None else described[0]
 
-    def _sorting_key(self, table: str) -> str | None:
-        """A table's sorting key as ClickHouse reports it; None when there is no such table."""
+    def _keys(self, table: str) -> tuple[str, str] | None:
+        """A table's sorting and partition keys as ClickHouse reports them; None without it."""
         described = self._described(table)
-        return None if described is None else described[1]
+        return None if described is None else described[1:]
 
-    def _described(self, table: str) -> tuple[str, str] | None:
-        """A table's engine and sorting key (``system.tables``); None when there is none."""
+    def _described(self, table: str) -> tuple[str, str, str] | None:
+        """A table's engine, sorting and partition keys (``system.tables``); None without it."""
         _, rows = self.query(
-            "SELECT engine, sorting_key FROM system.tables"
+            "SELECT engine, sorting_key, partition_key FROM system.tables"
             " WHERE database = currentDatabase() AND name = {name:String}",
             {"name": table},
         )
-        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+        return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert row dicts keyed by column name; every value is checked before anything is sent."""
@@ -526,6 +533,7 @@ class ClickHouseStore:
                 column_types=types,
                 column_oriented=True,
                 data=columns,
+                settings=_INSERT_SETTINGS,
             )
             try:
                 client.insert(context=context)

@@ -23,7 +23,12 @@ def sharding_key(table: TableSpec) -> str:
 
 
 def partition_key(table: TableSpec) -> str | None:
-    """Monthly partitions on the table's time column, if it has one (old months drop cheaply)."""
+    """Monthly partitions on the table's time column, if it has one (old months drop cheaply).
+
+    A table partitioned on one server too (``TableSpec.partition_by``) keeps that key.
+    """
+    if table.partition_by:
+        return table.partition_by
     types = {c.name: c.type for c in table.columns}
     for name in TIME_COLUMNS:
         if types.get(name) in (DAY, TIMESTAMP):

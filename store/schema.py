@@ -43,12 +43,18 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A ReplacingMergeTree table: columns in insert order, sorting (dedup) key, version column."""
+    """A ReplacingMergeTree table: columns in insert order, sorting (dedup) key, version column.
+
+    ``partition_by``: a month of a time column that is part of the sorting key, so the rows of
+    one key always share a partition (``FINAL`` stays exact) and a month's reads read that
+    month's parts alone.
+    """
 
     name: str
     columns: tuple[Column, ...]
     order_by: tuple[str, ...]
     version_column: str | None = None
+    partition_by: str | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -116,6 +122,7 @@ TABLES: tuple[TableSpec, ...] = (
         # A rated part is its account's start and tier (ts at the column's milliseconds, as
         # ``readings`` keys a register): no text id to build, send or sort (migration 6).
         ("account_id", "start", "tier"),
+        partition_by="toYYYYMM(`start`)",  # migration 7
     ),
     TableSpec(
         "daily_usage",
@@ -133,6 +140,7 @@ TABLES: tuple[TableSpec, ...] = (
             ("closing_balance", MONEY),
         ),
         ("account_id", "day"),
+        partition_by="toYYYYMM(`day`)",  # migration 7
     ),
     TableSpec(
         "ledger",
@@ -353,6 +361,11 @@ def sorting_key(table: TableSpec) -> str:
     return ", ".join(table.order_by)
 
 
+def partition_key(table: TableSpec) -> str:
+    """The table's partition key as ClickHouse reports it (``system.tables.partition_key``)."""
+    return (table.partition_by or "").replace("`", "")
+
+
 def create_table_sql(table: TableSpec, name: str | None = None) -> str:
     """Return the ``CREATE TABLE IF NOT EXISTS`` statement for one table (named ``name``)."""
     columns = ",\n".join(f"    {quote_identifier(c.name)} {c.type}" for c in table.columns)
@@ -361,9 +374,10 @@ def create_table_sql(table: TableSpec, name: str | None = None) -> str:
         engine += f"({quote_identifier(table.version_column)})"
     keys = [quote_identifier(k) for k in table.order_by]
     order_by = keys[0] if len(keys) == 1 else "(" + ", ".join(keys) + ")"
+    partition = f"\nPARTITION BY {table.partition_by}" if table.partition_by else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(name or table.name)}\n(\n{columns}\n)\n"
-        f"ENGINE = {engine}\nORDER BY {order_by}"
+        f"ENGINE = {engine}{partition}\nORDER BY {order_by}"
     )
 
 
@@ -411,6 +425,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "intervals keyed by (account_id, start, tier): the interval_id text column is gone",
         (),
         rebuild=("intervals",),
+    ),
+    Migration(
+        7,
+        "intervals and daily_usage partitioned by month: a month's reads read that month alone",
+        (),
+        rebuild=("intervals", "daily_usage"),
     ),
 )
 

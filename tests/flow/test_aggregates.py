@@ -305,12 +305,14 @@ def test_interval_sums_in_clickhouse_equal_the_polars_ones(zone: str, tmp_path: 
     with ClickHouseStore(f"chdb://{tmp_path}") as store:
         store.migrate()
         store.insert_rows("intervals", rows)
-        # The rows the job read before: intervals starting in the month, one row each.
+        # The rows the job read before: intervals starting on the window's local days (in the
+        # zone, not the column's), one row each.
         _, found = store.query(
             "SELECT account_id, toUnixTimestamp64Micro(`start`), toUnixTimestamp64Micro(`end`),"
-            " toInt64(kwh * 1000) FROM intervals FINAL WHERE toDate(`start`) >= {a:Date}"
-            " AND toDate(`start`) < {b:Date}",
-            {"a": first, "b": after},
+            " toInt64(kwh * 1000) FROM intervals FINAL"
+            " WHERE toDate(toTimeZone(`start`, {zone:String})) >= {a:Date}"
+            " AND toDate(toTimeZone(`start`, {zone:String})) < {b:Date}",
+            {"a": first, "b": after, "zone": zone},
         )
         hours = tables.interval_hours(store, first, after, zone)
         nights = tables.interval_nights(store, first, after, zone)

@@ -221,9 +221,10 @@ def test_intervals_rate_like_the_readings(billed, first, after, override) -> Non
     assert rated.equals(daily(aggregates.rated(expected, timeline, data)).sort(keys))
     assert set(rated["account_id"]) >= {"H2", "H3", "H4"}
     if zone == "Asia/Shanghai":
-        # Read from intervals: H2 and H3 as merged parts, H4's parts each on its own (its
-        # plan change); the readings give H1 (08:00 inside a part) and H6 (rebased) raw spans.
-        assert {"H2", "H3"} <= set(found.merged["account_id"])
+        # Read from intervals: H2, H3 and H6 (its rebase a gap in the parts) as merged parts,
+        # H4's parts each on its own (its plan change); the readings give H1 (08:00 inside a
+        # part) raw spans.
+        assert {"H2", "H3", "H6"} <= set(found.merged["account_id"])
         assert {"H2", "H3"}.isdisjoint(found.raw["account_id"])
         assert "H4" not in set(found.merged["account_id"])
         if first < date(2027, 1, 1):

@@ -54,8 +54,8 @@ def test_migration_3_upgrades_in_place(tmp_path: Path) -> None:
     with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
         _old_database(store)
         assert store.applied_migrations() == [1]
-        assert store.migrate() == [2, 3, 4, 5, 6]
-        assert store.applied_migrations() == [1, 2, 3, 4, 5, 6]
+        assert store.migrate() == [2, 3, 4, 5, 6, 7]
+        assert store.applied_migrations() == [1, 2, 3, 4, 5, 6, 7]
         assert store.migrate() == []
         _, rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
         names = {r[0] for r in rows}
@@ -76,7 +76,7 @@ def test_migration_3_upgrades_in_place(tmp_path: Path) -> None:
 
 def test_fresh_database_gets_everything_from_migration_1(tmp_path: Path) -> None:
     with ClickHouseStore(f"chdb://{tmp_path / 'ch'}") as store:
-        assert store.migrate() == [1, 2, 3, 4, 5, 6]
+        assert store.migrate() == [1, 2, 3, 4, 5, 6, 7]
         _, cols = store.query(
             "SELECT name FROM system.columns WHERE table = 'bills' "
             "AND database = currentDatabase() ORDER BY position"
