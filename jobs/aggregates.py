@@ -388,7 +388,7 @@ def _year_before(
     closed = ytd.join(base, on="account_id", how="left").select(
         "account_id", before=pl.col("ytd") - pl.col("base").fill_null(0)
     )
-    unclosed = accounts.to_frame().join(ytd, on="account_id", how="anti")
+    unclosed = accounts.to_frame("account_id").join(ytd, on="account_id", how="anti")
     if not unclosed.height:
         return closed
     summed = pl.DataFrame(
