@@ -43,6 +43,8 @@ from store.clickhouse import ClickHouseStore
 
 _I64 = pl.Int64()
 _IN_RANGE = "account_id BETWEEN {first:String} AND {last:String}"
+_SLICE = 5_000
+"""Account ids bound to one query at most (a query's parameters are sent with its text)."""
 
 
 @dataclass(frozen=True)
@@ -371,40 +373,45 @@ def _year_before(
     The stream's ``ytd_kwh`` of the day before the window is the year's opening base plus
     every part of the year up to that day's end (SPEC S14: a day closes before any later part
     is rated), so it gives the sum without reading the year's parts. An account whose day
-    before has not closed (no row) has its parts summed from ``intervals``.
+    before has not closed (no row) has its parts summed from ``intervals``, a slice of such
+    accounts at a time (their ids bound to the query).
     """
     schema = pl.Schema({"account_id": pl.String(), "before": _I64})
     eve = window.first - timedelta(days=1)
     if eve.year != window.first.year or not accounts.len():
         return pl.DataFrame(schema=schema)
+    wanted = accounts.to_frame("account_id")
     ytd = pl.DataFrame(
         store.query_arrow(
             "SELECT account_id, toInt64(ytd_kwh * 1000) AS ytd FROM daily_usage FINAL"
-            " WHERE day = {eve:Date} AND account_id IN {accounts:Array(String)}",
-            {"eve": eve, "accounts": accounts.to_list()},
+            " WHERE day = {eve:Date}",
+            {"eve": eve},
         )
     ).cast({"account_id": pl.String(), "ytd": _I64})
     base = opening.filter(pl.col("year") == window.first.year).select("account_id", "base")
-    closed = ytd.join(base, on="account_id", how="left").select(
-        "account_id", before=pl.col("ytd") - pl.col("base").fill_null(0)
-    )
-    unclosed = accounts.to_frame("account_id").join(ytd, on="account_id", how="anti")
-    if not unclosed.height:
-        return closed
-    summed = pl.DataFrame(
-        store.query_arrow(
-            "SELECT account_id, sum(toInt64(kwh * 1000)) AS before FROM intervals FINAL"
-            " WHERE account_id IN {accounts:Array(String)}"
-            " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
-            " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
-            {
-                "accounts": unclosed.get_column("account_id").to_list(),
-                "new_year": window.new_year,
-                "start": window.start,
-            },
+    found = [
+        ytd.join(wanted, on="account_id", how="semi")
+        .join(base, on="account_id", how="left")
+        .select("account_id", before=pl.col("ytd") - pl.col("base").fill_null(0))
+    ]
+    unclosed = wanted.join(ytd, on="account_id", how="anti").get_column("account_id").sort()
+    for first in range(0, unclosed.len(), _SLICE):
+        found.append(
+            pl.DataFrame(
+                store.query_arrow(
+                    "SELECT account_id, sum(toInt64(kwh * 1000)) AS before FROM intervals FINAL"
+                    " WHERE account_id IN {accounts:Array(String)}"
+                    " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
+                    " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
+                    {
+                        "accounts": unclosed.slice(first, _SLICE).to_list(),
+                        "new_year": window.new_year,
+                        "start": window.start,
+                    },
+                )
+            ).cast(schema)
         )
-    ).cast(schema)
-    return pl.concat([closed, summed])
+    return pl.concat(found)
 
 
 @dataclass(frozen=True)

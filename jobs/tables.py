@@ -238,14 +238,21 @@ def usage_before(store: ClickHouseStore, month: date) -> pl.DataFrame:
 
 
 def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.DataFrame:
-    """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``."""
+    """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``.
+
+    A slice of the accounts per query: their ids are bound to it.
+    """
     sql = (
         "SELECT account_id, argMax(toInt64(ytd_kwh * 1000), day) AS ytd_kwh"
         " FROM daily_usage FINAL WHERE account_id IN {accounts:Array(String)}"
         " AND day < {until:Date} GROUP BY account_id"
     )
-    params = {"accounts": accounts, "until": until}
-    return _frame(store, sql, {"account_id": _STR, "ytd_kwh": _I64}, params)
+    schema: dict[str, pl.DataType] = {"account_id": _STR, "ytd_kwh": _I64}
+    found = [
+        _frame(store, sql, schema, {"accounts": accounts[first : first + 5_000], "until": until})
+        for first in range(0, len(accounts), 5_000)
+    ]
+    return pl.concat(found) if found else pl.DataFrame(schema=schema)
 
 
 def days_with_usage(store: ClickHouseStore, first: date, last: date) -> int:

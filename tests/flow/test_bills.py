@@ -66,6 +66,15 @@ PAYMENTS = [
         "channel": "counter",
         "ts": "2026-04-01T08:00:00+08:00",
     },
+    # A1 pays in May, when its meter no longer reports: a bill without a day in the month.
+    {
+        "type": "topup",
+        "payment_id": "P3",
+        "account_id": "A1",
+        "amount": "100.00",
+        "channel": "counter",
+        "ts": "2026-05-05T09:00:00+08:00",
+    },
 ]
 READINGS = [
     _reading("M3", "2025-12-30T00:00:00+08:00", "0"),
@@ -125,14 +134,30 @@ def test_month_with_mid_month_open_topup_and_rebate(replayed: tuple[str, Path]) 
     assert (b["points_redeemed_yuan"], b["refund"]) == (D("0.00"), D("0.00"))
     # Opening 100.00; closing 100 + 500 + 30 − 16.14 = 613.86.
     assert (b["opening_balance"], b["closing_balance"]) == (D("100.00"), D("613.86"))
-    # Basic 500; daily: Mar 10 closes at 94.62 → 0, Mar 11 and 12 at 613.86 → 6 each.
-    assert (b["points_opening"], b["points_earned"], b["points_closing"]) == (0, 512, 512)
+    # Basic 500; daily: Mar 10 closes at 94.62 → 0, Mar 11 at 613.86 → 6, Mar 12 at the end
+    # of the replay, after May's top-up, at 713.86 → 7.
+    assert (b["points_opening"], b["points_earned"], b["points_closing"]) == (0, 513, 513)
     assert (b["ytd_kwh"], b["tier"], b["kwh_to_next_tier"]) == (D("30.000"), 1, D("2730.000"))
     assert b["avg_price"] == D("0.5380")  # 16.14 ÷ 30
     assert b["kwh_prev_month"] is None and b["kwh_same_month_last_year"] is None
     assert b["invoice_no"] == invoice_number("A1", date(2026, 3, 1))
     assert len(b["invoice_no"]) == 20 and b["invoice_no"].startswith("202603")
     assert b["bill_id"] == "A1:2026-03" and b["disconnections"] == 0
+
+
+def test_a_month_without_a_day_takes_the_ytd_of_the_last_one(replayed: tuple[str, Path]) -> None:
+    dsn, out = replayed
+    b = _bills(dsn, out, "2026-05", account="A1")["A1"]
+    assert (b["days"], b["kwh"], b["charge"], b["invoice_no"]) == (0, D("0.000"), D("0.00"), None)
+    # Its last day (12 March) ended at 30 kWh for the year: tier 1, 2730 kWh to tier 2.
+    assert (b["ytd_kwh"], b["tier"], b["kwh_to_next_tier"]) == (D("30.000"), 1, D("2730.000"))
+    # March closed at 613.86; no entry in April; a 100.00 top-up at the counter (no rebate).
+    assert (b["opening_balance"], b["topups"], b["closing_balance"]) == (
+        D("613.86"),
+        D("100.00"),
+        D("713.86"),
+    )
+    assert b["kwh_prev_month"] is None  # no bill in April
 
 
 def test_close_with_refund(replayed: tuple[str, Path]) -> None:
