@@ -351,13 +351,16 @@ def interval_nights(store: ClickHouseStore, start: date, end: date, zone: str) -
     start and end summed, W = kWh ÷ h × 1000 = milli × 3.6e9 ÷ µs rounded half up.
     """
     local = f"toTimeZone(`start`, {_zone_sql(zone)})"
+    # The night's filter after FINAL, in a query of its own: beside the window's condition it
+    # made FINAL read several times slower (its expression is not the key's).
     sql = (
         "SELECT account_id, day, min(watts) AS watts FROM ("
         f" SELECT account_id, toDate({local}) AS day,"
         " toUnixTimestamp64Micro(`end`) - toUnixTimestamp64Micro(`start`) AS length,"
         " if(length = 0, NULL, toInt64(intDiv(2 * toInt128(sum(toInt64(kwh * 1000)))"
         " * 3600000000 + length, 2 * toInt128(length)))) AS watts"
-        f" FROM intervals FINAL WHERE {_interval_window(start, end, zone)} AND toHour({local}) < 6"
+        " FROM (SELECT account_id, `start`, `end`, kwh FROM intervals FINAL"
+        f" WHERE {_interval_window(start, end, zone)}) WHERE toHour({local}) < 6"
         " GROUP BY account_id, `start`, `end`"
         ") GROUP BY account_id, day"
     )
