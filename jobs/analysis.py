@@ -32,6 +32,14 @@ def _median_twice(values: list[int]) -> int:
     return 2 * ordered[n // 2] if n % 2 else ordered[n // 2 - 1] + ordered[n // 2]
 
 
+def _anomaly_days(daily: list[int]) -> int:
+    """Days with kWh above twice the month's median day."""
+    if not daily:
+        return 0
+    twice_median = _median_twice(daily)
+    return sum(1 for m in daily if m > twice_median)
+
+
 def _hourly(hours: pl.DataFrame) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for aid, hour, milli in hours.select("account_id", "hour", "milli").iter_rows():
@@ -108,7 +116,7 @@ def analysis_rows(
                 if prev
                 else None
             ),
-            "anomaly_days": (sum(1 for m in daily if m > _median_twice(daily)) if daily else 0),
+            "anomaly_days": _anomaly_days(daily),
             "plan": plan,
             "charge": bill["charge"],
             "alt_plan": alternative.get(plan, ""),
