@@ -118,6 +118,33 @@ def merged(clickhouse: Path) -> None:
             quiet = quiet + 1 if rows[0][0] == 0 else 0
 
 
+def scan_floor(clickhouse: Path, month: str) -> float:
+    """Seconds for polars to read the month's rated parts from ``clickhouse`` and sum them.
+
+    The rows the month's bills and analysis are made of (``intervals`` under ``FINAL``, as
+    the job reads them), each account's kWh and parts summed: the floor of any month's run.
+    """
+    sys.path.insert(0, str(ROOT))
+    import polars as pl
+
+    from jobs import tables
+    from jobs.money import month_after
+    from store.clickhouse import ClickHouseStore
+
+    first = date.fromisoformat(f"{month}-01")
+    window = tables._interval_window(first, month_after(first), "Asia/Shanghai")
+    sql = (
+        "SELECT account_id, toUnixTimestamp64Micro(`start`) AS s,"
+        " toUnixTimestamp64Micro(`end`) AS e, toInt64(kwh * 1000) AS milli"
+        f" FROM intervals FINAL WHERE {window}"
+    )
+    with ClickHouseStore(f"chdb://{clickhouse}", create=False) as store:
+        started = time.perf_counter()
+        frame = pl.DataFrame(store.query_arrow(sql))
+        frame.group_by("account_id").agg(pl.col("milli").sum(), pl.len())
+        return time.perf_counter() - started
+
+
 def compare_bills(args: argparse.Namespace) -> None:
     """Rows-only `wattpay bills`, the baseline tree and this one taking turns, per size."""
     trees = {"before": Path(args.baseline).resolve(), "after": ROOT}
@@ -136,17 +163,26 @@ def compare_bills(args: argparse.Namespace) -> None:
                 print(f"{size} households, round {round_no}, {name}: {seconds:.2f} s")
                 key = (name, size)
                 best[key] = min(best.get(key, seconds), seconds)
+            seconds = scan_floor(layouts["after"], args.month)
+            print(f"{size} households, round {round_no}, polars scan of the month: {seconds:.2f} s")
+            best["scan", size] = min(best.get(("scan", size), seconds), seconds)
     sizes = sorted(bills)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print("| households | bills | before s | after s | after ÷ before |")
-    print("|---|---|---|---|---|")
+    print(
+        "| households | bills | before s | after s | after ÷ before | polars scan s"
+        " | after ÷ scan |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for size in sizes:
-        before, after = best["before", size], best["after", size]
-        print(f"| {size:,} | {bills[size]:,} | {before:.2f} | {after:.2f} | {after / before:.2f} |")
+        before, after, scan = best["before", size], best["after", size], best["scan", size]
+        print(
+            f"| {size:,} | {bills[size]:,} | {before:.2f} | {after:.2f} | {after / before:.2f} "
+            f"| {scan:.2f} | {after / scan:.1f} |"
+        )
     first, last = sizes[0], sizes[-1]
-    for name in trees:
+    for name in (*trees, "scan"):
         slope = (best[name, last] - best[name, first]) / (bills[last] - bills[first])
         fixed = best[name, first] - slope * bills[first]
         print(
