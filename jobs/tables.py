@@ -264,25 +264,6 @@ def days_with_usage(store: ClickHouseStore, first: date, last: date) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def ledger(store: ClickHouseStore) -> pl.DataFrame:
-    """Ledger entries: account_id, us, kind, amount (fen, signed), ref."""
-    sql = (
-        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us, toString(kind) AS kind,"
-        " toInt64(amount * 100) AS amount, ref FROM ledger FINAL"
-    )
-    schema = {"account_id": _STR, US: _I64, "kind": _STR, "amount": _I64, "ref": _STR}
-    return _frame(store, sql, schema)
-
-
-def points(store: ClickHouseStore) -> pl.DataFrame:
-    """Points entries: account_id, us, kind, points (signed)."""
-    sql = (
-        "SELECT account_id, toUnixTimestamp64Micro(ts) AS us, toString(kind) AS kind, points"
-        " FROM points_ledger FINAL"
-    )
-    return _frame(store, sql, {"account_id": _STR, US: _I64, "kind": _STR, "points": _I64})
-
-
 def accounts(store: ClickHouseStore) -> pl.DataFrame:
     """Latest account state: account_id, meter_id, plan, status, opening_balance (fen)."""
     sql = (
