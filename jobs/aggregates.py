@@ -162,6 +162,7 @@ WITH
             toInt64(energy_kwh * 1000) AS milli
         FROM readings FINAL
         WHERE {meter_filter}{range_filter} AND NOT has({{rebased:Array(String)}}, account_id)
+            AND ts >= fromUnixTimestamp64Micro({{history:Int64}})
     ),
     series AS (
         SELECT account_id, meter_id, lagInFrame(toNullable(us)) OVER w AS prev_us, us AS t1,
@@ -483,7 +484,12 @@ def _from_readings(  # noqa: PLR0913 - the window, its cuts, the rebases and the
         window.zone, clocks, _midnights_exist(window), selection.accounts, selection.meters
     )
     names = ("kind", "first", "last", "milli", "before")
-    rows = pl.DataFrame(store.query_arrow(sql, {**selection.params, "rebased": rebased})).cast(
+    params = {
+        **selection.params,
+        "rebased": rebased,
+        "history": _history_start(store, window, selection),
+    }
+    rows = pl.DataFrame(store.query_arrow(sql, params)).cast(
         {"account_id": pl.String(), **dict.fromkeys(names, _I64)}
     )
     merged = rows.filter(pl.col("kind") == 2).select(
@@ -508,6 +514,22 @@ def _from_readings(  # noqa: PLR0913 - the window, its cuts, the rebases and the
         )
         before = pl.concat([before, _before(series, window.new_year, window.start)])
     return merged, raw, before
+
+
+def _history_start(store: ClickHouseStore, window: Window, selection: _Selection) -> int:
+    """Epoch µs from which the selected readings hold every span that reaches into the year.
+
+    The earliest of the selected series' last readings at or before 1 January's midnight (0
+    when none has one): a span before it ends before the year, so the spans query reads the
+    years before its window no further back than that, not the meters' whole history.
+    """
+    _, rows = store.query(
+        "SELECT min(last) FROM (SELECT max(toUnixTimestamp64Micro(ts)) AS last FROM readings"
+        f" WHERE {selection.meters}{selection.accounts}"
+        " AND ts <= fromUnixTimestamp64Micro({new_year:Int64}) GROUP BY account_id, meter_id)",
+        {**selection.params, "new_year": window.new_year},
+    )
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def _assembled(
