@@ -43,8 +43,6 @@ from store.clickhouse import ClickHouseStore
 
 _I64 = pl.Int64()
 _IN_RANGE = "account_id BETWEEN {first:String} AND {last:String}"
-_SLICE = 5_000
-"""Account ids bound to one query at most (a query's parameters are sent with its text)."""
 
 
 @dataclass(frozen=True)
@@ -396,7 +394,7 @@ def _year_before(
         .select("account_id", before=pl.col("ytd") - pl.col("base").fill_null(0))
     ]
     unclosed = wanted.join(ytd, on="account_id", how="anti").get_column("account_id").sort()
-    for first in range(0, unclosed.len(), _SLICE):
+    for first in range(0, unclosed.len(), tables.ID_SLICE):
         found.append(
             pl.DataFrame(
                 store.query_arrow(
@@ -405,7 +403,7 @@ def _year_before(
                     " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
                     " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
                     {
-                        "accounts": unclosed.slice(first, _SLICE).to_list(),
+                        "accounts": unclosed.slice(first, tables.ID_SLICE).to_list(),
                         "new_year": window.new_year,
                         "start": window.start,
                     },

@@ -237,10 +237,14 @@ def usage_before(store: ClickHouseStore, month: date) -> pl.DataFrame:
     return _frame(store, sql, {"account_id": _STR, "bucket": _I64, "kwh": _I64}, params)
 
 
+ID_SLICE = 5_000
+"""Account ids bound to one query at most (a query's parameters are sent with its text)."""
+
+
 def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.DataFrame:
     """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``.
 
-    A slice of the accounts per query: their ids are bound to it.
+    `ID_SLICE` accounts per query: their ids are bound to it.
     """
     sql = (
         "SELECT account_id, argMax(toInt64(ytd_kwh * 1000), day) AS ytd_kwh"
@@ -249,8 +253,8 @@ def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.Dat
     )
     schema: dict[str, pl.DataType] = {"account_id": _STR, "ytd_kwh": _I64}
     found = [
-        _frame(store, sql, schema, {"accounts": accounts[first : first + 5_000], "until": until})
-        for first in range(0, len(accounts), 5_000)
+        _frame(store, sql, schema, {"accounts": accounts[first : first + ID_SLICE], "until": until})
+        for first in range(0, len(accounts), ID_SLICE)
     ]
     return pl.concat(found) if found else pl.DataFrame(schema=schema)
 
