@@ -388,29 +388,23 @@ def _year_before(
         )
     ).cast({"account_id": pl.String(), "ytd": _I64})
     base = opening.filter(pl.col("year") == window.first.year).select("account_id", "base")
-    found = [
+    closed = (
         ytd.join(wanted, on="account_id", how="semi")
         .join(base, on="account_id", how="left")
         .select("account_id", before=pl.col("ytd") - pl.col("base").fill_null(0))
-    ]
+    )
     unclosed = wanted.join(ytd, on="account_id", how="anti").get_column("account_id").sort()
-    for first in range(0, unclosed.len(), tables.ID_SLICE):
-        found.append(
-            pl.DataFrame(
-                store.query_arrow(
-                    "SELECT account_id, sum(toInt64(kwh * 1000)) AS before FROM intervals FINAL"
-                    " WHERE account_id IN {accounts:Array(String)}"
-                    " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
-                    " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
-                    {
-                        "accounts": unclosed.slice(first, tables.ID_SLICE).to_list(),
-                        "new_year": window.new_year,
-                        "start": window.start,
-                    },
-                )
-            ).cast(schema)
-        )
-    return pl.concat(found)
+    summed = tables.of_accounts(
+        store,
+        "SELECT account_id, sum(toInt64(kwh * 1000)) AS before FROM intervals FINAL"
+        " WHERE account_id IN {accounts:Array(String)}"
+        " AND `start` >= fromUnixTimestamp64Micro({new_year:Int64})"
+        " AND `start` < fromUnixTimestamp64Micro({start:Int64}) GROUP BY account_id",
+        {"account_id": pl.String(), "before": _I64},
+        {"new_year": window.new_year, "start": window.start},
+        unclosed.to_list(),
+    )
+    return pl.concat([closed, summed])
 
 
 @dataclass(frozen=True)

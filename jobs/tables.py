@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -162,16 +163,20 @@ THIS_MONTH, PREVIOUS_MONTH, YEAR_AGO, EARLIER = 0, -1, -12, -99
 month a year before, and every other month before it (`month_buckets`)."""
 
 
-def month_bounds(month: date, zone: str) -> dict[str, int]:
-    """Epoch µs of the local midnights that bound `month_buckets`' buckets of ``month``."""
-    firsts = {
+def month_firsts(month: date) -> dict[str, date]:
+    """The first days that bound the buckets of ``month`` (each bucket up to the next)."""
+    return {
         "year_ago": month_before(month, 12),
         "year_ago_end": month_before(month, 11),
         "previous": month_before(month),
         "start": month,
         "end": month_after(month),
     }
-    return {name: midnight_us(day, zone) for name, day in firsts.items()}
+
+
+def month_bounds(month: date, zone: str) -> dict[str, int]:
+    """Epoch µs of the local midnights that bound `month_buckets`' buckets of ``month``."""
+    return {name: midnight_us(day, zone) for name, day in month_firsts(month).items()}
 
 
 def _bucket_of(moment: str) -> str:
@@ -228,12 +233,7 @@ def usage_before(store: ClickHouseStore, month: date) -> pl.DataFrame:
         " OR (day >= {previous:Date} AND day < {start:Date})"
         " GROUP BY account_id, bucket"
     )
-    params: dict[str, object] = {
-        "year_ago": month_before(month, 12),
-        "year_ago_end": month_before(month, 11),
-        "previous": month_before(month),
-        "start": month,
-    }
+    params: dict[str, object] = dict(month_firsts(month))
     return _frame(store, sql, {"account_id": _STR, "bucket": _I64, "kwh": _I64}, params)
 
 
@@ -241,22 +241,30 @@ ID_SLICE = 5_000
 """Account ids bound to one query at most (a query's parameters are sent with its text)."""
 
 
-def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.DataFrame:
-    """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``.
+def of_accounts(
+    store: ClickHouseStore,
+    sql: str,
+    schema: dict[str, pl.DataType],
+    parameters: dict[str, object],
+    accounts: Sequence[str],
+) -> pl.DataFrame:
+    """``sql`` run for `ID_SLICE` of ``accounts`` at a time (bound as ``{accounts}``), joined."""
+    found = [
+        _frame(store, sql, schema, {**parameters, "accounts": list(accounts[i : i + ID_SLICE])})
+        for i in range(0, len(accounts), ID_SLICE)
+    ]
+    return pl.concat(found) if found else pl.DataFrame(schema=schema)
 
-    `ID_SLICE` accounts per query: their ids are bound to it.
-    """
+
+def last_ytd(store: ClickHouseStore, until: date, accounts: list[str]) -> pl.DataFrame:
+    """account_id, ytd_kwh (milli) of each account's last ``daily_usage`` row before ``until``."""
     sql = (
         "SELECT account_id, argMax(toInt64(ytd_kwh * 1000), day) AS ytd_kwh"
         " FROM daily_usage FINAL WHERE account_id IN {accounts:Array(String)}"
         " AND day < {until:Date} GROUP BY account_id"
     )
     schema: dict[str, pl.DataType] = {"account_id": _STR, "ytd_kwh": _I64}
-    found = [
-        _frame(store, sql, schema, {"accounts": accounts[first : first + ID_SLICE], "until": until})
-        for first in range(0, len(accounts), ID_SLICE)
-    ]
-    return pl.concat(found) if found else pl.DataFrame(schema=schema)
+    return of_accounts(store, sql, schema, {"until": until}, accounts)
 
 
 def days_with_usage(store: ClickHouseStore, first: date, last: date) -> int:
