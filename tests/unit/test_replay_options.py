@@ -6,12 +6,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bus.ports import free_port
-from pipelines.cluster import is_listening, wait_for_first
+from pipelines.cluster import Follower, is_listening, wait_for_first
+from simulate.example import write_example
 from wattpay.cli import main
 
 WATTPAY = [sys.executable, "-m", "wattpay.cli"]
@@ -125,3 +127,50 @@ sys.exit(2)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stderr) == (2, "")
+
+
+def test_a_forked_follower_is_polled_waited_for_and_killed_as_a_popen_is() -> None:
+    exits = Follower(_forked(lambda: os._exit(3)))
+    assert exits.wait() == 3
+    assert exits.poll() == 3  # reaped once; asked again, the same code
+    exits.kill()  # ended and waited for: nothing to end, no error
+
+    sleeps = Follower(_forked(lambda: time.sleep(60)))
+    assert sleeps.poll() is None
+    sleeps.kill()
+    assert sleeps.wait() == -signal.SIGKILL
+
+
+def _forked(body: Callable[[], object]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            body()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def test_a_follower_that_dies_ends_the_replay_with_its_code(tmp_path: Path) -> None:
+    # Every process of a cluster but the first is forked from it; the first's watchdog
+    # notices one that dies while the flow runs, ends the others and says which.
+    write_example(tmp_path / "input", households=200, days=20, seed=3)
+    first = subprocess.Popen(
+        [*WATTPAY, "replay", str(tmp_path / "input"), "--processes", "3", "--quiet"],
+        env={**os.environ, "WATTPAY_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        children = Path(f"/proc/{first.pid}/task/{first.pid}/children")
+        deadline = time.monotonic() + 60
+        while len(followers := children.read_text().split()) < 2:  # noqa: PLR2004 - two followers
+            assert time.monotonic() < deadline, "the followers did not start"
+            time.sleep(0.005)
+        os.kill(int(followers[0]), signal.SIGKILL)
+        _, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 1
+    assert "replay process 1 exited with code -9" in err
+    assert _processes_naming(str(tmp_path)) == []

@@ -2,6 +2,6 @@
 
 import sys
 
-from wattpay.cli import main
+from wattpay.cli import program
 
-sys.exit(main())
+sys.exit(program())
