@@ -93,6 +93,10 @@ def start_followers(
     """
     if args.process_id is not None or args.processes == 1:
         return None
+    if threading.active_count() > 1:
+        # A fork copies one thread: a lock another thread held would stay held in the child.
+        msg = "a replay cluster starts from a process without threads: run `wattpay replay`"
+        raise RuntimeError(msg)
     # Imported once, for every process forked below.
     import bytewax.run  # noqa: F401
 

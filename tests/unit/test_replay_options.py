@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -174,3 +175,29 @@ def test_a_follower_that_dies_ends_the_replay_with_its_code(tmp_path: Path) -> N
     assert first.returncode == 1
     assert "replay process 1 exited with code -9" in err
     assert _processes_naming(str(tmp_path)) == []
+
+
+def test_a_cluster_is_not_forked_from_a_process_with_other_threads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "readings.jsonl").write_text("{}\n", encoding="utf-8")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        code = main(
+            [
+                "replay",
+                str(tmp_path),
+                "--processes",
+                "2",
+                "--clickhouse",
+                f"chdb://{tmp_path / 'ch'}",
+            ]
+        )
+    finally:
+        release.set()
+        other.join()
+    assert code == 1
+    assert "starts from a process without threads" in capsys.readouterr().err
+    assert not (tmp_path / "ch").exists()  # refused before anything was opened
