@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_harness import FIRST_START_ATTEMPTS, PORT_TAKEN, free_ports, wait_until
+from tests.live_harness import free_ports, start_up, wait_until
 from tests.paths import REPO
 
 pytestmark = pytest.mark.live
@@ -39,48 +39,19 @@ def shell(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-def _start_up(
-    up_line: str, work: Path, log_path: Path
-) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """Run the README's ``up`` line in ``work`` until it is up; the process and its environment.
-
-    Only the environment moves its ports to free ones; one that another test took meanwhile
-    makes ``up`` end while starting, and it is started again on new ones, as the harness's
-    first starts are (``FIRST_START_ATTEMPTS``).
-    """
-    state_file = work / ".wattpay" / "up.json"
-    for attempt in range(1, FIRST_START_ATTEMPTS + 1):
-        ports = free_ports()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "WATTPAY_QUERY_PORT": str(ports["query"]),
-            "WATTPAY_METRICS_PORT": str(ports["metrics"]),
-            "WATTPAY_BILLING_METRICS_PORT": str(ports["billing"]),
-            "WATTPAY_WEB_PORT": str(ports["web"]),
-        }
-        for name in ("WATTPAY_BROKERS", "WATTPAY_CLICKHOUSE_DSN", "WATTPAY_CONFIG"):
-            env.pop(name, None)
-        with log_path.open("wb") as log:
-            up = subprocess.Popen(
-                ["bash", "-c", up_line],
-                cwd=work,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(
-            lambda: state_file.exists() or up.poll() is not None,  # noqa: B023 - this loop's
-            90,
-            "wattpay up to start",
-        )
-        if up.poll() is None:
-            return up, env
-        said = log_path.read_text(encoding="utf-8", errors="replace")
-        if PORT_TAKEN not in said or attempt == FIRST_START_ATTEMPTS:
-            break
-    raise AssertionError(f"wattpay up ended while starting:\n{said[-3000:]}")
+def _environment(ports: dict[str, int]) -> dict[str, str]:
+    """The environment of the README's commands, with ``up``'s ports moved to ``ports``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "WATTPAY_QUERY_PORT": str(ports["query"]),
+        "WATTPAY_METRICS_PORT": str(ports["metrics"]),
+        "WATTPAY_BILLING_METRICS_PORT": str(ports["billing"]),
+        "WATTPAY_WEB_PORT": str(ports["web"]),
+    }
+    for name in ("WATTPAY_BROKERS", "WATTPAY_CLICKHOUSE_DSN", "WATTPAY_CONFIG"):
+        env.pop(name, None)
+    return env
 
 
 def test_the_live_example_works_as_printed(tmp_path: Path) -> None:
@@ -89,7 +60,25 @@ def test_the_live_example_works_as_printed(tmp_path: Path) -> None:
     assert not any("kcat" in line for line in commands)  # needs a newer librdkafka than Debian's
     (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     log_path = tmp_path / "up.log"
-    up, env = _start_up(up_line, tmp_path, log_path)
+    starts: list[int] = []  # where each start's output begins in the log
+
+    def launch(ports: dict[str, int]) -> subprocess.Popen[bytes]:
+        starts.append(log_path.stat().st_size if log_path.exists() else 0)
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                ["bash", "-c", up_line],
+                cwd=tmp_path,
+                env=_environment(ports),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    # A port another test took meanwhile makes `up` end while starting: new ones, as the
+    # harness's first starts do.
+    state_file = tmp_path / ".wattpay" / "up.json"
+    up, ports = start_up(launch, free_ports(), log_path, state_file, 90, first=True)
+    env = _environment(ports)
     try:
         *steps, query = commands
         said = []
@@ -115,6 +104,6 @@ def test_the_live_example_works_as_printed(tmp_path: Path) -> None:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGINT)
             up.wait(90)
-    output = log_path.read_text(encoding="utf-8", errors="replace")
+    output = log_path.read_bytes()[starts[-1] :].decode("utf-8", errors="replace")
     assert output.startswith("wattpay is up\n"), output[:500]
     assert RAW_LIBRDKAFKA_LINE.search(output) is None, output[:2000]
