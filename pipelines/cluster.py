@@ -10,6 +10,7 @@ instead of leaving the others waiting for it.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from bytewax.dataflow import Dataflow
 
@@ -115,11 +117,12 @@ def start_followers(
 
 def _fork(command: Callable[[Sequence[str]], int], arguments: list[str]) -> int:
     """A child process that runs ``command(arguments)`` and ends with its code; its pid."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flushed()  # or the child would write what this process had buffered too
+    first = os.getpid()
     pid = os.fork()
     if pid:
         return pid
+    _end_with(first)
     code = 1
     try:
         code = command(arguments)
@@ -130,9 +133,46 @@ def _fork(command: Callable[[Sequence[str]], int], arguments: list[str]) -> int:
     finally:
         # This process's interpreter, and whatever the first process left in it, is not
         # torn down: only the flushed output matters.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        end_now(code)
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+
+
+def _end_with(first: int) -> None:
+    """Have this follower end with the first process, whenever and however that ends.
+
+    On Linux the kernel kills it then (``PR_SET_PDEATHSIG``): once it has joined the
+    cluster, or while it connects to a first process that has just listened, nothing else
+    would end it (Bytewax retries a connection for ever). If the first process has already
+    ended, so does this one. Elsewhere ``wait_for_first`` still ends it before it joins.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != first:
+        end_now(1)
+
+
+def end_now(code: int) -> NoReturn:
+    """End this process at once with ``code``, its output flushed and nothing torn down.
+
+    An output that is closed, or whose reader has gone, cannot be flushed: the process then
+    ends with 120 unless ``code`` already says it failed, as the interpreter's own exit does.
+    """
+    os._exit(code if _flushed() else code or 120)
+
+
+def _flushed() -> bool:
+    """Flush this process's output; False if a stream there could not be flushed."""
+    flushed = True
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            flushed = False
+    return flushed
 
 
 def run_replay_cluster(flow: Dataflow, args: argparse.Namespace, cluster: Cluster | None) -> None:
@@ -242,9 +282,8 @@ def _end_if_one_fails(cluster: Cluster) -> None:
                 print(
                     f"wattpay replay: replay process {index} exited with code {code}",
                     file=sys.stderr,
-                    flush=True,
                 )
-                os._exit(1)
+                end_now(1)
         if all(follower.poll() == 0 for follower in followers):
             return
         time.sleep(0.2)

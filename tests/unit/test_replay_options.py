@@ -97,8 +97,8 @@ def test_followers_end_when_the_first_process_dies_before_it_listens(tmp_path: P
         while not [pid for pid in _processes_naming(str(tmp_path)) if pid != first.pid]:
             assert time.monotonic() < deadline, "no follower started"
             time.sleep(0.01)
-        # Killed right after it started its follower, which is still starting: the follower
-        # must not wait for a first process that will never listen.
+        # Killed right after it forked its follower: before it listens, or while the follower
+        # connects to it. The follower must not wait for a first process that is gone.
         first.kill()
         first.wait(timeout=30)
         deadline = time.monotonic() + 30
@@ -201,3 +201,59 @@ def test_a_cluster_is_not_forked_from_a_process_with_other_threads(
     assert code == 1
     assert "starts from a process without threads" in capsys.readouterr().err
     assert not (tmp_path / "ch").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_replay_with_its_output_closed_still_bills_and_ends_well(
+    tmp_path: Path, processes: str
+) -> None:
+    # A replay ends its processes at once, its output flushed: an output the process was
+    # started without (a descriptor closed) is no stream to flush, and no failure.
+    write_example(tmp_path / "input", households=2, days=1, seed=1)
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    replay = [*WATTPAY, "replay", str(tmp_path / "input"), "--processes", processes]
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "replay", *replay, "--clickhouse", dsn],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    counted = subprocess.run(
+        [*WATTPAY, "sql", "SELECT count() FROM readings", "--clickhouse", dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert int(counted.stdout.split()[-1]) > 0
+
+
+def test_a_forked_follower_ends_with_its_first_process_whenever_that_dies() -> None:
+    # Once a follower has seen the first process listen, nothing of its own would notice
+    # that process die (Bytewax retries its connection for ever): the kernel ends it then.
+    script = """
+import os, signal, time
+from pipelines.cluster import _fork
+print(_fork(lambda arguments: time.sleep(60) or 0, []), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    # The follower holds the output pipe: it closes when the follower has ended too.
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == -signal.SIGKILL
+    follower = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(follower):
+        assert time.monotonic() < deadline, "the follower outlived its first process"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an ended process not yet reaped is a zombie: not alive)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status

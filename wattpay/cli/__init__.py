@@ -97,6 +97,8 @@ def _ready_or_end(
     prepared: Future[ClickHouseStore],
 ) -> None:
     """The store for the sink, or, if it could not be prepared, the end of the replay."""
+    from pipelines.cluster import end_now
+
     failure = prepared.exception()
     if failure is None:
         ready.set_result(prepared.result())
@@ -108,8 +110,7 @@ def _ready_or_end(
         code = 1
     else:
         code = report_failure("wattpay replay", failure)
-    sys.stderr.flush()
-    os._exit(code)  # the flow is running on the main thread: nothing else would end it
+    end_now(code)  # the flow is running on the main thread: nothing else would end it
 
 
 def _replay_flow(
@@ -478,9 +479,9 @@ def program() -> int:
     args = build_parser().parse_args()
     code = _run(args)
     if args.command == "replay":
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        from pipelines.cluster import end_now
+
+        end_now(code)
     return code
 
 
